@@ -1,0 +1,94 @@
+#!/bin/sh
+# One entry point for a fresh machine: installs what slapos needs, then does the job.
+#
+#   ./dev.sh demo [DIR]    local master + node deploying the demo instance (no root needed)
+#   ./dev.sh test [ARGS]   the whole test suite (pytest ARGS)
+#   ./dev.sh setup         only install
+#
+# Installs: Debian packages (when root and missing), a virtualenv in .venv made from
+# Debian's /usr/bin/python3 (partition users must be able to run the node's Python), and,
+# for interoperability tests, slapos.core 1.26.1 in its own Python 3.12 virtualenv.
+set -eu
+cd "$(dirname "$0")"
+HERE=$(pwd)
+VENV=${SLAPOS_VENV:-$HERE/.venv}
+UPSTREAM_VENV=${SLAPOS_UPSTREAM_VENV:-/opt/slapos-dev/upstream-1.26.1}
+DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libffi-dev iproute2 procps bash"
+
+say() { printf '%s\n' "dev.sh: $*" >&2; }
+
+install_debian() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  missing=""
+  for p in $DEBIAN_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  done
+  [ -z "$missing" ] && return 0
+  say "installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq $missing >/dev/null
+}
+
+install_venv() {
+  stamp="$VENV/.slapos-setup-stamp"
+  want=$(cat setup.cfg setup.py | md5sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV from /usr/bin/python3"
+    /usr/bin/python3 -m venv "$VENV"
+  fi
+  say "installing slapos and its dependencies into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+  "$VENV/bin/python" -m pip install -q -e ".[test,console]"
+  echo "$want" > "$stamp"
+}
+
+install_upstream() {
+  # slapos.core 1.26.1 is a test peer only; its node commands need Python >= 3.12.
+  [ -x "$UPSTREAM_VENV/bin/slapos" ] && return 0
+  py312=""
+  for candidate in python3.12 "$HOME/.pyenv/versions/3.12.1/bin/python3.12" /root/.pyenv/versions/3.12.1/bin/python3.12; do
+    if command -v "$candidate" >/dev/null 2>&1; then py312=$(command -v "$candidate"); break; fi
+    if [ -x "$candidate" ]; then py312=$candidate; break; fi
+  done
+  if [ -z "$py312" ]; then
+    say "no Python 3.12 found: interoperability tests with slapos.core 1.26.1 will be skipped"
+    return 0
+  fi
+  say "installing slapos.core 1.26.1 into $UPSTREAM_VENV (interoperability tests)"
+  mkdir -p "$(dirname "$UPSTREAM_VENV")"
+  "$py312" -m venv "$UPSTREAM_VENV"
+  "$UPSTREAM_VENV/bin/pip" install -q 'slapos.core==1.26.1' 'slapos.libnetworkcache' 2>&1 | grep -v '^WARNING: Location' || true
+  [ -x "$UPSTREAM_VENV/bin/slapos" ] || say "warning: slapos.core 1.26.1 did not install"
+}
+
+setup() {
+  install_debian
+  install_venv
+  install_upstream
+}
+
+cmd=${1:-help}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup)
+    setup ;;
+  test)
+    setup
+    export SLAPOS_UPSTREAM_VENV="$UPSTREAM_VENV"
+    set +e
+    "$VENV/bin/python" -m pytest "$@"
+    rc=$?
+    set -e
+    if [ "$rc" = 5 ]; then say "no test ran: that is a failure"; exit 1; fi
+    exit "$rc" ;;
+  demo)
+    setup
+    exec "$VENV/bin/python" -m slapos.demo "$@" ;;
+  *)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2 ;;
+esac

@@ -1,0 +1,375 @@
+"""What every command shares: the Context, global options, --cfg, root checks.
+
+Import-light: standard library and slapos.errors / slapos.config only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+from slapos.errors import NotImplementedYetError, NotRootError, UnknownCommandError
+
+if TYPE_CHECKING:
+    from slapos.config import ClientConfig, NodeConfig
+    from slapos.system import Clock, Runner
+
+Handler = Callable[[argparse.Namespace, "Context"], int]
+
+NODE_CFG_HELP = "SlapOS configuration file (default: $SLAPOS_CONFIGURATION or /etc/opt/slapos/slapos.cfg)"
+CLIENT_CFG_HELP = (
+    "SlapOS configuration file (default: $SLAPOS_CLIENT_CONFIGURATION or "
+    "~/.slapos/slapos-client.cfg)"
+)
+
+
+@dataclass
+class Context:
+    """The world a command runs in. Production values are built once, here."""
+
+    stdout: TextIO
+    stderr: TextIO
+    stdin: TextIO
+    environ: Mapping[str, str]
+    euid: int
+    runner: Runner
+    clock: Clock
+    cwd: Path = field(default_factory=Path.cwd)
+
+    @classmethod
+    def from_process(cls) -> Context:
+        from slapos.system import SubprocessRunner, SystemClock
+
+        return cls(
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            stdin=sys.stdin,
+            environ=os.environ,
+            euid=os.geteuid(),
+            runner=SubprocessRunner(),
+            clock=SystemClock(),
+        )
+
+    @classmethod
+    def for_test(
+        cls,
+        tmp_path: Path,
+        *,
+        environ: Mapping[str, str] | None = None,
+        euid: int | None = None,
+        runner: Runner | None = None,
+        clock: Clock | None = None,
+        stdin: str = "",
+    ) -> Context:
+        from slapos.system import SubprocessRunner, SystemClock
+
+        env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env.update(environ or {})
+        return cls(
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+            stdin=io.StringIO(stdin),
+            environ=env,
+            euid=os.geteuid() if euid is None else euid,
+            runner=runner or SubprocessRunner(),
+            clock=clock or SystemClock(),
+            cwd=tmp_path,
+        )
+
+    @property
+    def is_root(self) -> bool:
+        return self.euid == 0
+
+    # ---- configuration --------------------------------------------------------------
+    def expand(self, path: str) -> Path:
+        """Expand `~` against this context's HOME."""
+        if path.startswith("~"):
+            home = self.environ.get("HOME") or os.path.expanduser("~")
+            path = home + path[1:]
+        return Path(path)
+
+    def node_config_path(self, cfg: str | None) -> Path:
+        from slapos.config import NODE_CONFIG_DEFAULT, NODE_CONFIG_ENV
+
+        if cfg is not None:
+            return self.expand(cfg)
+        if NODE_CONFIG_ENV in self.environ:
+            return self.expand(self.environ[NODE_CONFIG_ENV])
+        return Path(NODE_CONFIG_DEFAULT)
+
+    def client_config_path(self, cfg: str | None) -> Path:
+        from slapos.config import CLIENT_CONFIG_DEFAULT, CLIENT_CONFIG_ENV, CLIENT_CONFIG_LEGACY
+
+        if cfg is not None:
+            return self.expand(cfg)
+        if CLIENT_CONFIG_ENV in self.environ:
+            return self.expand(self.environ[CLIENT_CONFIG_ENV])
+        path = self.expand(CLIENT_CONFIG_DEFAULT)
+        legacy = self.expand(CLIENT_CONFIG_LEGACY)
+        if not path.exists() and legacy.exists():
+            return legacy
+        return path
+
+    def node_config(
+        self, args: argparse.Namespace, overrides: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> NodeConfig:
+        """Load slapos.cfg for a node command, with command-line overrides."""
+        import logging
+
+        from slapos.config import load_node_config
+
+        path = self.node_config_path(getattr(args, "cfg", None))
+        logging.getLogger("slapos.cli").debug("Loading config: %s", path)
+        return load_node_config(path, overrides, **kwargs)
+
+    def client_config(self, args: argparse.Namespace, master_url: str | None = None) -> ClientConfig:
+        """Load slapos-client.cfg for a client command."""
+        import logging
+
+        from slapos.config import load_client_config
+
+        path = self.client_config_path(getattr(args, "cfg", None))
+        logging.getLogger("slapos.cli").debug("Loading config: %s", path)
+        return load_client_config(path, master_url=master_url)
+
+    def require_root(self, root_check: bool = True) -> None:
+        """Refuse to go on unless root (exit 5), when `root_check` says to check."""
+        if root_check and not self.is_root:
+            raise NotRootError(
+                "this slapos command must be run as root "
+                "(or set root_check = false in [slapos] of the configuration)"
+            )
+
+
+# ---- argument parsing ---------------------------------------------------------------
+
+
+class ParserExit(Exception):
+    """argparse wanted to exit (after --help, --version or a usage error)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    words: tuple[str, ...]
+    group: str
+    help: str
+    parser: argparse.ArgumentParser
+    hidden: bool = False
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.words)
+
+
+class SlapOSArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, and says "unknown command" with exit 5."""
+
+    commands: list[CommandInfo]
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise ParserExit(status)
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument COMMAND: invalid choice"):
+            word = message.split("invalid choice: ", 1)[1].split("'")[1]
+            words = [*self.prog.split()[1:], word]
+            raise UnknownCommandError(
+                f"the command '{' '.join(words)}' does not exist (see 'slapos --help')"
+            )
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, root: bool = False) -> None:
+    """-v/-q/--debug/--log-file/--log-color/--log-time, valid before or after the command.
+
+    The root parser holds the defaults; every other parser re-adds the options with
+    SUPPRESS defaults so that the innermost value wins and absent ones do not reset it.
+    """
+    d: Any = (lambda value: value) if root else (lambda value: argparse.SUPPRESS)
+    group: Any = parser
+    if not root:
+        # Accepted at every depth, documented once in `slapos --help`.
+        group = _HiddenHelp(parser)
+    excl = group.add_mutually_exclusive_group()
+    excl.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=d(0),
+        help="Increase verbosity of output. Can be repeated.",
+    )
+    excl.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=d(False),
+        help="Suppress output except warnings and errors.",
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=d(False), help="Show tracebacks on errors."
+    )
+    group.add_argument(
+        "--log-file",
+        "--logfile",
+        "--log_file",
+        dest="log_file",
+        metavar="LOG_FILE",
+        default=d(None),
+        help="Specify a file to log output (default: console only)",
+    )
+    group.add_argument(
+        "--log-color",
+        dest="log_color",
+        action="store_const",
+        const=True,
+        default=d(None),
+        help="Colored log output in console (stripped if redirected)",
+    )
+    group.add_argument(
+        "--no-log-color",
+        dest="log_color",
+        action="store_const",
+        const=False,
+        default=d(None),
+        help="Never colour the console log",
+    )
+    group.add_argument(
+        "--log-time",
+        dest="log_time",
+        action="store_const",
+        const=True,
+        default=d(True),
+        help="Include timestamp in console log (the default)",
+    )
+    group.add_argument(
+        "--no-log-time",
+        dest="log_time",
+        action="store_const",
+        const=False,
+        default=d(True),
+        help="Leave the timestamp out of console log lines",
+    )
+
+
+class _HiddenHelp:
+    """Adds arguments with their help suppressed (global options on sub-commands)."""
+
+    def __init__(self, parser: Any) -> None:
+        self.parser = parser
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["help"] = argparse.SUPPRESS
+        return self.parser.add_argument(*args, **kwargs)
+
+    def add_mutually_exclusive_group(self) -> _HiddenHelp:
+        # Not a real exclusive group: argparse's usage formatter asserts on groups whose
+        # members are all hidden. The root parser enforces -v/-q exclusivity.
+        return self
+
+
+GLOBAL_EPILOG = "Global options (-v, -q, --debug, --log-file ...) work here too: see 'slapos --help'."
+
+
+def add_command(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    root: SlapOSArgumentParser,
+    words: tuple[str, ...],
+    *,
+    group: str,
+    help: str,
+    description: str | None = None,
+    hidden: bool = False,
+) -> SlapOSArgumentParser:
+    """Add one leaf command and record it for the grouped listing and completion."""
+    parser: SlapOSArgumentParser = sub.add_parser(
+        words[-1],
+        help=None if hidden else help,
+        description=description or help,
+        prog="slapos " + " ".join(words),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=GLOBAL_EPILOG,
+    )
+    add_global_options(parser)
+    root.commands.append(CommandInfo(words, group, help, parser, hidden))
+    return parser
+
+
+def add_group(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    *,
+    help: str,
+    prefix: tuple[str, ...] = (),
+) -> tuple[SlapOSArgumentParser, argparse._SubParsersAction]:  # type: ignore[type-arg]
+    """A command group (`node`, `service`, ...): a parser whose only argument is a sub-command."""
+    words = (*prefix, name)
+    parser: SlapOSArgumentParser = sub.add_parser(
+        name, help=help, description=help, prog="slapos " + " ".join(words), epilog=GLOBAL_EPILOG
+    )
+    add_global_options(parser)
+    child = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    parser.set_defaults(handler=group_help(parser))
+    return parser, child
+
+
+def group_help(parser: argparse.ArgumentParser) -> Handler:
+    def show(args: argparse.Namespace, ctx: Context) -> int:
+        ctx.stdout.write(parser.format_help())
+        return 0
+
+    return show
+
+
+def add_node_cfg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg", help=NODE_CFG_HELP)
+
+
+def add_client_cfg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg", help=CLIENT_CFG_HELP)
+
+
+def not_implemented(name: str) -> Handler:
+    """A handler for a command whose engine is not built yet: exit 1, never a silent success."""
+
+    def handler(args: argparse.Namespace, ctx: Context) -> int:
+        raise NotImplementedYetError(f"'{name}' is not implemented yet")
+
+    return handler
+
+
+def str2bool(value: str) -> bool:
+    """`True`/`False` as upstream's --alter_user and --alter_network take them."""
+    text = value.strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def key_value_list(items: list[str] | None, what: str) -> dict[str, str]:
+    """`a=1 b=x=y` -> {'a': '1', 'b': 'x=y'}; used by --parameters and --node."""
+    from slapos.errors import UsageError
+
+    result: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what}: {item!r} is not of the form key=value")
+        if key in result:
+            raise UsageError(f"{what}: multiple values provided for the same key {key!r}")
+        result[key] = value
+    return result

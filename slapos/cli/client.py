@@ -1,0 +1,168 @@
+"""Client commands: request, supply, remove, service list|info, computer list|info|token,
+configure client. They read slapos-client.cfg and talk to the master through slapos.slap.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from slapos.cli._common import (
+    SlapOSArgumentParser,
+    add_client_cfg,
+    add_command,
+    add_group,
+    not_implemented,
+)
+
+SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="output format: human-readable text (default) or JSON for scripts",
+    )
+
+
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
+    p = add_command(
+        sub,
+        root,
+        ("request",),
+        group="client",
+        help="request an instance and get status and parameters of instance",
+    )
+    add_client_cfg(p)
+    p.add_argument("reference", help="Your instance reference (for now it is its title)")
+    p.add_argument("software_url", help="Your software url (or an alias, or product.NAME)")
+    p.add_argument(
+        "--node",
+        nargs="+",
+        metavar="NODE",
+        help="Node request option 'option1=value1 option2=value2' (i.e. computer_guid=COMP-1234)",
+    )
+    p.add_argument("--type", help="Software type to be requested")
+    p.add_argument("--state", help="State of the requested instance")
+    p.add_argument("--slave", action="store_true", help="Ask for a slave instance")
+    p.add_argument(
+        "--force-serialisation",
+        choices=("xml", "json-in-xml"),
+        help="Enforce serialisation of instance parameters when using --parameters-file",
+    )
+    params = p.add_mutually_exclusive_group()
+    params.add_argument(
+        "--parameters",
+        "--configuration",
+        nargs="+",
+        metavar="PARAMETERS",
+        help="Instance parameters, in the form 'option1=value1 option2=value2'.",
+    )
+    params.add_argument(
+        "--parameters-file",
+        metavar="PARAMETERS_FILE",
+        help="Instance parameters, in a file. The file will be interpreted as json, yaml or "
+        "xml depending on the file extension.",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the instance is ready, showing progress, then print its connection "
+        "parameters",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="with --wait, give up after this many seconds (default: 600)",
+    )
+    add_format_option(p)
+    p.set_defaults(handler=not_implemented("request"))
+
+    for name, desc, state in (
+        ("supply", "supply a Software to a node", "available"),
+        ("remove", "remove a Software from a node", "destroyed"),
+    ):
+        p = add_command(sub, root, (name,), group="client", help=desc)
+        add_client_cfg(p)
+        p.add_argument("software_url", help="Your software url (or an alias, or product.NAME)")
+        p.add_argument("node", help="Target node")
+        p.set_defaults(handler=not_implemented(name), software_state=state)
+
+    _, service = add_group(sub, "service", help="manage your services (instances)")
+    for words, hidden in ((("service",), False), ((), True)):
+        target = service if words else sub
+        p = add_command(
+            target,
+            root,
+            (*words, "list"),
+            group="client",
+            help="List the title of all your slapos services",
+            hidden=hidden,
+        )
+        add_client_cfg(p)
+        add_format_option(p)
+        p.set_defaults(handler=not_implemented("service list"))
+        p = add_command(
+            target,
+            root,
+            (*words, "info"),
+            group="client",
+            help="get status, software_release and parameters of an instance",
+            hidden=hidden,
+        )
+        add_client_cfg(p)
+        p.add_argument("reference", help="Your instance reference (for now it is its title)")
+        p.add_argument("--news", action="store_true", help="Include raw news in output")
+        add_format_option(p)
+        p.set_defaults(handler=not_implemented("service info"))
+
+    _, computer = add_group(sub, "computer", help="manage your computers (nodes)")
+    p = add_command(
+        computer, root, ("computer", "list"), group="client", help="List all available compute nodes"
+    )
+    add_client_cfg(p)
+    add_format_option(p)
+    p.set_defaults(handler=not_implemented("computer list"))
+    p = add_command(
+        computer, root, ("computer", "info"), group="client", help="get information of an computer"
+    )
+    add_client_cfg(p)
+    p.add_argument("reference", help="Your computer reference")
+    add_format_option(p)
+    p.set_defaults(handler=not_implemented("computer info"))
+    p = add_command(
+        computer, root, ("computer", "token"), group="client", help="get token for setup a computer"
+    )
+    add_client_cfg(p)
+    add_format_option(p)
+    p.set_defaults(handler=not_implemented("computer token"))
+
+
+def register_configure_client(sub: SubParsers, root: SlapOSArgumentParser) -> None:
+    """`configure client`, added to the `configure` group by slapos.cli.configure."""
+    p = add_command(
+        sub,
+        root,
+        ("configure", "client"),
+        group="client",
+        help="configure slapos client with an existing account",
+    )
+    add_client_cfg(p)
+    p.add_argument(
+        "--master-url",
+        default="https://slap.vifib.com",
+        help="URL of SlapOS Master REST API (default: %(default)s)",
+    )
+    p.add_argument(
+        "--master-url-web",
+        default="https://panel.rapid.space",
+        help="URL of SlapOS Master webservice to register certificates (default: %(default)s)",
+    )
+    p.add_argument(
+        "--token",
+        help="SlapOS 'credential security' authentication token (if this parameter is omitted, "
+        "or is 'ask', the token will be prompted during configuration)",
+    )
+    p.set_defaults(handler=not_implemented("configure client"))

@@ -1,0 +1,164 @@
+"""Entry point of the `slapos` command: builds the parser tree, runs one handler.
+
+Errors become exit codes here and only here (see slapos.errors and docs/exit-codes.rst).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import platform
+import sys
+from collections.abc import Sequence
+
+from slapos import __version__
+from slapos.cli._common import (
+    CommandInfo,
+    Context,
+    Handler,
+    ParserExit,
+    SlapOSArgumentParser,
+    add_global_options,
+)
+from slapos.errors import ExitCode, SlapOSError
+
+log = logging.getLogger("slapos.cli")
+
+#: Command families, each a module with register(sub, root); order is irrelevant.
+FAMILIES = (
+    "slapos.cli.client",
+    "slapos.cli.console",
+    "slapos.cli.node",
+    "slapos.cli.proxy",
+    "slapos.cli.configure",
+    "slapos.cli.cache",
+    "slapos.cli.misc",
+)
+
+#: Group names in the grouped listing, in display order.
+GROUPS = ("client", "node", "cachelookup", "other")
+
+
+class RootParser(SlapOSArgumentParser):
+    """The root parser: its help is the grouped command list."""
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        width = 13
+        blocks = []
+        for group in GROUPS:
+            infos = sorted(
+                (c for c in self.commands if c.group == group and not c.hidden),
+                key=lambda c: c.name,
+            )
+            if not infos:
+                continue
+            lines = [f"\n{group} commands:"]
+            for info in infos:
+                lines.append(f"  {info.name.ljust(width)}  {info.help}")
+            blocks.append("\n".join(lines))
+        return text + "\n".join(blocks) + "\n"
+
+
+def build_parser() -> RootParser:
+    root = RootParser(
+        prog="slapos",
+        description=f"SlapOS client {__version__}",
+        usage="slapos [global options] COMMAND [options] [arguments]",
+        add_help=True,
+    )
+    root.commands = []
+    root.add_argument(
+        "--version",
+        action="version",
+        version=f"slapos {__version__} (Python {platform.python_version()})",
+        help="show program's version number and exit",
+    )
+    add_global_options(root, root=True)
+    sub = root.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        parser_class=SlapOSArgumentParser,
+        help=argparse.SUPPRESS,  # the grouped listing below replaces argparse's
+    )
+    for name in FAMILIES:
+        importlib.import_module(name).register(sub, root)
+    return root
+
+
+def find_command(root: RootParser, words: Sequence[str]) -> CommandInfo | None:
+    for info in root.commands:
+        if info.words == tuple(words):
+            return info
+    return None
+
+
+def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
+    """Run `slapos` with `argv` (without the program name); return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ctx = ctx or Context.from_process()
+    parser = build_parser()
+    old_out, old_err = sys.stdout, sys.stderr
+    # argparse prints help and usage errors to sys.stdout/sys.stderr: route them to ctx.
+    sys.stdout, sys.stderr = ctx.stdout, ctx.stderr
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except ParserExit as exc:
+            return exc.status
+        except SlapOSError as exc:
+            _setup_logging(None, ctx)
+            log.critical("%s", exc)
+            return exc.exit_code
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+    _setup_logging(args, ctx)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:  # no command at all: the grouped listing
+        ctx.stdout.write(parser.format_help())
+        return ExitCode.OK
+    return run_handler(handler, args, ctx)
+
+
+def run_handler(handler: Handler, args: argparse.Namespace, ctx: Context) -> int:
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return int(handler(args, ctx) or 0)
+    except SlapOSError as exc:
+        log.error("%s", exc, exc_info=debug)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        return ExitCode.OK
+    except Exception as exc:
+        log.critical(
+            "internal error: %s: %s (run again with --debug for the traceback, and please "
+            "report it)",
+            type(exc).__name__,
+            exc,
+            exc_info=True,
+        )
+        return ExitCode.BUG
+
+
+def _setup_logging(args: argparse.Namespace | None, ctx: Context) -> None:
+    from slapos.cli.logsetup import setup_logging
+
+    verbose = getattr(args, "verbose", 0) or 0
+    quiet = getattr(args, "quiet", False)
+    setup_logging(
+        0 if quiet else 1 + verbose,
+        stream=ctx.stderr,
+        log_file=getattr(args, "log_file", None),
+        tracebacks=bool(getattr(args, "debug", False)),
+        timestamps=getattr(args, "log_time", True),
+        colour=getattr(args, "log_color", None),
+    )
+
+
+def console_main() -> int:
+    """The `slapos` console script."""
+    return main()

@@ -1,0 +1,198 @@
+"""`slapos help [COMMAND...]` and `slapos complete`: help texts and shell completion,
+both generated from the one argparse tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from slapos.cli._common import SlapOSArgumentParser, add_command
+
+if TYPE_CHECKING:
+    from slapos.cli._common import CommandInfo, Context
+
+
+def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub, root, ("help",), group="other", help="print detailed help for another command"
+    )
+    p.add_argument("cmd", nargs="*", help="name of the command")
+    p.set_defaults(handler=run_help, root_parser=root)
+
+    p = add_command(sub, root, ("complete",), group="other", help="Generate shell completions.")
+    p.add_argument(
+        "--name",
+        default="slapos",
+        metavar="<command_name>",
+        help="Command name to support with command completion",
+    )
+    p.add_argument(
+        "--shell",
+        default="bash",
+        choices=("bash", "fish", "none"),
+        metavar="<shell>",
+        help="Shell being used. Use none for data only (default: bash)",
+    )
+    p.set_defaults(handler=run_complete, root_parser=root)
+
+
+def run_help(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.errors import UnknownCommandError
+
+    root: SlapOSArgumentParser = args.root_parser
+    words = tuple(args.cmd)
+    if not words:
+        ctx.stdout.write(root.format_help())
+        return 0
+    for info in root.commands:
+        if info.words == words:
+            ctx.stdout.write(info.parser.format_help())
+            return 0
+    # A group name (`slapos help node`): list that group's commands.
+    members = [c for c in root.commands if c.words[: len(words)] == words and not c.hidden]
+    if members:
+        width = max(len(c.name) for c in members)
+        ctx.stdout.write(f"usage: slapos {' '.join(words)} COMMAND [options]\n\ncommands:\n")
+        for c in sorted(members, key=lambda c: c.name):
+            ctx.stdout.write(f"  {c.name.ljust(width)}  {c.help}\n")
+        return 0
+    raise UnknownCommandError(
+        f"the command '{' '.join(words)}' does not exist (see 'slapos --help')"
+    )
+
+
+def _options(info: CommandInfo) -> list[str]:
+    """Option strings of a command, -h/--help first, global options left out."""
+    result = ["-h", "--help"]
+    for action in info.parser._actions:
+        if action.default == argparse.SUPPRESS and action.dest != "help":
+            continue  # global options re-added on every leaf
+        for opt in action.option_strings:
+            if opt not in result:
+                result.append(opt)
+    return result
+
+
+def _var(words: tuple[str, ...]) -> str:
+    return "_".join(("cmds", *words)).replace("-", "_")
+
+
+def completion_data(root: SlapOSArgumentParser) -> list[tuple[str, str]]:
+    """(variable, words) pairs: first words, second words per group, options per command."""
+    infos = [c for c in root.commands]
+    data: list[tuple[str, str]] = [("cmds", " ".join(sorted({c.words[0] for c in infos})))]
+    groups = sorted({c.words[0] for c in infos if len(c.words) > 1})
+    for group in groups:
+        seconds = sorted({c.words[1] for c in infos if len(c.words) > 1 and c.words[0] == group})
+        data.append((_var((group,)), " ".join(seconds)))
+    for info in sorted(infos, key=lambda c: c.words):
+        data.append((_var(info.words), " ".join(_options(info))))
+    return data
+
+
+BASH_TEMPLATE = """\
+_{name}()
+{{
+  local cur cmds cmd_var i w
+  COMPREPLY=()
+  cur="${{COMP_WORDS[COMP_CWORD]}}"
+{data}
+  cmd_var="cmds"
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    w="${{COMP_WORDS[i]}}"
+    [[ "$w" == -* ]] && continue
+    w="${{w//-/_}}"
+    if [[ -n "${{!cmd_var}}" && -n "$(eval echo \\${{${{cmd_var}}_${{w}}+x}})" ]]; then
+      cmd_var="${{cmd_var}}_${{w}}"
+    else
+      break
+    fi
+  done
+  local words="${{!cmd_var}}"
+  if [[ "$cur" == -* ]]; then
+    COMPREPLY=( $(compgen -W "$words" -- "$cur") )
+  else
+    local subcommands=""
+    for w in $words; do [[ "$w" != -* ]] && subcommands+="$w "; done
+    if [[ -n "$subcommands" ]]; then
+      COMPREPLY=( $(compgen -W "$subcommands" -- "$cur") )
+    else
+      COMPREPLY=( $(compgen -f -- "$cur") )
+    fi
+  fi
+  return 0
+}}
+complete -o filenames -F _{name} {name}
+"""
+
+
+def bash_completion(root: SlapOSArgumentParser, name: str) -> str:
+    data = "\n".join(f"  {var}='{words}'" for var, words in completion_data(root))
+    return BASH_TEMPLATE.format(name=name.replace("-", "_"), data=data).replace(
+        f"complete -o filenames -F _{name.replace('-', '_')} {name.replace('-', '_')}",
+        f"complete -o filenames -F _{name.replace('-', '_')} {name}",
+    )
+
+
+def _fish_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def fish_completion(root: SlapOSArgumentParser, name: str) -> str:
+    lines = [f"# completions for {name} generated with `{name} complete --shell=fish`"]
+    infos = sorted(root.commands, key=lambda c: c.words)
+    firsts = sorted({c.words[0] for c in infos})
+    lines.append(f"set -l __fish_{name}_commands {' '.join(firsts)}")
+    group_help = {"node": "Manage node", "service": "Manage services", "computer": "Manage computer",
+                  "configure": "Manage configuration", "proxy": "Manage proxy",
+                  "cachelookup": "Query the networkcache", "cache": "Query the networkcache"}
+    for first in firsts:
+        if first in group_help:
+            lines.append(
+                f"complete -c {name} -f -n 'not __fish_seen_subcommand_from $__fish_{name}_commands'"
+                f" -a '{first}' -d '{group_help[first]}'"
+            )
+    for info in infos:
+        if info.hidden:
+            continue
+        if len(info.words) == 1:
+            cond = f"not __fish_seen_subcommand_from $__fish_{name}_commands"
+            own = f"__fish_seen_subcommand_from {info.words[0]}"
+        else:
+            siblings = sorted({c.words[1] for c in infos if c.words[0] == info.words[0] and len(c.words) > 1})
+            cond = (
+                f"__fish_seen_subcommand_from {info.words[0]}; and not __fish_seen_subcommand_from "
+                + " ".join(siblings)
+            )
+            own = f"__fish_seen_subcommand_from {info.words[0]}; and __fish_seen_subcommand_from {info.words[1]}"
+        lines.append(f"## command {info.name}")
+        lines.append(
+            f"complete -c {name} -f -n '{cond}' -a '{info.words[-1]}' -d '{_fish_escape(info.help)}'"
+        )
+        for action in info.parser._actions:
+            if not action.option_strings or (action.default == argparse.SUPPRESS and action.dest != "help"):
+                continue
+            parts = [f"complete -c {name} -n '{own}'"]
+            if action.nargs != 0:
+                parts.append("-r")
+            for opt in action.option_strings:
+                if opt.startswith("--"):
+                    parts.append(f"-l {opt[2:]}")
+                else:
+                    parts.append(f"-s {opt[1:]}")
+            parts.append(f"-d '{_fish_escape(' '.join((action.help or '').split()))}'")
+            lines.append(" ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def run_complete(args: argparse.Namespace, ctx: Context) -> int:
+    root: SlapOSArgumentParser = args.root_parser
+    if args.shell == "bash":
+        ctx.stdout.write(bash_completion(root, args.name))
+    elif args.shell == "fish":
+        ctx.stdout.write(fish_completion(root, args.name))
+    else:
+        for var, words in completion_data(root):
+            ctx.stdout.write(f"  {var}='{words}'\n")
+    return 0

@@ -1,0 +1,55 @@
+"""Suite-wide rules.
+
+* Every test runs with HOME in its own tmp_path and no SLAPOS_* variable, and fails if it
+  leaves os.environ changed.
+* Tests under tests/integration/ are marked `integration`; unit tests may not ask for a
+  fixture that starts processes (those are marked with `process_fixture`).
+* `@pytest.mark.root` tests skip unless run as root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.common",
+    "tests.fixtures.upstream",
+    "tests.fixtures.proxy",
+    "tests.fixtures.grid",
+]
+
+ROOT = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        if ROOT / "integration" in path.parents:
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("root") and os.geteuid() != 0:
+            item.add_marker(pytest.mark.skip(reason="needs root"))
+
+
+@pytest.fixture(autouse=True)
+def environ_guard():
+    """Fails a test that leaves os.environ changed (monkeypatch has restored its own)."""
+    before = _environ()
+    yield
+    assert _environ() == before, "test changed os.environ without monkeypatch"
+
+
+def _environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(autouse=True)
+def isolate(environ_guard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("SLAPOS_") and key not in ("SLAPOS_UPSTREAM_VENV",):
+            monkeypatch.delenv(key)
