@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace, "Context"], int]
 
-NODE_CFG_HELP = "SlapOS configuration file (default: $SLAPOS_CONFIGURATION or /etc/opt/slapos/slapos.cfg)"
+NODE_CFG_HELP = (
+    "SlapOS configuration file (default: $SLAPOS_CONFIGURATION or /etc/opt/slapos/slapos.cfg)"
+)
 CLIENT_CFG_HELP = (
     "SlapOS configuration file (default: $SLAPOS_CLIENT_CONFIGURATION or "
     "~/.slapos/slapos-client.cfg)"
@@ -128,7 +130,9 @@ class Context:
         logging.getLogger("slapos.cli").debug("Loading config: %s", path)
         return load_node_config(path, overrides, **kwargs)
 
-    def client_config(self, args: argparse.Namespace, master_url: str | None = None) -> ClientConfig:
+    def client_config(
+        self, args: argparse.Namespace, master_url: str | None = None
+    ) -> ClientConfig:
         """Load slapos-client.cfg for a client command."""
         import logging
 
@@ -190,6 +194,43 @@ class SlapOSArgumentParser(argparse.ArgumentParser):
             )
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class PassthroughParser(SlapOSArgumentParser):
+    """A command that hands its arguments to another program (`node supervisorctl`, `tail`).
+
+    Its own options (--cfg, global options, -h) are picked out wherever they stand; every
+    other word, options included (`slapos node tail -f slappart0:`), is passed through in
+    order as `passthrough_dest`.
+    """
+
+    passthrough_dest = "args"
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        own: list[str] = []
+        rest: list[str] = []
+        tokens = list(args or [])
+        with_value = {
+            o for a in self._actions if a.nargs != 0 and a.option_strings for o in a.option_strings
+        }
+        flags = {o for a in self._actions if a.nargs == 0 for o in a.option_strings}
+        i = 0
+        while i < len(tokens):
+            token = tokens[i]
+            name = token.split("=", 1)[0]
+            if name in with_value:
+                own.append(token)
+                if "=" not in token and i + 1 < len(tokens):
+                    own.append(tokens[i + 1])
+                    i += 1
+            elif token in flags:
+                own.append(token)
+            else:
+                rest.append(token)
+            i += 1
+        namespace, extras = super().parse_known_args(own, namespace)
+        setattr(namespace, self.passthrough_dest, rest)
+        return namespace, extras
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, root: bool = False) -> None:
@@ -280,7 +321,9 @@ class _HiddenHelp:
         return self
 
 
-GLOBAL_EPILOG = "Global options (-v, -q, --debug, --log-file ...) work here too: see 'slapos --help'."
+GLOBAL_EPILOG = (
+    "Global options (-v, -q, --debug, --log-file ...) work here too: see 'slapos --help'."
+)
 
 
 def add_command(
@@ -292,16 +335,29 @@ def add_command(
     help: str,
     description: str | None = None,
     hidden: bool = False,
+    passthrough: str | None = None,
 ) -> SlapOSArgumentParser:
-    """Add one leaf command and record it for the grouped listing and completion."""
-    parser: SlapOSArgumentParser = sub.add_parser(
-        words[-1],
-        help=None if hidden else help,
-        description=description or help,
-        prog="slapos " + " ".join(words),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=GLOBAL_EPILOG,
-    )
+    """Add one leaf command and record it for the grouped listing and completion.
+
+    With `passthrough`, every word that is not one of the command's own options is
+    collected, in order, into that attribute (see PassthroughParser).
+    """
+    parser_class = sub._parser_class
+    if passthrough:
+        sub._parser_class = type(
+            "Passthrough", (PassthroughParser,), {"passthrough_dest": passthrough}
+        )
+    try:
+        parser: SlapOSArgumentParser = sub.add_parser(
+            words[-1],
+            help=None if hidden else help,
+            description=description or help,
+            prog="slapos " + " ".join(words),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=GLOBAL_EPILOG,
+        )
+    finally:
+        sub._parser_class = parser_class
     add_global_options(parser)
     root.commands.append(CommandInfo(words, group, help, parser, hidden))
     return parser

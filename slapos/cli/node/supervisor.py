@@ -30,11 +30,10 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         ("node", "supervisorctl"),
         group="node",
         help="open supervisor console, for process management",
+        passthrough="supervisor_args",
     )
     add_node_cfg(p)
-    p.add_argument(
-        "supervisor_args", nargs=argparse.REMAINDER, help="parameters passed to supervisorctl"
-    )
+    p.add_argument("supervisor_args", nargs="*", help="parameters passed to supervisorctl")
     p.set_defaults(handler=not_implemented("node supervisorctl"), supervisor_action=None)
 
     for action in ALIASES:
@@ -47,10 +46,11 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
             description=f"alias for 'node supervisorctl {action}'\n\n"
             "Name partitions and programs as supervisor does: 'slappart3:' is every program "
             "of slappart3, 'slappart3:apache' one program of it.",
+            passthrough="supervisor_args",
         )
         add_node_cfg(p)
         p.add_argument(
-            "supervisor_args", nargs=argparse.REMAINDER, help="parameters passed to supervisorctl"
+            "supervisor_args", nargs="*", help="parameters passed to supervisorctl"
         )
         p.set_defaults(handler=not_implemented(f"node {action}"), supervisor_action=action)
 
