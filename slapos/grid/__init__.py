@@ -1,0 +1,1 @@
+"""slapgrid: the node engine (software releases, partitions, promises, supervisord)."""
