@@ -1,0 +1,51 @@
+"""slapos.slap: the SLAP protocol library (upstream-compatible public API).
+
+    from slapos.slap import slap
+    s = slap()
+    s.initializeConnection("http://127.0.0.1:8080", key_file, cert_file)
+    computer = s.registerComputer("COMP-123")
+
+Importing this package is cheap: `requests` is only imported by initializeConnection().
+"""
+
+from __future__ import annotations
+
+from slapos.slap.exception import (
+    AuthenticationError,
+    ConnectionError,
+    HTTPError,
+    NotFoundError,
+    ResourceNotReady,
+    ServerError,
+    SlapException,
+)
+from slapos.slap.slap import (
+    Computer,
+    ComputerPartition,
+    OpenOrder,
+    SoftwareInstance,
+    SoftwareProductCollection,
+    SoftwareRelease,
+    Supply,
+    Token,
+    slap,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "Computer",
+    "ComputerPartition",
+    "ConnectionError",
+    "HTTPError",
+    "NotFoundError",
+    "OpenOrder",
+    "ResourceNotReady",
+    "ServerError",
+    "SlapException",
+    "SoftwareInstance",
+    "SoftwareProductCollection",
+    "SoftwareRelease",
+    "Supply",
+    "Token",
+    "slap",
+]
