@@ -1,0 +1,4 @@
+"""The binary cache: a shacache/shadir client (networkcache) and a small server.
+
+Must not import slapos.cli.
+"""

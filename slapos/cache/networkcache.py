@@ -1,0 +1,355 @@
+"""Binaries of software releases in the networkcache: what `slapos node software` uses.
+
+The shadir key of a release is its hash (md5 of its URL), the content a gzipped tar of
+``<software_root>/<hash>/``, the metadata says for which platform it was built
+(slapos.cache.platform). An entry whose signature does not verify against
+``signature-certificate-list`` is never installed.
+
+`download_software_release` and `upload_software_release` are what the software engine
+calls; they never raise for a cache problem: a cache is an optimisation, so on any failure
+they log one line and the release is built from source.
+
+Must not import slapos.cli.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+import requests
+
+from slapos.cache.platform import Platform, machine_platform
+from slapos.cache.shacache import (
+    CacheError,
+    CacheHTTPError,
+    CacheNotFound,
+    CacheUnreachable,
+    DirEntry,
+    NetworkCacheClient,
+    Signer,
+    TLSFiles,
+    Verifier,
+    pypi_key,
+    short_error,
+    software_hash,
+    url_key,
+)
+from slapos.config import NetworkCacheConfig
+from slapos.system import Clock, Runner, SystemClock
+
+__all__ = [
+    "CacheError",
+    "CacheHTTPError",
+    "CacheNotFound",
+    "CacheUnreachable",
+    "DirEntry",
+    "NetworkCacheClient",
+    "Signer",
+    "TLSFiles",
+    "Verifier",
+    "archive_software",
+    "binary_cache_forced",
+    "choose_binaries",
+    "download_software_release",
+    "entry_platform",
+    "extract_software",
+    "pypi_key",
+    "software_hash",
+    "upload_software_release",
+    "url_key",
+]
+
+log = logging.getLogger(__name__)
+
+#: files of a software directory that never go into a binary: per-node markers, secrets.
+ARCHIVE_EXCLUDED = frozenset({".completed", ".netrc", ".shared"})
+#: pauses between upload attempts (upstream sleeps 30 minutes, blocking the node).
+UPLOAD_RETRY_DELAYS = (5.0, 30.0)
+
+# --------------------------------------------------------------------------------------
+# binaries of software releases
+
+
+def entry_platform(metadata: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """(multiarch, os) of a binary entry; None when the entry says nothing usable.
+
+    Legacy entries carry ``machine = x86_64`` and ``os`` as a Python tuple literal.
+    """
+    multiarch = metadata.get("multiarch")
+    os_value: Any = metadata.get("os")
+    if multiarch is None and metadata.get("machine") == "x86_64":
+        multiarch = "x86_64-linux-gnu"
+        if isinstance(os_value, str):
+            import ast
+
+            try:
+                os_value = list(ast.literal_eval(os_value))
+            except (ValueError, SyntaxError, TypeError):
+                return None
+    if not isinstance(multiarch, str) or not isinstance(os_value, list | tuple):
+        return None
+    return multiarch, [str(x) for x in os_value]
+
+
+def is_blacklisted(sr_url: str, prefixes: Sequence[str]) -> str | None:
+    """The first prefix of `prefixes` that `sr_url` starts with, if any."""
+    return next((p for p in prefixes if sr_url.startswith(p)), None)
+
+
+def binary_cache_forced(sr_url: str, config: NetworkCacheConfig) -> bool:
+    """True when `sr_url` must come from the binary cache (never be built here)."""
+    return is_blacklisted(sr_url, config.download_from_binary_cache_force_url_list) is not None
+
+
+def choose_binaries(
+    entries: Sequence[DirEntry], here: Platform, software_root: Path
+) -> list[DirEntry]:
+    """Verified entries that run here, best first (built under the same software_root).
+
+    Logs a warning for each entry refused for its signature.
+    """
+    same_root: list[DirEntry] = []
+    other_root: list[DirEntry] = []
+    for entry in entries:
+        tags = entry_platform(entry.metadata)
+        if tags is None or not entry.sha512:
+            log.debug(
+                "skipping a binary-cache entry without platform or sha512: %s", entry.raw[:200]
+            )
+            continue
+        if not here.accepts(*tags):
+            log.debug("binary for %s %s does not run on %s %s", *tags, here.multiarch, here.os)
+            continue
+        if not entry.verified:
+            log.warning(
+                "refusing binary %s of the cache: its signature does not verify against "
+                "signature-certificate-list",
+                entry.sha512[:16],
+            )
+            continue
+        if entry.metadata.get("software_root") in (None, str(software_root)):
+            same_root.append(entry)
+        else:
+            other_root.append(entry)
+    return same_root + other_root
+
+
+def download_software_release(
+    sr_url: str,
+    sr_path: Path,
+    software_root: Path,
+    config: NetworkCacheConfig,
+    *,
+    session: requests.Session | None = None,
+    runner: Runner | None = None,
+) -> bool:
+    """Install `sr_path` from the binary cache; True if done, False means "build it".
+
+    Never raises for a cache problem: an unreachable cache, a missing entry, a bad
+    signature or a corrupt archive each log one line and return False.
+    """
+    if sr_path.exists():
+        log.debug("%s exists: not downloading it from the binary cache", sr_path)
+        return False
+    cache_url, dir_url = config.download_binary_cache_url, config.download_binary_dir_url
+    if not (cache_url and dir_url):
+        log.debug("no binary cache configured (download-binary-cache-url/-dir-url)")
+        return False
+    prefix = is_blacklisted(sr_url, config.download_from_binary_cache_url_blacklist)
+    if prefix is not None:
+        log.info("not looking for %s in the binary cache: blacklisted by %s", sr_url, prefix)
+        return False
+    key = software_hash(sr_url)
+    client = NetworkCacheClient.for_binaries(config, session)
+    log.info("looking for a binary of %s in the binary cache %s", sr_url, dir_url)
+    try:
+        entries = client.select(key)
+    except CacheNotFound:
+        log.info("no binary of %s in the binary cache", sr_url)
+        return False
+    except CacheError as exc:
+        log.warning("binary cache not usable, building from source: %s", exc)
+        return False
+    if not client.verifier.keys and entries:
+        log.warning(
+            "the binary cache has %d binaries of %s, but no signature-certificate-list is "
+            "configured to trust them: building from source",
+            len(entries),
+            sr_url,
+        )
+        return False
+    here = machine_platform(runner)
+    chosen = choose_binaries(entries, here, software_root)
+    if not chosen:
+        log.info(
+            "no trusted binary of %s for %s %s in the binary cache",
+            sr_url,
+            here.multiarch,
+            " ".join(here.os),
+        )
+        return False
+    for entry in chosen:
+        try:
+            _install_binary(client, entry, sr_path, software_root)
+        except (CacheError, OSError, tarfile.TarError) as exc:
+            log.warning(
+                "cannot install binary %s of %s: %s", entry.sha512[:16], sr_url, short_error(exc)
+            )
+            continue
+        built_in = entry.metadata.get("software_root")
+        if built_in and built_in != str(software_root):
+            log.warning(
+                "binary of %s was built in %s, installed in %s: its absolute paths may be wrong",
+                sr_url,
+                built_in,
+                software_root,
+            )
+        log.info("installed %s from the binary cache (sha512 %s...)", sr_url, entry.sha512[:16])
+        return True
+    return False
+
+
+def _install_binary(
+    client: NetworkCacheClient, entry: DirEntry, sr_path: Path, software_root: Path
+) -> None:
+    software_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=software_root) as archive:
+        client.download(entry.sha512, archive)
+        archive.seek(0)
+        extract_software(archive, sr_path, software_root)
+
+
+def extract_software(archive: IO[bytes], sr_path: Path, software_root: Path) -> None:
+    """Unpack a binary tarball (top directory = the release hash) as `sr_path`, atomically.
+
+    Members outside that directory, device files, links leaving it and set-id bits are
+    refused or dropped; files get the owner of `software_root`, as a build would.
+    """
+    name = sr_path.name
+    owner = software_root.stat()
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=software_root))
+    try:
+        with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+            members = _safe_members(tar.getmembers(), name)
+            for member in members:
+                member.uid, member.gid = owner.st_uid, owner.st_gid
+                member.uname = member.gname = ""
+            tar.extractall(staging, members=members)
+        tree = staging / name
+        if not tree.is_dir():
+            raise CacheError(f"the archive does not contain the directory {name}/")
+        os.chmod(tree, 0o755)
+        os.rename(tree, sr_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _safe_members(members: list[tarfile.TarInfo], top: str) -> list[tarfile.TarInfo]:
+    links: set[PurePosixPath] = set()
+    kept = []
+    for member in members:
+        path = PurePosixPath(member.name)
+        if path.is_absolute() or ".." in path.parts or path.parts[:1] != (top,):
+            raise CacheError(f"the archive holds {member.name!r}, outside {top}/")
+        if any(parent in links for parent in path.parents):
+            raise CacheError(f"the archive writes through the link {member.name!r}")
+        if member.isdev():
+            log.debug("dropping device file %s from a binary", member.name)
+            continue
+        if member.islnk():
+            target = PurePosixPath(member.linkname)
+            if target.is_absolute() or ".." in target.parts or target.parts[:1] != (top,):
+                raise CacheError(f"the archive hard-links {member.name!r} outside {top}/")
+        if member.issym():
+            links.add(path)
+        member.mode &= 0o1777  # no set-uid/set-gid from a downloaded binary
+        kept.append(member)
+    return kept
+
+
+def archive_software(sr_path: Path, out: IO[bytes]) -> None:
+    """Write the gzipped tar of `sr_path` (top directory = its name) to `out`."""
+    name = sr_path.name
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = PurePosixPath(info.name).parts
+        if len(parts) == 2 and parts[1] in ARCHIVE_EXCLUDED:
+            return None
+        return info
+
+    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as tar:
+        tar.add(sr_path, arcname=name, filter=keep)
+
+
+def upload_software_release(
+    sr_url: str,
+    sr_path: Path,
+    config: NetworkCacheConfig,
+    *,
+    session: requests.Session | None = None,
+    runner: Runner | None = None,
+    clock: Clock | None = None,
+    retry_delays: Sequence[float] = UPLOAD_RETRY_DELAYS,
+) -> None:
+    """Upload the built `sr_path` to the binary cache when configured and allowed.
+
+    Never raises for a cache problem: failures are logged (the build itself succeeded).
+    """
+    if not (config.upload_binary_cache_url and config.upload_binary_dir_url):
+        log.debug("no binary cache to upload to (upload-binary-cache-url/-dir-url)")
+        return
+    if (sr_path / ".shared").exists():
+        log.info("not uploading %s: it uses shared parts (.shared)", sr_url)
+        return
+    prefix = is_blacklisted(sr_url, config.upload_to_binary_cache_url_blacklist)
+    if prefix is not None:
+        log.info("not uploading %s to the binary cache: blacklisted by %s", sr_url, prefix)
+        return
+    try:
+        client = NetworkCacheClient.for_binaries(config, session, sign=True)
+    except CacheError as exc:
+        log.warning("not uploading %s to the binary cache: %s", sr_url, exc)
+        return
+    if client.signer is None:
+        log.warning(
+            "uploading %s unsigned (no signature-private-key-file): nodes will not trust it", sr_url
+        )
+    elif client.verifier.keys and not client.verifier.trusts(client.signer):
+        log.warning(
+            "signature-private-key-file matches no certificate of signature-certificate-list: "
+            "this node will not trust its own uploads"
+        )
+    here = machine_platform(runner)
+    metadata = {
+        "software_url": sr_url,
+        "software_root": str(sr_path.parent),
+        "multiarch": here.multiarch,
+        "os": list(here.os),
+    }
+    clock = clock or SystemClock()
+    log.info("uploading %s to the binary cache %s", sr_url, config.upload_binary_dir_url)
+    try:
+        with tempfile.TemporaryFile(dir=sr_path.parent) as archive:
+            archive_software(sr_path, archive)
+            delays = [*retry_delays, None]
+            for attempt, delay in enumerate(delays, 1):
+                try:
+                    sha512 = client.upload(archive, software_hash(sr_url), metadata)
+                except CacheError as exc:
+                    if delay is None:
+                        log.warning("upload of %s to the binary cache failed: %s", sr_url, exc)
+                        return
+                    log.info("upload attempt %d of %s failed (%s); retrying", attempt, sr_url, exc)
+                    clock.sleep(delay)
+                    continue
+                log.info("uploaded %s to the binary cache (sha512 %s...)", sr_url, sha512[:16])
+                return
+    except (OSError, tarfile.TarError) as exc:
+        log.warning("cannot archive %s for the binary cache: %s", sr_path, exc)
