@@ -1,18 +1,28 @@
 """`slapos cachelookup binary-sr|url|pypi` (and the seed's `cache lookup`): what the
 networkcache holds for a software release, a URL or a Python package.
+
+Diagnostics ("Software URL: ...", "MD5: ...") go to stderr through logging, the table to
+stdout (upstream logs the binary-sr table too; a table is a result, so it goes to stdout).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
+    Context,
     SlapOSArgumentParser,
     add_command,
     add_group,
     add_node_cfg,
-    not_implemented,
 )
+
+if TYPE_CHECKING:
+    from slapos.config import NetworkCacheConfig
+
+log = logging.getLogger("slapos.cli.cache")
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
@@ -23,24 +33,124 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         (seed, ("cache", "lookup"), True),
     ):
         p = add_command(
-            target, root, words, group="cachelookup", help="perform a query to the networkcache",
+            target,
+            root,
+            words,
+            group="cachelookup",
+            help="perform a query to the networkcache",
+            description=(
+                "perform a query to the networkcache\n\n"
+                "You can provide either a complete URL to the software release, or a "
+                "corresponding MD5 hash value.\n\nThe command reports which OS distributions "
+                "and versions have a binary of the software release, and which ones are "
+                "compatible with the OS you are currently running."
+            ),
             hidden=hidden,
         )
         add_node_cfg(p)
         p.add_argument("software_url", help="Your software url or MD5 hash")
-        p.set_defaults(handler=not_implemented("cachelookup binary-sr"))
+        p.set_defaults(handler=run_binary_sr)
     p = add_command(
-        lookup, root, ("cachelookup", "url"), group="cachelookup",
+        lookup,
+        root,
+        ("cachelookup", "url"),
+        group="cachelookup",
         help="perform a query to the networkcache.",
+        description="perform a query to the networkcache.\n\n"
+        "Check if source URL is available to be downloaded from cache.",
     )
     add_node_cfg(p)
     p.add_argument("url", help="URL to query")
-    p.set_defaults(handler=not_implemented("cachelookup url"))
+    p.set_defaults(handler=run_url)
     p = add_command(
-        lookup, root, ("cachelookup", "pypi"), group="cachelookup",
+        lookup,
+        root,
+        ("cachelookup", "pypi"),
+        group="cachelookup",
         help="perform a query to the networkcache.",
+        description="perform a query to the networkcache.\n\n"
+        "Check if python package is available to be downloaded from cache.",
     )
     add_node_cfg(p)
     p.add_argument("name", help="python package name")
     p.add_argument("version", help="python package version")
-    p.set_defaults(handler=not_implemented("cachelookup pypi"))
+    p.set_defaults(handler=run_pypi)
+
+
+def _networkcache(args: argparse.Namespace, ctx: Context) -> NetworkCacheConfig:
+    from slapos.config import IniFile, NetworkCacheConfig
+
+    path = ctx.node_config_path(getattr(args, "cfg", None))
+    ini = IniFile.read(path)
+    return NetworkCacheConfig.from_section(ini.section("networkcache", required=True))
+
+
+def run_binary_sr(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.cache.lookup import lookup_binary, render_table
+    from slapos.cache.platform import machine_platform
+    from slapos.cache.shacache import CacheError, CacheNotFound
+
+    config = _networkcache(args, ctx)
+    try:
+        found = lookup_binary(config, args.software_url, machine_platform(ctx.runner))
+    except CacheNotFound:
+        raise CacheError(
+            f"software release not found in binary cache: {args.software_url}"
+        ) from None
+    except CacheError as exc:
+        raise CacheError(f"problem occurred while connecting to shacache: {exc}") from exc
+    if not found.rows:
+        log.info("Object found in cache, but has no binary entries.")
+        return 0
+    log.info("Software URL: %s", found.software_url or args.software_url)
+    log.info("MD5:          %s", found.md5)
+    rows = [
+        [
+            r.multiarch,
+            *[*r.os, "", "", ""][:3],
+            "yes" if r.compatible else "no",
+            "yes" if r.verified else "no",
+        ]
+        for r in found.rows
+    ]
+    headers = ["multiarch", "distribution", "version", "id", "compatible?", "verified?"]
+    for line in render_table(headers, rows):
+        print(line, file=ctx.stdout)
+    return 0
+
+
+def _source(args: argparse.Namespace, ctx: Context, what: str) -> int:
+    from slapos.cache.lookup import lookup_pypi, lookup_url, render_table
+    from slapos.cache.shacache import CacheError, CacheNotFound
+
+    config = _networkcache(args, ctx)
+    try:
+        if what == "url":
+            found = lookup_url(config, args.url)
+        else:
+            found = lookup_pypi(config, args.name, args.version)
+    except CacheNotFound:
+        raise CacheError("object not found in cache") from None
+    except CacheError as exc:
+        raise CacheError(f"problem to connect to shacache: {exc}") from exc
+    if not found.rows:
+        log.info("Object found in cache, but has no entry.")
+        return 0
+    if what == "url":
+        log.info("Software source URL: %s", args.url)
+    else:
+        log.info("Python egg %s version %s", args.name, args.version)
+    log.info("SHADIR URL: %s\n", found.shadir_url)
+    headers = ["url" if what == "url" else "basename", "sha512", "signed"]
+    rows = [[r.name, r.sha512, str(r.signed)] for r in found.rows]
+    for line in render_table(headers, rows):
+        print(line, file=ctx.stdout)
+    return 0
+
+
+def run_url(args: argparse.Namespace, ctx: Context) -> int:
+    return _source(args, ctx, "url")
+
+
+def run_pypi(args: argparse.Namespace, ctx: Context) -> int:
+    return _source(args, ctx, "pypi")
