@@ -348,7 +348,6 @@ def write_partition_group(instance_root: Path, partition_id: str, partition: Pat
 
 def remove_partition_group(instance_root: Path, partition_id: str, *, all_files: bool) -> bool:
     """Delete <id>.conf (and with `all_files` the manager groups too); True if any was."""
-    include = SupervisordPaths.of(instance_root).include_dir
     changed = False
     for path in partition_config_files(instance_root, partition_id):
         if all_files or path.name == f"{partition_id}.conf":
@@ -559,7 +558,8 @@ def ensure_supervisord(
         return
     result = runner.run(supervisord_argv(paths), env={}, timeout=60)
     if not result.ok:
-        raise SupervisorError(f"failed to launch supervisord: {result.tail(5) or result.returncode}")
+        reason = result.tail(5) or f"status {result.returncode}"
+        raise SupervisorError(f"failed to launch supervisord: {reason}")
     deadline = time.monotonic() + 30
     delay = 0.02
     while time.monotonic() < deadline:

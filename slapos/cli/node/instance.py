@@ -5,9 +5,15 @@ report usage and destroy partitions, prune shared parts, ask for reprocessing.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from slapos.cli._common import SlapOSArgumentParser, add_command, add_node_cfg, not_implemented
-from slapos.cli.node._grid_options import add_slapgrid_options
+from slapos.cli._common import Context, SlapOSArgumentParser, add_command, add_node_cfg
+from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
+
+if TYPE_CHECKING:
+    from slapos.config import NodeConfig
+    from slapos.grid.instance import Node
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
@@ -24,7 +30,9 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="Stop the services even for instances requested as started",
     )
     p.add_argument(
-        "--force", action="store_true", help="Process Computer Partitions even if already processed."
+        "--force",
+        action="store_true",
+        help="Process Computer Partitions even if already processed.",
     )
     only = p.add_mutually_exclusive_group()
     only.add_argument(
@@ -37,13 +45,17 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="Update a single or a list of computer partitions (ie.:slappartX, slappartY), this "
         "option will make all other computer partitions be ignored.",
     )
-    p.set_defaults(handler=not_implemented("node instance"))
+    p.set_defaults(handler=run_instance)
 
     p = add_command(
-        sub, root, ("node", "report"), group="node", help="run instance reports and garbage collection"
+        sub,
+        root,
+        ("node", "report"),
+        group="node",
+        help="run instance reports and garbage collection",
     )
     add_slapgrid_options(p, "report")
-    p.set_defaults(handler=not_implemented("node report"))
+    p.set_defaults(handler=run_report)
 
     p = add_command(
         sub,
@@ -60,7 +72,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="Run promise for a single or a list of computer partitions (ie.:slappartX, "
         "slappartY), this option will make all other computer partitions be ignored.",
     )
-    p.set_defaults(handler=not_implemented("node promise"))
+    p.set_defaults(handler=run_promise)
 
     p = add_command(
         sub,
@@ -80,9 +92,114 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         "parts used by software in these directories will not be pruned. Can be specified "
         "multiple times.",
     )
-    p.set_defaults(handler=not_implemented("node prune"))
+    p.set_defaults(handler=run_prune)
 
-    p = add_command(sub, root, ("node", "bang"), group="node", help="request update on all partitions")
+    p = add_command(
+        sub, root, ("node", "bang"), group="node", help="request update on all partitions"
+    )
     add_node_cfg(p)
     p.add_argument("-m", "--message", help="Message for bang")
-    p.set_defaults(handler=not_implemented("node bang"))
+    p.set_defaults(handler=run_bang)
+
+
+# ---- handlers -------------------------------------------------------------------------
+
+
+def _node(args: argparse.Namespace, ctx: Context) -> Node:
+    from slapos.grid.instance import Node
+
+    config = ctx.node_config(args, slapgrid_overrides(args))
+    ctx.require_root(config.root_check)
+    return Node(config, ctx.runner, ctx.clock, ctx.environ, ctx.is_root)
+
+
+def _random_delay(args: argparse.Namespace, config: NodeConfig, ctx: Context) -> None:
+    if getattr(args, "now", False) or not config.maximal_delay:
+        return
+    import random
+
+    delay = random.randint(1, config.maximal_delay)
+    ctx.stderr.write(f"sleeping {delay}s before starting (maximal_delay)\n")
+    ctx.clock.sleep(delay)
+
+
+def _pidfile(args: argparse.Namespace, config: NodeConfig, kind: str, default_kind: str) -> Path:
+    return Path(config.pidfile_for(kind, args.pidfile, PIDFILE_DEFAULTS[default_kind]))
+
+
+def _only(value: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (value or "").split(",") if x.strip())
+
+
+def run_instance(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.grid.instance import InstanceEngine, InstanceOptions
+    from slapos.system import PidFile
+
+    node = _node(args, ctx)
+    options = InstanceOptions(
+        force=bool(args.force or args.all),
+        force_stop=bool(args.force_stop),
+        only_cp=_only(args.only_cp),
+        buildout_debug=bool(args.buildout_debug),
+    )
+    with PidFile(_pidfile(args, node.config, "instance", "instance")):
+        _random_delay(args, node.config, ctx)
+        return InstanceEngine(node, options).run().exit_code
+
+
+def run_promise(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.grid.instance import InstanceEngine, InstanceOptions
+    from slapos.system import PidFile
+
+    node = _node(args, ctx)
+    options = InstanceOptions(force=True, only_cp=_only(args.only_cp))
+    with PidFile(_pidfile(args, node.config, "instance", "instance")):
+        result = InstanceEngine(node, options).run_promises_only()
+        return 2 if result.promise_failed else 0
+
+
+def run_report(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.grid.report import ReportEngine
+    from slapos.system import PidFile
+
+    node = _node(args, ctx)
+    with PidFile(_pidfile(args, node.config, "report", "report")):
+        _random_delay(args, node.config, ctx)
+        result = ReportEngine(node).run()
+    for pid in result.destroyed:
+        ctx.stderr.write(f"{pid}: destroyed\n")
+    return result.exit_code
+
+
+def run_prune(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.grid.prune import prune
+
+    config = ctx.node_config(args)
+    ctx.require_root(config.root_check)
+    removed = prune(
+        config,
+        dry_run=bool(args.dry_run),
+        additional=[Path(d) for d in args.additional_software_directory],
+    )
+    for path in removed:
+        ctx.stdout.write(f"{'would remove' if args.dry_run else 'removed'} {path}\n")
+    return 0
+
+
+def run_bang(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos import slap
+
+    config = ctx.node_config(args)
+    ctx.require_root(config.root_check)
+    message = args.message or ""
+    s = slap.slap()
+    s.initializeConnection(
+        config.master_url,
+        key_file=config.key_file,
+        cert_file=config.cert_file,
+        master_ca_file=config.master_ca_file,
+    )
+    ctx.stderr.write(f"Banging to {config.master_url!r}\n")
+    s.registerComputer(config.computer_id).bang(message)
+    ctx.stderr.write(f"Bang with message {message!r}\n")
+    return 0

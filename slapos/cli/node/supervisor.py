@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from slapos.cli._common import SlapOSArgumentParser, add_command, add_node_cfg, not_implemented
+from slapos.cli._common import Context, SlapOSArgumentParser, add_command, add_node_cfg
 
 ALIASES = ("status", "start", "stop", "restart", "tail")
 
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     )
     add_node_cfg(p)
     p.add_argument("-n", "--nodaemon", action="store_true", help="Do not daemonize supervisord")
-    p.set_defaults(handler=not_implemented("node supervisord"))
+    p.set_defaults(handler=run_supervisord)
 
     p = add_command(
         sub,
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     )
     add_node_cfg(p)
     p.add_argument("supervisor_args", nargs="*", help="parameters passed to supervisorctl")
-    p.set_defaults(handler=not_implemented("node supervisorctl"), supervisor_action=None)
+    p.set_defaults(handler=run_supervisorctl, supervisor_action=None)
 
     for action in ALIASES:
         p = add_command(
@@ -49,17 +49,50 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
             passthrough="supervisor_args",
         )
         add_node_cfg(p)
-        p.add_argument(
-            "supervisor_args", nargs="*", help="parameters passed to supervisorctl"
-        )
-        p.set_defaults(handler=not_implemented(f"node {action}"), supervisor_action=action)
+        p.add_argument("supervisor_args", nargs="*", help="parameters passed to supervisorctl")
+        p.set_defaults(handler=run_supervisorctl, supervisor_action=action)
 
 
 def status_default() -> dict[str, Any]:
     """Namespace defaults that make bare `slapos node` run `slapos node status`."""
     return {
-        "handler": not_implemented("node status"),
+        "handler": run_supervisorctl,
         "supervisor_action": "status",
         "supervisor_args": [],
         "cfg": None,
     }
+
+
+def _instance_root_config(args: argparse.Namespace, ctx: Context) -> Any:
+    return ctx.node_config(args, required=("instance_root",))
+
+
+def _ensure_config(sv: Any, instance_root: Any) -> None:
+    # Upstream rewrites the file with an empty watchdog here, which drops the watchdog that
+    # `node instance` configured at the next reload; we keep an existing configuration.
+    if not sv.SupervisordPaths.of(instance_root).config.exists():
+        sv.write_supervisord_config(instance_root)
+
+
+def run_supervisord(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.grid import supervisor as sv
+
+    config = _instance_root_config(args, ctx)
+    _ensure_config(sv, config.instance_root)
+    sv.ensure_supervisord(config.instance_root, ctx.runner, nodaemon=bool(args.nodaemon))
+    return 0
+
+
+def run_supervisorctl(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.grid import supervisor as sv
+    from slapos.system import exec_program
+
+    config = _instance_root_config(args, ctx)
+    ctx.require_root(config.root_check)
+    if not config.forbid_supervisord_automatic_launch:
+        _ensure_config(sv, config.instance_root)
+        sv.ensure_supervisord(config.instance_root, ctx.runner)
+    words = list(getattr(args, "supervisor_args", None) or [])
+    if args.supervisor_action:
+        words.insert(0, args.supervisor_action)
+    return exec_program(sv.supervisorctl_argv(config.instance_root, words))

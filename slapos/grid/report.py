@@ -1,0 +1,182 @@
+"""`slapos node report`: usage reports, and the destruction of destroyed partitions
+(node.md §9.1–§9.2).
+
+A destroyed partition is emptied only when its services are stopped, its retention delay
+is over and its `sbin/destroy` (if any) succeeded; only then is it reported destroyed,
+and the master may hand it out again.
+
+Must not import slapos.cli.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from slapos.errors import ExitCode, SlapOSError
+from slapos.grid import buildout
+from slapos.grid import instance as inst
+from slapos.grid import partition as part
+from slapos.grid import supervisor as sv
+from slapos.system import Credentials
+
+log = logging.getLogger(__name__)
+
+WAIT_SERVICE_FILE = ".slapos-report-wait-service-list"
+
+
+@dataclass
+class ReportResult:
+    destroyed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # retention or waiting services
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.FAILURE if self.failed else ExitCode.OK
+
+
+class ReportEngine:
+    def __init__(self, node: inst.Node, computer: Any = None) -> None:
+        self.node = node
+        self.config = node.config
+        self._engine = inst.InstanceEngine(node, inst.InstanceOptions(), computer)
+
+    def run(self) -> ReportResult:
+        self._engine.prepare_supervisord()
+        result = ReportResult()
+        partitions = [cp for cp in self._engine.partitions() if not inst.is_free(cp)]
+        for cp in partitions:
+            p = inst.local_partition(self.config, cp)
+            if not p.path.is_dir():
+                continue
+            self._run_report_scripts(cp, p, result)
+        self._send_usage()
+        for cp in partitions:
+            if cp.getState() != inst.DESTROYED:
+                continue
+            p = inst.local_partition(self.config, cp)
+            if not p.path.is_dir():
+                continue
+            try:
+                self._destroy(cp, p, result)
+            except inst.offline_errors():
+                raise
+            except (SlapOSError, OSError) as exc:
+                log.error("%s: destruction failed: %s", p.partition_id, exc)
+                result.failed.append((p.partition_id, str(exc)))
+                with contextlib.suppress(SlapOSError):
+                    cp.error(f"destruction failed: {exc}")
+        return result
+
+    def _run_report_scripts(self, cp: Any, p: part.Partition, result: ReportResult) -> None:
+        folder = p.path / "etc" / "report"
+        try:
+            scripts = sorted(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        out_dir = p.path / "var" / "xml_report"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        owner = Credentials.owner_of(p.path)
+        if self.node.is_root:
+            os.chown(out_dir, owner.uid, owner.gid)
+        failed = []
+        for name in scripts:
+            fd, tmp = tempfile.mkstemp(prefix="slapreport.", dir=out_dir)
+            os.close(fd)
+            os.unlink(tmp)
+            done = self.node.runner.run(
+                [str(folder / name), tmp],
+                cwd=folder,
+                env=buildout.clean_environment(self.node.environ, p.path),
+                user=owner,
+            )
+            if not done.ok:
+                failed.append(f"Script {name!r} failed.")
+        if failed:
+            message = "\n".join(failed)
+            result.failed.append((p.partition_id, message))
+            with contextlib.suppress(SlapOSError):
+                cp.error(message)
+
+    def _send_usage(self) -> None:
+        """Pending consumption reports (slapos.collect), when that part is installed."""
+        try:
+            usage = importlib.import_module("slapos.collect.usage")
+        except ImportError:
+            log.debug("slapos.collect.usage not available: no usage report sent")
+            return
+        report = getattr(usage, "report_usage", None)
+        if report is not None:
+            report(self.config, self._engine.computer())
+
+    def _destroy(self, cp: Any, p: part.Partition, result: ReportResult) -> None:
+        root = self.config.instance_root
+        sv.stop_partition(root, p.partition_id)
+        self._engine._refresh_certificates(cp, p)
+        with contextlib.suppress(SlapOSError):
+            cp.stopped()
+        if self._waiting_services(p):
+            log.info("%s: waiting for services before destruction", p.partition_id)
+            result.kept.append(p.partition_id)
+            return
+        if p.retention_refuses(self.node.clock.time()):
+            log.info(
+                "%s: impossible to destroy partition yet because of retention lock",
+                p.partition_id,
+            )
+            result.kept.append(p.partition_id)
+            return
+        destroy = p.path / "sbin" / "destroy"
+        if destroy.exists():
+            done = self.node.runner.run(
+                [str(destroy)],
+                cwd=p.path,
+                env=buildout.clean_environment(self.node.environ, p.path),
+                user=Credentials.owner_of(p.path),
+            )
+            if not done.ok:
+                raise SlapOSError(f"{destroy} failed (status {done.returncode}): {done.tail(5)}")
+        p.remove_certificates()
+        self._empty_storage(p)
+        p.empty()
+        sv.stop_partition(root, p.partition_id, all_files=True)
+        try:
+            cp.destroyed()
+        except SlapOSError as exc:
+            # NotFound / server errors: the master forgot it already; nothing to undo.
+            log.warning("%s: master did not take the destruction: %s", p.partition_id, exc)
+        log.info("%s: destroyed", p.partition_id)
+        result.destroyed.append(p.partition_id)
+
+    def _waiting_services(self, p: part.Partition) -> bool:
+        try:
+            names = (p.path / WAIT_SERVICE_FILE).read_text().split()
+        except FileNotFoundError:
+            return False
+        states = sv.process_states(self.config.instance_root, names)
+        return any(s in ("RUNNING", "STARTING") for s in states.values())
+
+    def _empty_storage(self, p: part.Partition) -> None:
+        home = self.config.instance_storage_home
+        data = p.path / "DATA"
+        if not home or not data.is_dir():
+            return
+        import shutil
+
+        for entry in os.listdir(data):
+            with contextlib.suppress(FileNotFoundError):
+                (data / entry).unlink()
+            target = os.path.join(home, entry, p.partition_id)
+            if os.path.isdir(target):
+                for child in os.listdir(target):
+                    path = os.path.join(target, child)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
