@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slapos.cli.main import console_main
+from slapos.cli.entry import console_main
 
 if __name__ == "__main__":
     raise SystemExit(console_main())

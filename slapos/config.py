@@ -344,7 +344,10 @@ _NODE_REQUIRED = ("computer_id", "master_url", "software_root", "instance_root")
 
 
 def load_node_config(
-    path: Path, overrides: Mapping[str, Any] | None = None, *, required: tuple[str, ...] = _NODE_REQUIRED
+    path: Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    required: tuple[str, ...] = _NODE_REQUIRED,
 ) -> NodeConfig:
     """Read slapos.cfg; keys in `overrides` (command line, None = absent) win over the file."""
     ini = IniFile.read(path)
@@ -352,7 +355,10 @@ def load_node_config(
 
 
 def node_config_from_ini(
-    ini: IniFile, overrides: Mapping[str, Any] | None = None, *, required: tuple[str, ...] = _NODE_REQUIRED
+    ini: IniFile,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    required: tuple[str, ...] = _NODE_REQUIRED,
 ) -> NodeConfig:
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     path = ini.path

@@ -102,13 +102,15 @@ class SubprocessRunner:
     ) -> Completed:
         argv = tuple(str(a) for a in argv)
         log.debug("running %s (cwd %s)", " ".join(argv), cwd or ".")
-        extra: dict[str, object] = {}
+        uid: int | None = None
+        gid: int | None = None
+        groups: list[int] | None = None
         if user is not None and os.geteuid() == 0:
             if user.uid == 0 or user.gid == 0:
                 raise SlapOSError(f"refusing to run {argv[0]} as root: {cwd} is owned by root")
-            extra = {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
+            uid, gid, groups = user.uid, user.gid, list(user.groups)
         try:
-            proc = subprocess.Popen(  # noqa: S603 - argv is a list, no shell
+            proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
                 env=dict(env) if env is not None else None,
@@ -120,7 +122,9 @@ class SubprocessRunner:
                 umask=umask if umask is not None else -1,
                 text=True,
                 errors="replace",
-                **extra,  # type: ignore[arg-type]
+                user=uid,
+                group=gid,
+                extra_groups=groups,
             )
         except FileNotFoundError as exc:
             return Completed(argv, 127, f"{argv[0]}: {exc.strerror}")
@@ -166,7 +170,7 @@ def spawn_daemon(
     if log_path is not None:
         out = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [str(a) for a in argv],
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
@@ -184,7 +188,7 @@ def spawn_daemon(
 def exec_program(argv: Sequence[str]) -> int:
     """Run a program attached to our terminal (supervisorctl, ...) and return its status."""
     try:
-        return subprocess.call([str(a) for a in argv])  # noqa: S603
+        return subprocess.call([str(a) for a in argv])
     except FileNotFoundError:
         raise SlapOSError(f"cannot run {argv[0]}: not found") from None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import platform
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +20,7 @@ from slapos.cli._common import (
     SlapOSArgumentParser,
     add_global_options,
 )
+from slapos.cli.entry import version_line
 from slapos.errors import ExitCode, SlapOSError
 
 log = logging.getLogger("slapos.cli")
@@ -35,6 +35,25 @@ FAMILIES = (
     "slapos.cli.cache",
     "slapos.cli.misc",
 )
+
+#: Which family defines each first command word: `slapos request --help` builds only the
+#: parsers of slapos.cli.client. Anything else (no command, help, a typo) builds them all.
+FIRST_WORDS = {
+    "request": "slapos.cli.client",
+    "supply": "slapos.cli.client",
+    "remove": "slapos.cli.client",
+    "service": "slapos.cli.client",
+    "computer": "slapos.cli.client",
+    "list": "slapos.cli.client",
+    "info": "slapos.cli.client",
+    "console": "slapos.cli.console",
+    "node": "slapos.cli.node",
+    "proxy": "slapos.cli.proxy",
+    "configure": "slapos.cli.configure",
+    "cachelookup": "slapos.cli.cache",
+    "cache": "slapos.cli.cache",
+}
+_GLOBAL_WITH_VALUE = ("--log-file", "--logfile", "--log_file")
 
 #: Group names in the grouped listing, in display order.
 GROUPS = ("client", "node", "cachelookup", "other")
@@ -61,7 +80,24 @@ class RootParser(SlapOSArgumentParser):
         return text + "\n".join(blocks) + "\n"
 
 
-def build_parser() -> RootParser:
+def families_for(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """The families whose parsers `argv` needs (all of them unless the first word says)."""
+    if argv is None:
+        return FAMILIES
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif not token.startswith("-"):
+            family = FIRST_WORDS.get(token)
+            return (family,) if family else FAMILIES
+    return FAMILIES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> RootParser:
+    """The parser tree; with `argv`, only the part of the tree that argv can reach."""
     root = RootParser(
         prog="slapos",
         description=f"SlapOS client {__version__}",
@@ -72,7 +108,7 @@ def build_parser() -> RootParser:
     root.add_argument(
         "--version",
         action="version",
-        version=f"slapos {__version__} (Python {platform.python_version()})",
+        version=version_line(),
         help="show program's version number and exit",
     )
     add_global_options(root, root=True)
@@ -82,7 +118,7 @@ def build_parser() -> RootParser:
         parser_class=SlapOSArgumentParser,
         help=argparse.SUPPRESS,  # the grouped listing below replaces argparse's
     )
-    for name in FAMILIES:
+    for name in families_for(argv):
         importlib.import_module(name).register(sub, root)
     return root
 
@@ -98,7 +134,7 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     """Run `slapos` with `argv` (without the program name); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     ctx = ctx or Context.from_process()
-    parser = build_parser()
+    parser = build_parser(argv)
     old_out, old_err = sys.stdout, sys.stderr
     # argparse prints help and usage errors to sys.stdout/sys.stderr: route them to ctx.
     sys.stdout, sys.stderr = ctx.stdout, ctx.stderr
@@ -160,5 +196,5 @@ def _setup_logging(args: argparse.Namespace | None, ctx: Context) -> None:
 
 
 def console_main() -> int:
-    """The `slapos` console script."""
+    """The `slapos` console script (see slapos.cli.entry for the fast path)."""
     return main()

@@ -80,7 +80,7 @@ def _var(words: tuple[str, ...]) -> str:
 
 def completion_data(root: SlapOSArgumentParser) -> list[tuple[str, str]]:
     """(variable, words) pairs: first words, second words per group, options per command."""
-    infos = [c for c in root.commands]
+    infos = list(root.commands)
     data: list[tuple[str, str]] = [("cmds", " ".join(sorted({c.words[0] for c in infos})))]
     groups = sorted({c.words[0] for c in infos if len(c.words) > 1})
     for group in groups:
@@ -140,47 +140,48 @@ def _fish_escape(text: str) -> str:
 
 
 def fish_completion(root: SlapOSArgumentParser, name: str) -> str:
+    """fish completions: sorted, one block per command, correct sub-command conditions."""
+    seen = "__fish_seen_subcommand_from"
     lines = [f"# completions for {name} generated with `{name} complete --shell=fish`"]
     infos = sorted(root.commands, key=lambda c: c.words)
     firsts = sorted({c.words[0] for c in infos})
     lines.append(f"set -l __fish_{name}_commands {' '.join(firsts)}")
-    group_help = {"node": "Manage node", "service": "Manage services", "computer": "Manage computer",
-                  "configure": "Manage configuration", "proxy": "Manage proxy",
-                  "cachelookup": "Query the networkcache", "cache": "Query the networkcache"}
+    top = f"not {seen} $__fish_{name}_commands"
+    group_help = {
+        "node": "Manage node",
+        "service": "Manage services",
+        "computer": "Manage computer",
+        "configure": "Manage configuration",
+        "proxy": "Manage proxy",
+        "cachelookup": "Query the networkcache",
+        "cache": "Query the networkcache",
+    }
     for first in firsts:
         if first in group_help:
-            lines.append(
-                f"complete -c {name} -f -n 'not __fish_seen_subcommand_from $__fish_{name}_commands'"
-                f" -a '{first}' -d '{group_help[first]}'"
-            )
+            lines.append(f"complete -c {name} -f -n '{top}' -a '{first}' -d '{group_help[first]}'")
     for info in infos:
         if info.hidden:
             continue
+        first = info.words[0]
         if len(info.words) == 1:
-            cond = f"not __fish_seen_subcommand_from $__fish_{name}_commands"
-            own = f"__fish_seen_subcommand_from {info.words[0]}"
+            cond, own = top, f"{seen} {first}"
         else:
-            siblings = sorted({c.words[1] for c in infos if c.words[0] == info.words[0] and len(c.words) > 1})
-            cond = (
-                f"__fish_seen_subcommand_from {info.words[0]}; and not __fish_seen_subcommand_from "
-                + " ".join(siblings)
-            )
-            own = f"__fish_seen_subcommand_from {info.words[0]}; and __fish_seen_subcommand_from {info.words[1]}"
+            second = info.words[1]
+            siblings = sorted({c.words[1] for c in infos if c.words[0] == first and c.words[1:]})
+            cond = f"{seen} {first}; and not {seen} " + " ".join(siblings)
+            own = f"{seen} {first}; and {seen} {second}"
+        text = _fish_escape(info.help)
         lines.append(f"## command {info.name}")
-        lines.append(
-            f"complete -c {name} -f -n '{cond}' -a '{info.words[-1]}' -d '{_fish_escape(info.help)}'"
-        )
+        lines.append(f"complete -c {name} -f -n '{cond}' -a '{info.words[-1]}' -d '{text}'")
         for action in info.parser._actions:
-            if not action.option_strings or (action.default == argparse.SUPPRESS and action.dest != "help"):
+            hidden_global = action.default == argparse.SUPPRESS and action.dest != "help"
+            if not action.option_strings or hidden_global:
                 continue
             parts = [f"complete -c {name} -n '{own}'"]
             if action.nargs != 0:
                 parts.append("-r")
             for opt in action.option_strings:
-                if opt.startswith("--"):
-                    parts.append(f"-l {opt[2:]}")
-                else:
-                    parts.append(f"-s {opt[1:]}")
+                parts.append(f"-l {opt[2:]}" if opt.startswith("--") else f"-s {opt[1:]}")
             parts.append(f"-d '{_fish_escape(' '.join((action.help or '').split()))}'")
             lines.append(" ".join(parts))
     return "\n".join(lines) + "\n"

@@ -34,7 +34,9 @@ def add_slapgrid_options(parser: argparse.ArgumentParser, pid_kind: str) -> None
         f"file as option `pidfile_{pid_kind}` in slapos section, otherwise defaults to "
         f"{PIDFILE_DEFAULTS[pid_kind]}",
     )
-    parser.add_argument("--key_file", "--key-file", dest="key_file", help="SSL Authorisation key file.")
+    parser.add_argument(
+        "--key_file", "--key-file", dest="key_file", help="SSL Authorisation key file."
+    )
     parser.add_argument(
         "--cert_file", "--cert-file", dest="cert_file", help="SSL Authorisation certificate file."
     )

@@ -37,7 +37,7 @@ SEED_OPTIONS = {
 
 #: Command lines of the seed documentation and of upstream's docs.
 SEED_EXAMPLES = [
-    "request mykvm kvm --node computer_guid=COMP-12345 --configuration nbd-host=debian.nbd.vifib.net nbd-port=1024",
+    "request mykvm kvm --node computer_guid=COMP-1 --configuration nbd-host=nbd.example nbd-port=1024",
     "request mykvm kvm --parameters nbd-host=debian.nbd.vifib.net nbd-port=1024 --type default",
     "supply kvm COMP-12345",
     "remove kvm COMP-12345",
@@ -128,7 +128,9 @@ def test_help_of_a_group_lists_its_commands(tmp_path):
     ctx = Context.for_test(tmp_path)
     assert main(["help", "node"], ctx=ctx) == 0
     out = ctx.stdout.getvalue()
-    assert "node software" in out and "node format" in out and not re.search(r"^  request ", out, re.M)
+    assert (
+        "node software" in out and "node format" in out and not re.search(r"^  request ", out, re.M)
+    )
 
 
 def test_command_help_flag_prints_that_commands_help(tmp_path):

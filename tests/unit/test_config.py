@@ -1,0 +1,251 @@
+"""Configuration files: which file is read, and one clear line for each problem."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from slapos.cli._common import Context
+from slapos.cli.main import main
+from slapos.config import IniFile, load_client_config, load_node_config
+from slapos.errors import ConfigError, ExitCode
+
+NODE_CFG = """\
+[slapos]
+computer_id = COMP-1
+master_url = http://127.0.0.1:1
+software_root = /opt/slapgrid
+instance_root = /srv/slapgrid
+maximum_periodicity = 300
+
+[networkcache]
+download-binary-cache-url = http://127.0.0.1:2/cache
+download-from-binary-cache-url-blacklist =
+  http://a/
+  http://b/
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# ---- which file --------------------------------------------------------------------
+
+
+def test_node_config_cfg_option_wins(tmp_path):
+    ctx = Context.for_test(tmp_path, environ={"SLAPOS_CONFIGURATION": "/env.cfg"})
+    assert ctx.node_config_path("/opt.cfg") == Path("/opt.cfg")
+
+
+def test_node_config_environment_variable(tmp_path):
+    ctx = Context.for_test(tmp_path, environ={"SLAPOS_CONFIGURATION": "/env.cfg"})
+    assert ctx.node_config_path(None) == Path("/env.cfg")
+
+
+def test_node_config_default(tmp_path):
+    ctx = Context.for_test(tmp_path)
+    assert ctx.node_config_path(None) == Path("/etc/opt/slapos/slapos.cfg")
+
+
+def test_tilde_is_expanded_against_home(tmp_path):
+    ctx = Context.for_test(tmp_path, environ={"HOME": "/home/someone"})
+    assert ctx.node_config_path("~/x.cfg") == Path("/home/someone/x.cfg")
+
+
+def test_client_config_cfg_then_env_then_default(tmp_path):
+    home = tmp_path / "h"
+    ctx = Context.for_test(tmp_path, environ={"HOME": str(home)})
+    assert ctx.client_config_path("/a.cfg") == Path("/a.cfg")
+    assert ctx.client_config_path(None) == home / ".slapos/slapos-client.cfg"
+    ctx = Context.for_test(
+        tmp_path, environ={"HOME": str(home), "SLAPOS_CLIENT_CONFIGURATION": "/e.cfg"}
+    )
+    assert ctx.client_config_path(None) == Path("/e.cfg")
+
+
+def test_client_config_falls_back_to_seed_slapos_cfg(tmp_path):
+    home = tmp_path / "h"
+    write(home / ".slapos/slapos.cfg", "[slapos]\nmaster_url = http://x\n")
+    ctx = Context.for_test(tmp_path, environ={"HOME": str(home)})
+    assert ctx.client_config_path(None) == home / ".slapos/slapos.cfg"
+    write(home / ".slapos/slapos-client.cfg", "[slapos]\nmaster_url = http://y\n")
+    assert ctx.client_config_path(None) == home / ".slapos/slapos-client.cfg"
+
+
+# ---- parsing ------------------------------------------------------------------------
+
+
+def test_node_config_values_and_overrides(tmp_path):
+    path = write(tmp_path / "slapos.cfg", NODE_CFG)
+    cfg = load_node_config(path, {"computer_id": "COMP-2", "maximal_delay": None})
+    assert cfg.computer_id == "COMP-2"
+    assert cfg.master_url == "http://127.0.0.1:1"
+    assert cfg.maximum_periodicity == 300
+    assert cfg.software_root == Path("/opt/slapgrid")
+    assert cfg.networkcache.download_binary_cache_url == "http://127.0.0.1:2/cache"
+    assert cfg.networkcache.download_from_binary_cache_url_blacklist == ("http://a/", "http://b/")
+
+
+def test_hyphen_and_underscore_keys_are_the_same(tmp_path):
+    ini = IniFile.parse("[slapos]\nmaster-url = http://x\n")
+    assert ini.get("slapos", "master_url") == "http://x"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not an ini file\n", "not a valid configuration file"),
+        ("[other]\nx = 1\n", "missing section [slapos]"),
+        ("[slapos]\nmaster_url = http://x\n", "[slapos] computer_id is missing"),
+        (
+            NODE_CFG.replace("computer_id = COMP-1", "computer_id ="),
+            "[slapos] computer_id is empty",
+        ),
+        (
+            NODE_CFG.replace("= 300", "= often"),
+            "[slapos] maximum_periodicity: expected a whole number",
+        ),
+        (
+            NODE_CFG.replace("[networkcache]", "root_check = maybe\n[networkcache]"),
+            "expected true or false",
+        ),
+    ],
+)
+def test_node_config_errors_name_file_section_and_key(tmp_path, text, message):
+    path = write(tmp_path / "slapos.cfg", text)
+    with pytest.raises(ConfigError) as info:
+        load_node_config(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"configuration file does not exist: .*nope\.cfg"):
+        load_node_config(tmp_path / "nope.cfg")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
+def test_unreadable_file(tmp_path):
+    path = write(tmp_path / "slapos.cfg", NODE_CFG)
+    path.chmod(0)
+    with pytest.raises(ConfigError, match="permission denied"):
+        load_node_config(path)
+
+
+def test_directory_instead_of_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_node_config(tmp_path)
+
+
+def test_client_config(tmp_path):
+    path = write(
+        tmp_path / "c.cfg",
+        "[slapos]\nmaster_url = http://m\n[slapos.alias]\nkvm = http://sr/kvm.cfg\n",
+    )
+    cfg = load_client_config(path)
+    assert cfg.master_url == "http://m"
+    assert cfg.resolve_alias("kvm") == "http://sr/kvm.cfg"
+    assert cfg.resolve_alias("http://other") == "http://other"
+
+
+def test_client_config_command_line_master_url_wins(tmp_path):
+    path = write(tmp_path / "c.cfg", "[slapos]\nmaster_url = http://m\n")
+    assert load_client_config(path, master_url="http://n").master_url == "http://n"
+
+
+def test_https_client_config_needs_a_certificate(tmp_path):
+    path = write(tmp_path / "c.cfg", "[slapos]\nmaster_url = https://m\n")
+    with pytest.raises(ConfigError, match="key_file and cert_file"):
+        load_client_config(path)
+
+
+def test_client_config_without_master_url(tmp_path):
+    path = write(tmp_path / "c.cfg", "[slapos]\n")
+    with pytest.raises(ConfigError, match=r"\[slapos\] master_url is missing"):
+        load_client_config(path)
+
+
+# ---- what the user sees ----------------------------------------------------------------
+
+
+def failing_handler(message: str):
+    def handler(args, ctx):
+        load_node_config(Path(message))
+
+    return handler
+
+
+def test_config_error_is_one_line_exit_1(tmp_path):
+    ctx = Context.for_test(tmp_path)
+    status = main(["node", "bang", "--cfg", str(tmp_path / "missing.cfg")], ctx=ctx)
+    # Whatever `node bang` does, a missing configuration is reported first, in one line.
+    err = ctx.stderr.getvalue()
+    assert status == ExitCode.FAILURE
+    assert "configuration file does not exist" in err or "not implemented" in err
+    assert "Traceback" not in err
+
+
+def test_internal_error_shows_traceback_only_with_debug(tmp_path):
+    from slapos.cli.main import run_handler
+
+    def broken(args, ctx):
+        raise ValueError("boom")
+
+    import argparse
+
+    for debug in (False, True):
+        ctx = Context.for_test(tmp_path)
+        from slapos.cli.main import _setup_logging
+
+        ns = argparse.Namespace(debug=debug, verbose=0, quiet=False, log_file=None)
+        _setup_logging(ns, ctx)
+        assert run_handler(broken, ns, ctx) == ExitCode.BUG
+        err = ctx.stderr.getvalue()
+        assert "internal error: ValueError: boom" in err
+        assert ("Traceback" in err) is debug
+
+
+def test_slapos_error_is_one_line_and_traceback_with_debug(tmp_path):
+    import argparse
+
+    from slapos.cli.main import _setup_logging, run_handler
+
+    def fails(args, ctx):
+        raise ConfigError("x.cfg: [slapos] computer_id is missing")
+
+    for debug in (False, True):
+        ctx = Context.for_test(tmp_path)
+        ns = argparse.Namespace(debug=debug, verbose=0, quiet=False, log_file=None)
+        _setup_logging(ns, ctx)
+        assert run_handler(fails, ns, ctx) == 1
+        err = ctx.stderr.getvalue()
+        assert "ERROR x.cfg: [slapos] computer_id is missing" in err
+        assert ("Traceback" in err) is debug
+
+
+def test_log_file_gets_debug_lines(tmp_path):
+    import argparse
+    import logging
+
+    from slapos.cli.main import _setup_logging
+
+    log_file = tmp_path / "slapos.log"
+    ctx = Context.for_test(tmp_path)
+    ns = argparse.Namespace(debug=False, verbose=0, quiet=True, log_file=str(log_file))
+    _setup_logging(ns, ctx)
+    logging.getLogger("slapos.test").debug("a debug line")
+    logging.getLogger("slapos.test").warning("a warning")
+    text = log_file.read_text()
+    assert "DEBUG    a debug line" in text and "WARNING  a warning" in text
+    err = ctx.stderr.getvalue()
+    assert "a warning" in err and "a debug line" not in err
+    for handler in list(logging.getLogger().handlers):
+        if isinstance(handler, logging.FileHandler):
+            logging.getLogger().removeHandler(handler)
+            handler.close()
