@@ -37,7 +37,7 @@ SEED_OPTIONS = {
 
 #: Command lines of the seed documentation and of upstream's docs.
 SEED_EXAMPLES = [
-    "request mykvm kvm --node computer_guid=COMP-1 --configuration nbd-host=nbd.example nbd-port=1024",
+    "request mykvm kvm --node computer_guid=COMP-1 --configuration nbd-host=nbd.example nbd-port=1024",  # noqa: E501
     "request mykvm kvm --parameters nbd-host=debian.nbd.vifib.net nbd-port=1024 --type default",
     "supply kvm COMP-12345",
     "remove kvm COMP-12345",
