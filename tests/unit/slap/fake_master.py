@@ -1,0 +1,95 @@
+"""An in-thread HTTP server playing a master: scripted answers, recorded requests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+Answer = tuple[int, str | bytes] | tuple[int, str | bytes, dict[str, str]]
+
+
+@dataclass
+class FakeMaster:
+    routes: dict[str, Answer | Callable[[Recorded], Answer]] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    delay: float = 0.0
+    url: str = ""
+
+    def calls(self, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path == path]
+
+
+def _handler(master: FakeMaster) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            parts = urlsplit(self.path)
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            record = Recorded(
+                self.command,
+                parts.path,
+                parse_qs(parts.query, keep_blank_values=True),
+                form if self.command == "POST" else {},
+                dict(self.headers.items()),
+                body,
+            )
+            master.requests.append(record)
+            if master.delay:
+                time.sleep(master.delay)
+            answer = master.routes.get(parts.path, (404, "<p>Not Found</p>"))
+            if callable(answer):
+                answer = answer(record)
+            status, payload, *rest = answer
+            headers = rest[0] if rest else {}
+            data = payload.encode("utf-8") if isinstance(payload, str) else payload
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = _serve
+        do_POST = _serve
+
+    return Handler
+
+
+@pytest.fixture
+def fake_master() -> Iterator[FakeMaster]:
+    master = FakeMaster()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(master))
+    server.daemon_threads = True
+    master.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield master
+    finally:
+        server.shutdown()
+        server.server_close()
