@@ -33,6 +33,8 @@ VIEW = "slaposjs_view"
 class TempDocument:
     """A bag of attributes (`_title`, `_url_string`...) built from a HATEOAS row."""
 
+    _software_release_url: Any
+
     def __init__(self, **kw: Any) -> None:
         self.__dict__.update(kw)
 

@@ -220,6 +220,12 @@ class SoftwareProductCollection:
 class SoftwareInstance(SlapDocument):
     """Instance data as the master returns it (answer of requestComputerPartition)."""
 
+    # Declared for the type checker only: they exist when the master sent them.
+    _parameter_dict: Any
+    _connection_dict: Any
+    _requested_state: Any
+    _software_release_url: Any
+
     def __init__(self, **kw: Any) -> None:
         self.__dict__.update(kw)
 
@@ -334,6 +340,11 @@ def software_instance_from_hateoas(data: Mapping[str, Any]) -> SoftwareInstance:
 class Computer(SlapDocument):
     """A node: what it must install and run, and its reports to the master."""
 
+    # Set from getFullComputerInformation (declared for the type checker only).
+    _computer_partition_list: list[ComputerPartition]
+    _software_release_list: list[SoftwareRelease]
+    _synced: bool
+
     def __init__(
         self, computer_id: str, connection_helper: Any = None, hateoas_navigator: Any = None
     ) -> None:
@@ -439,6 +450,15 @@ def fetch_full_computer_information(connection: Any, computer_id: str) -> Comput
 
 class ComputerPartition(SlapRequester):
     """A partition: the node reports on it, and its instance requests other instances."""
+
+    # Lazily fetched with registerComputerPartition, or sent by the master in a
+    # request answer. Declared for the type checker only: `hasattr` tells if fetched.
+    _instance_guid: str | None
+    _requested_state: str | None
+    _software_release_document: SoftwareRelease | str | None
+    _parameter_dict: dict[str, Any] | None
+    _connection_dict: dict[str, Any] | None
+    _synced: bool
 
     def __init__(
         self,
