@@ -5,14 +5,22 @@ master, bring it back after a reboot.
 from __future__ import annotations
 
 import argparse
+import logging
+from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
     SlapOSArgumentParser,
     add_command,
     add_node_cfg,
-    not_implemented,
     str2bool,
 )
+
+if TYPE_CHECKING:
+    from slapos.cli._common import Context
+
+log = logging.getLogger(__name__)
+#: node format sleeps up to this long unless --now (upstream: spread the load on the master)
+FORMAT_MAX_DELAY = 3600.0
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
@@ -81,7 +89,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="Don't actually do anything, print the plan (default: False)",
     )
     p.add_argument("-c", "--console", help="Console output (obsolete)")
-    p.set_defaults(handler=not_implemented("node format"))
+    p.set_defaults(handler=run_format)
 
     p = add_command(
         sub,
@@ -95,7 +103,8 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     p.add_argument(
         "--interface-name",
         default="lo",
-        help="Primary network interface. IP of Partitions will be added to it (default: %(default)s)",
+        help="Primary network interface. IP of Partitions will be added to it "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--master-url",
@@ -147,7 +156,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         action="store_true",
         help="Simulate the execution steps (default: False)",
     )
-    p.set_defaults(handler=not_implemented("node register"))
+    p.set_defaults(handler=run_register)
 
     p = add_command(
         sub,
@@ -158,4 +167,100 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     )
     add_node_cfg(p)
     p.add_argument("-m", "--message", help="Message for bang")
-    p.set_defaults(handler=not_implemented("node boot"))
+    p.set_defaults(handler=run_boot)
+
+
+# ---- handlers --------------------------------------------------------------------------
+
+
+def run_format(args: argparse.Namespace, ctx: Context) -> int:
+    """slapos node format: plan, then (unless --dry-run) apply and tell the master."""
+    import random
+
+    from slapos.config import IniFile, parse_bool
+    from slapos.errors import ExitCode, SlapOSError
+    from slapos.format import apply
+    from slapos.format.config import load_format_config
+
+    path = ctx.node_config_path(args.cfg)
+    ini = IniFile.read(path)
+    raw_check = ini.get("slapos", "root_check") or ini.get("slapformat", "root_check")
+    ctx.require_root(parse_bool(raw_check, f"{path}: root_check") if raw_check else True)
+    config = load_format_config(
+        ini,
+        {
+            "computer_xml": args.computer_xml,
+            "computer_json": args.computer_json,
+            "input_definition_file": args.input_definition_file,
+            "output_definition_file": args.output_definition_file,
+            "alter_user": args.alter_user,
+            "alter_network": args.alter_network,
+            "dry_run": args.dry_run or None,
+        },
+    )
+    if config.log_file is not None and not getattr(args, "log_file", None):
+        _add_log_file(config.log_file)
+    if config.dry_run:
+        log.info("dry run: nothing will be changed")
+    if not args.now:
+        delay = random.random() * FORMAT_MAX_DELAY
+        log.info("sleeping for %.0f seconds (use --now to format at once)", delay)
+        ctx.clock.sleep(delay)
+    plan = apply.prepare(config, ctx.runner)
+    if config.output_definition_file is not None:
+        from slapos.format.model import write_definition
+        from slapos.system import write_file_atomic
+
+        write_file_atomic(config.output_definition_file, write_definition(plan.computer))
+        log.info("stored computer definition in %s", config.output_definition_file)
+    if config.dry_run:
+        _print_plan(plan, config.computer_id, ctx)
+        return ExitCode.OK
+    apply.apply_plan(plan, ctx.runner)
+    if plan.actions:
+        log.info("node formatted: %d changes made", len(plan.actions))
+    else:
+        log.info("node already formatted: nothing changed")
+    log.info("posting the computer description to %s", config.master_url)
+    try:
+        apply.post_configuration(config, plan.computer)
+    except SlapOSError as exc:
+        log.error("formatted, but the master was not told: %s", exc)
+        return ExitCode.FORMAT_OFFLINE_SUCCESS
+    return ExitCode.OK
+
+
+def _print_plan(plan: object, computer_id: str, ctx: Context) -> None:
+    from slapos.format.plan import FormatPlan
+
+    assert isinstance(plan, FormatPlan)
+    if not plan.actions:
+        ctx.stdout.write(f"{computer_id}: nothing to change\n")
+        return
+    ctx.stdout.write(f"{computer_id}: {len(plan.actions)} changes planned\n")
+    for action in plan.actions:
+        ctx.stdout.write(f"  {action.describe()}\n")
+
+
+def _add_log_file(path: object) -> None:
+    """[slapformat] log_file: an extra log file when --log-file was not given (upstream)."""
+    from pathlib import Path
+
+    target = Path(str(path))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(target)
+    except OSError as exc:
+        log.warning("cannot log to %s: %s", target, exc.strerror)
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    logging.getLogger("slapos").addHandler(handler)
+
+
+def run_register(args: argparse.Namespace, ctx: Context) -> int:
+    raise NotImplementedError
+
+
+def run_boot(args: argparse.Namespace, ctx: Context) -> int:
+    raise NotImplementedError

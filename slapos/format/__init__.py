@@ -1,0 +1,8 @@
+"""The node formatter and node set-up: `slapos node format|register|boot`, `configure local`.
+
+config.py (FormatConfig from slapos.cfg), model.py (the computer description and its files),
+plan.py (pure: config + host state -> actions), apply.py (actions -> the operating system),
+netif.py (the only module reading network state), register.py, boot.py, configure_local.py.
+
+Must not import slapos.cli.
+"""
