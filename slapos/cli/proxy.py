@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from slapos.cli._common import (
+    Context,
     SlapOSArgumentParser,
     add_command,
     add_group,
     add_node_cfg,
-    not_implemented,
 )
 
 
@@ -22,10 +23,8 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     p.add_argument("-u", "--database-uri", help="URI for sqlite database")
     p.add_argument("--port", type=int, help="Port to use")
     p.add_argument("--host", help="Host to use")
-    p.add_argument(
-        "--local-software-release-root", help="Root path for local Software Releases"
-    )
-    p.set_defaults(handler=not_implemented("proxy start"))
+    p.add_argument("--local-software-release-root", help="Root path for local Software Releases")
+    p.set_defaults(handler=run_start)
 
     p = add_command(
         proxy, root, ("proxy", "show"), group="other", help="display proxy instances and parameters"
@@ -47,4 +46,45 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         default="text",
         help="output format: aligned tables (default) or JSON",
     )
-    p.set_defaults(handler=not_implemented("proxy show"))
+    p.set_defaults(handler=run_show)
+
+
+def _config_path(args: argparse.Namespace, ctx: Context, *, optional: bool) -> Path | None:
+    path = ctx.node_config_path(getattr(args, "cfg", None))
+    if optional and getattr(args, "cfg", None) is None and not path.exists():
+        return None
+    return path
+
+
+def run_start(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.cli.logsetup import add_file_log
+    from slapos.proxy.config import load_proxy_config
+    from slapos.proxy.server import serve
+
+    config = load_proxy_config(
+        _config_path(args, ctx, optional=False),
+        {
+            "database_uri": args.database_uri,
+            "port": args.port,
+            "host": args.host,
+            "local_software_release_root": args.local_software_release_root,
+        },
+    )
+    if config.log_file and not getattr(args, "log_file", None):
+        add_file_log(str(ctx.expand(config.log_file)))
+    serve(config)
+    return 0
+
+
+def run_show(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.proxy.config import load_proxy_config
+    from slapos.proxy.show import SECTIONS, show
+
+    config = load_proxy_config(
+        _config_path(args, ctx, optional=args.database_uri is not None),
+        {"database_uri": args.database_uri},
+        for_start=False,
+    )
+    wanted = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
+    show(config.database_uri, wanted, ctx.stdout, fmt=args.format)
+    return 0

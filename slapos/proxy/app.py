@@ -1,0 +1,352 @@
+"""The proxy as a WSGI application: `create_app(config, db) -> WSGI callable`.
+
+A small router, no web framework: legacy SLAP routes (`slapos.proxy.legacy`), the
+HATEOAS subset under `/hateoas` (`slapos.proxy.hateoas`), JSON-RPC `slapos.*.v0.*`
+(`slapos.proxy.jsonrpc`) and the shacache/shadir mount under `/shacache`.
+
+Every answer that is not a success is a 4xx/5xx with a one-line text reason; an
+unexpected exception is logged with its traceback and answered 500 without one.
+
+Must not import slapos.cli.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from slapos.proxy import db as dbmod
+from slapos.proxy.config import ProxyConfig
+from slapos.proxy.marshal import MarshalError
+from slapos.proxy.service import Master, ProxyHTTPError
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("slapos.proxy.access")
+
+MAX_BODY = 64 * 1024 * 1024
+StartResponse = Callable[..., Any]
+_REASONS = {
+    200: "OK", 302: "Found", 308: "Permanent Redirect", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 408: "Request Timeout", 410: "Gone", 413: "Payload Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 523: "Origin Is Unreachable",
+}  # fmt: skip
+
+
+class Request:
+    """What a handler needs from the WSGI environ, parsed lazily."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.environ = environ
+        self.method: str = environ.get("REQUEST_METHOD", "GET").upper()
+        self.path: str = environ.get("PATH_INFO", "") or "/"
+        self._query: dict[str, str] | None = None
+        self._form: dict[str, str] | None = None
+        self._body: bytes | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            self._query = _flat(
+                parse_qs(self.environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            )
+        return self._query
+
+    def body(self) -> bytes:
+        if self._body is None:
+            try:
+                length = int(self.environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                raise ProxyHTTPErrorBadRequest("bad Content-Length") from None
+            if length > MAX_BODY:
+                raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+            self._body = self.environ["wsgi.input"].read(length) if length > 0 else b""
+        return self._body
+
+    @property
+    def form(self) -> dict[str, str]:
+        """POST form fields (urlencoded body); query arguments for GET."""
+        if self._form is None:
+            if self.method == "GET":
+                self._form = self.query
+            else:
+                try:
+                    text = self.body().decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ProxyHTTPErrorBadRequest("form body is not UTF-8") from None
+                self._form = _flat(parse_qs(text, keep_blank_values=True))
+        return self._form
+
+    def field(self, name: str) -> str:
+        """A required form field: 400 naming it when absent."""
+        try:
+            return self.form[name]
+        except KeyError:
+            raise ProxyHTTPErrorBadRequest(f"missing parameter {name!r}") from None
+
+    def header(self, name: str) -> str | None:
+        value = self.environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return str(value) if value is not None else None
+
+    @property
+    def scheme(self) -> str:
+        forwarded = self.header("X-Forwarded-Proto")
+        if forwarded:
+            return forwarded.split(",")[-1].strip()
+        return str(self.environ.get("wsgi.url_scheme", "http"))
+
+    @property
+    def host(self) -> str:
+        host = self.header("Host")
+        if host:
+            return host
+        name, port = self.environ.get("SERVER_NAME", "localhost"), self.environ.get("SERVER_PORT")
+        if ":" in name and not name.startswith("["):
+            name = f"[{name}]"
+        return f"{name}:{port}" if port else name
+
+    @property
+    def base_url(self) -> str:
+        """Absolute URL of this proxy, honouring one reverse proxy hop (X-Forwarded-*)."""
+        prefix = (self.header("X-Forwarded-Prefix") or "").split(",")[-1].strip().rstrip("/")
+        return f"{self.scheme}://{self.host}{prefix}"
+
+    def partition_header(self) -> tuple[str | None, str | None] | None:
+        """`Authorization: X-SlapPartition computer_id=.., computer_partition_id=..`."""
+        value = self.header("Authorization")
+        if not value:
+            return None
+        scheme, _, rest = value.strip().partition(" ")
+        if scheme.lower() != "x-slappartition":
+            return None
+        pairs: dict[str, str] = {}
+        for item in rest.split(","):
+            key, _, val = item.partition("=")
+            pairs[key.strip()] = val.strip()
+        return pairs.get("computer_id"), pairs.get("computer_partition_id")
+
+
+class ProxyHTTPErrorBadRequest(ProxyHTTPError):
+    status = 400
+
+
+class PayloadTooLarge(ProxyHTTPError):
+    status = 413
+
+
+def _flat(values: dict[str, list[str]]) -> dict[str, str]:
+    return {key: items[-1] for key, items in values.items()}
+
+
+@dataclass
+class Response:
+    body: bytes | str = b""
+    status: int = 200
+    content_type: str = "text/plain; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def payload(self) -> bytes:
+        return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
+
+
+def text(body: str, status: int = 200) -> Response:
+    return Response(body, status)
+
+
+def xml(body: str) -> Response:
+    return Response(body, 200, "text/xml; charset=utf-8")
+
+
+def redirect(location: str, status: int = 302) -> Response:
+    return Response(b"", status, headers=[("Location", location)])
+
+
+Handler = Callable[["ProxyApp", Request], Response]
+
+
+class ProxyApp:
+    """The WSGI callable; holds one database connection per serving thread."""
+
+    def __init__(
+        self, config: ProxyConfig, database: str | Path, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        from slapos.proxy import hateoas, jsonrpc, legacy
+
+        self.config = config
+        self.database = str(database)
+        self.now = clock or time.time
+        self.run_id = secrets.token_hex(16)
+        self._local = threading.local()
+        self._generation = 0
+        self._generation_lock = threading.Lock()
+        #: computer id -> (generation, marshalled getFullComputerInformation answer)
+        self.computer_cache: dict[str, tuple[int, str]] = {}
+        self.routes: dict[str, tuple[frozenset[str], Handler]] = {}
+        self.routes.update(legacy.routes())
+        self.routes.update(jsonrpc.routes())
+        self.prefix_routes: list[tuple[str, Handler]] = [
+            ("/hateoas", hateoas.dispatch),
+            ("/shacache", _shacache),
+        ]
+        self._cache_app: Callable[..., Iterable[bytes]] | None = None
+        self._cache_lock = threading.Lock()
+        conn = self.connection()
+        dbmod.initialize(conn, self.database)
+        self._rebase_local_software(conn)
+
+    # ---- database ---------------------------------------------------------------------
+    def connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = dbmod.connect(self.database)
+            self._local.conn = conn
+        return conn
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def master(self, conn: sqlite3.Connection, request: Request | None = None) -> Master:
+        from slapos.proxy import forward
+
+        target = forward.target_finder(self, request) if request is not None else None
+        return Master(
+            dbmod.Store(conn),
+            self.config.computer_id,
+            self.now,
+            forward_target=target,
+            forwarder=forward.forwarder(self) if request is not None else None,
+        )
+
+    def write(self, request: Request | None, action: Callable[[Master], Any]) -> Any:
+        """Run `action` in one BEGIN IMMEDIATE transaction; invalidates cached answers."""
+        conn = self.connection()
+        with dbmod.write_transaction(conn):
+            result = action(self.master(conn, request))
+        with self._generation_lock:
+            self._generation += 1
+        return result
+
+    def read(self, action: Callable[[Master], Any]) -> Any:
+        conn = self.connection()
+        with dbmod.read_transaction(conn):
+            return action(self.master(conn))
+
+    def _rebase_local_software(self, conn: sqlite3.Connection) -> None:
+        from slapos.proxy.localsr import rebase
+
+        new_root = self.config.local_software_release_root
+        if new_root is None:
+            return
+        with dbmod.write_transaction(conn):
+            rebase(dbmod.Store(conn), new_root, self.database)
+
+    # ---- WSGI -------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request = Request(environ)
+        response = self.dispatch(request)
+        if response is None:  # a mounted WSGI application answered itself
+            return self._mounted(environ, start_response)
+        payload = response.payload()
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(payload)))]
+        headers.extend(response.headers)
+        start_response(f"{response.status} {_REASONS.get(response.status, 'Unknown')}", headers)
+        if access_log.isEnabledFor(logging.INFO):
+            query = environ.get("QUERY_STRING")
+            access_log.info(
+                '%s "%s %s%s" %d %d %.1fms',
+                environ.get("REMOTE_ADDR", "-"),
+                request.method,
+                request.path,
+                f"?{query}" if query else "",
+                response.status,
+                len(payload),
+                (time.perf_counter() - started) * 1000,
+            )
+        return [payload] if request.method != "HEAD" else []
+
+    def dispatch(self, request: Request) -> Response | None:
+        try:
+            route = self.routes.get(request.path)
+            if route is not None:
+                methods, handler = route
+                if request.method not in methods and not (
+                    request.method == "HEAD" and "GET" in methods
+                ):
+                    return text(f"method {request.method} not allowed on {request.path}", 405)
+                return handler(self, request)
+            for prefix, handler in self.prefix_routes:
+                if request.path == prefix or request.path.startswith(prefix + "/"):
+                    return handler(self, request)
+            if request.path == "/":
+                return text("slapos proxy: the stand-alone SlapOS master\n")
+            return text(f"unknown route {request.path}", 404)
+        except ProxyHTTPError as exc:
+            return text(_one_line(str(exc)), exc.status)
+        except MarshalError as exc:
+            return text(f"bad marshalled value: {_one_line(str(exc))}", 400)
+        except sqlite3.OperationalError as exc:
+            log.warning("database busy on %s: %s", request.path, exc)
+            return text(f"database unavailable: {_one_line(str(exc))}", 503)
+        except _Mounted:
+            return None
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return text("internal error, see the proxy log", 500)
+
+    def _mounted(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        assert self._cache_app is not None
+        environ = dict(environ)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/shacache"
+        environ["PATH_INFO"] = environ.get("PATH_INFO", "")[len("/shacache") :]
+        return self._cache_app(environ, start_response)
+
+
+class _Mounted(Exception):
+    """Raised by a handler to let a mounted WSGI application answer."""
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "error"
+
+
+def _shacache(app: ProxyApp, request: Request) -> Response:
+    """`/shacache/...`: the local binary cache (slapos.cache.server), when configured."""
+    config = app.config
+    if not (config.shacache_content_directory and config.shacache_metadata_directory):
+        return text(
+            "no local shacache: set shacache-content-directory and shacache-metadata-directory "
+            "in [slapproxy]",
+            404,
+        )
+    with app._cache_lock:
+        if app._cache_app is None:
+            try:
+                from slapos.cache.server import create_cache_app  # type: ignore[import-not-found,unused-ignore]
+            except ImportError:
+                return text("the local shacache server (slapos.cache.server) is not available", 501)
+            app._cache_app = create_cache_app(
+                config.shacache_content_directory,
+                config.shacache_metadata_directory,
+                signing_key_path=config.shacache_signing_key_path,
+                upstream_cache_url=config.shacache_upstream_cache_url,
+                upstream_dir_url=config.shacache_upstream_dir_url,
+            )
+    raise _Mounted
+
+
+def create_app(
+    config: ProxyConfig, db: str | Path | None = None, *, clock: Callable[[], float] | None = None
+) -> ProxyApp:
+    """The proxy WSGI application over the sqlite database `db` (default: the config's)."""
+    return ProxyApp(config, db if db is not None else config.database_uri, clock=clock)

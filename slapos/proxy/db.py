@@ -1,0 +1,536 @@
+"""Every SQL statement of the proxy: connection setup, migrations, queries.
+
+The table layout is slapos.core's proxy schema version 18 (tables `computer18`,
+`partition18`...), so an upstream database opens here and the other way round. Our own
+revisions on top of it (indexes) are numbered by `PRAGMA user_version`.
+
+Callers hold one `sqlite3.Connection` per thread (autocommit mode) and wrap each HTTP
+request in `write_transaction()` (BEGIN IMMEDIATE: writers queue up instead of failing
+or reading stale rows) or `read_transaction()`; a crash mid-request rolls back in full.
+Only query parameters, never string formatting of values.
+
+Imports only the standard library and slapos.errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from slapos.errors import SlapOSError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "18"
+#: our revision of the v18 layout (PRAGMA user_version).
+REVISION = 1
+TABLES = (
+    "config",
+    "software",
+    "computer",
+    "partition",
+    "slave",
+    "partition_network",
+    "forwarded_partition_request",
+)
+PARTITION_COLUMNS = (
+    "reference", "computer_reference", "slap_state", "software_release", "xml",
+    "connection_xml", "slave_instance_list", "software_type", "partition_reference",
+    "requested_by", "requester_id", "requested_state", "timestamp",
+)  # fmt: skip
+_REVISIONS = {
+    1: (
+        "CREATE INDEX IF NOT EXISTS partition18_instance"
+        " ON partition18 (partition_reference, requested_by)",
+        "CREATE INDEX IF NOT EXISTS partition18_free"
+        " ON partition18 (computer_reference, slap_state)",
+        "CREATE INDEX IF NOT EXISTS slave18_reference ON slave18 (reference, computer_reference)",
+        "CREATE INDEX IF NOT EXISTS partition_network18_partition"
+        " ON partition_network18 (computer_reference, partition_reference)",
+    ),
+}
+
+
+class DatabaseError(SlapOSError):
+    """The database cannot be opened, migrated or written."""
+
+
+def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
+    """Open the database in WAL mode; autocommit, transactions are explicit."""
+    try:
+        conn = sqlite3.connect(
+            str(path), timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal" and str(path) != ":memory:":
+            log.warning("%s: journal mode is %s, not WAL", path, mode)
+        # NORMAL in WAL mode: a killed process loses nothing committed; a power cut
+        # may lose the last transactions, never corrupt the file.
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One consistent snapshot for several SELECTs."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+# ---------------------------------------------------------------------------------------
+# Schema and migrations
+
+
+def _schema_sql() -> str:
+    return resources.files("slapos.proxy").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def table_versions(conn: sqlite3.Connection) -> dict[str, str]:
+    """{table name: version suffix} of the proxy tables present."""
+    found: dict[str, str] = {}
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        match = re.fullmatch(r"([a-z_]+?)(\d+)", name)
+        if match and match.group(1) in TABLES:
+            found[name] = match.group(2)
+    return found
+
+
+def initialize(conn: sqlite3.Connection, database_path: str | Path | None = None) -> None:
+    """Create or migrate the schema; an old upstream layout is backed up first."""
+    try:
+        with write_transaction(conn):
+            versions = table_versions(conn)
+            old = {name: v for name, v in versions.items() if v != SCHEMA_VERSION}
+            if old and database_path and str(database_path) != ":memory:":
+                _backup(conn, Path(database_path), sorted(set(old.values())))
+            for statement in _statements(_schema_sql()):
+                conn.execute(statement)
+            if old:
+                _migrate_tables(conn, old)
+            revision = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number in sorted(_REVISIONS):
+                if number > revision:
+                    for statement in _REVISIONS[number]:
+                        conn.execute(statement)
+            if revision < REVISION:
+                conn.execute(f"PRAGMA user_version = {REVISION}")
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot initialise the proxy database: {exc}") from exc
+
+
+def _statements(script: str) -> Iterator[str]:
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            yield statement.strip()
+
+
+def _backup(conn: sqlite3.Connection, path: Path, versions: list[str]) -> None:
+    stamp = datetime.now().isoformat(timespec="seconds")
+    backup = Path(f"{path}-backup-{'-'.join(versions)}to{SCHEMA_VERSION}-{stamp}.sql")
+    log.info("old proxy schema %s: backing the database up to %s", ", ".join(versions), backup)
+    with open(backup, "w", encoding="utf-8") as out:
+        for line in conn.iterdump():
+            if line in ("BEGIN TRANSACTION;", "COMMIT;"):
+                continue
+            out.write(f"{line}\n")
+
+
+def _migrate_tables(conn: sqlite3.Connection, old: dict[str, str]) -> None:
+    """Copy the columns both layouts share from each old table, then drop it."""
+    for name, version in sorted(old.items()):
+        base = name[: -len(version)]
+        rows = [dict(row) for row in conn.execute(f'SELECT * FROM "{name}"')]
+        if base == "local_software_release_root":
+            continue
+        if base == "partition" and int(version) < 17:
+            _rebase_requested_by(rows)
+        new_columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{base}18")')}
+        for row in rows:
+            data = {k: v for k, v in row.items() if k in new_columns}
+            if not data:
+                continue
+            columns = ", ".join(f'"{k}"' for k in data)
+            marks = ", ".join("?" for _ in data)
+            conn.execute(
+                f'INSERT OR REPLACE INTO "{base}18" ({columns}) VALUES ({marks})',
+                list(data.values()),
+            )
+        conn.execute(f'DROP TABLE "{name}"')
+        log.info("migrated %d rows of %s to %s18", len(rows), name, base)
+
+
+def _rebase_requested_by(rows: list[dict[str, Any]]) -> None:
+    """Before v17, requested_by named the parent partition; now it is the tree root title."""
+    by_reference = {row["reference"]: row for row in rows}
+    for row in rows:
+        parent = row.get("requested_by")
+        seen: set[str] = set()
+        root = row
+        while parent and parent in by_reference and parent not in seen:
+            seen.add(parent)
+            root = by_reference[parent]
+            parent = root.get("requested_by")
+        if root is not row:
+            row["requested_by"] = root.get("partition_reference") or ""
+
+
+# ---------------------------------------------------------------------------------------
+# Queries
+
+
+class Store:
+    """Typed access to the tables, on one connection (the caller owns the transaction)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def _one(self, query: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(query, args).fetchone()
+        return row
+
+    def _all(self, query: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(query, args).fetchall()
+
+    # ---- config -----------------------------------------------------------------------
+    def get_config(self, name: str) -> str | None:
+        row = self._one("SELECT value FROM config18 WHERE name=?", (name,))
+        return None if row is None else row[0]
+
+    def set_config(self, name: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO config18 (name, value) VALUES (?, ?)", (name, value)
+        )
+
+    # ---- computers --------------------------------------------------------------------
+    def computer(self, reference: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM computer18 WHERE reference=?", (reference,))
+
+    def computers(self, reference: str | None = None) -> list[sqlite3.Row]:
+        if reference is None:
+            return self._all("SELECT * FROM computer18 ORDER BY rowid")
+        return self._all("SELECT * FROM computer18 WHERE reference=?", (reference,))
+
+    def add_computer(self, reference: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO computer18 (reference) VALUES (?)", (reference,))
+
+    def format_computer(
+        self,
+        reference: str,
+        address: str | None,
+        netmask: str | None,
+        partitions: Sequence[tuple[str, Sequence[tuple[str, str, str | None]]]],
+    ) -> None:
+        """Upsert the computer, drop unlisted partitions, reset addresses (§5.4)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO computer18 (reference, address, netmask) VALUES (?, ?, ?)",
+            (reference, address, netmask),
+        )
+        listed = [partition_id for partition_id, _ in partitions]
+        gone = [
+            row[0]
+            for row in self._all(
+                "SELECT reference FROM partition18 WHERE computer_reference=?", (reference,)
+            )
+            if row[0] not in set(listed)
+        ]
+        for partition_id in gone:
+            self.conn.execute(
+                "DELETE FROM partition18 WHERE computer_reference=? AND reference=?",
+                (reference, partition_id),
+            )
+            self.conn.execute(
+                "DELETE FROM slave18 WHERE computer_reference=? AND hosted_by=?",
+                (reference, partition_id),
+            )
+        self.conn.execute(
+            "DELETE FROM partition_network18 WHERE computer_reference=?", (reference,)
+        )
+        for partition_id, addresses in partitions:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO partition18 (reference, computer_reference) VALUES (?, ?)",
+                (partition_id, reference),
+            )
+            self.conn.executemany(
+                "INSERT INTO partition_network18"
+                " (reference, partition_reference, computer_reference, address, netmask)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(iface, partition_id, reference, addr, mask) for iface, addr, mask in addresses],
+            )
+
+    # ---- software releases ------------------------------------------------------------
+    def software_list(self, computer: str) -> list[sqlite3.Row]:
+        return self._all(
+            "SELECT * FROM software18 WHERE computer_reference=? ORDER BY rowid", (computer,)
+        )
+
+    def supply(self, computer: str, url: str, state: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO software18 (url, computer_reference, requested_state)"
+            " VALUES (?, ?, ?)",
+            (url, computer, state),
+        )
+
+    def remove_software(self, computer: str, url: str) -> None:
+        self.conn.execute(
+            "DELETE FROM software18 WHERE url=? AND computer_reference=?", (url, computer)
+        )
+
+    # ---- partitions -------------------------------------------------------------------
+    def partition(self, reference: str, computer: str) -> sqlite3.Row | None:
+        return self._one(
+            "SELECT * FROM partition18 WHERE reference=? AND computer_reference=?",
+            (reference, computer),
+        )
+
+    def partitions(
+        self, computer: str | None = None, *, busy_only: bool = False
+    ) -> list[sqlite3.Row]:
+        query, args = "SELECT * FROM partition18 WHERE 1", []
+        if computer is not None:
+            query += " AND computer_reference=?"
+            args.append(computer)
+        if busy_only:
+            query += " AND slap_state!='free'"
+        return self._all(query + " ORDER BY rowid", args)
+
+    def instance(self, title: str, requested_by: str) -> sqlite3.Row | None:
+        """The partition holding instance (title, tree root title), on any computer."""
+        return self._one(
+            "SELECT * FROM partition18 WHERE partition_reference=? AND requested_by=?"
+            " AND slap_state!='free' ORDER BY rowid",
+            (title, requested_by),
+        )
+
+    def instances_titled(self, title: str) -> list[sqlite3.Row]:
+        return self._all(
+            "SELECT * FROM partition18 WHERE partition_reference=? AND slap_state!='free'"
+            " ORDER BY rowid",
+            (title,),
+        )
+
+    def root_partitions(self, title: str | None = None) -> list[sqlite3.Row]:
+        query = "SELECT * FROM partition18 WHERE slap_state!='free' AND requested_by=''"
+        if title is None:
+            return self._all(query + " ORDER BY rowid")
+        return self._all(query + " AND partition_reference=? ORDER BY rowid", (title,))
+
+    def tree_partitions(self, root_title: str) -> list[sqlite3.Row]:
+        return self._all(
+            "SELECT * FROM partition18 WHERE slap_state!='free'"
+            " AND ((partition_reference=? AND requested_by='') OR requested_by=?) ORDER BY rowid",
+            (root_title, root_title),
+        )
+
+    def children_titles(self, root_title: str) -> list[str]:
+        return [
+            row[0]
+            for row in self._all(
+                "SELECT partition_reference FROM partition18 WHERE requested_by=?"
+                " AND slap_state!='free' ORDER BY partition_reference",
+                (root_title,),
+            )
+        ]
+
+    def free_partition(self, computer: str) -> sqlite3.Row | None:
+        return self._one(
+            "SELECT * FROM partition18 WHERE slap_state='free' AND computer_reference=?"
+            " ORDER BY rowid LIMIT 1",
+            (computer,),
+        )
+
+    def host_candidates(
+        self, computer: str, software_release: str, software_type: str, reference: str | None
+    ) -> sqlite3.Row | None:
+        query = (
+            "SELECT * FROM partition18 WHERE slap_state!='free' AND software_release=?"
+            " AND computer_reference=?"
+        )
+        args: list[Any] = [software_release, computer]
+        if software_type:
+            query += " AND software_type=?"
+            args.append(software_type)
+        if reference is not None:
+            query += " AND reference=?"
+            args.append(reference)
+        return self._one(query + " ORDER BY rowid LIMIT 1", args)
+
+    def update_partition(self, reference: str, computer: str, **values: Any) -> None:
+        if not values:
+            return
+        for column in values:
+            if column not in PARTITION_COLUMNS:
+                raise ValueError(f"unknown partition column {column}")
+        assignments = ", ".join(f"{column}=?" for column in values)
+        self.conn.execute(
+            f"UPDATE partition18 SET {assignments} WHERE reference=? AND computer_reference=?",
+            [*values.values(), reference, computer],
+        )
+
+    def touch(self, reference: str, computer: str, timestamp: float) -> None:
+        self.conn.execute(
+            "UPDATE partition18 SET timestamp=? WHERE reference=? AND computer_reference=?",
+            (timestamp, reference, computer),
+        )
+
+    def touch_tree(self, root_title: str, timestamp: float) -> None:
+        self.conn.execute(
+            "UPDATE partition18 SET timestamp=? WHERE slap_state!='free'"
+            " AND ((partition_reference=? AND requested_by='') OR requested_by=?)",
+            (timestamp, root_title, root_title),
+        )
+
+    def destroy_children(self, root_title: str) -> None:
+        self.conn.execute(
+            "UPDATE partition18 SET requested_state='destroyed' WHERE requested_by=?"
+            " AND slap_state!='free'",
+            (root_title,),
+        )
+
+    def free(self, reference: str, computer: str) -> None:
+        """Reset a partition to free; its timestamp survives (upstream behaviour)."""
+        self.conn.execute(
+            "UPDATE partition18 SET slap_state='free', software_release=NULL, xml=NULL,"
+            " connection_xml=NULL, slave_instance_list=NULL, software_type=NULL,"
+            " partition_reference=NULL, requested_by='', requester_id='',"
+            " requested_state='started' WHERE reference=? AND computer_reference=?",
+            (reference, computer),
+        )
+        self.conn.execute(
+            "DELETE FROM slave18 WHERE hosted_by=? AND computer_reference=?", (reference, computer)
+        )
+
+    def rename(self, reference: str, computer: str, new_title: str) -> None:
+        self.conn.execute(
+            "UPDATE partition18 SET partition_reference=?"
+            " WHERE reference=? AND computer_reference=?",
+            (new_title, reference, computer),
+        )
+
+    def repoint_tree(self, old_root: str, new_root: str) -> None:
+        self.conn.execute(
+            "UPDATE partition18 SET requested_by=? WHERE requested_by=?", (new_root, old_root)
+        )
+
+    # ---- network ----------------------------------------------------------------------
+    def addresses(self, reference: str, computer: str) -> list[tuple[str, str]]:
+        return [
+            (row[0], row[1])
+            for row in self._all(
+                "SELECT reference, address FROM partition_network18"
+                " WHERE partition_reference=? AND computer_reference=? ORDER BY rowid",
+                (reference, computer),
+            )
+        ]
+
+    def addresses_by_partition(self, computer: str) -> dict[str, list[tuple[str, str]]]:
+        result: dict[str, list[tuple[str, str]]] = {}
+        for row in self._all(
+            "SELECT partition_reference, reference, address FROM partition_network18"
+            " WHERE computer_reference=? ORDER BY rowid",
+            (computer,),
+        ):
+            result.setdefault(row[0], []).append((row[1], row[2]))
+        return result
+
+    def network(self) -> list[sqlite3.Row]:
+        return self._all(
+            "SELECT n.* FROM partition_network18 n JOIN partition18 p"
+            " ON p.reference=n.partition_reference AND p.computer_reference=n.computer_reference"
+            " WHERE p.slap_state!='free' ORDER BY n.partition_reference, n.rowid"
+        )
+
+    # ---- shared instances -------------------------------------------------------------
+    def shared(self, reference: str, computer: str | None = None) -> sqlite3.Row | None:
+        if computer is None:
+            return self._one("SELECT * FROM slave18 WHERE reference=? ORDER BY rowid", (reference,))
+        return self._one(
+            "SELECT * FROM slave18 WHERE reference=? AND computer_reference=?",
+            (reference, computer),
+        )
+
+    def shared_list(self) -> list[sqlite3.Row]:
+        return self._all("SELECT * FROM slave18 ORDER BY rowid")
+
+    def add_shared(self, reference: str, computer: str, hosted_by: str, requester_id: str) -> None:
+        self.conn.execute(
+            "INSERT INTO slave18 (reference, computer_reference, hosted_by, requester_id)"
+            " VALUES (?, ?, ?, ?)",
+            (reference, computer, hosted_by, requester_id),
+        )
+
+    def update_shared(self, reference: str, computer: str, **values: Any) -> None:
+        allowed = {"connection_xml", "hosted_by", "requester_id"}
+        if not values or not set(values) <= allowed:
+            raise ValueError(f"bad shared instance columns {sorted(values)}")
+        assignments = ", ".join(f"{column}=?" for column in values)
+        self.conn.execute(
+            f"UPDATE slave18 SET {assignments} WHERE reference=? AND computer_reference=?",
+            [*values.values(), reference, computer],
+        )
+
+    def remove_shared(self, reference: str, computer: str) -> None:
+        self.conn.execute(
+            "DELETE FROM slave18 WHERE reference=? AND computer_reference=?", (reference, computer)
+        )
+
+    # ---- forwarded requests -----------------------------------------------------------
+    def remember_forward(self, title: str, master_url: str, *, forget: bool = False) -> None:
+        if forget:
+            self.conn.execute(
+                "DELETE FROM forwarded_partition_request18 WHERE partition_reference=?"
+                " AND master_url=?",
+                (title, master_url),
+            )
+        else:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO forwarded_partition_request18"
+                " (partition_reference, master_url) VALUES (?, ?)",
+                (title, master_url),
+            )
+
+    # ---- local software release root ----------------------------------------------------
+    def rebase_local_urls(self, old_root: str, new_root: str, convert: Any) -> None:
+        """Rewrite local SR paths under `old_root` with `convert(url)`."""
+        for table, column in (("software18", "url"), ("partition18", "software_release")):
+            rows = self._all(f"SELECT rowid, {column} FROM {table}")
+            for rowid, url in rows:
+                new = convert(url)
+                if new != url:
+                    self.conn.execute(
+                        f"UPDATE {table} SET {column}=? WHERE rowid=?",
+                        (new, rowid),
+                    )
+
+    # ---- show -------------------------------------------------------------------------
+    def table_rows(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table}")
+        cursor = self.conn.execute(f"SELECT * FROM {table}{SCHEMA_VERSION}")
+        return [d[0] for d in cursor.description], [tuple(row) for row in cursor]

@@ -1,0 +1,150 @@
+"""Multi-master forwarding (protocol.md §8.9): requests for other masters are relayed.
+
+A new request is forwarded when its SLA names a `master_url` listed in a
+`[multimaster/<url>]` section (and that URL is not this proxy), or when its software
+release is in a section's `software_release_list`. The answer is the remote instance as a
+`ComputerPartition`, like upstream's proxy relays it.
+
+Must not import slapos.cli.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from slapos.proxy.marshal import MarshalError, WireObject, dumps, loads
+from slapos.proxy.service import (
+    InstanceRequest,
+    NotFound,
+    NotReady,
+    Requester,
+    UpstreamRefused,
+    UpstreamUnreachable,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from slapos.proxy.app import ProxyApp, Request
+
+log = logging.getLogger(__name__)
+TIMEOUT = 60.0
+
+
+def _same(url: str, base: str) -> bool:
+    return url.rstrip("/") == base.rstrip("/")
+
+
+def target_finder(
+    app: ProxyApp, request: Request
+) -> Callable[[InstanceRequest], str | None] | None:
+    multimaster = app.config.multimaster
+
+    def is_self(url: str) -> bool:
+        if _same(url, request.base_url):
+            return True
+        import requests
+
+        try:
+            answer = requests.get(url.rstrip("/") + "/getRunId", timeout=5, verify=False)
+        except requests.RequestException:
+            return False
+        return answer.status_code == 200 and answer.text == app.run_id
+
+    def find(spec: InstanceRequest) -> str | None:
+        master_url = spec.filter_kw.get("master_url")
+        if master_url:
+            master_url = str(master_url)
+            if master_url in multimaster:
+                return None if is_self(master_url) else master_url
+            if is_self(master_url):
+                return None
+            log.warning(
+                "External SlapOS Master URL %s is not listed in multimaster list.", master_url
+            )
+            raise NotFound(
+                f"External SlapOS Master URL {master_url} is not listed in multimaster list."
+            )
+        for url, entry in multimaster.items():
+            if spec.software_release in entry.software_release_list:
+                return url
+        return None
+
+    return find
+
+
+def forwarder(app: ProxyApp) -> Callable[[str, InstanceRequest, Requester], WireObject]:
+    def forward(url: str, spec: InstanceRequest, who: Requester) -> WireObject:
+        import requests
+
+        entry = app.config.multimaster.get(url)
+        key = entry.key if entry else None
+        cert = entry.cert if entry else None
+        if url.startswith("https") and not (key and cert):
+            raise NotFound(
+                f"External master {url} configuration did not specify key or certificate."
+            )
+        title = f"{who.requester_id}_{spec.title}"
+        filter_kw = dict(spec.filter_kw)
+        form: dict[str, Any] = {
+            "software_release": spec.software_release,
+            "software_type": spec.software_type,
+            "partition_reference": title,
+            "partition_parameter_xml": dumps(spec.parameters),
+            "state": dumps(spec.state),
+            "shared_xml": dumps(spec.shared),
+        }
+        headers = {}
+        if entry and entry.computer and entry.partition:
+            form.update(computer_id=entry.computer, computer_partition_id=entry.partition)
+            headers["Authorization"] = (
+                f"X-SlapPartition computer_id={entry.computer}, "
+                f"computer_partition_id={entry.partition}"
+            )
+        else:
+            filter_kw["source_instance_id"] = title
+        form["filter_xml"] = dumps(filter_kw)
+        log.info("forwarding request of %s (state=%s) to %s", title, spec.state, url)
+        try:
+            answer = requests.post(
+                url.rstrip("/") + "/requestComputerPartition",
+                data=form,
+                headers=headers,
+                timeout=TIMEOUT,
+                verify=False,
+                cert=(cert, key) if url.startswith("https") and cert and key else None,
+            )
+        except requests.RequestException as exc:
+            raise UpstreamUnreachable(f"cannot reach master {url}: {exc}") from None
+        if answer.status_code == 408:
+            raise NotReady(f"master {url} is provisioning {title}")
+        if answer.status_code != 200:
+            raise UpstreamRefused(
+                f"master {url} answered {answer.status_code} to the request of {title}"
+            )
+        try:
+            remote = loads(answer.content)
+        except MarshalError as exc:
+            raise UpstreamRefused(f"master {url} answered an unreadable document: {exc}") from None
+        if not isinstance(remote, WireObject):
+            raise UpstreamRefused(f"master {url} answered something else than an instance")
+        computer_id = remote.state.get("slap_computer_id")
+        partition_id = remote.state.get("slap_computer_partition_id")
+        state: dict[str, Any] = {
+            "_computer_id": computer_id,
+            "_partition_id": partition_id,
+            "_request_dict": None,
+        }
+        state.update(remote.state)
+        if spec.shared:
+            state["_synced"] = True
+        state.update(
+            _master_url=url,
+            _connection_helper=None,
+            _hateoas_navigator=None,
+            _software_release_document=spec.software_release,
+        )
+        return WireObject("ComputerPartition", (computer_id, partition_id, None), state)
+
+    return forward

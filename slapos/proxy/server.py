@@ -1,0 +1,87 @@
+"""Serve the proxy with waitress (threaded, production WSGI server) until SIGTERM/SIGINT.
+
+IPv6 hosts are accepted with or without brackets. The access log is the
+`slapos.proxy.access` logger (one INFO line per request). On SIGTERM or SIGINT the
+listening socket closes, requests in progress finish (up to a few seconds) and the
+database connections are closed; `serve()` then returns normally.
+
+Must not import slapos.cli.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from slapos.proxy.app import ProxyApp, create_app
+from slapos.proxy.config import ProxyConfig
+
+log = logging.getLogger(__name__)
+
+
+class _Stop(Exception):
+    pass
+
+
+def listen_address(host: str, port: int) -> str:
+    """waitress `listen` syntax: `[::1]:5000`, `127.0.0.1:5000`."""
+    host = host.strip()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def serve(
+    config: ProxyConfig,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    app: ProxyApp | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or KeyboardInterrupt); `on_ready(url)` once listening."""
+    import waitress.server
+
+    app = app or create_app(config)
+    server: Any = waitress.server.create_server(
+        app,
+        listen=listen_address(config.host, config.port),
+        threads=max(1, config.threads),
+        ident="slapos-proxy",
+        # request bodies (useComputer reports, big parameter sets) stay small
+        max_request_body_size=64 * 1024 * 1024,
+        channel_timeout=120,
+        connection_limit=1000,
+    )
+    host, port = server.effective_host, server.effective_port
+    shown = f"[{host}]" if ":" in str(host) else host
+    url = f"http://{shown}:{port}"
+    log.info(
+        "slapos proxy serving %s (database %s, computer %s)", url, app.database, config.computer_id
+    )
+    if on_ready is not None:
+        on_ready(url)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop(signal.Signals(signum).name)
+
+    previous = {}
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        server.run()
+    except (_Stop, KeyboardInterrupt) as exc:
+        log.info("slapos proxy stopping (%s)", exc or "interrupted")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        server.close()
+        try:
+            server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+        except Exception:  # already shut down by close(): nothing left to wait for
+            log.debug("task dispatcher already stopped", exc_info=True)
+        log.info("slapos proxy stopped")
