@@ -11,7 +11,16 @@ from slapos.cli._common import (
     add_client_cfg,
     add_command,
     add_group,
-    not_implemented,
+)
+from slapos.cli.client_handlers import (
+    run_computer_info,
+    run_computer_list,
+    run_computer_token,
+    run_configure_client,
+    run_request,
+    run_service_info,
+    run_service_list,
+    run_supply,
 )
 
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
@@ -78,7 +87,7 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         help="with --wait, give up after this many seconds (default: 600)",
     )
     add_format_option(p)
-    p.set_defaults(handler=not_implemented("request"))
+    p.set_defaults(handler=run_request)
 
     for name, desc, state in (
         ("supply", "supply a Software to a node", "available"),
@@ -88,7 +97,7 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         add_client_cfg(p)
         p.add_argument("software_url", help="Your software url (or an alias, or product.NAME)")
         p.add_argument("node", help="Target node")
-        p.set_defaults(handler=not_implemented(name), software_state=state)
+        p.set_defaults(handler=run_supply, software_state=state)
 
     _, service = add_group(sub, "service", help="manage your services (instances)")
     for words, hidden in ((("service",), False), ((), True)):
@@ -103,7 +112,7 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         )
         add_client_cfg(p)
         add_format_option(p)
-        p.set_defaults(handler=not_implemented("service list"))
+        p.set_defaults(handler=run_service_list)
         p = add_command(
             target,
             root,
@@ -116,28 +125,32 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         p.add_argument("reference", help="Your instance reference (for now it is its title)")
         p.add_argument("--news", action="store_true", help="Include raw news in output")
         add_format_option(p)
-        p.set_defaults(handler=not_implemented("service info"))
+        p.set_defaults(handler=run_service_info)
 
     _, computer = add_group(sub, "computer", help="manage your computers (nodes)")
     p = add_command(
-        computer, root, ("computer", "list"), group="client", help="List all available compute nodes"
+        computer,
+        root,
+        ("computer", "list"),
+        group="client",
+        help="List all available compute nodes",
     )
     add_client_cfg(p)
     add_format_option(p)
-    p.set_defaults(handler=not_implemented("computer list"))
+    p.set_defaults(handler=run_computer_list)
     p = add_command(
         computer, root, ("computer", "info"), group="client", help="get information of an computer"
     )
     add_client_cfg(p)
     p.add_argument("reference", help="Your computer reference")
     add_format_option(p)
-    p.set_defaults(handler=not_implemented("computer info"))
+    p.set_defaults(handler=run_computer_info)
     p = add_command(
         computer, root, ("computer", "token"), group="client", help="get token for setup a computer"
     )
     add_client_cfg(p)
     add_format_option(p)
-    p.set_defaults(handler=not_implemented("computer token"))
+    p.set_defaults(handler=run_computer_token)
 
 
 def register_configure_client(sub: SubParsers, root: SlapOSArgumentParser) -> None:
@@ -165,4 +178,4 @@ def register_configure_client(sub: SubParsers, root: SlapOSArgumentParser) -> No
         help="SlapOS 'credential security' authentication token (if this parameter is omitted, "
         "or is 'ask', the token will be prompted during configuration)",
     )
-    p.set_defaults(handler=not_implemented("configure client"))
+    p.set_defaults(handler=run_configure_client)

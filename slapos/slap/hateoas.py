@@ -121,7 +121,8 @@ class SlapHateoasNavigator:
                 body = self.connection.get(wire.GET_HATEOAS_URL)
             except SlapException as exc:
                 raise SlapException(
-                    f"the master offers no HATEOAS (REST) API ({exc}); set master_rest_url"
+                    "SlapOS Master Hateoas API required for this operation is not available "
+                    f"({exc}); set [slapos] master_rest_url"
                 ) from exc
             self._rest_url = body.decode("utf-8").strip()
         return self._rest_url
@@ -146,7 +147,7 @@ class SlapHateoasNavigator:
         try:
             return str(self.getRootDocument()["_links"][name]["href"])
         except (KeyError, TypeError):
-            raise NotFoundError(
+            raise SlapException(
                 f"the master's HATEOAS root has no '{name}' link (not supported by this master)"
             ) from None
 

@@ -59,7 +59,7 @@ OLD_DEFAULT_SOFTWARE_TYPE = "RootSoftwareInstance"
 COMPUTER_PARTITION_REQUEST_LIST_TEMPLATE_FILENAME = ".slapos-request-transaction-%s"
 #: Set by slapgrid while it runs a partition's buildout; names the instance root.
 INSTANCE_ROOT_ENVIRON = "SLAPGRID_INSTANCE_ROOT"
-NO_HATEOAS = "the master offers no HATEOAS (REST) API, needed for this operation"
+NO_HATEOAS = "SlapOS Master Hateoas API required for this operation is not available."
 
 
 class SlapDocument:
