@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slapos.cli._common import SlapOSArgumentParser, add_command, add_node_cfg, not_implemented
+from slapos.cli._common import Context, SlapOSArgumentParser, add_command, add_node_cfg
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
@@ -16,4 +16,14 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="Collect system consumption and data and store.",
     )
     add_node_cfg(p)
-    p.set_defaults(handler=not_implemented("node collect"))
+    p.set_defaults(handler=run_collect)
+
+
+def run_collect(args: argparse.Namespace, ctx: Context) -> int:
+    """Always needs root, as upstream: it reads every partition user's processes."""
+    ctx.require_root(True)
+    config = ctx.node_config(args, required=("computer_id", "instance_root"))
+    from slapos.collect.collector import CollectConfig, collect
+
+    collect(CollectConfig.from_node_config(config), runner=ctx.runner, clock=ctx.clock)
+    return 0
