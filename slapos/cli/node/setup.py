@@ -259,8 +259,84 @@ def _add_log_file(path: object) -> None:
 
 
 def run_register(args: argparse.Namespace, ctx: Context) -> int:
-    raise NotImplementedError
+    """slapos node register NAME: certificate from the master, node configuration written."""
+    from slapos.errors import UsageError
+    from slapos.format.register import Registration, register
+
+    for option, value in (
+        ("--login", args.login),
+        ("--password", args.password),
+        ("--login-auth", args.login_auth),
+    ):
+        if value:
+            raise UsageError(f"{option} is obsolete: masters only accept a token (--token)")
+    ctx.require_root()
+    token = (args.token or "").strip()
+    while not token and not args.dry_run:
+        ctx.stdout.write("Computer security token: ")
+        ctx.stdout.flush()
+        line = ctx.stdin.readline()
+        if not line:
+            raise UsageError("no computer security token given (pass --token)")
+        token = line.strip()
+    config_path = ctx.node_config_path(args.cfg)
+    reg = Registration(
+        node_name=args.node_name,
+        token=token,
+        master_url=args.master_url,
+        master_url_web=args.master_url_web,
+        config_dir=config_path.parent,
+        interface_name=args.interface_name,
+        ipv6_interface=args.ipv6_interface,
+        partition_number=args.partition_number,
+        ipv4_local_network=args.ipv4_local_network,
+        software_root=args.software_root or "/opt/slapgrid",
+        instance_root=args.instance_root or "/srv/slapgrid",
+        create_tap=args.create_tap,
+        dry_run=args.dry_run,
+    )
+    computer_id = register(reg)
+    if not args.dry_run:
+        log.info("node has successfully been configured as %s", computer_id)
+        log.info("now please invoke slapos node boot on your site")
+    return 0
 
 
 def run_boot(args: argparse.Namespace, ctx: Context) -> int:
-    raise NotImplementedError
+    """slapos node boot: wait for IPv6, format, bang, reprocess every partition."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from slapos.cli.main import main
+    from slapos.config import IniFile, parse_bool
+    from slapos.errors import ConfigError
+    from slapos.format.boot import BootSettings, boot
+
+    path = ctx.node_config_path(args.cfg)
+    ini = IniFile.read(path)
+    raw_check = ini.get("slapos", "root_check")
+    ctx.require_root(parse_bool(raw_check, f"{path}: [slapos] root_check") if raw_check else True)
+    master = urlsplit(ini.require("slapos", "master_url"))
+    try:
+        port = master.port or (443 if master.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"{path}: [slapos] master_url has a bad port") from None
+    settings = BootSettings(
+        instance_root=Path(ini.require("slapos", "instance_root")),
+        partition_base_name=ini.get("slapformat", "partition_base_name") or "slappart",
+        master_host=master.hostname,
+        master_port=port,
+        ipv6_interface=ini.get("slapformat", "ipv6_interface")
+        or ini.get("slapformat", "interface_name"),
+        message=args.message or "Reboot",
+    )
+    cfg = str(path)
+    boot(
+        settings,
+        runner=ctx.runner,
+        clock=ctx.clock,
+        run_format=lambda: main(["node", "format", "--cfg", cfg, "--now"], ctx),
+        run_bang=lambda message: main(["node", "bang", "--cfg", cfg, "-m", message], ctx),
+    )
+    log.info("[BOOT] done: every partition will be processed again by node instance")
+    return 0
