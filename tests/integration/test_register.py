@@ -9,6 +9,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -16,12 +17,15 @@ from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.config import IniFile
 
-CERT = "-----BEGIN CERTIFICATE-----\nSubject: CN=COMP-4242/emailAddress=x@y\n-----END CERTIFICATE-----\n"
+CERT = (
+    "-----BEGIN CERTIFICATE-----\nSubject: CN=COMP-4242/emailAddress=x@y\n"
+    "-----END CERTIFICATE-----\n"
+)
 KEY = "-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n"
 
 
 class WebSide(http.server.BaseHTTPRequestHandler):
-    requests: list[dict[str, str]] = []
+    requests: ClassVar[list[dict[str, str]]] = []
     mode = "ok"
 
     def do_POST(self) -> None:
