@@ -1,0 +1,314 @@
+"""Our client commands against a real master (upstream's proxy; ours once it lands)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slapos.cli._common import Context
+from slapos.cli.main import main
+from slapos.slap import slap
+from tests.fixtures.slap import format_computer, master  # noqa: F401
+from tests.fixtures.upstream import start_upstream_proxy
+
+SR = "https://example.invalid/software/demo/software.cfg"
+
+
+class Cli:
+    def __init__(self, tmp_path: Path, master_url: str, computer_id: str, extra: str = ""):
+        self.tmp_path = tmp_path
+        self.computer_id = computer_id
+        self.master_url = master_url
+        self.cfg = tmp_path / "slapos-client.cfg"
+        self.cfg.write_text(
+            f"[slapos]\nmaster_url = {master_url}\nmaster_rest_url = {master_url}/hateoas\n"
+            f"timeout = 10\n{extra}"
+        )
+        self.slap = slap()
+        self.slap.initializeConnection(master_url, timeout=10)
+
+    def __call__(self, *argv: str, clock=None) -> tuple[int, str, str]:
+        ctx = Context.for_test(self.tmp_path, clock=clock)
+        code = main([*argv, "--cfg", str(self.cfg)], ctx=ctx)
+        return code, ctx.stdout.getvalue(), ctx.stderr.getvalue()
+
+    def partition(self, title: str):
+        for p in self.slap.registerComputer(self.computer_id).getComputerPartitionList():
+            if p.getState() != "destroyed" or p._software_release_document is not None:
+                if p.getInstanceParameterDict().get("instance_title") == title:
+                    return p
+        raise AssertionError(f"no partition for {title}")
+
+
+@pytest.fixture
+def cli(master, tmp_path):  # noqa: F811
+    format_computer(master.url, master.computer_id, partitions=4)
+    return Cli(tmp_path, master.url, master.computer_id)
+
+
+def write_release(directory: Path, serialisation: str | None, schema: dict | None = None) -> str:
+    """A local software release with a software.cfg.json (path URLs work like http ones)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    software = directory / "software.cfg"
+    software.write_text("[buildout]\nparts =\n")
+    entry: dict = {"request": "instance-input-schema.json", "response": "out.json"}
+    if serialisation:
+        entry["serialisation"] = serialisation
+    (directory / "software.cfg.json").write_text(
+        json.dumps({"name": "demo", "software-type": {"default": entry}})
+    )
+    (directory / "instance-input-schema.json").write_text(
+        json.dumps(
+            schema
+            or {
+                "type": "object",
+                "properties": {"a": {"enum": ["1", "2"]}},
+                "additionalProperties": False,
+            }
+        )
+    )
+    return str(software)
+
+
+def test_supply_and_remove(cli):
+    code, out, err = cli("supply", SR, cli.computer_id)
+    assert code == 0, err
+    assert "Requesting software installation of" in err and "Done." in err
+    computer = cli.slap.registerComputer(cli.computer_id)
+    assert {r.getURI(): r.getState() for r in computer.getSoftwareReleaseList()} == {
+        SR: "available"
+    }
+    code, out, err = cli("remove", SR, cli.computer_id)
+    assert code == 0, err
+    assert "Requesting deletion of" in err
+    computer = cli.slap.registerComputer(cli.computer_id)
+    assert [r.getState() for r in computer.getSoftwareReleaseList()] == ["destroyed"]
+
+
+def test_request_with_parameters_type_state_and_node(cli):
+    code, out, err = cli(
+        "request",
+        "inst",
+        SR,
+        "--type",
+        "web",
+        "--state",
+        "stopped",
+        "--node",
+        f"computer_guid={cli.computer_id}",
+        "--parameters",
+        "a=1",
+        "b=x=y",
+    )
+    assert code == 0, err
+    assert "State is : stopped." in err
+    assert out == "{}\n"
+    partition = cli.partition("inst")
+    assert partition.getState() == "stopped"
+    assert partition.getType() == "web"
+    params = partition.getInstanceParameterDict()
+    assert (params["a"], params["b"]) == ("1", "x=y")
+
+
+def test_request_prints_connection_parameters_published_by_the_node(cli):
+    assert cli("request", "inst", SR)[0] == 0
+    cli.partition("inst").setConnectionDict({"url": "http://x", "password": "s"})
+    code, out, err = cli("request", "inst", SR)
+    assert code == 0, err
+    assert out == "{'password': 's', 'url': 'http://x'}\n"
+    code, out, err = cli("request", "inst", SR, "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["connection-parameters"] == {"password": "s", "url": "http://x"}
+    assert data["state"] == "started" and data["ready"] is True
+
+
+def test_json_in_xml_parameters_and_connection(cli, tmp_path):
+    release = write_release(tmp_path / "sr", "json-in-xml", {"type": "object"})
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"nested": {"k": [1, 2]}, "n": 3}))
+    code, out, err = cli("request", "inst", release, "--parameters-file", str(params))
+    assert code == 0, err
+    partition = cli.partition("inst")
+    sent = partition.getInstanceParameterDict()["_"]
+    assert json.loads(sent) == {"nested": {"k": [1, 2]}, "n": 3}
+    partition.setConnectionDict({"_": json.dumps({"url": "http://j", "list": [1]})})
+    code, out, err = cli("request", "inst", release, "--parameters-file", str(params))
+    assert out == "{'list': [1], 'url': 'http://j'}\n"
+
+
+def test_parameters_file_xml_serialisation_and_yaml(cli, tmp_path):
+    release = write_release(tmp_path / "sr", "xml")
+    params = tmp_path / "params.yaml"
+    params.write_text("a: '3'\nc: extra\n")
+    code, out, err = cli("request", "inst", release, "--parameters-file", str(params))
+    assert code == 0, err
+    # schema problems warn but never block
+    assert "do not validate against schema definition" in err
+    assert "$.a: '3' is not one of ['1', '2']" in err
+    assert "'c' was unexpected" in err
+    params_dict = cli.partition("inst").getInstanceParameterDict()
+    assert (params_dict["a"], params_dict["c"]) == ("3", "extra")
+    assert "_" not in params_dict
+
+
+def test_parameters_file_xml_is_sent_as_is(cli, tmp_path):
+    params = tmp_path / "params.xml"
+    params.write_text(
+        '<instance><parameter id="x">1</parameter><parameter id="y">z</parameter></instance>'
+    )
+    code, _, err = cli("request", "inst", SR, "--parameters-file", str(params))
+    assert code == 0, err
+    got = cli.partition("inst").getInstanceParameterDict()
+    assert (got["x"], got["y"]) == ("1", "z")
+
+
+def test_parameters_file_without_schema_defaults_to_json_in_xml(cli, tmp_path):
+    params = tmp_path / "p.json"
+    params.write_text('{"a": 1}')
+    code, _, err = cli("request", "inst", SR, "--parameters-file", str(params))
+    assert code == 0, err
+    assert "sending the file as json-in-xml" in err
+    assert json.loads(cli.partition("inst").getInstanceParameterDict()["_"]) == {"a": 1}
+    code, _, err = cli(
+        "request", "inst2", SR, "--parameters-file", str(params), "--force-serialisation", "xml"
+    )
+    assert code == 0, err
+    assert cli.partition("inst2").getInstanceParameterDict()["a"] == "1"
+
+
+def test_shared_instance(cli):
+    assert cli("request", "host", SR)[0] == 0
+    code, out, err = cli("request", "front", SR, "--slave", "--parameters", "url=http://x")
+    assert code == 0, err
+    host = cli.partition("host")
+    shared = host.getInstanceParameterDict()["slave_instance_list"]
+    assert [s["url"] for s in shared] == ["http://x"]
+    host.setConnectionDict({"site": "https://front"}, slave_reference=shared[0]["slave_reference"])
+    code, out, err = cli("request", "front", SR, "--slave", "--parameters", "url=http://x")
+    assert out == "{'site': 'https://front'}\n"
+
+
+def test_no_free_partition_is_one_line_exit_1(cli):
+    for i in range(4):
+        assert cli("request", f"fill{i}", SR)[0] == 0
+    code, out, err = cli("request", "one-too-many", SR)
+    assert code == 1
+    assert "No free computer partition found for: one-too-many" in err
+    assert "Traceback" not in err
+    assert out == ""
+
+
+def test_wait_until_connection_parameters(cli):
+    assert cli("request", "inst", SR)[0] == 0
+
+    class PublishingClock:
+        """Time passes only in sleep(); the node publishes on the second poll."""
+
+        def __init__(self):
+            self.now = 0.0
+            self.sleeps = 0
+
+        def time(self):
+            return self.now
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+            self.sleeps += 1
+            if self.sleeps == 2:
+                cli.partition("inst").setConnectionDict({"url": "http://ready"})
+
+    clock = PublishingClock()
+    code, out, err = cli("request", "inst", SR, "--wait", "--timeout", "60", clock=clock)
+    assert code == 0, err
+    assert err.count("waiting for inst: started, no connection parameters yet") == 2
+    assert out == "{'url': 'http://ready'}\n"
+
+    class Clock(PublishingClock):
+        def sleep(self, seconds):
+            self.now += seconds
+
+    code, out, err = cli("request", "inst2", SR, "--wait", "--timeout", "5", clock=Clock())
+    assert code == 2
+    assert "timed out after 5.0s waiting for connection parameters" in err
+
+
+def test_service_and_computer_commands(cli):
+    assert cli("request", "inst", SR, "--parameters", "a=1")[0] == 0
+    cli.partition("inst").setConnectionDict({"_": json.dumps({"u": 1})})
+    code, out, err = cli("service", "list")
+    assert code == 0, err
+    assert json.loads(out) == {"inst": SR}
+    assert cli("list")[1] == out  # hidden upstream alias
+    code, out, err = cli("service", "info", "inst")
+    assert code == 0, err
+    info = json.loads(out)
+    assert list(info) == [
+        "software-url",
+        "software-type",
+        "shared",
+        "requested-state",
+        "instance-parameters",
+        "connection-parameters",
+        "status",
+    ]
+    assert info["instance-parameters"] == {"a": "1"}
+    assert info["connection-parameters"] == {"u": 1}
+    assert info["status"] == "unsupported"
+    code, out, err = cli("service", "info", "nope")
+    assert (code, out) == (2, "")
+    assert "Instance nope does not exist." in err
+
+    code, out, err = cli("computer", "list")
+    assert code == 0, err
+    assert out == f"List of Computers:\n{cli.computer_id} {cli.computer_id}\n"
+    code, out, _ = cli("computer", "list", "--format", "json")
+    assert json.loads(out) == [{"reference": cli.computer_id, "title": cli.computer_id}]
+    code, out, _ = cli("computer", "info", cli.computer_id)
+    assert (code, out) == (
+        0,
+        f"Computer Reference: {cli.computer_id}\nComputer Title    : {cli.computer_id}\n",
+    )
+    code, out, _ = cli("computer", "info", "COMP-NOPE")
+    assert (code, out) == (2, "Computer COMP-NOPE does not exist.\n")
+    # the proxy offers no token API: one clear line, exit 1, no traceback
+    code, out, err = cli("computer", "token")
+    assert code == 1
+    assert "no 'self' link" in err and "Traceback" not in err
+
+
+def test_rest_commands_without_rest_url(master, tmp_path):  # noqa: F811
+    cfg = tmp_path / "c.cfg"
+    cfg.write_text(f"[slapos]\nmaster_url = {master.url}\n")
+    ctx = Context.for_test(tmp_path)
+    assert main(["service", "list", "--cfg", str(cfg)], ctx=ctx) == 1
+    assert "Hateoas API required for this operation is not available" in ctx.stderr.getvalue()
+
+
+def test_product_and_alias_resolution(upstream, tmp_path):
+    gen = start_upstream_proxy(
+        upstream,
+        tmp_path / "proxy",
+        computer_id="COMP-P",
+        extra=f"software_product_list =\n  demo {SR}\n",
+    )
+    proxy = next(gen)
+    try:
+        format_computer(proxy.url, "COMP-P")
+        cli = Cli(tmp_path, proxy.url, "COMP-P", extra=f"[slapos.alias]\nmine = {SR}\n")
+        code, _, err = cli("supply", "product.demo", "COMP-P")
+        assert code == 0, err
+        assert f"Found as {SR}." in err
+        code, _, err = cli("request", "inst", "mine")
+        assert code == 0, err
+        assert cli.partition("inst").getSoftwareRelease().getURI() == SR
+        code, _, err = cli("supply", "product.nothing", "COMP-P")
+        assert code == 1
+        assert "No Software Release corresponding to" in err
+    finally:
+        gen.close()
