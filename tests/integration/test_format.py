@@ -1,0 +1,291 @@
+"""slapos node format for real: unprivileged layouts, masters, and (as root) a network
+namespace with real users, taps and tuns."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import ipaddress
+import json
+import os
+import pwd
+import secrets
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slapos.cli._common import Context
+from slapos.cli.main import main
+from tests.fixtures.common import REPO
+
+
+def node_cfg(tmp_path: Path, master_url: str = "http://127.0.0.1:9", **slapformat: str) -> Path:
+    values = {
+        "interface_name": "lo",
+        "ipv4_local_network": "127.10.0.0/16",
+        "partition_amount": "3",
+        "computer_xml": f"{tmp_path}/slapos.xml",
+        "computer_json": f"{tmp_path}/slapos.json",
+        "alter_user": "false",
+        "alter_network": "false",
+        "create_tap": "false",
+        "partition_has_ipv6_range": "false",
+    }
+    values.update(slapformat)
+    body = "\n".join(f"{k} = {v}" for k, v in values.items())
+    cfg = tmp_path / "slapos.cfg"
+    cfg.write_text(
+        textwrap.dedent(f"""\
+        [slapos]
+        computer_id = local_computer
+        master_url = {master_url}
+        instance_root = {tmp_path}/srv
+        software_root = {tmp_path}/opt
+        root_check = false
+        [slapformat]
+        """)
+        + body
+        + "\n"
+    )
+    return cfg
+
+
+def fmt(cfg: Path, *extra: str, euid: int | None = None) -> tuple[int, Context]:
+    ctx = Context.for_test(cfg.parent, euid=euid)
+    return main(["node", "format", "--cfg", str(cfg), "--now", *extra], ctx), ctx
+
+
+def test_unprivileged_format_is_idempotent_and_offline_is_exit_2(tmp_path):
+    cfg = node_cfg(tmp_path)
+    rc, ctx = fmt(cfg, "--dry-run", euid=1000)
+    assert rc == 0
+    assert "changes planned" in ctx.stdout.getvalue()
+    assert not (tmp_path / "srv").exists() and not (tmp_path / "slapos.xml").exists()
+    rc, ctx = fmt(cfg, euid=1000)
+    assert rc == 2  # formatted, the master (port 9) did not answer
+    assert "the master was not told" in ctx.stderr.getvalue()
+    for i in range(3):
+        part = tmp_path / "srv" / f"slappart{i}"
+        assert stat.S_IMODE(part.stat().st_mode) == 0o750
+        resource = json.loads((part / ".slapos-resource").read_text())
+        assert resource["reference"] == f"slappart{i}"
+        v4 = ipaddress.ip_address(resource["address_list"][0]["addr"])
+        assert v4 in ipaddress.ip_network("127.10.0.0/16")
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    rc, ctx = fmt(cfg, "-n", euid=1000)
+    assert ctx.stdout.getvalue() == "local_computer: nothing to change\n"
+    fmt(cfg, euid=1000)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # partitions can be added; the XML history keeps the previous version
+    cfg.write_text(cfg.read_text().replace("partition_amount = 3", "partition_amount = 4"))
+    fmt(cfg, euid=1000)
+    assert (tmp_path / "srv" / "slappart3" / ".slapos-resource").exists()
+    assert (tmp_path / "slapos.xml.zip").exists()
+
+
+def test_root_check_and_bad_input(tmp_path):
+    cfg = node_cfg(tmp_path)
+    cfg.write_text(cfg.read_text().replace("root_check = false\n", ""))
+    rc, ctx = fmt(cfg, euid=1000)
+    assert rc == 5 and "must be run as root" in ctx.stderr.getvalue()
+    for key, value, message in [
+        ("partition_amount", "many", "partition_amount must be a whole number"),
+        ("ipv4_local_network", "10.0.0.300/16", "ipv4_local_network is not an IPv4 network"),
+    ]:
+        cfg = node_cfg(tmp_path, **{key: value})
+        rc, ctx = fmt(cfg, euid=1000)
+        lines = ctx.stderr.getvalue().strip().splitlines()
+        assert rc == 1 and len(lines) == 1 and message in lines[0], lines
+        assert not (tmp_path / "srv").exists()
+    cfg = node_cfg(tmp_path, interface_name="nosuch0", alter_network="true")
+    rc, ctx = fmt(cfg, euid=0)
+    assert rc == 1 and "no network interface 'nosuch0'" in ctx.stderr.getvalue()
+    assert not (tmp_path / "srv").exists()
+
+
+@pytest.mark.parametrize("master", ["proxy", "upstream_proxy"])
+def test_format_posts_the_partitions_to_the_master(tmp_path, request, master):
+    running = request.getfixturevalue(master)
+    cfg = node_cfg(tmp_path, master_url=running.url)
+    rc, ctx = fmt(cfg, euid=1000)
+    assert rc == 0, ctx.stderr.getvalue()
+    from slapos import slap
+
+    connection = slap.slap()
+    connection.initializeConnection(running.url)
+    partitions = connection.registerComputer("local_computer").getComputerPartitionList()
+    assert sorted(p.getId() for p in partitions) == ["slappart0", "slappart1", "slappart2"]
+
+
+# ---- as root, in a network namespace --------------------------------------------------
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=60)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"tstns{secrets.token_hex(3)}"
+    sh("ip", "netns", "add", name)
+    try:
+        for cmd in (
+            ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "link", "set", "v0", "up"],
+            ["ip", "link", "set", "v1", "up"],
+            ["ip", "-6", "addr", "add", "2001:db8:1:2::1/64", "dev", "v0", "nodad"],
+        ):
+            sh("ip", "netns", "exec", name, *cmd)
+        yield name
+    finally:
+        sh("ip", "netns", "del", name, check=False)
+
+
+@pytest.fixture
+def names() -> Iterator[tuple[str, str]]:
+    """Unique user base name and software user; every user and group made is removed."""
+    base, soft = f"tstu{secrets.token_hex(2)}x", f"tsts{secrets.token_hex(2)}"
+    try:
+        yield base, soft
+    finally:
+        for entry in pwd.getpwall():
+            if entry.pw_name.startswith(base) or entry.pw_name == soft:
+                sh("userdel", entry.pw_name, check=False)
+        for group in grp.getgrall():
+            if group.gr_name.startswith(base) or group.gr_name == soft:
+                sh("groupdel", group.gr_name, check=False)
+
+
+def format_in(ns: str, cfg: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-m",
+            "slapos",
+            "node",
+            "format",
+            "--cfg",
+            str(cfg),
+            "--now",
+            *extra,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def ns_links(ns: str) -> dict[str, dict]:
+    out = sh("ip", "netns", "exec", ns, "ip", "-j", "-d", "addr", "show").stdout
+    return {link["ifname"]: link for link in json.loads(out)}
+
+
+def ns_routes(ns: str, *args: str) -> list[dict]:
+    return json.loads(sh("ip", "netns", "exec", ns, "ip", "-j", *args).stdout or "[]")
+
+
+def addresses(link: dict) -> set[str]:
+    return {a["local"] for a in link.get("addr_info", [])}
+
+
+@pytest.mark.root
+def test_format_as_root_in_a_network_namespace(tmp_path, netns, names):
+    base, soft = names
+    cfg = node_cfg(
+        tmp_path,
+        interface_name="v0",
+        ipv4_local_network="10.44.0.0/16",
+        partition_amount="2",
+        alter_user="true",
+        alter_network="true",
+        create_tap="true",
+        create_tun="true",
+        partition_has_ipv6_range="true",
+        user_base_name=base,
+        software_user=soft,
+        tap_base_name=f"{base}t",
+    )
+    cfg.write_text(cfg.read_text().replace("root_check = false\n", ""))
+    done = format_in(netns, cfg)
+    assert done.returncode == 2, done.stderr  # no master reachable from the namespace
+    computer = json.loads((tmp_path / "slapos.json").read_text())
+    links = ns_links(netns)
+    assert computer["address"] == "2001:db8:1:2::1"
+    soft_entry = pwd.getpwnam(soft)
+    assert soft_entry.pw_dir == str(tmp_path / "opt")
+    assert (tmp_path / "opt").stat().st_uid == soft_entry.pw_uid
+    for i, partition in enumerate(computer["partition_list"]):
+        user = pwd.getpwnam(f"{base}{i}")
+        path = tmp_path / "srv" / f"slappart{i}"
+        assert partition["path"] == str(path) and user.pw_dir == str(path)
+        assert user.pw_shell == "/bin/sh" and grp.getgrgid(user.pw_gid).gr_name == f"{base}{i}"
+        assert f"{base}{i}" in grp.getgrnam(soft).gr_mem
+        st = path.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (user.pw_uid, user.pw_gid, 0o750)
+        resource = json.loads((path / ".slapos-resource").read_text())
+        assert resource == partition
+        assert stat.S_IMODE((path / ".slapos-resource").stat().st_mode) == 0o644
+        v4, v6 = (a["addr"] for a in partition["address_list"])
+        assert v6 == f"2001:db8:1:2::{i + 2}"
+        assert {v4, v6} <= addresses(links["v0"])
+        tap = links[f"{base}t{i}"]
+        assert tap["linkinfo"]["info_data"]["type"] == "tap"
+        assert tap["linkinfo"]["info_data"]["user"] == f"{base}{i}"
+        assert partition["tap"]["ipv6_addr"] == f"2001:db8:1:2:800{i + 1}:ffff:ffff:ffff"
+        assert partition["tap"]["ipv6_addr"] in addresses(tap)
+        tun = links[f"slaptun{i}"]
+        assert tun["linkinfo"]["info_data"]["type"] == "tun"
+        assert {partition["tun"]["ipv4_addr"], partition["tun"]["ipv6_addr"]} <= addresses(tun)
+        assert partition["ipv6_range"]["network"] == f"2001:db8:1:2:400{i + 1}::/80"
+    local = {
+        r["dst"]
+        for r in ns_routes(netns, "-6", "route", "show", "table", "local")
+        if r.get("dev") == "lo"
+    }
+    assert {"2001:db8:1:2:4001::/80", "2001:db8:1:2:4002::/80"} <= local
+    via = {(r["dst"], r.get("gateway")) for r in ns_routes(netns, "-6", "route", "show")}
+    assert ("2001:db8:1:2:8001::/80", "2001:db8:1:2:8001::1") in via
+    # a second run changes nothing
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    again = format_in(netns, cfg, "--dry-run")
+    assert again.stdout == "local_computer: nothing to change\n", again.stdout + again.stderr
+    assert format_in(netns, cfg).returncode == 2
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert ns_links(netns).keys() == links.keys()
+
+
+@pytest.mark.root
+def test_user_base_name_clash_is_refused_before_any_change(tmp_path, netns, names):
+    base, soft = names
+    sh("useradd", "-r", "-d", "/nonexistent", "-s", "/bin/false", f"{base}0")
+    cfg = node_cfg(
+        tmp_path,
+        interface_name="v0",
+        ipv4_local_network="10.44.0.0/16",
+        alter_user="true",
+        alter_network="true",
+        user_base_name=base,
+        software_user=soft,
+    )
+    done = format_in(netns, cfg)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and f"user '{base}0' already exists" in errors[0]
+    assert not (tmp_path / "srv").exists()
+    with contextlib.suppress(KeyError):
+        pwd.getpwnam(soft)
+        pytest.fail("the software user was created although format was refused")
