@@ -1,0 +1,117 @@
+"""`slapos node instance` end to end: real zc.buildout, real supervisord, a real master.
+
+The master is upstream's proxy (and ours once it lands: tests/fixtures/slap.py MASTERS).
+As root, partitions belong to users made for the test, and services must run as them.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.common import wait_for
+from tests.fixtures.grid_instance import (  # noqa: F401
+    InstanceNode,
+    instance_node_factory,
+    materialise_sr_instance,
+)
+from tests.fixtures.slap import master  # noqa: F401
+
+
+def fetch(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def service_pid(node: InstanceNode, name: str) -> int | None:
+    from slapos.grid import supervisor
+
+    info = supervisor.process_states(node.instance_root, [name])
+    if info.get(name) != "RUNNING":
+        return None
+    with supervisor.connect(node.instance_root) as sv:
+        return int(sv.process_info(name)["pid"])  # type: ignore[index]
+
+
+@pytest.fixture
+def sr_url(tmp_path: Path) -> str:
+    base = Path(__import__("tempfile").mkdtemp(prefix="slsr", dir="/tmp"))
+    base.chmod(0o755)
+    return str(materialise_sr_instance(base / "sr"))
+
+
+@pytest.fixture
+def node(master, instance_node_factory, sr_url) -> InstanceNode:  # noqa: F811
+    n = instance_node_factory(master, partitions=3)
+    n.slap().registerSupply().supply(sr_url, master.computer_id)
+    n.build_software(sr_url)
+    return n
+
+
+def request(node: InstanceNode, sr_url: str, name: str, state: str = "started", **params):
+    return (
+        node.slap()
+        .registerOpenOrder()
+        .request(
+            sr_url,
+            name,
+            partition_parameter_kw={k.replace("_", "-"): v for k, v in params.items()},
+            state=state,
+        )
+    )
+
+
+def url_of(node: InstanceNode, sr_url: str, name: str) -> str | None:
+    try:
+        return request(node, sr_url, name).getConnectionParameter("url")
+    except Exception:
+        return None
+
+
+def test_whole_loop(node: InstanceNode, sr_url: str) -> None:
+    partition_id = request(node, sr_url, "web").getId()
+    done = node.slapos("node", "instance")
+    assert done.returncode == 0, done.stderr
+    assert f"{partition_id}[default]: processed" in done.stderr
+    url = url_of(node, sr_url, "web")
+    assert url and url.startswith("http://127.0.0.1:")
+    assert fetch(url) == f"hello from {partition_id}\n"
+    pid = service_pid(node, f"{partition_id}:web-on-watch")
+    assert pid is not None
+    owner = os.stat(f"/proc/{pid}").st_uid
+    path = node.partition(partition_id)
+    assert owner == path.stat().st_uid
+    if os.geteuid() == 0:
+        assert pwd.getpwuid(owner).pw_name in node.partition_users
+
+    # a second run has nothing to do
+    again = node.slapos("node", "instance")
+    assert again.returncode == 0, again.stderr
+    assert "skipped, up to date" in again.stderr
+
+    # stop -> process gone; start -> back
+    request(node, sr_url, "web", state="stopped")
+    assert node.slapos("node", "instance").returncode == 0
+    assert fetch(url) is None
+    assert service_pid(node, f"{partition_id}:web-on-watch") is None
+    request(node, sr_url, "web", state="started")
+    assert node.slapos("node", "instance").returncode == 0
+    wait_for(lambda: fetch(url), 10, "the service to answer again")
+
+    # destroyed -> node report -> partition empty and free again
+    request(node, sr_url, "web", state="destroyed")
+    assert node.slapos("node", "instance").returncode == 0
+    assert fetch(url) is None
+    report = node.slapos("node", "report")
+    assert report.returncode == 0, report.stderr
+    assert os.listdir(path) == []
+    assert path.stat().st_mode & 0o777 == 0o750
+    again = request(node, sr_url, "web2")
+    assert again.getId() in {"slappart0", "slappart1", "slappart2"}
