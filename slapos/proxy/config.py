@@ -73,7 +73,7 @@ class ProxyConfig:
     shacache_upstream_dir_url: str | None = None
     multimaster: Mapping[str, MultimasterEntry] = field(default_factory=dict)
     tls: TLSConfig | None = None
-    threads: int = 8
+    threads: int = 4
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -132,7 +132,7 @@ def load_proxy_config(
         shacache_upstream_dir_url=merged.get("shacache_upstream_dir_url"),
         multimaster=_multimaster(ini),
         tls=_tls(merged, where),
-        threads=parse_int(merged.get("threads", "8"), f"{where}: [slapproxy] threads"),
+        threads=parse_int(merged.get("threads", "4"), f"{where}: [slapproxy] threads"),
     )
 
 

@@ -76,6 +76,8 @@ def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
         # NORMAL in WAL mode: a killed process loses nothing committed; a power cut
         # may lose the last transactions, never corrupt the file.
         conn.execute("PRAGMA synchronous = NORMAL")
+        # one connection per serving thread: keep each page cache small (memory budget)
+        conn.execute("PRAGMA cache_size = -1024")
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc
     return conn

@@ -276,8 +276,25 @@ class _Decoder:
         return obj
 
 
+#: Documents every request carries (state, shared_xml, empty dicts): skip the parser.
+_CONSTANTS: dict[str, Any] = {
+    "<marshal><none/></marshal>": None,
+    "<marshal><bool>0</bool></marshal>": False,
+    "<marshal><bool>1</bool></marshal>": True,
+    "<marshal><string>started</string></marshal>": "started",
+    "<marshal><string>stopped</string></marshal>": "stopped",
+    "<marshal><string>destroyed</string></marshal>": "destroyed",
+}
+_EMPTY_DICT = '<marshal><dictionary id="i2"/></marshal>'
+
+
 def loads(document: str | bytes) -> Any:
     """Unmarshal one xml_marshaller document; MarshalError says what is wrong."""
+    if isinstance(document, str):
+        if document in _CONSTANTS:
+            return _CONSTANTS[document]
+        if document == _EMPTY_DICT:
+            return {}
     try:
         root = ET.fromstring(document)
     except ET.ParseError as exc:

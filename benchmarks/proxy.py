@@ -1,0 +1,177 @@
+"""Our proxy against slapos.core 1.26.1's, side by side, each driven by its own library.
+
+    .venv/bin/python benchmarks/proxy.py [--partitions 200] [--latency-count 30]
+
+For each side: a fresh proxy with one computer of N partitions (formatted with
+loadComputerConfigurationFromXML), then
+  1. sequential throughput: one client requests N new instances, then updates each;
+  2. 4 concurrent clients: each requests N/4 new instances and updates them;
+     every request must be answered and no partition handed out twice;
+  3. getFullComputerInformation latency with N busy partitions: repeated reads, and
+     reads right after a change (no cached answer);
+  4. peak RSS of the proxy process (VmHWM) over the whole run.
+Prints a table; exit 1 if a side had errors or double allocations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from slapos.proxy.marshal import dumps  # noqa: E402
+from tests.fixtures.common import free_port, wait_for_port  # noqa: E402
+
+UPSTREAM = Path(os.environ.get("SLAPOS_UPSTREAM_VENV", "/opt/slapos-dev/upstream-1.26.1"))
+DRIVER = Path(__file__).with_name("proxy_driver.py")
+COMPUTER = "local_computer"
+
+
+@contextmanager
+def running_proxy(side: str, directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    directory.mkdir(parents=True)
+    port = free_port()
+    config = directory / "slapos-proxy.cfg"
+    config.write_text(
+        f"[slapos]\ncomputer_id = {COMPUTER}\n[slapproxy]\nhost = 127.0.0.1\nport = {port}\n"
+        f"database_uri = {directory}/proxy.db\n"
+    )
+    if side == "ours":
+        argv = [sys.executable, "-m", "slapos", "-q", "proxy", "start", "--cfg", str(config)]
+    else:
+        argv = [str(UPSTREAM / "bin" / "slapos"), "proxy", "start", "--cfg", str(config)]
+    with open(directory / "proxy.log", "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=60)
+        url = f"http://127.0.0.1:{port}"
+        form = {
+            "reference": COMPUTER, "address": "127.0.0.1", "netmask": "255.0.0.0",
+            "partition_list": [
+                {"reference": f"slappart{i}", "tap": {"name": f"slaptap{i}"},
+                 "address_list": [{"addr": f"10.0.{i // 250}.{i % 250 + 1}",
+                                   "netmask": "255.255.0.0"}]}
+                for i in range(ARGS.partitions)
+            ],
+        }  # fmt: skip
+        data = urlencode({"xml": dumps(form)}).encode()
+        urllib.request.urlopen(f"{url}/loadComputerConfigurationFromXML", data, timeout=60).read()
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def peak_rss_mib(proc: subprocess.Popen[bytes]) -> float:
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def driver(side: str, url: str, mode: str, count: int, prefix: str) -> subprocess.Popen[str]:
+    python = sys.executable if side == "ours" else str(UPSTREAM / "bin" / "python")
+    env = {**os.environ, "PYTHONPATH": str(REPO) if side == "ours" else ""}
+    return subprocess.Popen(
+        [python, str(DRIVER), url, COMPUTER, mode, str(count), prefix],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def collect(proc: subprocess.Popen[str]) -> dict:
+    out, err = proc.communicate(timeout=600)
+    if proc.returncode:
+        raise SystemExit(f"driver failed: {err[-2000:]}")
+    return json.loads(out.splitlines()[-1])
+
+
+def measure(side: str, work: Path) -> dict:
+    n = ARGS.partitions
+    result: dict = {}
+    rss = 0.0
+    with running_proxy(side, work / f"{side}-seq") as (url, proc):
+        seq = collect(driver(side, url, "requests", n, "seq"))
+        result["seq_rps"] = seq["requests"] / seq["elapsed"]
+        result["errors"] = seq["errors"]
+        result["double"] = n - len(set(seq["partitions"].values()))
+        lat = collect(driver(side, url, "latency", ARGS.latency_count, "seq"))
+        result["latency_cached_ms"] = statistics.median(lat["cached"]) * 1000
+        result["latency_fresh_ms"] = statistics.median(lat["fresh"]) * 1000
+        result["full_info_bytes"] = lat["size"]
+        rss = max(rss, peak_rss_mib(proc))
+    with running_proxy(side, work / f"{side}-conc") as (url, proc):
+        per = n // ARGS.clients
+        start = time.perf_counter()
+        procs = [driver(side, url, "requests", per, f"c{k}-") for k in range(ARGS.clients)]
+        outs = [collect(p) for p in procs]
+        elapsed = time.perf_counter() - start
+        result["conc_rps"] = sum(o["requests"] for o in outs) / elapsed
+        result["errors"] += sum(o["errors"] for o in outs)
+        given = [pid for o in outs for pid in o["partitions"].values()]
+        result["double"] += len(given) - len(set(given))
+        result["conc_answered"] = len(given)
+        result["first_error"] = next((o["first_error"] for o in outs if "first_error" in o), "")
+        rss = max(rss, peak_rss_mib(proc))
+    result["peak_rss_mib"] = rss
+    return result
+
+
+def main() -> int:
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--partitions", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--latency-count", type=int, default=30)
+    parser.add_argument("--only", choices=("ours", "upstream"))
+    ARGS = parser.parse_args()
+    sides = [ARGS.only] if ARGS.only else ["upstream", "ours"]
+    with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp:
+        results = {side: measure(side, Path(tmp)) for side in sides}
+    rows = [
+        ("sequential requests/s", "seq_rps", "{:.0f}", ">= 10x"),
+        (f"{ARGS.clients} clients requests/s", "conc_rps", "{:.0f}", ""),
+        ("full info, repeated (ms)", "latency_cached_ms", "{:.1f}", ""),
+        ("full info, after a change (ms)", "latency_fresh_ms", "{:.1f}", "<= 0.2x"),
+        ("full info size (bytes)", "full_info_bytes", "{:d}", ""),
+        ("peak RSS (MiB)", "peak_rss_mib", "{:.1f}", "<= 0.5x"),
+        ("errors", "errors", "{:d}", "0"),
+        ("double allocations", "double", "{:d}", "0"),
+    ]
+    print(f"{ARGS.partitions} partitions, {ARGS.clients} concurrent clients")
+    header = f"{'metric':34} " + " ".join(f"{s:>10}" for s in sides)
+    if len(sides) == 2:
+        header += f" {'ratio':>8} {'target':>8}"
+    print(header)
+    for label, key, fmt, target in rows:
+        cells = " ".join(f"{fmt.format(results[s][key]):>10}" for s in sides)
+        ratio = ""
+        if len(sides) == 2 and isinstance(results["upstream"][key], float):
+            base = results["upstream"][key]
+            ratio = f"{results['ours'][key] / base:.2f}x" if base else ""
+        print(f"{label:34} {cells} {ratio:>8} {target:>8}")
+    for side in sides:
+        if results[side]["first_error"]:
+            print(f"{side}: first error: {results[side]['first_error']}")
+    bad = any(results[s]["errors"] or results[s]["double"] for s in sides)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
