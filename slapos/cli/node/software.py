@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from slapos.cli._common import SlapOSArgumentParser, add_command, not_implemented
-from slapos.cli.node._grid_options import add_slapgrid_options
+from slapos.cli._common import Context, SlapOSArgumentParser, add_command
+from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
+
+if TYPE_CHECKING:
+    from slapos.grid.progress import Progress
+    from slapos.system import Clock
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
@@ -42,4 +50,79 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         "even if is already installed. This option will make all other sofware releases be "
         "ignored.",
     )
-    p.set_defaults(handler=not_implemented("node software"))
+    p.set_defaults(handler=run_software)
+
+
+def _progress(args: argparse.Namespace, ctx: Context, clock: Clock) -> Progress:
+    """A live status line on a terminal; log lines otherwise (cron); nothing with -q."""
+    from slapos.grid.progress import LogProgress, NoProgress, TerminalProgress
+
+    if getattr(args, "quiet", False):
+        return NoProgress(clock)
+    interactive = (
+        ctx.stderr.isatty()
+        and ctx.environ.get("TERM", "dumb") != "dumb"
+        and getattr(args, "verbose", 0) == 0  # -v prints buildout's lines: no redrawing
+        and not getattr(args, "buildout_debug", False)
+    )
+    if not interactive:
+        return LogProgress(clock)
+    import shutil
+
+    width = shutil.get_terminal_size((100, 24)).columns
+    return TerminalProgress(clock, stream=ctx.stderr, width=width)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM acts as Ctrl-C: the build's process group is killed, the master told."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (in-process tests): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_software(args: argparse.Namespace, ctx: Context) -> int:
+    """Install or remove the software releases supplied to this node (node.md §4)."""
+    import random
+    import sys
+
+    from slapos.grid.software import SlapMaster, SoftwareEngine, SoftwareOptions
+    from slapos.system import PidFile
+
+    config = ctx.node_config(args, slapgrid_overrides(args))
+    ctx.require_root(config.root_check)
+    only = tuple(x.strip() for x in (args.only_sr or "").split(",") if x.strip())
+    options = SoftwareOptions(
+        force=bool(args.force or args.all),
+        only=only,
+        garbage_collect=bool(args.garbage_collect),
+        buildout_debug=bool(config.buildout_debug),
+    )
+    pidfile = Path(config.pidfile_for("software", args.pidfile, PIDFILE_DEFAULTS["software"]))
+    with PidFile(pidfile), _sigterm_interrupts():
+        if not args.now and config.maximal_delay > 0:
+            delay = random.randint(1, config.maximal_delay)
+            ctx.stderr.write(f"sleeping {delay}s before starting (maximal_delay)\n")
+            ctx.clock.sleep(delay)
+        engine = SoftwareEngine(
+            config,
+            SlapMaster(config),
+            ctx.runner,
+            ctx.clock,
+            ctx.environ,
+            progress=_progress(args, ctx, ctx.clock),
+            # buildout's bootstrap runs with our interpreter, as the software user
+            python=sys.executable,
+        )
+        return engine.process(options).exit_code

@@ -1,0 +1,546 @@
+"""`slapos node software`: install, rebuild or remove the software releases of this node.
+
+node.md §4: for each software release the master lists for this computer,
+`<software_root>/<md5 of URL>` is built with zc.buildout (or installed from the binary
+cache) and reported `building` then `available` or `error`; destroyed releases are removed
+and reported `destroyed`. One release failing never stops the others; the run's exit code
+says whether any failed.
+
+The master is behind the small `SoftwareMaster` protocol (`SlapMaster` talks to a real one
+with slapos.slap), so the engine can be tested with a fake.
+
+Must not import slapos.cli.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from slapos.config import NodeConfig
+from slapos.errors import ExitCode, SlapOSError
+from slapos.grid import buildout
+from slapos.grid.progress import BuildState, NoProgress, Progress
+from slapos.grid.utils import free_space, human_size, is_software_hash, parse_size, software_hash
+from slapos.system import Clock, Credentials, Runner
+
+log = logging.getLogger(__name__)
+
+COMPLETED = ".completed"
+#: Where the full buildout log of each release is kept (outside the release directory, so
+#: that it survives a failed first build and never differs from upstream's layout).
+LOG_DIRECTORY = ".slapgrid/log"
+
+
+class SoftwareError(SlapOSError):
+    """One release could not be installed; the message is the one-line reason."""
+
+
+# --------------------------------------------------------------------------------------
+# The master, as the engine sees it
+
+
+@dataclass(frozen=True)
+class SuppliedRelease:
+    url: str
+    #: "available" (install it), "destroyed" (remove it), anything else: leave it alone.
+    state: str
+
+
+class SoftwareMaster(Protocol):
+    def software_releases(self) -> list[SuppliedRelease]: ...
+    def building(self, url: str) -> None: ...
+    def available(self, url: str) -> None: ...
+    def destroyed(self, url: str) -> None: ...
+    def error(self, url: str, error_log: str) -> None: ...
+
+
+class SlapMaster:
+    """SoftwareMaster over slapos.slap (the SLAP protocol, upstream's calls)."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        from slapos.slap import slap
+
+        connection = slap()
+        connection.initializeConnection(
+            config.master_url,
+            key_file=config.key_file,
+            cert_file=config.cert_file,
+            master_ca_file=config.master_ca_file,
+        )
+        self._computer = connection.registerComputer(config.computer_id)
+        self._releases: dict[str, Any] = {}
+
+    def software_releases(self) -> list[SuppliedRelease]:
+        result = []
+        for release in self._computer.getSoftwareReleaseList():
+            url = release.getURI()
+            self._releases[url] = release
+            result.append(SuppliedRelease(url, release.getState()))
+        return result
+
+    def building(self, url: str) -> None:
+        from slapos.slap import NotFoundError
+
+        with contextlib.suppress(NotFoundError):  # old masters do not know this call
+            self._releases[url].building()
+
+    def available(self, url: str) -> None:
+        self._releases[url].available()
+
+    def destroyed(self, url: str) -> None:
+        self._releases[url].destroyed()
+
+    def error(self, url: str, error_log: str) -> None:
+        self._releases[url].error(error_log, logger=log)
+
+
+# --------------------------------------------------------------------------------------
+# Options and result
+
+
+@dataclass(frozen=True)
+class SoftwareOptions:
+    """What the command line asks of one run."""
+
+    #: rebuild releases even when `.completed` exists, and run buildout without -N.
+    force: bool = False
+    #: only these releases (URLs or MD5s); they are rebuilt even if installed.
+    only: tuple[str, ...] = ()
+    garbage_collect: bool = False
+    buildout_debug: bool = False
+
+
+@dataclass(frozen=True)
+class Failure:
+    url: str
+    reason: str
+    log_path: Path | None = None
+
+
+@dataclass
+class SoftwareResult:
+    installed: list[str] = field(default_factory=list)
+    from_cache: list[str] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    destroyed: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.FAILURE if self.failed else ExitCode.OK
+
+
+def matches_only(url: str, only: Sequence[str]) -> bool:
+    """`--only-sr` filter: an item matches by URL or by MD5 (upstream's rule)."""
+    digest = software_hash(url)
+    return any(item == digest or software_hash(item) == digest for item in only)
+
+
+# --------------------------------------------------------------------------------------
+# One release on disk
+
+
+@dataclass
+class Software:
+    """`<software_root>/<md5 of url>`: prepare, build, destroy (upstream's Software)."""
+
+    url: str
+    config: NodeConfig
+    runner: Runner
+    environ: Mapping[str, str]
+    force: bool = False
+    debug: bool = False
+    python: str = sys.executable
+    on_line: Callable[[str], None] | None = None
+    on_phase: Callable[[str, str], None] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.config.software_root / software_hash(self.url)
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.software_root / LOG_DIRECTORY / f"{software_hash(self.url)}.log"
+
+    # ---- install ------------------------------------------------------------------
+    def install(self) -> bool:
+        """Build (or fetch from the binary cache) this release. True: from the cache."""
+        self.check_free_space()
+        cache = self.config.networkcache
+        if not self.path.exists() and self._download_from_cache():
+            return True
+        from_cache_only = any(
+            self.url.startswith(prefix)
+            for prefix in cache.download_from_binary_cache_force_url_list
+        )
+        if from_cache_only:
+            if self.path.exists():
+                raise SoftwareError(
+                    f"binary cache is forced for {self.url} but {self.path} already exists"
+                )
+            raise SoftwareError(
+                f"binary cache is forced for {self.url} and the download failed: will retry"
+            )
+        self.build()
+        self._upload_to_cache()
+        return False
+
+    def check_free_space(self) -> None:
+        needed = parse_size(
+            self.config.software_min_free_space,
+            f"{self.config.path}: [slapos] software_min_free_space",
+        )
+        available = free_space(self.path)
+        if available < needed:
+            raise SoftwareError(
+                f"not enough space in {self.path}: {human_size(available)} free, "
+                f"{human_size(needed)} needed (option 'software_min_free_space')"
+            )
+
+    def prepare(self) -> list[str]:
+        """Create the directory and its files; return buildout's extra arguments."""
+        owner = self._owner()
+        if not self.path.exists():
+            self.path.mkdir()
+            self.path.chmod(0o755)
+        self._chown(self.path, owner)
+        self._copy_netrc(owner)
+        extends_cache = self.path / "extends-cache"
+        extends_cache.mkdir(exist_ok=True)
+        self._chown(extends_cache, owner)
+        profile = self.path / "buildout.cfg"
+        if not profile.exists():
+            profile.write_text(self.profile_text())
+            self._chown(profile, owner)
+        return self.buildout_arguments(extends_cache, profile)
+
+    def profile_text(self) -> str:
+        """The generated buildout.cfg, byte for byte as upstream's ConfigParser writes it."""
+
+        def value(items: Sequence[str]) -> str:
+            return "\n\t".join(items)
+
+        return (
+            "[buildout]\n"
+            f"extends = {self.url}\n"
+            f"shared-part-list = {value(self.config.shared_part_list)}\n"
+            f"build-time-part-list = {value(self.config.build_time_part_list)}\n"
+            "\n"
+        )
+
+    def buildout_arguments(self, extends_cache: Path, profile: Path) -> list[str]:
+        """node.md §4.5: extends-cache, directory, networkcache options, -N, -c."""
+        cache = self.config.networkcache
+        args = [f"buildout:extends-cache={extends_cache}", f"buildout:directory={self.path}"]
+        passed = {
+            "signature-private-key-file": cache.signature_private_key_file,
+            "upload-cache-url": cache.upload_cache_url,
+            "upload-dir-url": cache.upload_dir_url,
+            "shacache-ca-file": cache.shacache_ca_file,
+            "shacache-cert-file": cache.shacache_cert_file,
+            "shacache-key-file": cache.shacache_key_file,
+            "shadir-ca-file": cache.shadir_ca_file,
+            "shadir-cert-file": cache.shadir_cert_file,
+            "shadir-key-file": cache.shadir_key_file,
+        }
+        if cache.signature_private_key_file or cache.upload_cache_url or cache.upload_dir_url:
+            args.append("buildout:networkcache-section=networkcache")
+        args += [f"networkcache:{key}={val}" for key, val in passed.items() if val]
+        if not self.force:
+            args.append("-N")
+        args += ["-c", str(profile)]
+        return args
+
+    def build(self) -> None:
+        self._phase("build", "preparing")
+        args = self.prepare()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.write_text(f"# slapos node software: {self.url}\n# {time.asctime()}\n")
+        self._phase("build", "bootstrapping")
+        buildout.bootstrap_and_run(
+            self.path,
+            runner=self.runner,
+            environ=self.environ,
+            argv_extra=args,
+            log_path=self.log_path,
+            on_line=self.on_line,
+            debug=self.debug,
+            python=self.python,
+            buildout_script=self.config.buildout,
+        )
+
+    # ---- binary cache (slapos.cache.networkcache, when present) --------------------
+    def _download_from_cache(self) -> bool:
+        cache = self.config.networkcache
+        if not (cache.download_binary_cache_url and cache.download_binary_dir_url):
+            return False
+        try:
+            from slapos.cache import networkcache
+        except ImportError:
+            log.debug("binary cache client absent: building %s", self.url)
+            return False
+        self._phase("cache", "looking in the binary cache")
+        done = networkcache.download_software_release(
+            self.url, self.path, self.config.software_root, cache
+        )
+        if done:
+            self._chown_tree(self.path, self._owner())
+        return done
+
+    def _upload_to_cache(self) -> None:
+        cache = self.config.networkcache
+        if not (cache.upload_binary_cache_url and cache.upload_binary_dir_url):
+            return
+        if (self.path / ".shared").exists():
+            log.info("not uploading %s: it uses shared parts (.shared)", self.url)
+            return
+        try:
+            from slapos.cache import networkcache
+        except ImportError:
+            log.debug("binary cache client absent: not uploading %s", self.url)
+            return
+        self._phase("cache", "uploading to the binary cache")
+        networkcache.upload_software_release(self.url, self.path, cache)
+
+    # ---- destroy ------------------------------------------------------------------
+    def destroy(self) -> None:
+        if self.path.exists():
+            remove_tree(self.path)
+
+    # ---- helpers ------------------------------------------------------------------
+    def _phase(self, mode: str, activity: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(mode, activity)
+
+    def _owner(self) -> Credentials | None:
+        """Owner of software_root when we are root (files are chowned to it), else None."""
+        if os.geteuid() != 0:
+            return None
+        return Credentials.owner_of(self.config.software_root)
+
+    @staticmethod
+    def _chown(path: Path, owner: Credentials | None) -> None:
+        if owner is not None:
+            os.chown(path, owner.uid, owner.gid)
+
+    def _chown_tree(self, path: Path, owner: Credentials | None) -> None:
+        if owner is None:
+            return
+        for p in [path, *path.rglob("*")]:
+            os.lchown(p, owner.uid, owner.gid)
+
+    def _copy_netrc(self, owner: Credentials | None) -> None:
+        """~/.netrc of the software user, copied next to the build (removed if gone)."""
+        target = self.path / ".netrc"
+        target.unlink(missing_ok=True)
+        import pwd
+
+        try:
+            home = Path(pwd.getpwuid(self.config.software_root.stat().st_uid).pw_dir)
+        except KeyError:
+            return
+        source = home / ".netrc"
+        if source.is_file():
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            self._chown(target, owner)
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that also removes read-only directories (built trees often have some)."""
+    _make_writable(path)
+    shutil.rmtree(path)
+
+
+def _make_writable(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir():
+        return
+    with contextlib.suppress(OSError):
+        path.chmod(path.stat().st_mode | stat.S_IRWXU)
+    with contextlib.suppress(OSError):
+        for child in path.iterdir():
+            _make_writable(child)
+
+
+def local_path(url: str) -> Path | None:
+    """The file behind a local path or file: URL, None for a remote URL."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" and url.startswith("/"):
+        return Path(url)
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# The engine
+
+
+@dataclass
+class SoftwareEngine:
+    """One `node software` run over every release supplied to this computer."""
+
+    config: NodeConfig
+    master: SoftwareMaster
+    runner: Runner
+    clock: Clock
+    environ: Mapping[str, str]
+    progress: Progress | None = None
+    python: str = sys.executable
+
+    def check_environment(self) -> None:
+        root = self.config.software_root
+        if not root.is_dir():
+            raise SlapOSError(
+                f"software_root {root} does not exist or is not a directory "
+                "(create it, or fix [slapos] software_root)"
+            )
+
+    def process(self, options: SoftwareOptions) -> SoftwareResult:
+        self.check_environment()
+        progress = self.progress or NoProgress(self.clock)
+        result = SoftwareResult()
+        wanted: set[Path] = set()
+        log.info("Processing software releases...")
+        releases = self.master.software_releases()
+        try:
+            for release in releases:
+                if release.state == "available":
+                    # wanted even when filtered out: --garbage-collect --only-sr X must not
+                    # remove the other installed releases (upstream does)
+                    wanted.add(self.config.software_root / software_hash(release.url))
+                if options.only and not matches_only(release.url, options.only):
+                    continue
+                if release.state == "available":
+                    self._install(release.url, options, progress, result)
+                elif release.state == "destroyed":
+                    self._destroy(release.url, progress, result)
+                else:
+                    log.debug("ignoring %s in state %s", release.url, release.state)
+            if options.garbage_collect:
+                self.garbage_collect(wanted)
+        finally:
+            progress.close()
+        log.info("Finished software releases.")
+        for failure in result.failed:
+            where = f" (full log: {failure.log_path})" if failure.log_path else ""
+            log.error("software release %s failed: %s%s", failure.url, failure.reason, where)
+        return result
+
+    def _software(self, url: str, options: SoftwareOptions, force: bool) -> Software:
+        return Software(
+            url,
+            self.config,
+            self.runner,
+            self.environ,
+            force=force,
+            debug=options.buildout_debug,
+            python=self.python,
+        )
+
+    def _install(
+        self, url: str, options: SoftwareOptions, progress: Progress, result: SoftwareResult
+    ) -> None:
+        force = options.force or bool(options.only)
+        software = self._software(url, options, force)
+        if not force and (software.path / COMPLETED).exists():
+            log.debug("%s is already installed", url)
+            result.up_to_date.append(url)
+            return
+        log.info("Installing software release %s ...", url)
+        state = progress.start(url)
+        software.on_line = lambda text: progress.line(state, text)
+        software.on_phase = lambda mode, activity: progress.update(
+            state, mode=mode, activity=activity
+        )
+        try:
+            self.master.building(url)
+            cached = software.install()
+            self.master.available(url)
+            (software.path / COMPLETED).write_text(time.asctime())
+        except KeyboardInterrupt:
+            progress.finish(state, False, "interrupted")
+            self._report_error(url, traceback.format_exc())
+            raise
+        except buildout.BuildoutFailed as exc:
+            self._fail(url, exc.reason, exc.report(), result, progress, state, exc.log_path)
+        except SlapOSError as exc:
+            self._fail(url, str(exc), str(exc), result, progress, state, None)
+        except OSError as exc:
+            reason = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+            self._fail(url, reason, traceback.format_exc(), result, progress, state, None)
+        except Exception as exc:  # a bug must not stop the other releases; it is reported
+            log.exception("unexpected error while installing %s", url)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self._fail(url, reason, traceback.format_exc(), result, progress, state, None)
+        else:
+            if cached:
+                result.from_cache.append(url)
+                progress.finish(state, True, "installed from the binary cache")
+            else:
+                result.installed.append(url)
+                progress.finish(state, True, "built")
+            log.info("Software release %s is available", url)
+
+    def _fail(
+        self,
+        url: str,
+        reason: str,
+        report: str,
+        result: SoftwareResult,
+        progress: Progress,
+        state: BuildState,
+        log_path: Path | None,
+    ) -> None:
+        result.failed.append(Failure(url, reason, log_path))
+        progress.finish(state, False, f"failed: {reason}")
+        self._report_error(url, report)
+
+    def _report_error(self, url: str, report: str) -> None:
+        try:
+            self.master.error(url, report)
+        except SlapOSError as exc:
+            log.warning("cannot report the failure of %s to the master: %s", url, exc)
+
+    def _destroy(self, url: str, progress: Progress, result: SoftwareResult) -> None:
+        software = self._software(url, SoftwareOptions(), False)
+        try:
+            if software.path.exists():
+                log.info("Destroying %s ...", url)
+                state = progress.start(url, "destroy")
+                software.destroy()
+                progress.finish(state, True, "removed")
+            self.master.destroyed(url)
+            result.destroyed.append(url)
+        except (SlapOSError, OSError) as exc:
+            reason = str(exc)
+            result.failed.append(Failure(url, f"cannot destroy: {reason}"))
+            self._report_error(url, traceback.format_exc())
+
+    def garbage_collect(self, wanted: set[Path]) -> list[Path]:
+        """Remove release directories (with a buildout.cfg) that nobody supplies any more."""
+        removed = []
+        for profile in sorted(self.config.software_root.glob("*/buildout.cfg")):
+            path = profile.parent
+            if not is_software_hash(path.name) or path in wanted:
+                continue
+            log.info("Destroying garbage collected software folder %s ...", path)
+            try:
+                remove_tree(path)
+            except OSError as exc:
+                log.error("cannot remove %s: %s", path, exc)
+            else:
+                removed.append(path)
+        return removed
