@@ -42,7 +42,7 @@ from slapos.cache.shacache import (
     url_key,
 )
 from slapos.config import NetworkCacheConfig
-from slapos.system import Clock, Runner, SystemClock
+from slapos.system import Clock, Runner, SubprocessRunner, SystemClock
 
 __all__ = [
     "CacheError",
@@ -185,7 +185,7 @@ def download_software_release(
             sr_url,
         )
         return False
-    here = machine_platform(runner)
+    here = machine_platform(runner or SubprocessRunner())
     chosen = choose_binaries(entries, here, software_root)
     if not chosen:
         log.info(
@@ -326,7 +326,7 @@ def upload_software_release(
             "signature-private-key-file matches no certificate of signature-certificate-list: "
             "this node will not trust its own uploads"
         )
-    here = machine_platform(runner)
+    here = machine_platform(runner or SubprocessRunner())
     metadata = {
         "software_url": sr_url,
         "software_root": str(sr_path.parent),
