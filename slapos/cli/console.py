@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slapos.cli._common import SlapOSArgumentParser, add_client_cfg, add_command, not_implemented
+from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
 
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -22,6 +22,12 @@ examples :
   >>> # Fetch instance informations on already launched instance
   >>> request(kvm, "myuniquekvm").getConnectionParameter("url")
 """
+
+
+def run_console(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.cli.console_run import console
+
+    return console(args, ctx)
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
@@ -65,4 +71,4 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p.add_argument(
         "script_file_and_arguments", nargs=argparse.REMAINDER, help="Script to run, with arguments"
     )
-    p.set_defaults(handler=not_implemented("console"))
+    p.set_defaults(handler=run_console)

@@ -1,0 +1,102 @@
+"""`slapos console`: scripts and shells with the slap globals, against a real master."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from slapos.cli._common import Context
+from slapos.cli.main import main
+from tests.fixtures.slap import format_computer, master  # noqa: F401
+
+SR = "https://example.invalid/software/demo/software.cfg"
+
+
+@pytest.fixture
+def cfg(master, tmp_path):  # noqa: F811
+    format_computer(master.url, master.computer_id)
+    path = tmp_path / "client.cfg"
+    path.write_text(
+        f"[slapos]\nmaster_url = {master.url}\nmaster_rest_url = {master.url}/hateoas\n"
+        f"[slapos.alias]\ndemo = {SR}\n"
+    )
+    return path
+
+
+def test_script_uses_console_globals(master, cfg, tmp_path):  # noqa: F811
+    script = tmp_path / "script.py"
+    out = tmp_path / "out.txt"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            supply(demo, {master.computer_id!r})
+            partition = request(demo, "from-console", partition_parameter_kw={{"a": "1"}})
+            info = getInformation("from-console")
+            with open({str(out)!r}, "w") as f:
+                print(sys.argv[1:], __file__ == sys.argv[0], partition.getState(),
+                      info._parameter_dict, type(slap).__name__, file=f)
+            """
+        )
+    )
+    ctx = Context.for_test(tmp_path)
+    code = main(["console", "--cfg", str(cfg), str(script), "x", "y"], ctx=ctx)
+    assert code == 0, ctx.stderr.getvalue()
+    assert out.read_text() == "['x', 'y'] True started {'a': '1'} slap\n"
+
+
+def test_script_errors_and_exit_codes(cfg, tmp_path):
+    failing = tmp_path / "fail.py"
+    failing.write_text("raise ValueError('boom')\n")
+    ctx = Context.for_test(tmp_path)
+    assert main(["console", "--cfg", str(cfg), str(failing)], ctx=ctx) == 1
+    assert "ValueError: boom" in ctx.stderr.getvalue()
+    exiting = tmp_path / "exit.py"
+    exiting.write_text("raise SystemExit(7)\n")
+    assert main(["console", "--cfg", str(cfg), str(exiting)], ctx=Context.for_test(tmp_path)) == 7
+    ctx = Context.for_test(tmp_path)
+    assert main(["console", "--cfg", str(cfg), str(tmp_path / "missing.py")], ctx=ctx) == 2
+
+
+def shell(cfg, tmp_path, *options, stdin):
+    return subprocess.run(
+        [sys.executable, "-m", "slapos", "console", *options, "--cfg", str(cfg)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_plain_shell(cfg, tmp_path):
+    result = shell(cfg, tmp_path, "-p", stdin="print('id', request(demo, 'sh').getId())\n")
+    assert result.returncode == 0, result.stderr
+    assert "id slappart" in result.stdout
+    assert "now exiting InteractiveConsole..." in result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("IPython") is None, reason="IPython not installed")
+def test_ipython_shell(cfg, tmp_path):
+    result = shell(cfg, tmp_path, "-i", stdin="print('state', request(demo, 'ip').getState())\n")
+    assert result.returncode == 0, result.stderr
+    assert "state started" in result.stdout
+    assert 'You can play with the global\n"slap" object' in result.stdout
+
+
+def test_missing_bpython_falls_back(cfg, tmp_path):
+    if importlib.util.find_spec("bpython") is not None:
+        pytest.skip("bpython is installed")
+    result = shell(cfg, tmp_path, "-b", stdin="print(1 + 1)\n")
+    assert result.returncode == 0
+    assert "bpython not available - using plain Python shell" in result.stderr
+    assert "2" in result.stdout
+
+
+def test_script_and_shell_option_conflict(cfg, tmp_path):
+    ctx = Context.for_test(tmp_path)
+    assert main(["console", "-p", "--cfg", str(cfg), "x.py"], ctx=ctx) == 2
