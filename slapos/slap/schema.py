@@ -133,12 +133,16 @@ class SoftwareReleaseSchema:
         try:
             import jsonschema  # type: ignore[import-untyped]
             from referencing import Registry, Resource
+            from referencing.jsonschema import specification_with
+
+            validator_class = jsonschema.validators.validator_for(schema)
+            # referenced files often omit $schema: read them with the root's dialect
+            specification = specification_with(validator_class.META_SCHEMA["$schema"])
 
             def retrieve(uri: str) -> Resource[Any]:
-                return Resource.from_contents(fetch_json(uri))
+                return specification.create_resource(fetch_json(uri))
 
             registry: Registry[Any] = Registry(retrieve=retrieve)  # type: ignore[call-arg]
-            validator_class = jsonschema.validators.validator_for(schema)
             validator = validator_class(schema, registry=registry)
             return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(data)]
         except Exception as exc:  # a broken schema must not block the request

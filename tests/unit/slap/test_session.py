@@ -171,5 +171,5 @@ def test_hateoas_url_fetched_lazily(fake_master):  # noqa: F811
     fake_master.routes["/getHateoasUrl"] = (404, "")
     from slapos.slap import SlapException
 
-    with pytest.raises(SlapException, match="no HATEOAS"):
+    with pytest.raises(SlapException, match="Hateoas API required"):
         s.getOpenOrderDict()

@@ -1,0 +1,49 @@
+"""Pure helpers of the client commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from slapos.cli.client_handlers import (
+    ParameterError,
+    decode_connection,
+    load_parameters_file,
+    parse_key_values,
+)
+from slapos.errors import UsageError
+
+
+def test_parse_key_values():
+    assert parse_key_values(["a=1", "b=x=y", "c="], "--parameters") == {
+        "a": "1",
+        "b": "x=y",
+        "c": "",
+    }
+    assert parse_key_values(None, "--node") == {}
+    with pytest.raises(ParameterError, match="not of the form key=value"):
+        parse_key_values(["a"], "--parameters")
+    with pytest.raises(ParameterError, match="same key 'a'"):
+        parse_key_values(["a=1", "a=2"], "--parameters")
+
+
+def test_decode_connection():
+    assert decode_connection({"_": '{"a": [1]}'}, None) == {"a": [1]}
+    assert decode_connection({"_": '{"a": [1]}'}, "json-in-xml") == {"a": [1]}
+    assert decode_connection({"_": '{"a": [1]}'}, "xml") == {"_": '{"a": [1]}'}
+    master_list = [{"connection_key": "url", "connection_value": "http://x"}]
+    assert decode_connection(master_list, "xml") == {"url": "http://x"}
+    xml = '<instance><parameter id="k">v</parameter></instance>'
+    assert decode_connection(xml, "xml") == {"k": "v"}
+    assert decode_connection(None, None) == {}
+    assert decode_connection({"_": "not json"}, None) == {"_": "not json"}
+
+
+def test_load_parameters_file(tmp_path):
+    (tmp_path / "p.json").write_text('{"a": 1}')
+    (tmp_path / "p.yml").write_text("a: [1, 2]\n")
+    (tmp_path / "p.xml").write_text('<instance><parameter id="a">1</parameter></instance>')
+    assert load_parameters_file(str(tmp_path / "p.json")) == ({"a": 1}, False)
+    assert load_parameters_file(str(tmp_path / "p.yml")) == ({"a": [1, 2]}, False)
+    assert load_parameters_file(str(tmp_path / "p.xml")) == ({"a": "1"}, True)
+    with pytest.raises(UsageError, match="cannot read"):
+        load_parameters_file(str(tmp_path / "missing.json"))

@@ -1,0 +1,172 @@
+"""TLS: the master's certificate is verified against master_ca_file; the client certificate
+is presented on https (mutual TLS)."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from slapos.slap import ConnectionError, slap
+
+COMPUTER_DOC = (
+    '<marshal><object id="i2" module="slapos.slap.slap" class="Computer"><tuple>'
+    '<string>COMP-T</string></tuple><dictionary id="i3"><string>_computer_id</string>'
+    '<string>COMP-T</string><string>_computer_partition_list</string><list id="i4"/>'
+    '<string>_software_release_list</string><list id="i5"/></dictionary></object></marshal>'
+)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_ca(directory: Path, name: str) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Name]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = directory / f"{name}.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path, key, _name(name)
+
+
+def issue(
+    directory: Path,
+    ca: tuple[Path, ec.EllipticCurvePrivateKey, x509.Name],
+    name: str,
+    san: bool = False,
+) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca[2])
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    if san:
+        import ipaddress
+
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    cert = builder.sign(ca[1], hashes.SHA256())
+    cert_path = directory / f"{name}.crt"
+    key_path = directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+        subject = dict(x[0] for x in peer["subject"]) if peer else {}
+        self.server.peers.append(subject.get("commonName"))  # type: ignore[attr-defined]
+        data = COMPUTER_DOC.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    server_ca = make_ca(tmp_path, "server-ca")
+    client_ca = make_ca(tmp_path, "client-ca")
+    other_ca = make_ca(tmp_path, "other-ca")
+    server_cert, server_key = issue(tmp_path, server_ca, "master", san=True)
+    client_cert, client_key = issue(tmp_path, client_ca, "COMP-T")
+    return {
+        "server_ca": server_ca[0],
+        "client_ca": client_ca[0],
+        "other_ca": other_ca[0],
+        "server_cert": server_cert,
+        "server_key": server_key,
+        "client_cert": client_cert,
+        "client_key": client_key,
+    }
+
+
+@pytest.fixture
+def https_master(pki: dict[str, Path]) -> Iterator[HTTPServer]:
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server.peers = []  # type: ignore[attr-defined]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki["server_cert"], pki["server_key"])
+    context.load_verify_locations(pki["client_ca"])
+    context.verify_mode = ssl.CERT_REQUIRED
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def url(server: HTTPServer) -> str:
+    return f"https://127.0.0.1:{server.server_address[1]}"
+
+
+def connect(server: HTTPServer, pki: dict[str, Path], ca: str | None) -> slap:
+    s = slap()
+    s.initializeConnection(
+        url(server),
+        key_file=str(pki["client_key"]),
+        cert_file=str(pki["client_cert"]),
+        master_ca_file=str(pki[ca]) if ca else None,
+        timeout=5,
+    )
+    return s
+
+
+def test_verified_master_and_client_certificate(https_master, pki):
+    s = connect(https_master, pki, "server_ca")
+    assert s.registerComputer("COMP-T").getComputerPartitionList() == []
+    assert https_master.peers == ["COMP-T"]  # type: ignore[attr-defined]
+
+
+def test_master_with_another_ca_is_refused(https_master, pki):
+    s = connect(https_master, pki, "other_ca")
+    with pytest.raises(ConnectionError, match="TLS error") as info:
+        s.registerComputer("COMP-T").getComputerPartitionList()
+    assert "\n" not in str(info.value)
+
+
+def test_without_ca_file_the_master_is_not_verified_like_upstream(https_master, pki):
+    s = connect(https_master, pki, None)
+    assert s.registerComputer("COMP-T").getComputerPartitionList() == []
