@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
     SlapOSArgumentParser,
     add_command,
     add_group,
     add_node_cfg,
-    not_implemented,
 )
+
+if TYPE_CHECKING:
+    from slapos.cli._common import Context
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
@@ -29,7 +35,8 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     p.add_argument(
         "--interface-name",
         default="lo",
-        help="Primary network interface. IP of Partitions will be added to it (default: %(default)s)",
+        help="Primary network interface. IP of Partitions will be added to it "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--partition-number",
@@ -39,9 +46,10 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     )
     p.add_argument(
         "--ipv4-local-network",
-        default="10.0.0.0/16",
+        default=None,
         help="Subnetwork used to assign local IPv4 addresses. It should be a not used network "
-        "in order to avoid conflicts (default: %(default)s)",
+        "in order to avoid conflicts "
+        "(default: 127.10.0.0/16 on lo, 10.0.0.0/16 on other interfaces)",
     )
     p.add_argument(
         "--daemon-listen-ip",
@@ -81,4 +89,58 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         "directories, signing key, and upstream URLs. Also configures slapos node to use the "
         "local proxy as binary cache. (default: False)",
     )
-    p.set_defaults(handler=not_implemented("configure local"))
+    p.set_defaults(handler=run_configure_local)
+
+
+def run_configure_local(args: argparse.Namespace, ctx: Context) -> int:
+    """slapos configure local: node + proxy + client configuration, proxy started, formatted."""
+    from slapos.cli.main import main
+    from slapos.format.configure_local import (
+        ROOT_NETWORK,
+        UNPRIVILEGED_NETWORK,
+        LocalSettings,
+        configure_local,
+    )
+
+    if args.cfg:
+        log.debug(
+            "--cfg is not used by configure local: the configuration is written in %s",
+            args.slapos_configuration_directory,
+        )
+    privileged = ctx.is_root
+    settings = LocalSettings(
+        config_dir=ctx.expand(args.slapos_configuration_directory).absolute(),
+        instance_root=ctx.expand(args.slapos_instance_root).absolute(),
+        software_root=ctx.expand(args.slapos_software_root).absolute(),
+        home=ctx.expand(args.slapos_buildout_directory).absolute(),
+        interface_name=args.interface_name,
+        ipv4_local_network=args.ipv4_local_network
+        or (UNPRIVILEGED_NETWORK if args.interface_name == "lo" else ROOT_NETWORK),
+        partition_amount=args.partition_number,
+        listen_ip=args.daemon_listen_ip,
+        listen_port=args.daemon_listen_port,
+        privileged=privileged,
+        alter_network=privileged and args.interface_name != "lo",
+        shacache=args.enable_shacache_proxy,
+    )
+    cfg = str(settings.node_config)
+    configure_local(
+        settings, ctx.runner, lambda: main(["node", "format", "--cfg", cfg, "--now"], ctx)
+    )
+    print_summary(settings, ctx)
+    return 0
+
+
+def print_summary(settings: object, ctx: Context) -> None:
+    from slapos.format.configure_local import LocalSettings
+
+    assert isinstance(settings, LocalSettings)
+    ctx.stdout.write(
+        f"SlapOS node ready: {settings.partition_amount} partitions, proxy at "
+        f"{settings.master_url}\n"
+        f"  node configuration:   {settings.node_config}\n"
+        f"  client configuration: {settings.client_config}\n"
+        f"  instances under {settings.instance_root}, software under {settings.software_root}\n"
+        f"next: slapos supply URL local_computer --cfg {settings.client_config}, then "
+        f"slapos node software --cfg {settings.node_config}\n"
+    )

@@ -247,6 +247,10 @@ def _add_log_file(path: object) -> None:
     from pathlib import Path
 
     target = Path(str(path))
+    logger = logging.getLogger("slapos")
+    for existing in logger.handlers:  # node boot and the demo run format more than once
+        if isinstance(existing, logging.FileHandler) and existing.baseFilename == str(target):
+            return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(target)
@@ -255,7 +259,7 @@ def _add_log_file(path: object) -> None:
         return
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.setLevel(logging.DEBUG)
-    logging.getLogger("slapos").addHandler(handler)
+    logger.addHandler(handler)
 
 
 def run_register(args: argparse.Namespace, ctx: Context) -> int:

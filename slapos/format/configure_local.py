@@ -1,0 +1,270 @@
+"""`slapos configure local`: one machine as a whole SlapOS, driven by a local proxy.
+
+Writes, in self-contained directories, a node configuration (slapos.cfg), a proxy
+configuration (slapos-proxy.cfg) and a client configuration (slapos-client.cfg); puts the
+proxy under the node's supervisord (the one that runs the partitions); starts it; formats
+the node, which posts the partitions to the proxy.
+
+Layouts:
+
+* root: node format creates the partition users; on an interface other than lo it also
+  configures addresses, taps and routes (upstream's layout);
+* root on lo (the default interface): users, but no network change: lo has no global IPv6,
+  and every 127.0.0.0/8 address is usable on lo without being configured, so partitions
+  get addresses of 127.10.0.0/16 (and ::1);
+* unprivileged: no user, no network change (alter_user = alter_network = false,
+  root_check = false), partitions owned by the caller, addresses as on lo; everything lives
+  under the directories given.
+
+Must not import slapos.cli: the CLI passes `run_format` in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from slapos.errors import ExitCode, SlapOSError
+from slapos.format.templates import NodeSettings, node_config, render_ini
+from slapos.system import Runner, write_file_atomic
+
+log = logging.getLogger(__name__)
+
+COMPUTER_ID = "local_computer"
+#: the unprivileged layout's partition network: every 127/8 address is local on Linux
+UNPRIVILEGED_NETWORK = "127.10.0.0/16"
+ROOT_NETWORK = "10.0.0.0/16"
+
+
+class ConfigureLocalError(SlapOSError):
+    """The local node could not be set up."""
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    config_dir: Path
+    instance_root: Path
+    software_root: Path
+    home: Path  # upstream's "buildout directory": logs, computer XML, proxy database
+    interface_name: str = "lo"
+    ipv4_local_network: str = UNPRIVILEGED_NETWORK
+    partition_amount: int = 20
+    listen_ip: str = "127.0.0.1"
+    listen_port: int = 8080
+    privileged: bool = False
+    #: configure partition addresses, taps and routes (root, and not on lo)
+    alter_network: bool = False
+    shacache: bool = False
+    #: the Python that runs `slapos` under supervisord (the proxy, the watchdog)
+    python: str = sys.executable
+
+    @property
+    def master_url(self) -> str:
+        host = f"[{self.listen_ip}]" if ":" in self.listen_ip else self.listen_ip
+        return f"http://{host}:{self.listen_port}"
+
+    @property
+    def node_config(self) -> Path:
+        return self.config_dir / "slapos.cfg"
+
+    @property
+    def proxy_config(self) -> Path:
+        return self.config_dir / "slapos-proxy.cfg"
+
+    @property
+    def client_config(self) -> Path:
+        return self.config_dir / "slapos-client.cfg"
+
+
+def node_settings(s: LocalSettings) -> NodeSettings:
+    run = s.home / "var" / "run"
+    extra_slapos: tuple[tuple[str, str], ...] = (
+        ("pidfile_software", str(run / "slapos-node-software.pid")),
+        ("pidfile_instance", str(run / "slapos-node-instance.pid")),
+        ("pidfile_report", str(run / "slapos-node-report.pid")),
+    )
+    extra_format: tuple[tuple[str, str], ...] = ()
+    if not s.privileged:
+        extra_slapos += (("root_check", "false"),)
+        extra_format += (("alter_user", "false"),)
+    if not (s.privileged and s.alter_network):
+        extra_format += (("alter_network", "false"), ("partition_has_ipv6_range", "false"))
+    cache: tuple[tuple[str, str], ...] = ()
+    if s.shacache:
+        base = f"{s.master_url}/shacache"
+        cache = tuple(
+            (f"{kind}-{what}-url", f"{base}/{what}")
+            for kind in ("download-binary", "download")
+            for what in ("cache", "dir")
+        )
+    return NodeSettings(
+        computer_id=COMPUTER_ID,
+        master_url=s.master_url,
+        software_root=str(s.software_root),
+        instance_root=str(s.instance_root),
+        interface_name=s.interface_name,
+        ipv4_local_network=s.ipv4_local_network,
+        partition_amount=s.partition_amount,
+        computer_xml=str(s.home / "slapos.xml"),
+        format_log_file=str(s.home / "log" / "slapos-node-format.log"),
+        extra_slapos=extra_slapos,
+        extra_slapformat=extra_format,
+        networkcache=cache,
+    )
+
+
+def proxy_config_text(s: LocalSettings) -> str:
+    entries: list[tuple[str, str] | str] = [
+        "the local master: `slapos proxy start --cfg` this file",
+        ("host", s.listen_ip),
+        ("port", str(s.listen_port)),
+        ("database_uri", str(s.home / "slapproxy.db")),
+    ]
+    if s.shacache:
+        cache = s.instance_root / "shacache"
+        entries += [
+            "a local shacache/shadir, filled from the public one",
+            ("shacache-content-directory", str(cache / "data")),
+            ("shacache-metadata-directory", str(cache / "dir")),
+            ("shacache-signing-key-path", str(cache / "signing-key.pem")),
+            ("shacache-upstream-cache-url", "http://shacache.nxdcdn.com"),
+            ("shacache-upstream-dir-url", "http://shadir.nxdcdn.com"),
+        ]
+    return render_ini(
+        [
+            (
+                "slapos",
+                [
+                    ("computer_id", COMPUTER_ID),
+                    ("master_url", s.master_url + "/"),
+                    ("software_root", str(s.software_root)),
+                    ("instance_root", str(s.instance_root)),
+                ],
+            ),
+            ("slapproxy", entries),
+        ],
+        "written by `slapos configure local`",
+    )
+
+
+def client_config_text(s: LocalSettings) -> str:
+    return render_ini(
+        [("slapos", ["the local proxy: no certificate needed", ("master_url", s.master_url)])],
+        "client configuration written by `slapos configure local`:\n"
+        f"slapos request --cfg {s.client_config} ...",
+    )
+
+
+def _generate_signing_key(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_file_atomic(path, pem.decode(), 0o600)
+
+
+def write_files(s: LocalSettings) -> None:
+    """slapos.cfg, slapos-proxy.cfg, slapos-client.cfg; the directories they name."""
+    for directory in (s.config_dir, s.instance_root, s.software_root, s.home):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o755)
+    for private in (s.home / "log", s.home / "var", s.home / "var" / "run"):
+        private.mkdir(parents=True, exist_ok=True)
+        os.chmod(private, 0o700 if private.name == "log" else 0o755)
+    header = (
+        f"SlapOS node {COMPUTER_ID}, driven by the local proxy at {s.master_url}\n"
+        f"written by `slapos configure local` on {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+    )
+    write_file_atomic(s.node_config, node_config(node_settings(s), header), 0o644)
+    write_file_atomic(s.proxy_config, proxy_config_text(s), 0o644)
+    write_file_atomic(s.client_config, client_config_text(s), 0o644)
+    if s.shacache:
+        key = s.instance_root / "shacache" / "signing-key.pem"
+        if not key.exists():
+            _generate_signing_key(key)
+
+
+def _wait_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def start_proxy(s: LocalSettings, runner: Runner, timeout: float = 60.0) -> None:
+    """The proxy as program `slapproxy` of the node's supervisord; wait until it listens."""
+    from slapos.grid import supervisor
+
+    command = " ".join(
+        shlex.quote(a)
+        for a in (s.python, "-m", "slapos", "proxy", "start", "--cfg", str(s.proxy_config))
+    )
+    program = supervisor.Program(
+        name="slapproxy",
+        command=command,
+        process_name="slapproxy",
+        directory=s.home,
+        autostart=True,
+        autorestart=True,
+        log_file=s.home / "log" / "slapos-proxy.log",
+        user=0 if s.privileged else None,
+        startretries=3,
+    )
+    supervisor.add_program(s.instance_root, program)
+    watchdog = supervisor.watchdog_command(
+        s.master_url, COMPUTER_ID, s.instance_root, python=s.python
+    )
+    supervisor.write_supervisord_config(s.instance_root, watchdog)
+    if supervisor.running_state(s.instance_root) == "RUNNING":
+        supervisor.apply(s.instance_root)  # loads the slapproxy program if it is new
+    else:
+        supervisor.ensure_supervisord(s.instance_root, runner)
+    if not _wait_port(s.listen_ip, s.listen_port, timeout):
+        raise ConfigureLocalError(
+            f"the proxy does not answer on {s.master_url} after {timeout:.0f}s "
+            f"(see {s.home / 'log' / 'slapos-proxy.log'})"
+        )
+
+
+def configure_local(
+    s: LocalSettings, runner: Runner, run_format: Callable[[], int], *, reuse: bool = False
+) -> None:
+    """Set everything up; with `reuse`, an existing set-up is started again, not refused."""
+    if s.node_config.exists() and not reuse:
+        raise ConfigureLocalError(
+            f"a SlapOS configuration already exists at {s.node_config}: aborting (remove it, "
+            "or choose another --slapos-configuration-directory)"
+        )
+    if not s.node_config.exists():
+        try:
+            write_files(s)
+        except OSError as exc:
+            where = exc.filename or s.config_dir
+            raise ConfigureLocalError(
+                f"cannot write {where}: {exc.strerror} (run as root, or choose directories "
+                "you own with --slapos-configuration-directory, --slapos-instance-root, "
+                "--slapos-software-root and --slapos-buildout-directory)"
+            ) from None
+        log.info("node configuration written to %s", s.node_config)
+    start_proxy(s, runner)
+    log.info("proxy listening on %s", s.master_url)
+    result = run_format()
+    if result != ExitCode.OK:
+        raise ConfigureLocalError(
+            f"slapos node format --cfg {s.node_config} failed (exit {result})"
+        )
+    log.info("node formatted: %d partitions posted to the proxy", s.partition_amount)
