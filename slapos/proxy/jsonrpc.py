@@ -1,12 +1,631 @@
-"""JSON-RPC `slapos.*.v0.*` (protocol.md §6)."""
+"""JSON-RPC `slapos.*.v0.*` (protocol.md §6): POST a JSON object, get a JSON object.
+
+Input is checked against a per-method description (required keys, types, enums, no
+unknown keys); violations are 400 with the validator-style message. Business errors
+(unknown computer or instance, allocation failure) are 403. Errors are JSON
+`{"status", "type", "title"}`. Instance ids follow upstream's proxy:
+`<title>___<tree root title>___<0|1 shared>`.
+
+Must not import slapos.cli.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slapos.proxy.marshal import WireObject, dict2xml, xml2dict
+from slapos.proxy.service import (
+    Forbidden,
+    InstanceRequest,
+    Master,
+    ProxyHTTPError,
+    RequestResult,
+    shared_entries,
+)
 
 if TYPE_CHECKING:
-    from slapos.proxy.app import Handler
+    from slapos.proxy.app import Handler, ProxyApp, Request, Response
+
+S, O, B, A = "string", "object", "boolean", "array"
+#: method -> {field: (type, required, enum, max length)}
+SCHEMAS: dict[str, dict[str, tuple[str, bool, tuple[str, ...] | None, int | None]]] = {
+    "slapos.get.v0.hateoas_url": {},
+    "slapos.allDocs.v0.instance_tree_list": {},
+    "slapos.allDocs.WIP.compute_node_list": {},
+    "slapos.get.v0.instance_tree": {"title": (S, True, None, 200)},
+    "slapos.post.v0.software_instance": {
+        "title": (S, True, None, 200),
+        "software_release_uri": (S, True, None, None),
+        "software_type": (S, True, None, None),
+        "parameters": (O, False, None, None),
+        "state": (S, False, ("started", "stopped", "destroyed"), None),
+        "sla_parameters": (O, False, None, None),
+        "shared": (B, False, None, None),
+    },
+    "slapos.get.v0.software_instance": {"instance_guid": (S, True, None, None)},
+    "slapos.get.v0.compute_partition": {
+        "computer_guid": (S, True, None, None),
+        "compute_partition_id": (S, True, None, None),
+    },
+    "slapos.allDocs.v0.compute_node_instance_list": {"computer_guid": (S, True, None, None)},
+    "slapos.allDocs.v0.instance_node_instance_list": {"instance_guid": (S, True, None, None)},
+    "slapos.allDocs.v0.compute_node_software_installation_list": {
+        "computer_guid": (S, True, None, None)
+    },
+    "slapos.post.v0.software_installation": {
+        "computer_guid": (S, True, None, None),
+        "software_release_uri": (S, True, None, None),
+        "state": (S, False, ("available", "destroyed"), None),
+    },
+    "slapos.put.v0.software_installation_reported_state": {
+        "computer_guid": (S, True, None, None),
+        "software_release_uri": (S, True, None, None),
+        "reported_state": (S, True, ("available", "destroyed", "building"), None),
+    },
+    "slapos.put.v0.software_installation_error": {
+        "computer_guid": (S, True, None, None),
+        "software_release_uri": (S, True, None, None),
+        "message": (S, True, None, None),
+    },
+    "slapos.put.v0.software_instance_reported_state": {
+        "instance_guid": (S, True, None, None),
+        "reported_state": (S, True, ("started", "destroyed", "stopped"), None),
+    },
+    "slapos.put.v0.software_instance_error": {
+        "instance_guid": (S, True, None, None),
+        "message": (S, True, None, None),
+    },
+    "slapos.put.v0.software_instance_connection_parameter": {
+        "instance_guid": (S, True, None, None),
+        "connection_parameter_dict": (O, True, None, None),
+    },
+    "slapos.put.v0.software_instance_bang": {
+        "instance_guid": (S, True, None, None),
+        "message": (S, True, None, None),
+    },
+    "slapos.put.v0.software_instance_title": {
+        "instance_guid": (S, True, None, None),
+        "title": (S, True, None, 200),
+    },
+    "slapos.get.v0.software_instance_certificate": {"instance_guid": (S, True, None, None)},
+    "slapos.put.v0.compute_node_format": {
+        "computer_guid": (S, True, None, None),
+        "compute_partition_list": (A, True, None, None),
+    },
+    "slapos.put.v0.compute_node_bang": {
+        "computer_guid": (S, True, None, None),
+        "message": (S, True, None, None),
+    },
+    "slapos.post.v0.compute_node_usage": {
+        "computer_guid": (S, True, None, None),
+        "tioxml": (S, True, None, None),
+    },
+    "slapos.get.v0.compute_node_status": {"computer_guid": (S, True, None, None)},
+    "slapos.post.v0.compute_node_certificate": {"computer_guid": (S, True, None, None)},
+    "slapos.remove.v0.compute_node_certificate": {"computer_guid": (S, True, None, None)},
+}
+_PYTHON_TYPES = {S: str, O: dict, B: bool, A: list}
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 406: "Not Acceptable",
+            405: "Method Not Allowed", 408: "Request Timeout", 500: "Internal Server Error",
+            502: "Bad Gateway", 523: "Unknown Error"}  # fmt: skip
+
+
+class InvalidInput(ProxyHTTPError):
+    status = 400
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    from slapos.proxy.app import Response
+
+    return Response(json.dumps(document), status, "application/json")
+
+
+def _error(status: int, title: str) -> Response:
+    return _json(
+        {"status": status, "type": _REASONS.get(status, "Unknown Error"), "title": title}, status
+    )
+
+
+def _success(title: str) -> dict[str, str]:
+    return {"type": "success", "title": title}
+
+
+def validate(method: str, body: Any) -> dict[str, Any]:
+    """Check `body` against the method's description; InvalidInput says what is wrong."""
+    schema = SCHEMAS[method]
+    if not isinstance(body, dict):
+        raise InvalidInput(f"{body!r} is not of type 'object'")
+    extra = [key for key in body if key not in schema]
+    if extra:
+        listed = ", ".join(repr(k) for k in extra)
+        verb = "were" if len(extra) > 1 else "was"
+        raise InvalidInput(f"Additional properties are not allowed ({listed} {verb} unexpected)")
+    for key, (kind, required, enum, max_length) in schema.items():
+        if key not in body:
+            if required:
+                raise InvalidInput(f"{key!r} is a required property")
+            continue
+        value = body[key]
+        if not isinstance(value, _PYTHON_TYPES[kind]) or (kind != B and isinstance(value, bool)):
+            raise InvalidInput(f"{value!r} is not of type {kind!r}")
+        if enum is not None and value not in enum:
+            raise InvalidInput(f"{value!r} is not one of {list(enum)!r}")
+        if max_length is not None and len(value) > max_length:
+            raise InvalidInput(f"{value!r} is too long")
+    for key in ("sla_parameters",):
+        for name, value in (body.get(key) or {}).items():
+            if not isinstance(value, str):
+                raise InvalidInput(f"{value!r} is not of type 'string'")
+    if method == "slapos.put.v0.compute_node_format":
+        _validate_partitions(body["compute_partition_list"])
+    return body
+
+
+def _validate_partitions(partitions: list[Any]) -> None:
+    allowed = {
+        "ip-address",
+        "network-interface",
+        "netmask",
+        "gateway-ip-address",
+        "network-address",
+    }
+    for partition in partitions:
+        if not isinstance(partition, dict) or not isinstance(partition.get("partition_id"), str):
+            raise InvalidInput("'partition_id' is a required property")
+        for address in partition.get("ip_list") or []:
+            if not isinstance(address, dict) or not isinstance(address.get("ip-address"), str):
+                raise InvalidInput("'ip-address' is a required property")
+            unknown = set(address) - allowed
+            if unknown:
+                raise InvalidInput(
+                    f"Additional properties are not allowed ({', '.join(map(repr, sorted(unknown)))} "
+                    "was unexpected)"
+                )
+
+
+# ---- instance ids -----------------------------------------------------------------------
+
+
+def instance_guid(title: str, requested_by: str, shared: bool) -> str:
+    return f"{title}___{requested_by}___{int(shared)}"
+
+
+def parse_guid(guid: str) -> tuple[str, str, bool]:
+    parts = guid.split("___", 2)
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        return parts[0], parts[1], bool(int(parts[2]))
+    except ValueError:
+        raise Forbidden(f"instance_guid {guid} not handled.") from None
+
+
+def _shared_title(reference: str) -> tuple[str, str]:
+    requested_by, _, title = reference.partition("_")
+    return title, requested_by
+
+
+# ---- documents --------------------------------------------------------------------------
+
+
+def partition_json(master: Master, row: Any) -> dict[str, Any]:
+    addresses = master.store.addresses(row["reference"], row["computer_reference"])
+    return {
+        "title": row["partition_reference"],
+        "instance_guid": instance_guid(row["partition_reference"], row["requested_by"], False),
+        "software_release_uri": row["software_release"],
+        "software_type": row["software_type"],
+        "state": row["requested_state"],
+        "connection_parameters": xml2dict(row["connection_xml"]),
+        "parameters": xml2dict(row["xml"]),
+        "shared": False,
+        "root_instance_title": row["requested_by"] or row["partition_reference"],
+        "ip_list": [list(a) for a in addresses],
+        "full_ip_list": [],
+        "sla_parameters": {},
+        "computer_guid": row["computer_reference"],
+        "compute_partition_id": row["reference"],
+        "processing_timestamp": int(row["timestamp"] or 0),
+        "access_status_message": "",
+    }
+
+
+def shared_json(master: Master, shared: Any) -> dict[str, Any]:
+    host = master.store.partition(shared["hosted_by"], shared["computer_reference"])
+    title, requested_by = _shared_title(shared["reference"])
+    entry = None
+    if host is not None:
+        for candidate in shared_entries(host["slave_instance_list"]):
+            if candidate.get("slave_title") == shared["reference"]:
+                entry = candidate
+                break
+    if host is None or entry is None:
+        raise Forbidden(f"No partition hosting {instance_guid(title, requested_by, True)} found.")
+    hidden = ("slave_title", "slap_software_type", "slave_reference")
+    return {
+        "title": title,
+        "instance_guid": instance_guid(title, requested_by, True),
+        "software_release_uri": host["software_release"],
+        "software_type": host["software_type"],
+        "state": "started",
+        "connection_parameters": xml2dict(shared["connection_xml"]),
+        "parameters": {k: v for k, v in entry.items() if k not in hidden},
+        "shared": True,
+        "root_instance_title": requested_by or title,
+        "ip_list": [],
+        "full_ip_list": [],
+        "sla_parameters": {},
+        "computer_guid": host["computer_reference"],
+        "compute_partition_id": host["reference"],
+        "processing_timestamp": int(host["timestamp"] or 0),
+        "access_status_message": "",
+    }
+
+
+def _request_json(result: RequestResult, body: dict[str, Any], requested_by: str) -> dict[str, Any]:
+    title, shared = body["title"], bool(body.get("shared", False))
+    wire: WireObject = result.wire
+    state = wire.state
+    if result.kind in ("instance", "shared"):
+        parameters = dict(state["_parameter_dict"])
+        timestamp = parameters.pop("timestamp", 0) if not shared else 0
+        return {
+            "title": title,
+            "instance_guid": instance_guid(title, requested_by, shared),
+            "software_release_uri": state["slap_software_release_url"],
+            "software_type": state["slap_software_type"],
+            "state": "started" if shared else state["_requested_state"],
+            "connection_parameters": state["_connection_dict"],
+            "parameters": parameters,
+            "shared": shared,
+            "root_instance_title": requested_by or title,
+            "ip_list": [list(a) for a in state["ip_list"]],
+            "full_ip_list": [],
+            "sla_parameters": {},
+            "computer_guid": state["slap_computer_id"],
+            "compute_partition_id": state["slap_computer_partition_id"],
+            "processing_timestamp": int(float(timestamp)),
+            "access_status_message": "",
+        }
+    return {
+        "title": title,
+        "instance_guid": instance_guid(title, requested_by, shared),
+        "software_release_uri": body["software_release_uri"],
+        "software_type": body["software_type"],
+        "state": body.get("state", "started"),
+        "connection_parameters": state.get("_connection_dict") or {},
+        "parameters": body.get("parameters") or {},
+        "shared": shared,
+        "root_instance_title": requested_by or title,
+        "ip_list": [],
+        "full_ip_list": [],
+        "sla_parameters": {},
+        "computer_guid": state.get("_computer_id"),
+        "compute_partition_id": state.get("_partition_id"),
+        "processing_timestamp": 0,
+        "access_status_message": "",
+    }
+
+
+# ---- methods ------------------------------------------------------------------------------
+
+Method = Callable[["ProxyApp", "Request", dict[str, Any]], Any]
+
+
+def _registered(master: Master, computer_id: str) -> None:
+    if master.store.computer(computer_id) is None:
+        raise Forbidden(f"{computer_id} is not registered.")
+
+
+def m_hateoas_url(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    return {"hateoas_url": f"{request.base_url}/hateoas/"}
+
+
+def m_instance_tree_list(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    def run(m: Master) -> Any:
+        titles = [{"title": row["partition_reference"]} for row in m.store.root_partitions()]
+        titles += [
+            {"title": _shared_title(row["reference"])[0]}
+            for row in m.store.shared_list()
+            if row["reference"].startswith("_")
+        ]
+        return {"result_list": titles}
+
+    return app.read(run)
+
+
+def m_compute_node_list(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    return app.read(
+        lambda m: {"result_list": [{"computer_guid": r["reference"]} for r in m.store.computers()]}
+    )
+
+
+def m_instance_tree(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    title = body["title"]
+
+    def run(m: Master) -> Any:
+        roots = m.store.root_partitions(title)
+        shared = m.store.shared("_" + title)
+        if len(roots) == 1 and shared is None:
+            return partition_json(m, roots[0])
+        if not roots and shared is not None:
+            return shared_json(m, shared)
+        raise Forbidden(f"No instance tree {title} found.")
+
+    return app.read(run)
+
+
+def m_post_instance(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    spec = InstanceRequest(
+        title=body["title"],
+        software_release=body["software_release_uri"],
+        software_type=body["software_type"],
+        parameters=dict(body.get("parameters") or {}),
+        filter_kw=dict(body.get("sla_parameters") or {}),
+        state=body.get("state", "started"),
+        shared=bool(body.get("shared", False)),
+    )
+
+    def run(m: Master) -> Any:
+        header = request.partition_header()
+        who = (
+            m.requester(header[0], header[1], strict=True)
+            if header
+            else m.requester(None, None, strict=False)
+        )
+        try:
+            result = m.request(spec, who)
+        except ProxyHTTPError as exc:
+            if exc.status == 404:
+                raise Forbidden(str(exc)) from None
+            raise
+        return _request_json(result, body, who.requested_by)
+
+    return app.write(request, run)
+
+
+def m_get_instance(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    title, requested_by, shared = parse_guid(body["instance_guid"])
+
+    def run(m: Master) -> Any:
+        if shared:
+            row = m.store.shared(f"{requested_by}_{title}")
+            if row is None:
+                raise Forbidden(f"No shared instance {body['instance_guid']} found.")
+            return shared_json(m, row)
+        row = m.store.instance(title, requested_by)
+        if row is None:
+            raise Forbidden(f"No software instance {body['instance_guid']} found.")
+        return partition_json(m, row)
+
+    return app.read(run)
+
+
+def m_compute_partition(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    def run(m: Master) -> Any:
+        row = m.store.partition(body["compute_partition_id"], body["computer_guid"])
+        if row is None or not row["partition_reference"]:
+            raise Forbidden(f"No instance on partition {body['compute_partition_id']} found.")
+        return partition_json(m, row)
+
+    return app.read(run)
+
+
+def m_compute_node_instances(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    computer_id = body["computer_guid"]
+
+    def run(m: Master) -> Any:
+        _registered(m, computer_id)
+        return {
+            "result_list": [
+                {
+                    "title": row["partition_reference"],
+                    "instance_guid": instance_guid(
+                        row["partition_reference"], row["requested_by"], False
+                    ),
+                    "state": row["requested_state"],
+                    "compute_partition_id": row["reference"],
+                    "software_release_uri": row["software_release"],
+                }
+                for row in m.store.partitions(computer_id, busy_only=True)
+            ]
+        }
+
+    return app.read(run)
+
+
+def m_instance_node_instances(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    title, requested_by, shared = parse_guid(body["instance_guid"])
+
+    def run(m: Master) -> Any:
+        row = None if shared else m.store.instance(title, requested_by)
+        if row is None:
+            raise Forbidden(f"No software instance {body['instance_guid']} found.")
+        result = []
+        hidden = ("slave_title", "slap_software_type", "slave_reference")
+        for entry in shared_entries(row["slave_instance_list"]):
+            name, asked_by = _shared_title(str(entry.get("slave_title", "")))
+            result.append(
+                {
+                    "title": name,
+                    "instance_guid": instance_guid(name, asked_by, True),
+                    "software_type": entry.get("slap_software_type"),
+                    "state": "started",
+                    "parameters": {k: v for k, v in entry.items() if k not in hidden},
+                    "compute_partition_id": row["reference"],
+                }
+            )
+        return {"result_list": result}
+
+    return app.read(run)
+
+
+def m_installations(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    computer_id = body["computer_guid"]
+
+    def run(m: Master) -> Any:
+        _registered(m, computer_id)
+        return {
+            "result_list": [
+                {"software_release_uri": r["url"], "state": r["requested_state"]}
+                for r in m.store.software_list(computer_id)
+            ]
+        }
+
+    return app.read(run)
+
+
+def m_supply(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    url, state = body["software_release_uri"], body.get("state", "available")
+    app.write(request, lambda m: m.supply(body["computer_guid"], url, state))
+    return _success(f"Supplied {url} to be {state}")
+
+
+def m_installation_state(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    if body["reported_state"] != "destroyed":
+        return _success("Ignored")
+    app.write(
+        request,
+        lambda m: m.store.remove_software(body["computer_guid"], body["software_release_uri"]),
+    )
+    return _success("Destroyed")
+
+
+def m_ignored(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    return _success("Ignored")
+
+
+def m_instance_state(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    if body["reported_state"] != "destroyed":
+        return _success("Ignored")
+    title, requested_by, shared = parse_guid(body["instance_guid"])
+    if shared:
+        return _success("Ignored")
+
+    def run(m: Master) -> Any:
+        row = m.store.instance(title, requested_by)
+        if row is None:
+            raise Forbidden(f"No software instance {body['instance_guid']} found.")
+        return m.destroyed(row["reference"], row["computer_reference"])
+
+    reason = app.write(request, run)
+    if reason:
+        raise Forbidden(reason)
+    return _success("Destroyed")
+
+
+def m_connection(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    title, requested_by, shared = parse_guid(body["instance_guid"])
+    parameters = body["connection_parameter_dict"]
+    if shared:
+        xml = dict2xml(parameters)
+        app.write(request, lambda m: m.publish_shared(f"{requested_by}_{title}", xml))
+    else:
+        app.write(request, lambda m: m.publish_instance(title, requested_by, parameters))
+    return _success("Updated")
+
+
+def m_bang(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    title, requested_by, shared = parse_guid(body["instance_guid"])
+    if shared:
+        raise Forbidden("NotImplemented")
+    app.write(request, lambda m: m.bang_instance(title, requested_by))
+    return _success("Bang handled")
+
+
+def m_title(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    title, requested_by, shared = parse_guid(body["instance_guid"])
+    if shared:
+        raise Forbidden("NotImplemented")
+
+    def run(m: Master) -> None:
+        row = m.store.instance(title, requested_by)
+        if row is None:
+            raise Forbidden(f"No software instance {body['instance_guid']} found.")
+        m.store.rename(row["reference"], row["computer_reference"], body["title"])
+
+    app.write(request, run)
+    return _success("Renamed")
+
+
+def m_empty_certificate(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    return {"key": "", "certificate": ""}
+
+
+def m_format(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    partitions = []
+    for entry in body["compute_partition_list"]:
+        partition_id = entry["partition_id"]
+        addresses = [
+            (ip.get("network-interface") or partition_id, ip["ip-address"], ip.get("netmask"))
+            for ip in entry.get("ip_list") or []
+        ]
+        partitions.append((partition_id, addresses))
+    app.write(request, lambda m: m.format(body["computer_guid"], partitions))
+    return _success("Formatted")
+
+
+def m_status(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    return {"text": "Unknown (not implemented)"}
+
+
+METHODS: dict[str, Method] = {
+    "slapos.get.v0.hateoas_url": m_hateoas_url,
+    "slapos.allDocs.v0.instance_tree_list": m_instance_tree_list,
+    "slapos.allDocs.WIP.compute_node_list": m_compute_node_list,
+    "slapos.get.v0.instance_tree": m_instance_tree,
+    "slapos.post.v0.software_instance": m_post_instance,
+    "slapos.get.v0.software_instance": m_get_instance,
+    "slapos.get.v0.compute_partition": m_compute_partition,
+    "slapos.allDocs.v0.compute_node_instance_list": m_compute_node_instances,
+    "slapos.allDocs.v0.instance_node_instance_list": m_instance_node_instances,
+    "slapos.allDocs.v0.compute_node_software_installation_list": m_installations,
+    "slapos.post.v0.software_installation": m_supply,
+    "slapos.put.v0.software_installation_reported_state": m_installation_state,
+    "slapos.put.v0.software_installation_error": m_ignored,
+    "slapos.put.v0.software_instance_reported_state": m_instance_state,
+    "slapos.put.v0.software_instance_error": m_ignored,
+    "slapos.put.v0.software_instance_connection_parameter": m_connection,
+    "slapos.put.v0.software_instance_bang": m_bang,
+    "slapos.put.v0.software_instance_title": m_title,
+    "slapos.get.v0.software_instance_certificate": m_empty_certificate,
+    "slapos.put.v0.compute_node_format": m_format,
+    "slapos.put.v0.compute_node_bang": m_ignored,
+    "slapos.post.v0.compute_node_usage": m_ignored,
+    "slapos.get.v0.compute_node_status": m_status,
+    "slapos.post.v0.compute_node_certificate": m_empty_certificate,
+    "slapos.remove.v0.compute_node_certificate": m_ignored,
+}
+
+
+def _accepts_json(request: Request) -> bool:
+    accept = request.header("Accept")
+    if not accept:
+        return True
+    for item in accept.split(","):
+        kind = item.split(";")[0].strip().lower()
+        if kind in ("application/json", "application/*", "*/*"):
+            return True
+    return False
+
+
+def _handler(method: str) -> Handler:
+    def handle(app: ProxyApp, request: Request) -> Response:
+        if not _accepts_json(request):
+            return _error(406, "only application/json answers are available")
+        try:
+            try:
+                body = json.loads(request.body() or b"null")
+            except ValueError as exc:
+                raise InvalidInput(f"body is not JSON: {exc}") from None
+            return _json(METHODS[method](app, request, validate(method, body)))
+        except ProxyHTTPError as exc:
+            return _error(exc.status, " ".join(str(exc).split()))
+
+    return handle
 
 
 def routes() -> dict[str, tuple[frozenset[str], Handler]]:
-    return {}
+    return {f"/{name}": (frozenset({"POST"}), _handler(name)) for name in METHODS}

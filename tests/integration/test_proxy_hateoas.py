@@ -1,0 +1,65 @@
+"""Upstream's `slapos service list/info` and `computer list/info` against both proxies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.upstream import RunningProxy, Upstream
+
+SR = "http://sr.example.invalid/software.cfg"
+
+
+def _setup(upstream: Upstream, proxy: RunningProxy) -> None:
+    result = upstream.python_code(
+        f"""
+        import slapos.slap
+        from slapos.util import dumps
+        slap = slapos.slap.slap()
+        slap.initializeConnection({proxy.url!r})
+        computer = {{"reference": {proxy.computer_id!r}, "address": "127.0.0.1",
+                     "netmask": "255.0.0.0", "partition_list": [
+            {{"reference": "slappart%d" % i, "tap": {{"name": "tap%d" % i}},
+              "address_list": [{{"addr": "10.0.0.%d" % i, "netmask": "255.0.0.0"}}]}}
+            for i in range(2)]}}
+        slap._connection_helper.POST("loadComputerConfigurationFromXML",
+                                     data={{"xml": dumps(computer)}})
+        order = slap.registerOpenOrder()
+        order.request({SR!r}, "MyService", partition_parameter_kw={{"a": "1"}})
+        order.request({SR!r}, "MyShared", shared=True, partition_parameter_kw={{"u": "v"}})
+        """
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def client_cfg(any_proxy: RunningProxy, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    cfg = tmp_path / "client.cfg"
+    text = f"[slapos]\nmaster_url = {any_proxy.url}\n"
+    if "upstream" in request.node.name:
+        # 1.26.1's proxy does not answer getHateoasUrl; ours does.
+        text += f"master_rest_url = {any_proxy.url}/hateoas/\n"
+    cfg.write_text(text)
+    return cfg
+
+
+def test_service_and_computer_commands(
+    upstream: Upstream, any_proxy: RunningProxy, client_cfg: Path
+) -> None:
+    _setup(upstream, any_proxy)
+    listing = upstream.run("service", "list", "--cfg", str(client_cfg))
+    assert listing.returncode == 0, listing.stderr
+    assert "MyService" in listing.stdout and "MyShared" in listing.stdout
+    info = upstream.run("service", "info", "MyService", "--cfg", str(client_cfg))
+    assert info.returncode == 0, info.stderr
+    assert SR in info.stdout + info.stderr
+    shared = upstream.run("service", "info", "MyShared", "--cfg", str(client_cfg))
+    assert shared.returncode == 0, shared.stderr
+    computers = upstream.run("computer", "list", "--cfg", str(client_cfg))
+    assert computers.returncode == 0, computers.stderr
+    assert any_proxy.computer_id in computers.stdout + computers.stderr
+    computer = upstream.run("computer", "info", any_proxy.computer_id, "--cfg", str(client_cfg))
+    assert computer.returncode == 0, computer.stderr
+    missing = upstream.run("service", "info", "Nope", "--cfg", str(client_cfg))
+    assert missing.returncode != 0
