@@ -1,0 +1,160 @@
+"""slapos configure local: files, the proxy under the node's supervisord, a formatted node."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slapos.cli._common import Context
+from slapos.cli.main import main
+from slapos.config import IniFile
+from tests.fixtures.common import REPO, free_port
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """supervisord's socket lives under the instance root: keep the path short."""
+    path = Path("/tmp") / f"scl{secrets.token_hex(3)}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def options(base: Path, port: int, *extra: str) -> list[str]:
+    return [
+        "configure", "local",
+        "--slapos-configuration-directory", str(base / "etc"),
+        "--slapos-instance-root", str(base / "srv"),
+        "--slapos-software-root", str(base / "soft"),
+        "--slapos-buildout-directory", str(base),
+        "--daemon-listen-port", str(port),
+        "--partition-number", "3",
+        *extra,
+    ]  # fmt: skip
+
+
+def shutdown(base: Path, prefix: tuple[str, ...] = ()) -> None:
+    cfg = base / "etc" / "slapos.cfg"
+    if cfg.exists():
+        subprocess.run(
+            [*prefix, sys.executable, "-m", "slapos", "node", "supervisorctl", "--cfg", str(cfg),
+             "shutdown"],
+            capture_output=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+
+
+def test_configure_local_without_root(short_dir):
+    port = free_port()
+    ctx = Context.for_test(short_dir, euid=1000)
+    try:
+        rc = main(options(short_dir, port), ctx)
+        assert rc == 0, ctx.stderr.getvalue()
+        assert f"proxy at http://127.0.0.1:{port}" in ctx.stdout.getvalue()
+        node = IniFile.read(short_dir / "etc" / "slapos.cfg")
+        assert node.get("slapos", "master_url") == f"http://127.0.0.1:{port}"
+        assert node.get("slapos", "root_check") == "false"
+        assert node.get("slapformat", "alter_user") == "false"
+        assert node.get("slapformat", "alter_network") == "false"
+        assert node.get("slapformat", "ipv4_local_network") == "127.10.0.0/16"
+        assert node.get("slapos", "key_file") is None
+        client = IniFile.read(short_dir / "etc" / "slapos-client.cfg")
+        assert client.get("slapos", "master_url") == f"http://127.0.0.1:{port}"
+        proxy = IniFile.read(short_dir / "etc" / "slapos-proxy.cfg")
+        assert proxy.get("slapproxy", "database_uri") == str(short_dir / "slapproxy.db")
+        program = (short_dir / "srv" / "etc" / "supervisord.conf.d" / "slapproxy.conf").read_text()
+        assert "[program:slapproxy]" in program and "proxy start --cfg" in program
+        # the proxy runs and knows the formatted partitions
+        from slapos import slap
+
+        connection = slap.slap()
+        connection.initializeConnection(f"http://127.0.0.1:{port}")
+        partitions = connection.registerComputer("local_computer").getComputerPartitionList()
+        assert sorted(p.getId() for p in partitions) == ["slappart0", "slappart1", "slappart2"]
+        resource = json.loads((short_dir / "srv" / "slappart1" / ".slapos-resource").read_text())
+        assert resource["address_list"][0]["addr"].startswith("127.10.")
+        # the client configuration works as it is
+        listed = Context.for_test(short_dir)
+        assert (
+            main(
+                ["computer", "list", "--cfg", str(short_dir / "etc" / "slapos-client.cfg")], listed
+            )
+            == 0
+        )
+        assert "local_computer" in listed.stdout.getvalue() + listed.stderr.getvalue()
+        # a second configure local refuses to overwrite
+        again = Context.for_test(short_dir, euid=1000)
+        assert main(options(short_dir, port), again) == 1
+        assert "already exists" in again.stderr.getvalue()
+    finally:
+        shutdown(short_dir)
+
+
+def test_configure_local_in_an_unwritable_place_is_one_line(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    target = tmp_path / "ro"
+    target.mkdir()
+    target.chmod(0o500)
+    ctx = Context.for_test(tmp_path, euid=1000)
+    try:
+        rc = main(options(target / "x", free_port()), ctx)
+    finally:
+        target.chmod(0o700)
+    assert rc == 1
+    assert len(ctx.stderr.getvalue().strip().splitlines()) == 1
+
+
+# ---- as root, in a network namespace: users, addresses --------------------------------
+
+USERS = ("slapsoft", "slapuser0", "slapuser1", "slapuser2")
+
+
+@pytest.mark.root
+def test_configure_local_as_root_on_an_interface(short_dir):
+    if any(u.pw_name in USERS for u in pwd.getpwall()):
+        pytest.skip("slapsoft/slapuserN exist on this host: not touching them")
+    ns = f"tstcl{secrets.token_hex(3)}"
+    run = lambda *a: subprocess.run(a, capture_output=True, text=True, check=False, timeout=120)  # noqa: E731
+    inside = ("ip", "netns", "exec", ns)
+    run("ip", "netns", "add", ns)
+    try:
+        for cmd in (
+            ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "link", "set", "v0", "up"],
+            ["ip", "link", "set", "v1", "up"],
+            ["ip", "-6", "addr", "add", "2001:db8:7::1/64", "dev", "v0", "nodad"],
+        ):
+            run(*inside, *cmd)
+        short_dir.chmod(0o755)
+        done = subprocess.run(
+            [*inside, sys.executable, "-m", "slapos",
+             *options(short_dir, free_port(), "--interface-name", "v0")],
+            capture_output=True, text=True, timeout=300, check=False, cwd=short_dir,
+            env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(short_dir)},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        node = IniFile.read(short_dir / "etc" / "slapos.cfg")
+        assert node.get("slapformat", "alter_network") is None  # upstream's default: true
+        assert node.get("slapformat", "ipv4_local_network") == "10.0.0.0/16"
+        user = pwd.getpwnam("slapuser2")
+        assert (short_dir / "srv" / "slappart2").stat().st_uid == user.pw_uid
+        addresses = run(*inside, "ip", "-j", "addr", "show", "v0").stdout
+        assert '"2001:db8:7::4"' in addresses  # slappart2's IPv6
+    finally:
+        shutdown(short_dir, inside)
+        run("ip", "netns", "del", ns)
+        for name in USERS:
+            run("userdel", name)
+            run("groupdel", name)
