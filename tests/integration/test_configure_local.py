@@ -50,7 +50,8 @@ def shutdown(base: Path, prefix: tuple[str, ...] = ()) -> None:
         subprocess.run(
             [*prefix, sys.executable, "-m", "slapos", "node", "supervisorctl", "--cfg", str(cfg),
              "shutdown"],
-            capture_output=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True, timeout=60, check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
         )  # fmt: skip
 
 
