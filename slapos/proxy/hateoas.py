@@ -119,22 +119,26 @@ def _services(master: Master, prefix: str, title: str | None) -> list[dict[str, 
         {
             "title": row["partition_reference"],
             "url_string": row["software_release"],
-            "relative_url": f"{prefix}/hateoas/partitions/{quote(row['partition_reference'], safe='')}",
+            "relative_url": _url(prefix, "partitions", row["partition_reference"]),
         }
         for row in master.store.root_partitions(title)
     ]
     if title is not None and rows:
         return rows
-    for shared, entry, host in _root_shared(master, title):
+    for shared, _entry, host in _root_shared(master, title):
         name = shared["reference"][1:]
         rows.append(
             {
                 "title": name,
                 "url_string": host["software_release"],
-                "relative_url": f"{prefix}/hateoas/shared/{quote(name, safe='')}",
+                "relative_url": _url(prefix, "shared", name),
             }
         )
     return rows
+
+
+def _url(prefix: str, kind: str, name: str) -> str:
+    return f"{prefix}/hateoas/{kind}/{quote(name, safe='')}"
 
 
 def _root_shared(master: Master, title: str | None) -> list[tuple[Any, dict[str, Any], Any]]:
@@ -159,7 +163,7 @@ def _computers(master: Master, prefix: str, reference: str | None) -> list[dict[
         {
             "reference": row["reference"],
             "title": row["reference"],
-            "relative_url": f"{prefix}/hateoas/computers/{quote(row['reference'], safe='')}",
+            "relative_url": _url(prefix, "computers", row["reference"]),
         }
         for row in master.store.computers(reference)
     ]

@@ -28,7 +28,7 @@ from slapos.proxy.service import (
 if TYPE_CHECKING:
     from slapos.proxy.app import Handler, ProxyApp, Request, Response
 
-S, O, B, A = "string", "object", "boolean", "array"
+S, OBJ, B, A = "string", "object", "boolean", "array"
 #: method -> {field: (type, required, enum, max length)}
 SCHEMAS: dict[str, dict[str, tuple[str, bool, tuple[str, ...] | None, int | None]]] = {
     "slapos.get.v0.hateoas_url": {},
@@ -39,9 +39,9 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool, tuple[str, ...] | None, int | None
         "title": (S, True, None, 200),
         "software_release_uri": (S, True, None, None),
         "software_type": (S, True, None, None),
-        "parameters": (O, False, None, None),
+        "parameters": (OBJ, False, None, None),
         "state": (S, False, ("started", "stopped", "destroyed"), None),
-        "sla_parameters": (O, False, None, None),
+        "sla_parameters": (OBJ, False, None, None),
         "shared": (B, False, None, None),
     },
     "slapos.get.v0.software_instance": {"instance_guid": (S, True, None, None)},
@@ -79,7 +79,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool, tuple[str, ...] | None, int | None
     },
     "slapos.put.v0.software_instance_connection_parameter": {
         "instance_guid": (S, True, None, None),
-        "connection_parameter_dict": (O, True, None, None),
+        "connection_parameter_dict": (OBJ, True, None, None),
     },
     "slapos.put.v0.software_instance_bang": {
         "instance_guid": (S, True, None, None),
@@ -106,7 +106,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool, tuple[str, ...] | None, int | None
     "slapos.post.v0.compute_node_certificate": {"computer_guid": (S, True, None, None)},
     "slapos.remove.v0.compute_node_certificate": {"computer_guid": (S, True, None, None)},
 }
-_PYTHON_TYPES = {S: str, O: dict, B: bool, A: list}
+_PYTHON_TYPES = {S: str, OBJ: dict, B: bool, A: list}
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 406: "Not Acceptable",
             405: "Method Not Allowed", 408: "Request Timeout", 500: "Internal Server Error",
             502: "Bad Gateway", 523: "Unknown Error"}  # fmt: skip
@@ -155,7 +155,7 @@ def validate(method: str, body: Any) -> dict[str, Any]:
         if max_length is not None and len(value) > max_length:
             raise InvalidInput(f"{value!r} is too long")
     for key in ("sla_parameters",):
-        for name, value in (body.get(key) or {}).items():
+        for value in (body.get(key) or {}).values():
             if not isinstance(value, str):
                 raise InvalidInput(f"{value!r} is not of type 'string'")
     if method == "slapos.put.v0.compute_node_format":
@@ -179,9 +179,9 @@ def _validate_partitions(partitions: list[Any]) -> None:
                 raise InvalidInput("'ip-address' is a required property")
             unknown = set(address) - allowed
             if unknown:
+                names = ", ".join(map(repr, sorted(unknown)))
                 raise InvalidInput(
-                    f"Additional properties are not allowed ({', '.join(map(repr, sorted(unknown)))} "
-                    "was unexpected)"
+                    f"Additional properties are not allowed ({names} was unexpected)"
                 )
 
 

@@ -55,7 +55,7 @@ def test_same_answers_as_upstream(upstream: Upstream, tmp_path: Path) -> None:
     (tmp_path / "ours.json").write_text(json.dumps(ours, indent=1))
     (tmp_path / "theirs.json").write_text(json.dumps(theirs, indent=1))
     assert [s["step"] for s in ours] == [s["step"] for s in theirs]
-    for mine, reference in zip(ours, theirs):
+    for mine, reference in zip(ours, theirs, strict=True):
         name = mine["step"]
         if name in DEVIATIONS:
             assert (mine.pop("value"), reference.pop("value")) == DEVIATIONS[name], name

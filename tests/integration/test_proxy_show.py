@@ -1,0 +1,101 @@
+"""`slapos proxy show`: ours renders an upstream database exactly as 1.26.1 does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.common import REPO
+from tests.fixtures.proxy import start_proxy
+from tests.fixtures.upstream import RunningProxy, Upstream, start_upstream_proxy
+
+SR = "http://sr.example.invalid/software.cfg"
+
+
+def _populate(upstream: Upstream, proxy: RunningProxy) -> None:
+    result = upstream.python_code(
+        f"""
+        import json
+        import slapos.slap
+        from slapos.util import dumps
+        slap = slapos.slap.slap()
+        slap.initializeConnection({proxy.url!r})
+        computer = {{"reference": {proxy.computer_id!r}, "address": "127.0.0.1",
+                     "netmask": "255.0.0.0", "partition_list": [
+            {{"reference": "slappart%d" % i, "tap": {{"name": "tap%d" % i}},
+              "address_list": [{{"addr": "10.0.0.%d" % i, "netmask": "255.0.0.0"}},
+                               {{"addr": "fd00::%d" % i, "netmask": "ffff::"}}]}}
+            for i in range(3)]}}
+        slap._connection_helper.POST("loadComputerConfigurationFromXML",
+                                     data={{"xml": dumps(computer)}})
+        slap.registerSupply().supply({SR!r}, {proxy.computer_id!r})
+        order = slap.registerOpenOrder()
+        root = order.request({SR!r}, "myinst", partition_parameter_kw={{"a": "1"}})
+        part = slap.registerComputerPartition({proxy.computer_id!r}, root.getId())
+        part.setConnectionDict({{"url": "http://x/", "ssh-public-key": "ssh-rsa " + "A" * 60,
+                                "_": json.dumps({{"b": [1, 2], "a": "x"}})}})
+        part.request({SR!r}, "default", "sh", shared=True, partition_parameter_kw={{"p": "q"}})
+        """
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _ours(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "slapos", "proxy", "show", *args],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [[], ["--computers"], ["--partitions", "--params"], ["--slaves", "--network"], ["--software"]],
+)
+def test_show_matches_upstream(upstream: Upstream, tmp_path: Path, flags: list[str]) -> None:
+    gen = start_upstream_proxy(upstream, tmp_path / "up")
+    proxy = next(gen)
+    try:
+        _populate(upstream, proxy)
+    finally:
+        next(gen, None)
+    theirs = upstream.run("proxy", "show", "--cfg", str(proxy.config), *flags)
+    assert theirs.returncode == 0, theirs.stderr
+    ours = _ours("--cfg", str(proxy.config), *flags)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout
+
+
+def test_show_our_database_and_json(upstream: Upstream, tmp_path: Path) -> None:
+    gen = start_proxy(tmp_path / "ours")
+    proxy = next(gen)
+    try:
+        _populate(upstream, proxy)
+    finally:
+        next(gen, None)
+    text = _ours("-u", str(proxy.database))
+    assert text.returncode == 0, text.stderr
+    assert "table partition18: skipping xml, connection_xml, slave_instance_list" in text.stdout
+    assert "slappart0: myinst (type default)" in text.stdout
+    document = json.loads(_ours("-u", str(proxy.database), "--format", "json").stdout)
+    assert document["params"]["slappart0"]["parameters"]["url"] == "http://x/"
+    assert document["network"]["slappart0"] == ["10.0.0.0", "fd00::0"]
+    assert [row["partition_reference"] for row in document["partitions"]] == ["myinst"]
+
+
+def test_show_errors(tmp_path: Path) -> None:
+    missing = _ours("-u", str(tmp_path / "nope.db"))
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    assert not (tmp_path / "nope.db").exists()
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    result = _ours("-u", str(empty))
+    assert result.returncode == 1 and "no proxy tables" in result.stderr
+    config = tmp_path / "p.cfg"
+    config.write_text("[slapproxy]\nport = 1\n")
+    result = _ours("--cfg", str(config))
+    assert result.returncode == 1 and "database_uri is required" in result.stderr
