@@ -39,7 +39,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 def describe(line: str) -> str | None:
     """What a buildout output line says it is doing, or None for any other line."""
     for pattern, text in _PATTERNS:
-        match = pattern.match(line.strip())
+        # exact lines only: buildout repeats "  Installing x." indented after "While:"
+        match = pattern.match(line.rstrip())
         if match:
             value = match.group("x")
             if text.startswith(("developing", "generated", "downloading")):
