@@ -10,7 +10,7 @@ import pytest
 from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.slap import slap
-from tests.fixtures.slap import format_computer, master  # noqa: F401
+from tests.fixtures.slap import format_computer, is_upstream, master  # noqa: F401
 from tests.fixtures.upstream import start_upstream_proxy
 
 SR = "https://example.invalid/software/demo/software.cfg"
@@ -80,7 +80,7 @@ def test_supply_and_remove(cli):
     assert {r.getURI(): r.getState() for r in computer.getSoftwareReleaseList()} == {
         SR: "available"
     }
-    code, out, err = cli("remove", SR, cli.computer_id)
+    code, _out, err = cli("remove", SR, cli.computer_id)
     assert code == 0, err
     assert "Requesting deletion of" in err
     computer = cli.slap.registerComputer(cli.computer_id)
@@ -143,7 +143,7 @@ def test_parameters_file_xml_serialisation_and_yaml(cli, tmp_path):
     release = write_release(tmp_path / "sr", "xml")
     params = tmp_path / "params.yaml"
     params.write_text("a: '3'\nc: extra\n")
-    code, out, err = cli("request", "inst", release, "--parameters-file", str(params))
+    code, _out, err = cli("request", "inst", release, "--parameters-file", str(params))
     assert code == 0, err
     # schema problems warn but never block
     assert "do not validate against schema definition" in err
@@ -276,18 +276,23 @@ def test_service_and_computer_commands(cli):
     )
     code, out, _ = cli("computer", "info", "COMP-NOPE")
     assert (code, out) == (2, "Computer COMP-NOPE does not exist.\n")
-    # the proxy offers no token API: one clear line, exit 1, no traceback
+    # the proxies offer no token API: one clear line, exit 1, no traceback
     code, out, err = cli("computer", "token")
     assert code == 1
-    assert "no 'self' link" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if " ERROR " in line]) == 1
+    assert "Traceback" not in err
 
 
 def test_rest_commands_without_rest_url(master, tmp_path):  # noqa: F811
     cfg = tmp_path / "c.cfg"
     cfg.write_text(f"[slapos]\nmaster_url = {master.url}\n")
     ctx = Context.for_test(tmp_path)
-    assert main(["service", "list", "--cfg", str(cfg)], ctx=ctx) == 1
-    assert "Hateoas API required for this operation is not available" in ctx.stderr.getvalue()
+    code = main(["service", "list", "--cfg", str(cfg)], ctx=ctx)
+    if is_upstream(master):  # no getHateoasUrl there
+        assert code == 1
+        assert "Hateoas API required for this operation is not available" in ctx.stderr.getvalue()
+    else:  # ours answers getHateoasUrl: master_rest_url is optional
+        assert code == 0, ctx.stderr.getvalue()
 
 
 def test_product_and_alias_resolution(upstream, tmp_path):

@@ -134,7 +134,7 @@ def run_token(tmp_path, fake_master, *extra):  # noqa: F811
 def test_computer_token(tmp_path, fake_master):  # noqa: F811
     _rest_master(fake_master, (200, json.dumps({"access_token": "TOKEN-123"})))
     assert run_token(tmp_path, fake_master) == (0, "Computer token: TOKEN-123\n", "")
-    code, out, _ = run_token(tmp_path, fake_master, "--format", "json")
+    _code, out, _ = run_token(tmp_path, fake_master, "--format", "json")
     assert json.loads(out) == {"token": "TOKEN-123"}
     root_call = fake_master.calls("/hateoas/")[0]
     assert root_call.headers["Cache-Control"] == "no-cache"
@@ -142,6 +142,6 @@ def test_computer_token(tmp_path, fake_master):  # noqa: F811
 
 def test_computer_token_no_longer_supported(tmp_path, fake_master):  # noqa: F811
     _rest_master(fake_master, (410, json.dumps({"message": "This API is no longer supported"})))
-    code, out, err = run_token(tmp_path, fake_master)
+    code, _out, err = run_token(tmp_path, fake_master)
     assert code == 1
     assert "HTTP 410" in err and "no longer supported" in err

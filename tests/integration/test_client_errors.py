@@ -126,7 +126,7 @@ def test_bad_parameters(tmp_path, fake_master, argv, code, message):  # noqa: F8
         "bad_xml": str(tmp_path / "bad.xml"),
     }
     argv = tuple(a.format(**files) for a in argv)
-    got, out, err = run(tmp_path, fake_master.url, "request", "inst", SR, *argv)
+    got, _out, err = run(tmp_path, fake_master.url, "request", "inst", SR, *argv)
     assert got == code
     [line] = error_lines(err)
     assert message in line
