@@ -36,9 +36,9 @@ class Cli:
 
     def partition(self, title: str):
         for p in self.slap.registerComputer(self.computer_id).getComputerPartitionList():
-            if p.getState() != "destroyed" or p._software_release_document is not None:
-                if p.getInstanceParameterDict().get("instance_title") == title:
-                    return p
+            busy = p.getState() != "destroyed" or p._software_release_document is not None
+            if busy and p.getInstanceParameterDict().get("instance_title") == title:
+                return p
         raise AssertionError(f"no partition for {title}")
 
 
@@ -73,7 +73,7 @@ def write_release(directory: Path, serialisation: str | None, schema: dict | Non
 
 
 def test_supply_and_remove(cli):
-    code, out, err = cli("supply", SR, cli.computer_id)
+    code, _, err = cli("supply", SR, cli.computer_id)
     assert code == 0, err
     assert "Requesting software installation of" in err and "Done." in err
     computer = cli.slap.registerComputer(cli.computer_id)

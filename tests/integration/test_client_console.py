@@ -63,7 +63,7 @@ def test_script_errors_and_exit_codes(cfg, tmp_path):
 
 
 def shell(cfg, tmp_path, *options, stdin):
-    return subprocess.run(
+    return subprocess.run(  # noqa: PLW1510 - the status is asserted
         [sys.executable, "-m", "slapos", "console", *options, "--cfg", str(cfg)],
         input=stdin,
         capture_output=True,

@@ -149,7 +149,7 @@ def test_missing_config(tmp_path):
 def test_real_process_prints_no_traceback(tmp_path):
     cfg = tmp_path / "client.cfg"
     cfg.write_text(f"[slapos]\nmaster_url = http://127.0.0.1:{free_port()}\ntimeout = 2\n")
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 - the status is asserted
         [sys.executable, "-m", "slapos", "request", "inst", SR, "--cfg", str(cfg)],
         capture_output=True,
         text=True,
