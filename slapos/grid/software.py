@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
@@ -224,7 +225,35 @@ class Software:
         if not profile.exists():
             profile.write_text(self.profile_text())
             self._chown(profile, owner)
+        self._note_git_revision(profile)
         return self.buildout_arguments(extends_cache, profile)
+
+    def _note_git_revision(self, profile: Path) -> None:
+        """A release from a git checkout: note its revision in buildout.cfg (upstream does).
+
+        Appended only when it changed, so the profile tells which revision was built last.
+        """
+        source = local_path(self.url)
+        if source is None or not source.exists():
+            return
+        directory = source if source.is_dir() else source.parent
+        if not any((p / ".git").exists() for p in [directory, *directory.parents]):
+            return
+        done = self.runner.run(
+            ["git", "describe", "--all", "--long", "--dirty"], cwd=directory, timeout=60
+        )
+        revision = done.output.strip()
+        if not done.ok or not revision or "\n" in revision:
+            log.debug("no git revision for %s: %s", self.url, done.output.strip())
+            return
+        lines = profile.read_text().splitlines()
+        if lines and revision in lines[-1]:
+            return
+        from datetime import datetime
+
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        with profile.open("a") as f:
+            f.write(f"# {stamp} git revision: {revision}\n")
 
     def profile_text(self) -> str:
         """The generated buildout.cfg, byte for byte as upstream's ConfigParser writes it."""
