@@ -47,7 +47,7 @@ def _populate(upstream: Upstream, proxy: RunningProxy) -> None:
 def _ours(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "slapos", "proxy", "show", *args],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
     )  # fmt: skip
 
 

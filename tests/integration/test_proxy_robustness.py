@@ -1,0 +1,183 @@
+"""Concurrency and crash safety of our proxy, with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import requests
+
+from slapos.proxy.marshal import dumps, loads
+from tests.fixtures.common import REPO, wait_for
+from tests.fixtures.proxy import start_proxy
+from tests.fixtures.upstream import RunningProxy, Upstream
+
+SR = "http://sr.example.invalid/software.cfg"
+
+
+def _format(proxy: RunningProxy, count: int) -> None:
+    computer = {
+        "reference": proxy.computer_id, "address": "127.0.0.1", "netmask": "255.0.0.0",
+        "partition_list": [
+            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
+             "address_list": [{"addr": f"10.0.{i // 200}.{i % 200 + 1}", "netmask": "255.0.0.0"}]}
+            for i in range(count)
+        ],
+    }  # fmt: skip
+    answer = requests.post(
+        f"{proxy.url}/loadComputerConfigurationFromXML", data={"xml": dumps(computer)}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+
+
+CLIENT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import slapos.slap
+    url, index, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    slap = slapos.slap.slap()
+    slap.initializeConnection(url)
+    order = slap.registerOpenOrder()
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    result = {}
+    for title in ["own%d-%d" % (index, k) for k in range(3)] + ["Same"]:
+        result[title] = order.request("http://sr.example.invalid/software.cfg", title).getId()
+    print(json.dumps(result))
+    """
+)
+
+
+def test_sixteen_clients_at_once(upstream: Upstream, proxy: RunningProxy, tmp_path: Path) -> None:
+    _format(proxy, 64)
+    go = tmp_path / "go"
+    clients = [
+        subprocess.Popen(
+            [str(upstream.python), "-c", CLIENT, proxy.url, str(i), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(16)
+    ]
+    try:
+        time.sleep(0.5)  # let the interpreters import the library before the start signal
+        go.touch()
+        outputs = [c.communicate(timeout=120) for c in clients]
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+    answers: dict[str, str] = {}
+    same = set()
+    for (out, err), client in zip(outputs, clients, strict=True):
+        assert client.returncode == 0, err[-2000:]
+        for title, partition in json.loads(out).items():
+            if title == "Same":
+                same.add(partition)
+            else:
+                answers[title] = partition
+    assert len(answers) == 48
+    assert len(same) == 1, "one instance title must map to one partition"
+    given = [*answers.values(), *same]
+    assert len(set(given)) == len(given) == 49, "a partition was handed out twice"
+    with sqlite3.connect(proxy.database) as conn:
+        busy = conn.execute("SELECT count(*) FROM partition18 WHERE slap_state='busy'").fetchone()
+    assert busy[0] == 49
+
+
+BURST = textwrap.dedent(
+    """
+    import sys, requests
+    sys.path.insert(0, sys.argv[3])
+    from slapos.proxy.marshal import dumps, loads
+    url, prefix = sys.argv[1], sys.argv[2]
+    session = requests.Session()
+    for i in range(10000):
+        form = {"software_release": "http://sr.example.invalid/software.cfg",
+                "software_type": "default", "partition_reference": "%s%d" % (prefix, i % 80),
+                "partition_parameter_xml": dumps({"i": str(i)}), "filter_xml": dumps({}),
+                "state": dumps(None), "shared_xml": dumps(False)}
+        try:
+            answer = session.post(url + "/requestComputerPartition", data=form, timeout=10)
+        except requests.RequestException:
+            break
+        if answer.status_code != 200:
+            break
+        partition = loads(answer.text).state["slap_computer_partition_id"]
+        print("%s%d %s %d" % (prefix, i % 80, partition, i), flush=True)
+    """
+)
+
+
+def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    directory = tmp_path / "proxy"
+    first = start_proxy(directory)
+    proxy = next(first)
+    _format(proxy, 300)
+    logs = [tmp_path / f"burst{k}.log" for k in range(3)]
+    bursts = []
+    for k, log in enumerate(logs):
+        with open(log, "w") as out:
+            bursts.append(subprocess.Popen(
+                [sys.executable, "-c", BURST, proxy.url, f"b{k}-", str(REPO)],
+                stdout=out, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+    try:
+        wait_for(lambda: all(len(log.read_text().splitlines()) > 100 for log in logs), 60,
+                 "acknowledged requests")  # fmt: skip
+        server = _server_pid(proxy)
+        os.kill(server, signal.SIGKILL)
+        for burst in bursts:
+            burst.wait(timeout=30)
+    finally:
+        for burst in bursts:
+            if burst.poll() is None:
+                burst.kill()
+                burst.wait()
+        next(first, None)
+    acknowledged: dict[str, tuple[str, int]] = {}
+    for log in logs:
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                acknowledged[parts[0]] = (parts[1], int(parts[2]))
+    assert len(acknowledged) >= 100
+    with sqlite3.connect(proxy.database) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    second = start_proxy(directory, port=int(proxy.url.rsplit(":", 1)[1]))
+    restarted = next(second)
+    try:
+        for title, (partition, i) in acknowledged.items():
+            answer = requests.get(
+                f"{restarted.url}/registerComputerPartition",
+                params={"computer_reference": restarted.computer_id,
+                        "computer_partition_reference": partition}, timeout=10,
+            )  # fmt: skip
+            state = loads(answer.text).state
+            assert state["_parameter_dict"]["instance_title"] == title
+            assert int(state["_parameter_dict"]["i"]) >= i, "an acknowledged update was lost"
+    finally:
+        next(second, None)
+
+
+def _server_pid(proxy: RunningProxy) -> int:
+    port = proxy.url.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(proxy.config).encode() in cmdline and b"proxy" in cmdline:
+            return int(entry.name)
+    raise AssertionError(f"no proxy process for port {port}")
