@@ -342,8 +342,14 @@ def upload_software_release(
             for attempt, delay in enumerate(delays, 1):
                 try:
                     sha512 = client.upload(archive, software_hash(sr_url), metadata)
+                except CacheUnreachable as exc:
+                    # no retry: a server that refuses connections will not come back in
+                    # seconds; the next build uploads
+                    _log_unreachable_upload(config, sr_url, exc)
+                    return
                 except CacheError as exc:
-                    if delay is None:
+                    transient = isinstance(exc, CacheHTTPError) and exc.status >= 500
+                    if delay is None or not transient:
                         log.warning("upload of %s to the binary cache failed: %s", sr_url, exc)
                         return
                     log.info("upload attempt %d of %s failed (%s); retrying", attempt, sr_url, exc)
@@ -353,3 +359,17 @@ def upload_software_release(
                 return
     except (OSError, tarfile.TarError) as exc:
         log.warning("cannot archive %s for the binary cache: %s", sr_path, exc)
+
+
+def _log_unreachable_upload(config: NetworkCacheConfig, sr_url: str, exc: CacheError) -> None:
+    """One warning per unreachable cache: when the download side of the same server was
+    just found unreachable (it is tried first), the upload failure is only INFO."""
+    same_server = _server(config.download_binary_dir_url) == _server(config.upload_binary_dir_url)
+    level = logging.INFO if same_server else logging.WARNING
+    log.log(level, "%s not uploaded: binary cache unreachable: %s", sr_url, exc)
+
+
+def _server(url: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc if url else ""

@@ -254,20 +254,48 @@ class FakeClock:
         self.slept.append(seconds)
 
 
-def test_upload_retries_then_gives_up(tmp_path: Path, caplog) -> None:
+def test_upload_retries_on_server_errors_then_gives_up(tmp_path: Path, caplog) -> None:
+    from tests.fixtures.cache import serve_wsgi
+
+    calls = []
+
+    def broken(environ, start_response):
+        calls.append(environ["REQUEST_METHOD"])
+        start_response("503 Service Unavailable", [("Content-Length", "0")])
+        return [b""]
+
+    clock = FakeClock()
+    caplog.set_level(logging.INFO, LOG)
+    tree = built_tree(tmp_path / "soft")
+    with serve_wsgi(broken) as url:
+        config = NetworkCacheConfig(
+            upload_binary_cache_url=f"{url}/cache", upload_binary_dir_url=f"{url}/dir"
+        )
+        upload_software_release(
+            URL, tree, config, runner=GccRunner(), clock=clock, retry_delays=(1, 2)
+        )
+    assert clock.slept == [1, 2]
+    assert "upload of " + URL + " to the binary cache failed" in caplog.text
+
+
+def test_upload_to_unreachable_cache_does_not_retry(tmp_path: Path, caplog) -> None:
     from tests.fixtures.common import free_port
 
     port = free_port()
     config = NetworkCacheConfig(
+        download_binary_dir_url=f"http://127.0.0.1:{port}/dir",
         upload_binary_cache_url=f"http://127.0.0.1:{port}/cache",
         upload_binary_dir_url=f"http://127.0.0.1:{port}/dir",
     )
     clock = FakeClock()
     caplog.set_level(logging.INFO, LOG)
     tree = built_tree(tmp_path / "soft")
-    upload_software_release(URL, tree, config, runner=GccRunner(), clock=clock, retry_delays=(1, 2))
-    assert clock.slept == [1, 2]
-    assert "upload of " + URL + " to the binary cache failed" in caplog.text
+    upload_software_release(URL, tree, config, runner=GccRunner(), clock=clock)
+    assert clock.slept == []
+    # the download side of this server already warned: no second warning
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [w for w in warnings if "unreachable" in w]
+    assert "binary cache unreachable" in caplog.text
 
 
 def _tar(members: dict[str, bytes | str]) -> io.BytesIO:
