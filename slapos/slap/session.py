@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -130,8 +130,12 @@ class MasterSession:
         if partition is not None:
             headers["Authorization"] = wire.partition_authorization(*partition)
         form = {k: ("None" if v is None else v) for k, v in (data or {}).items()}
+        # Encode the form ourselves: requests would pass a str body that http.client sends
+        # in a second packet, and Nagle + delayed ACK then cost ~40 ms per call.
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        body = urlencode(form).encode("ascii")
         response = self.request(
-            "POST", self.url_for(path), data=form, headers=headers, call=path, **kw
+            "POST", self.url_for(path), data=body, headers=headers, call=path, **kw
         )
         return response.content
 
@@ -169,7 +173,7 @@ class MasterSession:
         *,
         call: str | None = None,
         params: Params | None = None,
-        data: Params | None = None,
+        data: Params | bytes | None = None,
         headers: Mapping[str, str] | None = None,
         allow_redirects: bool = True,
         retry: bool | None = None,
@@ -213,7 +217,7 @@ class MasterSession:
         method: str,
         url: str,
         params: Params | None,
-        data: Params | None,
+        data: Params | bytes | None,
         headers: Mapping[str, str] | None,
         allow_redirects: bool,
     ) -> requests.Response:

@@ -40,6 +40,7 @@ class FakeMaster:
 def _handler(master: FakeMaster) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes
 
         def log_message(self, *args: Any) -> None:
             pass
