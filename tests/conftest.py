@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.upstream",
     "tests.fixtures.proxy",
     "tests.fixtures.grid",
+    "tests.fixtures.grid_instance",
 ]
 
 ROOT = Path(__file__).resolve().parent

@@ -9,15 +9,13 @@ from __future__ import annotations
 import os
 import pwd
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.fixtures.common import wait_for
-from tests.fixtures.grid_instance import (  # noqa: F401
+from tests.fixtures.grid_instance import (
+    BuiltSoftware,
     InstanceNode,
-    instance_node_factory,
-    materialise_sr_instance,
 )
 from tests.fixtures.slap import master  # noqa: F401
 
@@ -41,17 +39,14 @@ def service_pid(node: InstanceNode, name: str) -> int | None:
 
 
 @pytest.fixture
-def sr_url(tmp_path: Path) -> str:
-    base = Path(__import__("tempfile").mkdtemp(prefix="slsr", dir="/tmp"))
-    base.chmod(0o755)
-    return str(materialise_sr_instance(base / "sr"))
+def sr_url(built_sr_instance: BuiltSoftware) -> str:
+    return built_sr_instance.url
 
 
 @pytest.fixture
-def node(master, instance_node_factory, sr_url) -> InstanceNode:  # noqa: F811
-    n = instance_node_factory(master, partitions=3)
+def node(master, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:  # noqa: F811
+    n = instance_node_factory(master, partitions=3, software=built_sr_instance)
     n.slap().registerSupply().supply(sr_url, master.computer_id)
-    n.build_software(sr_url)
     return n
 
 

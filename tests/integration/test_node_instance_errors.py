@@ -1,0 +1,184 @@
+"""`slapos node instance` when things go wrong: failing and hanging promises, a failing
+buildout, a release that is not installed, a master that is down, a service that dies.
+
+A Recorder sits between the node and the master, so the tests see what the node reported
+(upstream's proxy accepts softwareInstanceError but keeps nothing of it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import urllib.request
+
+import pytest
+
+from tests.fixtures.common import wait_for
+from tests.fixtures.grid_instance import (
+    BuiltSoftware,
+    InstanceNode,
+    RecordedMaster,
+    Recorder,
+)
+from tests.fixtures.slap import master  # noqa: F401
+
+
+def fetch(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def sr_url(built_sr_instance: BuiltSoftware) -> str:
+    return built_sr_instance.url
+
+
+@pytest.fixture
+def node(master, recorder, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:  # noqa: F811
+    n = instance_node_factory(
+        RecordedMaster(recorder.url, master.computer_id),
+        partitions=3,
+        extra="promise_timeout = 3\n",
+        software=built_sr_instance,
+    )
+    n.slap().registerSupply().supply(sr_url, master.computer_id)
+    return n
+
+
+def request(node: InstanceNode, sr_url: str, name: str, state: str = "started", **params):
+    return (
+        node.slap()
+        .registerOpenOrder()
+        .request(
+            sr_url,
+            name,
+            partition_parameter_kw={k.replace("_", "-"): v for k, v in params.items()},
+            state=state,
+        )
+    )
+
+
+def errors_for(recorder: Recorder, partition_id: str) -> list[str]:
+    return [
+        f["error_log"]
+        for f in recorder.posted("softwareInstanceError")
+        if f.get("computer_partition_id") == partition_id
+    ]
+
+
+def started_for(recorder: Recorder, partition_id: str) -> int:
+    return sum(
+        1
+        for f in recorder.posted("startedComputerPartition")
+        if f.get("computer_partition_id") == partition_id
+    )
+
+
+def test_failing_promise_then_fixed(node: InstanceNode, sr_url: str, recorder: Recorder) -> None:
+    pid = request(node, sr_url, "web", promise="fail").getId()
+    done = node.slapos("node", "instance")
+    assert done.returncode == 2, done.stderr
+    message = "Promise 'check-web' failed with output: web check failed on purpose"
+    assert message in done.stderr
+    assert "error with promises for the following partitions" in done.stderr
+    assert any(message in e for e in errors_for(recorder, pid))
+    assert started_for(recorder, pid) == 0
+    result = node.partition(pid) / ".slapgrid/promise/result/check-web.status.json"
+    assert '"failed": true' in result.read_text()
+
+    # node promise alone says the same, reporting nothing
+    calls = len(recorder.calls)
+    alone = node.slapos("node", "promise")
+    assert alone.returncode == 2, alone.stderr
+    assert not [c for c in recorder.calls[calls:] if c[0] == "POST"]
+
+    # the release's promise is fixed (new parameters): the next run is clean
+    request(node, sr_url, "web", promise="")
+    fixed = node.slapos("node", "instance")
+    assert fixed.returncode == 0, fixed.stderr
+    assert started_for(recorder, pid) == 1
+    assert node.slapos("node", "promise").returncode == 0
+
+
+def test_hanging_promise_is_killed(node: InstanceNode, sr_url: str, recorder: Recorder) -> None:
+    request(node, sr_url, "web", promise="hang")
+    done = node.slapos("node", "instance")
+    assert done.returncode == 2, done.stderr
+    assert "Error: Promise timed out after 3 seconds" in done.stderr
+
+
+def test_failing_buildout_others_processed(
+    node: InstanceNode, sr_url: str, recorder: Recorder
+) -> None:
+    bad = request(node, sr_url, "bad", fail_buildout="1").getId()
+    good = request(node, sr_url, "good").getId()
+    done = node.slapos("node", "instance")
+    assert done.returncode == 1, done.stderr
+    assert "error while processing the following partitions" in done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith(f"  {bad}["))
+    assert "instance failed on purpose (fail-buildout)" in line
+    assert f"{bad}/.slapgrid/log/instance.log" in line
+    assert any("fail-buildout" in e for e in errors_for(recorder, bad))
+    assert started_for(recorder, good) == 1
+    url = request(node, sr_url, "good").getConnectionParameter("url")
+    assert fetch(url) == f"hello from {good}\n"
+
+
+def test_release_not_installed(node: InstanceNode, sr_url: str, recorder: Recorder) -> None:
+    pid = request(node, sr_url + "-missing", "ghost").getId()
+    done = node.slapos("node", "instance")
+    assert done.returncode == 1, done.stderr
+    assert "is not installed" in done.stderr
+    assert "run 'slapos node software'" in done.stderr
+    assert errors_for(recorder, pid)
+    assert "Traceback" not in done.stderr
+
+
+def test_master_down_offline_mode(node: InstanceNode, sr_url: str, recorder: Recorder) -> None:
+    from slapos.grid import supervisor
+
+    pid = request(node, sr_url, "web").getId()
+    assert node.slapos("node", "instance").returncode == 0
+    url = request(node, sr_url, "web").getConnectionParameter("url")
+    with supervisor.connect(node.instance_root) as sv:
+        sv.stop_group(pid)
+    assert fetch(url) is None
+    recorder.down = True
+    done = node.slapos("node", "instance")
+    assert done.returncode == 3, done.stderr
+    assert "offline mode" in done.stderr
+    assert "Traceback" not in done.stderr
+    wait_for(lambda: fetch(url), 10, "the service to be started offline")
+
+
+def test_watchdog_bangs_then_reprocessed(
+    node: InstanceNode, sr_url: str, recorder: Recorder
+) -> None:
+    from slapos.grid import supervisor
+
+    pid = request(node, sr_url, "web").getId()
+    assert node.slapos("node", "instance").returncode == 0
+    assert "skipped, up to date" in node.slapos("node", "instance").stderr
+    with supervisor.connect(node.instance_root) as sv:
+        info = sv.process_info(f"{pid}:web-on-watch")
+    assert info is not None
+    os.kill(int(info["pid"]), signal.SIGKILL)
+
+    def banged() -> bool:
+        return any(
+            f.get("computer_partition_id") == pid for f in recorder.posted("softwareInstanceBang")
+        )
+
+    wait_for(banged, 15, "the watchdog to bang")
+    [bang] = [
+        f for f in recorder.posted("softwareInstanceBang") if f["computer_partition_id"] == pid
+    ]
+    assert bang["message"] == f"web-on-watch process in partition {pid} encountered a problem"
+    again = node.slapos("node", "instance")
+    assert again.returncode == 0, again.stderr
+    assert f"{pid}[default]: processed" in again.stderr
+    url = request(node, sr_url, "web").getConnectionParameter("url")
+    wait_for(lambda: fetch(url), 10, "the service to be back")
