@@ -17,12 +17,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from slapos.collect import report, snapshot
 from slapos.collect.db import CollectorDB
 from slapos.config import IniFile, NodeConfig, parse_bool, parse_int
-from slapos.errors import ConfigError, NotRootError
+from slapos.errors import ConfigError
 from slapos.system import Clock, Runner, SystemClock
 
 log = logging.getLogger(__name__)
@@ -118,14 +116,9 @@ def collect(
     xml_report_dir = config.instance_root / "var" / "xml_report" / config.computer_id
     report.mkdir(xml_report_dir)
 
-    try:
-        processes = snapshot.user_processes(config.users)
-        system = snapshot.system_sample(config.measure_interval)  # the CPU measure window
-        samples = [s for s in (snapshot.process_sample(p) for p in processes) if s is not None]
-    except psutil.AccessDenied as exc:
-        raise NotRootError(
-            f"permission denied reading process {exc.pid}: node collect must run as root"
-        ) from None
+    processes = snapshot.user_processes(config.users)
+    system = snapshot.system_sample(config.measure_interval)  # the CPU measure window
+    samples = [s for s in (snapshot.process_sample(p) for p in processes) if s is not None]
     disks = snapshot.disk_samples()
     computer = snapshot.computer_sample(disks)
     temperatures = snapshot.temperature_samples(runner)

@@ -132,6 +132,10 @@ def user_processes(users: Collection[str]) -> list[psutil.Process]:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
+        except psutil.AccessDenied:
+            # only root reads every process; a hardened /proc may hide a few even from root
+            log.debug("cannot read process %s: access denied", proc.pid)
+            continue
     return found
 
 
@@ -153,6 +157,9 @@ def process_sample(proc: psutil.Process) -> ProcessSample | None:
                 io_cycles_counter=io.read_count + io.write_count,
             )
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        log.warning("cannot read process %s of a partition user: access denied", proc.pid)
         return None
 
 
@@ -218,7 +225,8 @@ def parse_sensors(text: str) -> list[TemperatureSample]:
             chip, feature = "", ""
             continue
         if not raw.startswith(" ") and not line.endswith(":"):
-            chip = line.strip()
+            if not chip and not line.startswith("Adapter:"):
+                chip = line.strip()  # the first line of a block names the chip
             continue
         if not raw.startswith(" ") and line.endswith(":"):
             feature = line[:-1].strip()
