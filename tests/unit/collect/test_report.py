@@ -3,7 +3,6 @@ from __future__ import annotations
 import datetime
 import json
 import tarfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from slapos.collect.db import CollectorDB
