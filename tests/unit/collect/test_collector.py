@@ -54,7 +54,8 @@ def test_config(tmp_path: Path) -> None:
         ("[slapformat]\npartition_amount = 2\n", "user_base_name is missing"),
         ("[slapformat]\npartition_amount = x\nuser_base_name = u\n", "expected a whole number"),
         (
-            "[slapformat]\npartition_amount = 1\nuser_base_name = u\n[collect]\nmeasure_interval = soon\n",
+            "[slapformat]\npartition_amount = 1\nuser_base_name = u\n"
+            "[collect]\nmeasure_interval = soon\n",
             "measure_interval",
         ),
     ],
