@@ -203,8 +203,12 @@ def _log_file(path: Path | None) -> Iterator[IO[str] | None]:
         yield None
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8", errors="replace") as handle:
+    handle = path.open("a", encoding="utf-8", errors="replace")
+    try:
         yield handle
+    finally:
+        with contextlib.suppress(OSError):  # a full disk must not hide the build's result
+            handle.close()
 
 
 def execute(
@@ -225,10 +229,16 @@ def execute(
             out.write(f"$ {' '.join(command.argv)}\n")
             out.flush()
 
+        broken: list[OSError] = []
+
         def line(text: str) -> None:
-            if out is not None:
-                out.write(text + "\n")
-                out.flush()
+            if out is not None and not broken:
+                try:
+                    out.write(text + "\n")
+                    out.flush()
+                except OSError as exc:  # full disk: the build goes on, its log stops here
+                    broken.append(exc)
+                    log.warning("cannot write %s: %s", log_path, exc.strerror or exc)
             log.debug("%s", text)
             if on_line is not None:
                 on_line(text)
@@ -243,9 +253,11 @@ def execute(
             on_line=line,
             capture=command.capture,
         )
-        if out is not None and not completed.ok:
+        if out is not None and not completed.ok and not broken:
             status = "timed out" if completed.timed_out else f"exit status {completed.returncode}"
-            out.write(f"[slapos] {status}\n")
+            with contextlib.suppress(OSError):
+                out.write(f"[slapos] {status}\n")
+                out.flush()
     if not completed.ok:
         raise BuildoutFailed(command.cwd, completed, log_path, timeout)
     return completed

@@ -294,6 +294,7 @@ class Software:
 
     def build(self) -> None:
         self._phase("build", "preparing")
+        stop_leftover_processes(self.path)
         args = self.prepare()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.write_text(f"# slapos node software: {self.url}\n# {time.asctime()}\n")
@@ -346,6 +347,7 @@ class Software:
     # ---- destroy ------------------------------------------------------------------
     def destroy(self) -> None:
         if self.path.exists():
+            stop_leftover_processes(self.path)
             remove_tree(self.path)
 
     # ---- helpers ------------------------------------------------------------------
@@ -385,6 +387,38 @@ class Software:
             shutil.copyfile(source, target)
             target.chmod(0o600)
             self._chown(target, owner)
+
+
+def stop_leftover_processes(directory: Path) -> list[int]:
+    """Kill processes still working in `directory`: a build whose slapos was killed.
+
+    Our builds run in their own process group, so when `node software` itself is killed
+    (OOM killer, kill -9, reboot of a container), its buildout goes on alone. The next run
+    holds the lock, so anything still working in the release directory is such an orphan:
+    building over it would mix two builds.
+    """
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            cwd = Path(proc.cwd())
+        except (psutil.Error, OSError):  # gone, or a kernel thread: not ours
+            continue
+        if cwd == directory or directory in cwd.parents:
+            found.append(proc)
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(found, timeout=10)
+    if found:
+        log.warning(
+            "killed %d process(es) left in %s by an interrupted build: %s",
+            len(found),
+            directory,
+            ", ".join(str(p.pid) for p in found),
+        )
+    return [p.pid for p in found]
 
 
 def remove_tree(path: Path) -> None:

@@ -18,9 +18,9 @@ from tests.fixtures.common import wait_for
 
 
 @pytest.fixture
-def master(any_proxy, recording_master):  # type: ignore[no-untyped-def]
-    """The proxy, through a relay that records the node's calls."""
-    return recording_master(any_proxy)
+def master(proxy, recording_master):  # type: ignore[no-untyped-def]
+    """Our proxy, through a relay that records the node's calls."""
+    return recording_master(proxy)
 
 
 @pytest.fixture
@@ -28,17 +28,28 @@ def node(master, software_node):  # type: ignore[no-untyped-def]
     return software_node(master)
 
 
-def test_supplied_release_is_built_where_upstream_puts_it(node, master) -> None:  # type: ignore[no-untyped-def]
-    url = str(node.source.path("success"))
-    node.supply(url)
-    result = node.run()
+@pytest.fixture
+def any_master(any_proxy, recording_master):  # type: ignore[no-untyped-def]
+    """Our proxy and upstream's (each test twice), through a recording relay."""
+    return recording_master(any_proxy)
+
+
+@pytest.fixture
+def any_node(any_master, software_node):  # type: ignore[no-untyped-def]
+    return software_node(any_master)
+
+
+def test_supplied_release_is_built_where_upstream_puts_it(any_node, any_master) -> None:  # type: ignore[no-untyped-def]
+    url = str(any_node.source.path("success"))
+    any_node.supply(url)
+    result = any_node.run()
     assert result.returncode == 0, result.stderr
-    reports = [(path.rsplit("/", 1)[-1], fields.get("url")) for path, fields in master.calls]
+    reports = [(path.rsplit("/", 1)[-1], fields.get("url")) for path, fields in any_master.calls]
     assert [r for r in reports if r[1] == url and r[0] != "supplySupply"] == [
         ("buildingSoftwareRelease", url),
         ("availableSoftwareRelease", url),
     ]
-    sr = node.sr_path(url)
+    sr = any_node.sr_path(url)
     assert sr.name == __import__("hashlib").md5(url.encode()).hexdigest()
     assert (sr / ".completed").is_file()
     assert (sr / "buildout.cfg").read_text() == (
@@ -51,10 +62,10 @@ def test_supplied_release_is_built_where_upstream_puts_it(node, master) -> None:
     assert (sr / "instance.cfg").is_file()
     assert "Installing software release" in result.stderr
     assert "Finished software releases." in result.stderr
-    if node.user:
-        assert sr.owner() == node.user
-        assert (sr / "parts" / "hello" / "hello.txt").owner() == node.user
-        assert (sr / ".installed.cfg").owner() == node.user
+    if any_node.user:
+        assert sr.owner() == any_node.user
+        assert (sr / "parts" / "hello" / "hello.txt").owner() == any_node.user
+        assert (sr / ".installed.cfg").owner() == any_node.user
 
 
 def test_second_run_does_no_build(node) -> None:  # type: ignore[no-untyped-def]
@@ -74,23 +85,23 @@ def test_second_run_does_no_build(node) -> None:  # type: ignore[no-untyped-def]
     assert (node.sr_path(url) / ".completed").stat().st_mtime_ns != completed
 
 
-def test_failing_build_reports_error_and_is_retried(node, master) -> None:  # type: ignore[no-untyped-def]
-    good, bad = str(node.source.path("success")), str(node.source.path("fail"))
-    node.supply(bad)
-    node.supply(good)
-    result = node.run()
+def test_failing_build_reports_error_and_is_retried(any_node, any_master) -> None:  # type: ignore[no-untyped-def]
+    good, bad = str(any_node.source.path("success")), str(any_node.source.path("fail"))
+    any_node.supply(bad)
+    any_node.supply(good)
+    result = any_node.run()
     assert result.returncode == 1
-    [error] = master.posted("softwareReleaseError")
-    assert error["url"] == bad and error["computer_id"] == node.computer_id
+    [error] = any_master.posted("softwareReleaseError")
+    assert error["url"] == bad and error["computer_id"] == any_node.computer_id
     assert error["error_log"].startswith("Failed to run buildout profile in directory")
     assert "Error: the broken part failed on purpose" in error["error_log"]
-    assert [f["url"] for f in master.posted("availableSoftwareRelease")] == [good]
+    assert [f["url"] for f in any_master.posted("availableSoftwareRelease")] == [good]
     assert "the broken part failed on purpose" in result.stderr
-    assert str(node.log_path(bad)) in result.stderr
-    assert "Error: the broken part failed on purpose" in node.log_path(bad).read_text()
-    assert not (node.sr_path(bad) / ".completed").exists()
-    assert (node.sr_path(good) / ".completed").exists()  # the other release still built
-    again = node.run()
+    assert str(any_node.log_path(bad)) in result.stderr
+    assert "Error: the broken part failed on purpose" in any_node.log_path(bad).read_text()
+    assert not (any_node.sr_path(bad) / ".completed").exists()
+    assert (any_node.sr_path(good) / ".completed").exists()  # the other release still built
+    again = any_node.run()
     assert again.returncode == 1
     assert f"Installing software release {bad}" in again.stderr
     assert f"Installing software release {good}" not in again.stderr
@@ -107,19 +118,19 @@ def test_extends_another_release(node) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def test_destroyed_release_is_removed(node, master) -> None:  # type: ignore[no-untyped-def]
-    url = str(node.source.path("success"))
-    node.supply(url)
-    assert node.run().returncode == 0
-    sr = node.sr_path(url)
+def test_destroyed_release_is_removed(any_node, any_master) -> None:  # type: ignore[no-untyped-def]
+    url = str(any_node.source.path("success"))
+    any_node.supply(url)
+    assert any_node.run().returncode == 0
+    sr = any_node.sr_path(url)
     (sr / "parts" / "hello").chmod(0o500)  # read-only trees are removed too
-    node.supply(url, "destroyed")
-    result = node.run()
+    any_node.supply(url, "destroyed")
+    result = any_node.run()
     assert result.returncode == 0, result.stderr
     assert not sr.exists()
-    assert [f["url"] for f in master.posted("destroyedSoftwareRelease")] == [url]
+    assert [f["url"] for f in any_master.posted("destroyedSoftwareRelease")] == [url]
     # the master forgets a release once told it is destroyed: nothing left to do
-    again = node.run()
+    again = any_node.run()
     assert again.returncode == 0, again.stderr
     assert "Destroying" not in again.stderr
 
@@ -237,3 +248,171 @@ def test_upstream_installs_the_same_release_identically(proxy, software_node, up
     assert (a / "bin" / "buildout").stat().st_mode == (b / "bin" / "buildout").stat().st_mode
     if ours.user:
         assert (b / "parts").owner() == theirs.user
+
+
+# ---- progress in a terminal ---------------------------------------------------------------
+
+
+def _set_sleep(node, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    cfg = node.source.path("slow")
+    cfg.write_text(cfg.read_text().replace("sleep = 30", f"sleep = {seconds}"))
+
+
+def test_progress_is_redrawn_in_a_terminal(proxy, software_node) -> None:  # type: ignore[no-untyped-def]
+    import pty
+
+    node = software_node(proxy)
+    _set_sleep(node, 2.5)
+    url = str(node.source.path("slow"))
+    node.supply(url)
+    primary, secondary = pty.openpty()
+    env = {**node.environ(), "TERM": "xterm", "COLUMNS": "120"}
+    proc = subprocess.Popen(
+        node.command(),
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        close_fds=True,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(60) == 0
+    finally:
+        os.close(primary)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = b"".join(chunks).decode("utf-8", "replace")
+    frames = [f.split("\r")[0].split("\n")[0] for f in text.split("\x1b[2K")[1:]]
+    slow = [f for f in frames if f.endswith("installing part slow (2 parts done)")]
+    assert slow, text
+    # the line is redrawn while the part runs: its elapsed time moves on
+    assert len({f.split("]")[0] for f in slow}) >= 2, slow
+    assert frames[-1].startswith("[0:00:0") and frames[-1].endswith("built")
+    assert "build" in frames[-1] and url[-40:] in text
+
+
+def test_progress_without_a_terminal_is_plain_log_lines(proxy, software_node) -> None:  # type: ignore[no-untyped-def]
+    node = software_node(proxy)
+    url = str(node.source.path("success"))
+    node.supply(url)
+    result = node.run()
+    assert result.returncode == 0
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr
+    assert f"{url}: installing part instance-profile" in result.stderr
+
+
+# ---- builds killed half-way -------------------------------------------------------------
+
+
+def _start_slow_build(node):  # type: ignore[no-untyped-def]
+    url = str(node.source.path("slow"))
+    node.supply(url)
+    proc = subprocess.Popen(
+        node.command(),
+        env=node.environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log = node.log_path(url)
+    wait_for(
+        lambda: log.exists() and "part slow starting" in log.read_text(),
+        60,
+        "the slow part to start",
+    )
+    return url, proc
+
+
+def _buildout_pids(sr: Path) -> list[int]:
+    import psutil
+
+    pids = []
+    for p in psutil.process_iter():
+        try:
+            if Path(p.cwd()) == sr:
+                pids.append(p.pid)
+        except psutil.Error:
+            pass
+    return pids
+
+
+def test_buildout_killed_half_way_is_an_error_and_the_next_run_recovers(node, master) -> None:  # type: ignore[no-untyped-def]
+    url, proc = _start_slow_build(node)
+    try:
+        [pid] = _buildout_pids(node.sr_path(url))
+        os.kill(pid, signal.SIGKILL)  # the OOM killer, say
+        assert proc.wait(60) == 1
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    [error] = master.posted("softwareReleaseError")
+    assert error["url"] == url
+    assert not (node.sr_path(url) / ".completed").exists()
+    _set_sleep(node, 0)
+    result = node.run()
+    assert result.returncode == 0, result.stderr
+    assert (node.sr_path(url) / ".completed").exists()
+    assert (node.sr_path(url) / "parts" / "slow" / "slow.txt").exists()
+
+
+def test_node_killed_half_way_leaves_no_orphan_build(node) -> None:  # type: ignore[no-untyped-def]
+    url, proc = _start_slow_build(node)
+    sr = node.sr_path(url)
+    os.kill(proc.pid, signal.SIGKILL)  # slapos itself dies; its buildout goes on alone
+    proc.wait()
+    [orphan] = _buildout_pids(sr)
+    _set_sleep(node, 0)
+    result = node.run()  # the stale pid file is taken over, the orphan build is stopped
+    assert result.returncode == 0, result.stderr
+    assert f"left in {sr} by an interrupted build: {orphan}" in result.stderr
+    assert not _buildout_pids(sr)
+    assert (sr / ".completed").exists()
+
+
+# ---- a full disk ------------------------------------------------------------------------
+
+
+@pytest.mark.root
+def test_full_disk_is_a_one_line_error_and_the_next_run_recovers(proxy, software_node) -> None:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    mount = Path(tempfile.mkdtemp(prefix="slsfull", dir="/tmp"))
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=755", "tmpfs", str(mount)], check=True
+    )
+    try:
+        node = software_node(proxy, extra="software_min_free_space = 1M\n", software_root=mount)
+        big, small = str(node.source.path("big")), str(node.source.path("success"))
+        node.supply(big)
+        node.supply(small)
+        result = node.run()
+        assert result.returncode == 1
+        failures = [line for line in result.stderr.splitlines() if " failed: " in line]
+        assert len(failures) == 2, result.stderr
+        assert big in failures[0] and "No space left on device" in failures[0]
+        # the next release was still processed: refused before building on a full disk
+        assert small in failures[1] and "not enough space in" in failures[1]
+        assert "software_min_free_space" in failures[1]
+        # the administrator makes room; no clean-up of the release directories is needed
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
+        result = node.run()
+        assert result.returncode == 0, result.stderr
+        assert (node.sr_path(big) / ".completed").exists()
+        assert (node.sr_path(small) / ".completed").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
