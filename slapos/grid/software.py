@@ -323,7 +323,7 @@ class Software:
             return False
         self._phase("cache", "looking in the binary cache")
         done = networkcache.download_software_release(
-            self.url, self.path, self.config.software_root, cache
+            self.url, self.path, self.config.software_root, cache, runner=self.runner
         )
         if done:
             self._chown_tree(self.path, self._owner())
@@ -342,7 +342,7 @@ class Software:
             log.debug("binary cache client absent: not uploading %s", self.url)
             return
         self._phase("cache", "uploading to the binary cache")
-        networkcache.upload_software_release(self.url, self.path, cache)
+        networkcache.upload_software_release(self.url, self.path, cache, runner=self.runner)
 
     # ---- destroy ------------------------------------------------------------------
     def destroy(self) -> None:

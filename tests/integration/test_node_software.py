@@ -416,3 +416,43 @@ def test_full_disk_is_a_one_line_error_and_the_next_run_recovers(proxy, software
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
         mount.rmdir()
+
+
+# ---- binary cache -----------------------------------------------------------------------
+
+
+def test_release_uploaded_to_the_binary_cache_is_installed_from_it(
+    proxy, software_node, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    cache_fixtures = pytest.importorskip("tests.fixtures.cache")
+    signing = cache_fixtures.make_signing(tmp_path / "keys")
+    signing.key_file.chmod(0o644)
+    with cache_fixtures.serve_cache(tmp_path / "cache") as cache:
+        certificate = "\n  ".join(signing.cert_pem.strip().splitlines())
+        extra = (
+            "\n[networkcache]\n"
+            f"upload-binary-cache-url = {cache.cache_url}\n"
+            f"upload-binary-dir-url = {cache.dir_url}\n"
+            f"download-binary-cache-url = {cache.cache_url}\n"
+            f"download-binary-dir-url = {cache.dir_url}\n"
+            f"signature-private-key-file = {signing.key_file}\n"
+            f"signature-certificate-list =\n  {certificate}\n"
+        )
+        node = software_node(proxy, extra=extra)
+        url = str(node.source.path("success"))
+        node.supply(url)
+        built = node.run()
+        assert built.returncode == 0, built.stderr
+        assert "uploaded" in built.stderr, built.stderr
+        sr = node.sr_path(url)
+        shutil.rmtree(sr)  # a new machine, say
+        installed = node.run()
+        assert installed.returncode == 0, installed.stderr
+        assert f"installed {url} from the binary cache" in installed.stderr
+        assert "bootstrapping" not in installed.stderr  # no buildout ran
+        assert (sr / ".completed").exists()
+        assert (sr / "parts" / "hello" / "hello.txt").exists()
+        if node.user:
+            assert (sr / "parts" / "hello" / "hello.txt").owner() == node.user
