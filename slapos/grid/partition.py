@@ -57,7 +57,8 @@ def buildout_tail(c: SlapConnection) -> str:
     """The text slapgrid appends to the release's instance profile (node.md §5.6)."""
 
     def lines(values: Sequence[str]) -> str:
-        return "".join(f"\n  {v}" for v in values)
+        # upstream's exact text: a continuation line even when the list is empty
+        return "\n  " + "\n  ".join(values)
 
     return f"""{TAIL_BEGIN}
 [buildout]

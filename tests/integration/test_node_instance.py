@@ -78,6 +78,11 @@ def test_whole_loop(node: InstanceNode, sr_url: str) -> None:
     url = url_of(node, sr_url, "web")
     assert url and url.startswith("http://127.0.0.1:")
     assert fetch(url) == f"hello from {partition_id}\n"
+    client = node.base / "slapos-client.cfg"
+    client.write_text(f"[slapos]\nmaster_url = {node.master_url}\n")
+    shown = node.slapos("request", "web", sr_url, cfg=client)
+    assert shown.returncode == 0, shown.stderr
+    assert url in shown.stdout
     pid = service_pid(node, f"{partition_id}:web-on-watch")
     assert pid is not None
     owner = os.stat(f"/proc/{pid}").st_uid

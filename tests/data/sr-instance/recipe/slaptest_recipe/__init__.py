@@ -13,6 +13,7 @@ parameters steer it for the tests:
   fail-buildout=1   raise a UserError (the partition's buildout fails)
   promise=fail      the promise fails with "web check failed on purpose"
   promise=hang      the promise never ends (killed at promise_timeout)
+  promise=none      no promise at all
   runner=1          the service goes to etc/run (not watched by the watchdog)
 """
 
@@ -137,12 +138,17 @@ class Instance:
             % (sys.executable, server, ip, port, self.options["partition-id"]),
             0o755,
         )
-        _write(
-            os.path.join(self.directory, "etc", "promise", "check-web"),
-            "#!%s\n" % sys.executable
-            + PROMISE % {"mode": params.get("promise", ""), "url": url},
-            0o755,
-        )
+        promise = os.path.join(self.directory, "etc", "promise", "check-web")
+        if params.get("promise") == "none":
+            if os.path.exists(promise):
+                os.unlink(promise)
+        else:
+            _write(
+                promise,
+                "#!%s\n" % sys.executable
+                + PROMISE % {"mode": params.get("promise", ""), "url": url},
+                0o755,
+            )
         cp.setConnectionDict({"url": url})
         return []
 
