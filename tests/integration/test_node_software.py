@@ -456,3 +456,37 @@ def test_release_uploaded_to_the_binary_cache_is_installed_from_it(
         assert (sr / "parts" / "hello" / "hello.txt").exists()
         if node.user:
             assert (sr / "parts" / "hello" / "hello.txt").owner() == node.user
+
+
+def test_dead_master_is_one_line_exit_1(software_node) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from tests.fixtures.common import free_port
+
+    dead = SimpleNamespace(url=f"http://127.0.0.1:{free_port()}", computer_id="COMP-0")
+    node = software_node(dead)
+    result = node.run()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert "cannot connect to master" in error
+    assert not node.pidfile.exists()
+
+
+def test_only_sr_and_garbage_collect(node) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    a, b = str(node.source.path("success")), node.source.file_url("extends")
+    node.supply(a)
+    node.supply(b)
+    result = node.run("--only-sr", hashlib.md5(b.encode()).hexdigest())
+    assert result.returncode == 0, result.stderr
+    assert (node.sr_path(b) / ".completed").exists()
+    assert not node.sr_path(a).exists()
+    stray = node.software_root / ("0" * 32)
+    stray.mkdir()
+    (stray / "buildout.cfg").write_text("[buildout]\n")
+    result = node.run("--garbage-collect", "--only", a)
+    assert result.returncode == 0, result.stderr
+    assert not stray.exists()
+    assert (node.sr_path(a) / ".completed").exists() and node.sr_path(b).exists()
