@@ -32,6 +32,8 @@ class FakeMaster:
     requests: list[Recorded] = field(default_factory=list)
     delay: float = 0.0
     url: str = ""
+    #: when set, answers are taken from it in order, whatever the path
+    script: list[Answer] | None = None
 
     def calls(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path == path]
@@ -61,7 +63,10 @@ def _handler(master: FakeMaster) -> type[BaseHTTPRequestHandler]:
             master.requests.append(record)
             if master.delay:
                 time.sleep(master.delay)
-            answer = master.routes.get(parts.path, (404, "<p>Not Found</p>"))
+            if master.script is not None:
+                answer = master.script.pop(0) if master.script else (599, "script exhausted")
+            else:
+                answer = master.routes.get(parts.path, (404, "<p>Not Found</p>"))
             if callable(answer):
                 answer = answer(record)
             status, payload, *rest = answer
