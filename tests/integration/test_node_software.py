@@ -151,9 +151,16 @@ def test_concurrent_run_exits_10(node) -> None:  # type: ignore[no-untyped-def]
         second = node.run()
         assert second.returncode == 10, second.stderr
         assert "already running" in second.stderr
+        sr = node.sr_path(url)
+        wait_for(lambda: _buildout_pids(sr), 60, "the build to start")
+        first.send_signal(signal.SIGTERM)  # SIGTERM: slapos kills its build too
+        assert first.wait(30) == 130
+        assert not _buildout_pids(sr)
+        assert not node.pidfile.exists()
     finally:
-        os.killpg(first.pid, signal.SIGTERM)  # SIGTERM: slapos kills its build too
-        first.wait(30)
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
 
 
 def test_http_release_and_unreachable_ones(node, serve_directory) -> None:  # type: ignore[no-untyped-def]
