@@ -19,6 +19,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -70,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: files of a software directory that never go into a binary: per-node markers, secrets.
 ARCHIVE_EXCLUDED = frozenset({".completed", ".netrc", ".shared"})
+#: tar stream buffer: large reads keep zlib, not Python, the bottleneck.
+CHUNK = 1 << 20
 #: pauses between upload attempts (upstream sleeps 30 minutes, blocking the node).
 UPLOAD_RETRY_DELAYS = (5.0, 30.0)
 
@@ -229,19 +232,26 @@ def _install_binary(
 def extract_software(archive: IO[bytes], sr_path: Path, software_root: Path) -> None:
     """Unpack a binary tarball (top directory = the release hash) as `sr_path`, atomically.
 
-    Members outside that directory, device files, links leaving it and set-id bits are
-    refused or dropped; files get the owner of `software_root`, as a build would.
+    One streaming pass. Members outside that directory, device files, links leaving it and
+    set-id bits are refused or dropped; files get the owner of `software_root`, as a build
+    would. Nothing appears at `sr_path` unless the whole archive unpacked.
     """
     name = sr_path.name
     owner = software_root.stat()
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=software_root))
+    checker = _MemberChecker(name)
     try:
-        with tarfile.open(fileobj=archive, mode="r:gz") as tar:
-            members = _safe_members(tar.getmembers(), name)
-            for member in members:
-                member.uid, member.gid = owner.st_uid, owner.st_gid
-                member.uname = member.gname = ""
-            tar.extractall(staging, members=members)
+        with tempfile.TemporaryFile(dir=software_root) as plain:
+            # gunzip once to a plain tar: tarfile then seeks for free (on a gzip stream
+            # each seek decompresses again, and its stream mode copies buffers)
+            _gunzip(archive, plain)
+            plain.seek(0)
+            with tarfile.open(fileobj=plain, mode="r:") as tar:
+                members = [m for m in tar.getmembers() if checker.accept(m)]
+                for member in members:
+                    member.uid, member.gid = owner.st_uid, owner.st_gid
+                    member.uname = member.gname = ""
+                tar.extractall(staging, members=members)
         tree = staging / name
         if not tree.is_dir():
             raise CacheError(f"the archive does not contain the directory {name}/")
@@ -251,27 +261,47 @@ def extract_software(archive: IO[bytes], sr_path: Path, software_root: Path) -> 
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _safe_members(members: list[tarfile.TarInfo], top: str) -> list[tarfile.TarInfo]:
-    links: set[PurePosixPath] = set()
-    kept = []
-    for member in members:
+def _gunzip(source: IO[bytes], out: IO[bytes]) -> None:
+    """Decompress a (possibly multi-member) gzip stream."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        for chunk in iter(lambda: source.read(CHUNK), b""):
+            while chunk:
+                out.write(decompressor.decompress(chunk))
+                chunk = decompressor.unused_data
+                if chunk:  # a new gzip member starts
+                    out.write(decompressor.flush())
+                    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out.write(decompressor.flush())
+    except zlib.error as exc:
+        raise CacheError(f"the archive is not valid gzip: {exc}") from exc
+
+
+class _MemberChecker:
+    """Refuses members that would land outside the release directory."""
+
+    def __init__(self, top: str) -> None:
+        self.top = top
+        self.links: set[PurePosixPath] = set()
+
+    def accept(self, member: tarfile.TarInfo) -> bool:
+        top = self.top
         path = PurePosixPath(member.name)
         if path.is_absolute() or ".." in path.parts or path.parts[:1] != (top,):
             raise CacheError(f"the archive holds {member.name!r}, outside {top}/")
-        if any(parent in links for parent in path.parents):
+        if any(parent in self.links for parent in path.parents):
             raise CacheError(f"the archive writes through the link {member.name!r}")
         if member.isdev():
             log.debug("dropping device file %s from a binary", member.name)
-            continue
+            return False
         if member.islnk():
             target = PurePosixPath(member.linkname)
             if target.is_absolute() or ".." in target.parts or target.parts[:1] != (top,):
                 raise CacheError(f"the archive hard-links {member.name!r} outside {top}/")
         if member.issym():
-            links.add(path)
+            self.links.add(path)
         member.mode &= 0o1777  # no set-uid/set-gid from a downloaded binary
-        kept.append(member)
-    return kept
+        return True
 
 
 def archive_software(sr_path: Path, out: IO[bytes]) -> None:
@@ -284,7 +314,7 @@ def archive_software(sr_path: Path, out: IO[bytes]) -> None:
             return None
         return info
 
-    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as tar:
+    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=3) as tar:
         tar.add(sr_path, arcname=name, filter=keep)
 
 
