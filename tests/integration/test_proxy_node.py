@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 import requests
 
 from slapos.proxy.marshal import dumps, loads
