@@ -45,3 +45,17 @@ def test_missing_software_root_exits_1_before_asking_the_master(tmp_path: Path) 
     ctx = Context.for_test(tmp_path)
     assert main(["node", "software", "--cfg", str(cfg), "--now"], ctx) == 1
     assert not (tmp_path / "sr.pid").exists()  # the lock is released
+
+
+def test_maximal_delay_sleeps_unless_now(tmp_path: Path) -> None:
+    from tests.unit.grid._software_fakes import FakeClock
+
+    cfg = _cfg(
+        tmp_path, root_check="false", maximal_delay="30", software_root=str(tmp_path / "gone")
+    )
+    clock = FakeClock()
+    ctx = Context.for_test(tmp_path, clock=clock)
+    assert main(["node", "software", "--cfg", str(cfg)], ctx) == 1
+    assert len(clock.slept) == 1 and 1 <= clock.slept[0] <= 30
+    assert main(["node", "software", "--cfg", str(cfg), "--now"], ctx) == 1
+    assert len(clock.slept) == 1
