@@ -470,6 +470,26 @@ class SoftwareEngine:
                 f"software_root {root} does not exist or is not a directory "
                 "(create it, or fix [slapos] software_root)"
             )
+        self._write_supervisord_config()
+
+    def _write_supervisord_config(self) -> None:
+        """Upstream writes the node's supervisord configuration here too (not launched).
+
+        Unlike upstream, a missing instance_root does not stop software builds.
+        """
+        from slapos.grid import supervisor
+
+        config = self.config
+        try:
+            command = supervisor.watchdog_command(
+                config.master_url,
+                config.computer_id,
+                config.instance_root,
+                config.certificate_repository_path,
+            )
+            supervisor.write_supervisord_config(config.instance_root, command)
+        except (SlapOSError, OSError) as exc:
+            log.warning("supervisord configuration not written: %s", exc)
 
     def process(self, options: SoftwareOptions) -> SoftwareResult:
         self.check_environment()

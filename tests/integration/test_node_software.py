@@ -62,6 +62,8 @@ def test_supplied_release_is_built_where_upstream_puts_it(any_node, any_master) 
     assert (sr / "instance.cfg").is_file()
     assert "Installing software release" in result.stderr
     assert "Finished software releases." in result.stderr
+    # as upstream, the node's supervisord configuration is written (not launched)
+    assert (any_node.instance_root / "etc" / "supervisord.conf").is_file()
     if any_node.user:
         assert sr.owner() == any_node.user
         assert (sr / "parts" / "hello" / "hello.txt").owner() == any_node.user
