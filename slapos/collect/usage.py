@@ -204,6 +204,8 @@ def _partition_usages(
     for cp in partitions:
         try:
             partition_id = cp.getId()
+            if _is_free(cp):
+                continue  # nothing runs there: nothing to bill (upstream's filter)
         except SlapOSError:
             continue
         folders = (
@@ -222,6 +224,17 @@ def _partition_usages(
             except OSError as exc:
                 log.warning("cannot read usage report %s: %s", path, exc)
     return usages, consumed
+
+
+def _is_free(cp: Any) -> bool:
+    """A destroyed partition with no software release is free."""
+    if cp.getState() != "destroyed":
+        return False
+    try:
+        url = cp.getSoftwareRelease().getURI()
+    except (SlapOSError, TypeError, AttributeError):
+        url = None
+    return not url
 
 
 def _send_journals(config: NodeConfig, computer: Any, result: UsageResult) -> None:

@@ -45,6 +45,12 @@ def test_report_usage_accepted_by_master(any_proxy: RunningProxy, tmp_path: Path
     from slapos.slap import slap
 
     format_computer(any_proxy.url, any_proxy.computer_id, partitions=2)
+    s = slap()
+    s.initializeConnection(any_proxy.url, timeout=10)
+    software = "https://example.com/software.cfg"
+    s.registerSupply().supply(software, computer_guid=any_proxy.computer_id)
+    used = s.registerOpenOrder().request(software, "billed").getId()
+    free = ({"slappart0", "slappart1"} - {used}).pop()
     root = tmp_path / "srv"
     config = NodeConfig(
         path=tmp_path / "slapos.cfg",
@@ -53,9 +59,14 @@ def test_report_usage_accepted_by_master(any_proxy: RunningProxy, tmp_path: Path
         software_root=tmp_path / "opt",
         instance_root=root,
     )
-    good = root / "slappart0" / "var" / "xml_report" / "slapreport.1"
-    bad = root / "slappart1" / "var" / "xml_report" / "slapreport.2"
-    for path, data in ((good, PARTITION_USAGE), (bad, b"<consumption><oops/></consumption>")):
+    good = root / used / "var" / "xml_report" / "slapreport.1"
+    bad = root / "var" / "xml_report" / used / "slapreport.2"
+    ignored = root / free / "var" / "xml_report" / "slapreport.3"  # a free partition
+    for path, data in (
+        (good, PARTITION_USAGE),
+        (bad, b"<consumption><oops/></consumption>"),
+        (ignored, PARTITION_USAGE),
+    ):
         path.parent.mkdir(parents=True)
         path.write_bytes(data)
     day = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
@@ -66,14 +77,12 @@ def test_report_usage_accepted_by_master(any_proxy: RunningProxy, tmp_path: Path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(journal)
 
-    s = slap()
-    s.initializeConnection(any_proxy.url, timeout=10)
     result = report_usage(config, s.registerComputer(any_proxy.computer_id))
 
     assert sorted(result.sent) == sorted([good, collected])
     assert result.invalid == [bad] and result.failed == []
     assert not good.exists() and not collected.exists()
-    assert bad.exists()  # left for inspection
+    assert bad.exists() and ignored.exists()  # left for inspection / not billed
     assert not original.exists() and original.with_name(f"{day}.xml.uploaded").exists()
 
 
@@ -139,3 +148,26 @@ def test_invalid_documents_rejected_like_upstream_schema(
     checker = check_journal if name == "computer" else check_partition_consumption
     with pytest.raises(InvalidReport):
         checker(document)
+
+
+def test_node_report_sends_what_collect_wrote(
+    any_proxy: RunningProxy,
+    recording_master,
+    instance_node_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """`slapos node report` (the command) posts collect's journal and removes it."""
+    from slapos.collect.usage import check_journal
+
+    master = recording_master(any_proxy)
+    node = instance_node_factory(master, partitions=1)
+    day = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
+    journal = node.instance_root / "var" / "xml_report" / master.computer_id / f"{day}.xml"
+    journal.parent.mkdir(parents=True)
+    journal.write_bytes(_journal(node.base, master.computer_id, day))
+    done = node.slapos("node", "report")
+    assert done.returncode == 0, done.stderr
+    (posted,) = master.posted("useComputer")
+    assert posted["computer_id"] == master.computer_id
+    root = check_journal(posted["use_string"].encode())
+    assert root.find("transaction/reference").text == f"{day}-global"  # type: ignore[union-attr]
+    assert not journal.exists()

@@ -21,17 +21,34 @@ CONSUMPTION = b"""<consumption><movement><resource>cpu</resource><title>t</title
 </movement></consumption>"""
 
 
+class FakeRelease:
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+
+    def getURI(self) -> str | None:
+        return self.url
+
+
 class FakePartition:
-    def __init__(self, partition_id: str) -> None:
+    def __init__(self, partition_id: str, free: bool = False) -> None:
         self.partition_id = partition_id
+        self.free = free
 
     def getId(self) -> str:
         return self.partition_id
 
+    def getState(self) -> str:
+        return "destroyed" if self.free else "started"
+
+    def getSoftwareRelease(self) -> FakeRelease:
+        return FakeRelease(None if self.free else "https://example.com/software.cfg")
+
 
 class FakeComputer:
-    def __init__(self, partitions: list[str], fail: bool = False) -> None:
-        self.partitions = [FakePartition(p) for p in partitions]
+    def __init__(
+        self, partitions: list[str], fail: bool = False, free: tuple[str, ...] = ()
+    ) -> None:
+        self.partitions = [FakePartition(p, p in free) for p in partitions]
         self.reports: list[str] = []
         self.fail = fail
 
@@ -114,3 +131,11 @@ def test_partition_journal_shape() -> None:
     text = partition_journal("C", [("slappart9", check_partition_consumption(CONSUMPTION))])
     assert text.startswith('<?xml version="1.0"?><journal><transaction type="Sale Packing List">')
     check_journal(text.encode())
+
+
+def test_free_partitions_are_not_billed(tmp_path: Path) -> None:
+    config = node_config(tmp_path)
+    leftover = put(config.instance_root / "slappart1" / "var" / "xml_report" / "r", CONSUMPTION)
+    computer = FakeComputer(["slappart0", "slappart1"], free=("slappart1",))
+    assert report_usage(config, computer).sent == []
+    assert computer.reports == [] and leftover.exists()
