@@ -21,7 +21,13 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
 
 def run_collect(args: argparse.Namespace, ctx: Context) -> int:
     """Always needs root, as upstream: it reads every partition user's processes."""
-    ctx.require_root(True)
+    if not ctx.is_root:
+        from slapos.errors import NotRootError
+
+        raise NotRootError(
+            "slapos node collect must be run as root: it reads the processes of every "
+            "partition user"
+        )
     config = ctx.node_config(args, required=("computer_id", "instance_root"))
     from slapos.collect.collector import CollectConfig, collect
 
