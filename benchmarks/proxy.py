@@ -116,6 +116,12 @@ def measure(side: str, work: Path) -> dict:
         result["latency_fresh_ms"] = statistics.median(lat["fresh"]) * 1000
         result["full_info_bytes"] = lat["size"]
         rss = max(rss, peak_rss_mib(proc))
+        result["rss_after_sequential"] = rss
+    with running_proxy(side, work / f"{side}-raw") as (url, proc):
+        raw = collect(driver(side, url, "raw", n, "raw"))
+        result["raw_rps"] = raw["requests"] / raw["elapsed"]
+        result["errors"] += raw["errors"]
+        rss = max(rss, peak_rss_mib(proc))
     with running_proxy(side, work / f"{side}-conc") as (url, proc):
         per = n // ARGS.clients
         start = time.perf_counter()
@@ -146,11 +152,13 @@ def main() -> int:
         results = {side: measure(side, Path(tmp)) for side in sides}
     rows = [
         ("sequential requests/s", "seq_rps", "{:.0f}", ">= 10x"),
+        ("sequential, bare HTTP client", "raw_rps", "{:.0f}", ""),
         (f"{ARGS.clients} clients requests/s", "conc_rps", "{:.0f}", ""),
         ("full info, repeated (ms)", "latency_cached_ms", "{:.1f}", ""),
         ("full info, after a change (ms)", "latency_fresh_ms", "{:.1f}", "<= 0.2x"),
         ("full info size (bytes)", "full_info_bytes", "{:d}", ""),
         ("peak RSS (MiB)", "peak_rss_mib", "{:.1f}", "<= 0.5x"),
+        ("RSS after sequential+latency", "rss_after_sequential", "{:.1f}", ""),
         ("errors", "errors", "{:d}", "0"),
         ("double allocations", "double", "{:d}", "0"),
     ]

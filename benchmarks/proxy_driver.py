@@ -4,9 +4,11 @@ Only the upstream-compatible `slapos.slap` API is used, so the same file drives
 slapos.core 1.26.1's library (against its proxy) and ours (against ours).
 
     python proxy_driver.py URL COMPUTER MODE COUNT PREFIX
-MODE: requests (COUNT new instances, then COUNT updates) | latency (COUNT full-info GETs,
+MODE: requests (COUNT new instances, then COUNT updates) | raw (the same with a bare
+keep-alive HTTP client, to measure the proxy alone) | latency (COUNT full-info GETs,
 then COUNT (update + GET) pairs). Prints one JSON line.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,6 +37,44 @@ if mode == "requests":
             except Exception as exc:  # counted, reported by the harness
                 result["errors"] += 1
                 result.setdefault("first_error", repr(exc))
+    result["elapsed"] = time.perf_counter() - start
+    result["requests"] = 2 * count
+elif mode == "raw":
+    # the proxy alone: one keep-alive connection, documents written by hand
+    import http.client
+    from urllib.parse import urlencode, urlsplit
+
+    host = urlsplit(url)
+    connection = http.client.HTTPConnection(host.hostname, host.port)
+    empty, none, false = (
+        '<marshal><dictionary id="i2"/></marshal>',
+        "<marshal><none/></marshal>",
+        "<marshal><bool>0</bool></marshal>",
+    )
+    start = time.perf_counter()
+    for i in range(2 * count):
+        params = f'<marshal><dictionary id="i2"><string>i</string><string>{i}</string></dictionary></marshal>'
+        body = urlencode(
+            {
+                "software_release": SR,
+                "software_type": "default",
+                "partition_reference": f"{prefix}{i % count}",
+                "partition_parameter_xml": params,
+                "filter_xml": empty,
+                "state": none,
+                "shared_xml": false,
+            }
+        )
+        connection.request(
+            "POST",
+            "/requestComputerPartition",
+            body,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 200:
+            result["errors"] += 1
     result["elapsed"] = time.perf_counter() - start
     result["requests"] = 2 * count
 elif mode == "latency":

@@ -89,13 +89,16 @@ _ITEM_KEY = functools.cmp_to_key(_key_cmp)
 
 
 class _Encoder:
-    __slots__ = ("counter", "out", "seen")
+    __slots__ = ("counter", "out", "seen", "strings")
 
     def __init__(self) -> None:
         self.out: list[str] = []
         self.counter = 1
+        # id() of each container emitted: the value tree outlives the encoder, so ids
+        # cannot be reused by other objects meanwhile.
         self.seen: dict[int, int] = {}
-        # Keep every container alive while encoding so that ids stay unique.
+        # attribute names and values repeat across partitions: escape each once
+        self.strings: dict[str, str] = {}
 
     def container_id(self, value: object) -> int | None:
         key = id(value)
@@ -106,11 +109,19 @@ class _Encoder:
         self.seen[key] = self.counter
         return self.counter
 
+    def compact(self) -> None:
+        """Join what is written so far: big documents keep few live string objects."""
+        if len(self.out) > 2048:
+            self.out[:] = ["".join(self.out)]
+
     def encode(self, value: Any) -> None:  # noqa: C901 - one branch per wire type
         out = self.out
         kind = type(value)
         if kind is str:
-            out.append(f"<string>{_text(value)}</string>")
+            element = self.strings.get(value)
+            if element is None:
+                element = self.strings[value] = f"<string>{_text(value)}</string>"
+            out.append(element)
         elif kind is dict:
             number = self.container_id(value)
             if number is None:
@@ -123,9 +134,16 @@ class _Encoder:
                 items = sorted(value.items())
             except TypeError:
                 items = sorted(value.items(), key=_ITEM_KEY)
+            strings = self.strings
             for key, item in items:
-                self.encode(key)
-                self.encode(item)
+                if type(key) is str and key in strings:
+                    out.append(strings[key])
+                else:
+                    self.encode(key)
+                if type(item) is str and item in strings:
+                    out.append(strings[item])
+                else:
+                    self.encode(item)
             out.append("</dictionary>")
         elif value is None:
             out.append("<none/>")
@@ -155,6 +173,7 @@ class _Encoder:
             out.append(f'<{tag} id="i{number}">')
             for item in value:
                 self.encode(item)
+                self.compact()
             out.append(f"</{tag}>")
         elif kind is bytes:
             self.encode(value.decode("utf-8"))
