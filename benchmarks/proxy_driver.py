@@ -53,7 +53,10 @@ elif mode == "raw":
     )
     start = time.perf_counter()
     for i in range(2 * count):
-        params = f'<marshal><dictionary id="i2"><string>i</string><string>{i}</string></dictionary></marshal>'
+        params = (
+            '<marshal><dictionary id="i2"><string>i</string>'
+            f"<string>{i}</string></dictionary></marshal>"
+        )
         body = urlencode(
             {
                 "software_release": SR,

@@ -152,7 +152,7 @@ def validate(method: str, body: Any) -> dict[str, Any]:
             raise InvalidInput(f"{value!r} is not of type {kind!r}")
         if enum is not None and value not in enum:
             raise InvalidInput(f"{value!r} is not one of {list(enum)!r}")
-        if max_length is not None and len(value) > max_length:
+        if max_length is not None and isinstance(value, str) and len(value) > max_length:
             raise InvalidInput(f"{value!r} is too long")
     for key in ("sla_parameters",):
         for value in (body.get(key) or {}).values():

@@ -79,7 +79,7 @@ def _text(value: str) -> str:
 def _key_cmp(a: tuple[Any, Any], b: tuple[Any, Any]) -> int:
     x, y = a[0], b[0]
     try:
-        return (x > y) - (x < y)
+        return int((x > y) - (x < y))
     except TypeError:
         rx, ry = repr(x), repr(y)
         return (rx > ry) - (rx < ry)
@@ -123,28 +123,7 @@ class _Encoder:
                 element = self.strings[value] = f"<string>{_text(value)}</string>"
             out.append(element)
         elif kind is dict:
-            number = self.container_id(value)
-            if number is None:
-                return
-            if not value:
-                out.append(f'<dictionary id="i{number}"/>')
-                return
-            out.append(f'<dictionary id="i{number}">')
-            try:
-                items = sorted(value.items())
-            except TypeError:
-                items = sorted(value.items(), key=_ITEM_KEY)
-            strings = self.strings
-            for key, item in items:
-                if type(key) is str and key in strings:
-                    out.append(strings[key])
-                else:
-                    self.encode(key)
-                if type(item) is str and item in strings:
-                    out.append(strings[item])
-                else:
-                    self.encode(item)
-            out.append("</dictionary>")
+            self.encode_dict(value)
         elif value is None:
             out.append("<none/>")
         elif kind is bool:
@@ -163,24 +142,52 @@ class _Encoder:
                 self.encode(item)
             out.append("</tuple>")
         elif kind is list or kind is set or kind is frozenset:
-            tag = "list" if kind is list else "set"
-            number = self.container_id(value)
-            if number is None:
-                return
-            if not value:
-                out.append(f'<{tag} id="i{number}"/>')
-                return
-            out.append(f'<{tag} id="i{number}">')
-            for item in value:
-                self.encode(item)
-                self.compact()
-            out.append(f"</{tag}>")
+            self.encode_sequence(value, "list" if kind is list else "set")
         elif kind is bytes:
             self.encode(value.decode("utf-8"))
         elif kind is WireObject:
             self.encode_object(value)
         else:
             raise MarshalError(f"cannot marshal a {kind.__name__}")
+
+    def encode_dict(self, value: dict[Any, Any]) -> None:
+        out = self.out
+        number = self.container_id(value)
+        if number is None:
+            return
+        if not value:
+            out.append(f'<dictionary id="i{number}"/>')
+            return
+        out.append(f'<dictionary id="i{number}">')
+        try:
+            items = sorted(value.items())
+        except TypeError:
+            items = sorted(value.items(), key=_ITEM_KEY)
+        strings = self.strings
+        for key, item in items:
+            if type(key) is str and key in strings:
+                out.append(strings[key])
+            else:
+                self.encode(key)
+            if type(item) is str and item in strings:
+                out.append(strings[item])
+            else:
+                self.encode(item)
+        out.append("</dictionary>")
+
+    def encode_sequence(self, value: Any, tag: str) -> None:
+        out = self.out
+        number = self.container_id(value)
+        if number is None:
+            return
+        if not value:
+            out.append(f'<{tag} id="i{number}"/>')
+            return
+        out.append(f'<{tag} id="i{number}">')
+        for item in value:
+            self.encode(item)
+            self.compact()
+        out.append(f"</{tag}>")
 
     def encode_object(self, value: WireObject) -> None:
         if value.module != SLAP_MODULE or value.cls not in ALLOWED_CLASSES:
