@@ -114,7 +114,7 @@ class _Encoder:
         if len(self.out) > 2048:
             self.out[:] = ["".join(self.out)]
 
-    def encode(self, value: Any) -> None:  # noqa: C901 - one branch per wire type
+    def encode(self, value: Any) -> None:
         out = self.out
         kind = type(value)
         if kind is str:
