@@ -166,6 +166,8 @@ class Software:
     python: str = sys.executable
     on_line: Callable[[str], None] | None = None
     on_phase: Callable[[str, str], None] | None = None
+    #: our effective uid: as root (0), files go to the owner of software_root
+    euid: int = field(default_factory=os.geteuid)
 
     @property
     def path(self) -> Path:
@@ -213,6 +215,11 @@ class Software:
     def prepare(self) -> list[str]:
         """Create the directory and its files; return buildout's extra arguments."""
         owner = self._owner()
+        if owner is not None and (owner.uid == 0 or owner.gid == 0):
+            raise SoftwareError(
+                f"software_root {self.config.software_root} belongs to root (or group root): "
+                "buildout never runs as root (chown it to the software user, e.g. slapsoft)"
+            )
         if not self.path.exists():
             self.path.mkdir()
             self.path.chmod(0o755)
@@ -357,7 +364,7 @@ class Software:
 
     def _owner(self) -> Credentials | None:
         """Owner of software_root when we are root (files are chowned to it), else None."""
-        if os.geteuid() != 0:
+        if self.euid != 0:
             return None
         return Credentials.owner_of(self.config.software_root)
 
@@ -462,6 +469,7 @@ class SoftwareEngine:
     environ: Mapping[str, str]
     progress: Progress | None = None
     python: str = sys.executable
+    euid: int = field(default_factory=os.geteuid)
 
     def check_environment(self) -> None:
         root = self.config.software_root
@@ -531,6 +539,7 @@ class SoftwareEngine:
             force=force,
             debug=options.buildout_debug,
             python=self.python,
+            euid=self.euid,
         )
 
     def _install(

@@ -124,5 +124,6 @@ def run_software(args: argparse.Namespace, ctx: Context) -> int:
             progress=_progress(args, ctx, ctx.clock),
             # buildout's bootstrap runs with our interpreter, as the software user
             python=sys.executable,
+            euid=ctx.euid,
         )
         return engine.process(options).exit_code

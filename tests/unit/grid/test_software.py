@@ -41,7 +41,13 @@ def _config(tmp_path: Path, **kw: object) -> NodeConfig:
     return NodeConfig(**values)  # type: ignore[arg-type]
 
 
-def _engine(tmp_path: Path, master: FakeMaster, runner: FakeRunner | None = None, **kw: object):  # type: ignore[no-untyped-def]
+def _engine(  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    master: FakeMaster,
+    runner: FakeRunner | None = None,
+    euid: int = 1000,
+    **kw: object,
+):
     clock = FakeClock()
     return SoftwareEngine(
         _config(tmp_path, **kw),
@@ -51,6 +57,7 @@ def _engine(tmp_path: Path, master: FakeMaster, runner: FakeRunner | None = None
         {"PATH": "/bin"},
         progress=NoProgress(clock),
         python="/py",
+        euid=euid,
     )
 
 
@@ -191,7 +198,7 @@ def test_networkcache_options_are_passed_to_buildout(tmp_path: Path) -> None:
         shacache_cert_file="/c.pem",
     )
     config = _config(tmp_path, networkcache=cache, shared_part_list=("/a", "/b"))
-    software = Software(A, config, FakeRunner(), {}, force=True)
+    software = Software(A, config, FakeRunner(), {}, force=True, euid=1000)
     args = software.buildout_arguments(Path("/ec"), Path("/b.cfg"))
     assert args == [
         "buildout:extends-cache=/ec",
@@ -269,3 +276,13 @@ def test_release_from_a_git_checkout_notes_its_revision_once(tmp_path: Path) -> 
     profile = (engine.config.software_root / software_hash(url) / "buildout.cfg").read_text()
     assert profile.count("git revision: heads/main-0-gabc1234") == 1
     assert profile.splitlines()[-1].startswith("# 20")
+
+
+@pytest.mark.root
+def test_root_owned_software_root_is_refused_in_one_line(tmp_path: Path) -> None:
+    master = FakeMaster([SuppliedRelease(A, "available")])
+    runner = FakeRunner()
+    result = _engine(tmp_path, master, runner, euid=0).process(SoftwareOptions())
+    assert result.exit_code == 1
+    assert "belongs to root" in result.failed[0].reason
+    assert not runner.calls
