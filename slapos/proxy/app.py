@@ -12,6 +12,7 @@ Must not import slapos.cli.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import sqlite3
@@ -177,7 +178,12 @@ class ProxyApp:
     """The WSGI callable; holds one database connection per serving thread."""
 
     def __init__(
-        self, config: ProxyConfig, database: str | Path, *, clock: Callable[[], float] | None = None
+        self,
+        config: ProxyConfig,
+        database: str | Path,
+        *,
+        clock: Callable[[], float] | None = None,
+        connection: sqlite3.Connection | None = None,
     ) -> None:
         from slapos.proxy import hateoas, jsonrpc, legacy
 
@@ -186,6 +192,12 @@ class ProxyApp:
         self.now = clock or time.time
         self.run_id = secrets.token_hex(16)
         self._local = threading.local()
+        #: a single connection shared by every thread (in-memory databases)
+        self._shared = connection
+        self._shared_lock = threading.RLock()
+        if connection is not None:
+            connection.row_factory = sqlite3.Row
+            connection.isolation_level = None
         self._generation = 0
         self._generation_lock = threading.Lock()
         #: computer id -> (generation, marshalled getFullComputerInformation answer)
@@ -205,6 +217,8 @@ class ProxyApp:
 
     # ---- database ---------------------------------------------------------------------
     def connection(self) -> sqlite3.Connection:
+        if self._shared is not None:
+            return self._shared
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = dbmod.connect(self.database)
@@ -230,7 +244,7 @@ class ProxyApp:
     def write(self, request: Request | None, action: Callable[[Master], Any]) -> Any:
         """Run `action` in one BEGIN IMMEDIATE transaction; invalidates cached answers."""
         conn = self.connection()
-        with dbmod.write_transaction(conn):
+        with self._serialised(), dbmod.write_transaction(conn):
             result = action(self.master(conn, request))
         with self._generation_lock:
             self._generation += 1
@@ -238,8 +252,12 @@ class ProxyApp:
 
     def read(self, action: Callable[[Master], Any]) -> Any:
         conn = self.connection()
-        with dbmod.read_transaction(conn):
+        with self._serialised(), dbmod.read_transaction(conn):
             return action(self.master(conn))
+
+    def _serialised(self) -> contextlib.AbstractContextManager[Any]:
+        """A shared connection takes one transaction at a time; own connections need no lock."""
+        return self._shared_lock if self._shared is not None else contextlib.nullcontext()
 
     def _rebase_local_software(self, conn: sqlite3.Connection) -> None:
         from slapos.proxy.localsr import rebase
@@ -346,7 +364,21 @@ def _shacache(app: ProxyApp, request: Request) -> Response:
 
 
 def create_app(
-    config: ProxyConfig, db: str | Path | None = None, *, clock: Callable[[], float] | None = None
+    config: ProxyConfig,
+    db: str | Path | sqlite3.Connection | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
 ) -> ProxyApp:
-    """The proxy WSGI application over the sqlite database `db` (default: the config's)."""
+    """The proxy WSGI application over the sqlite database `db` (default: the config's).
+
+    `db` is a path, or an open connection whose file the serving threads then open
+    themselves (one connection per thread); an in-memory connection is shared by all
+    threads, one transaction at a time.
+    """
+    if isinstance(db, sqlite3.Connection):
+        rows = db.execute("PRAGMA database_list").fetchall()
+        path = next((row[2] for row in rows if row[1] == "main"), "")
+        if path:
+            return ProxyApp(config, path, clock=clock)
+        return ProxyApp(config, ":memory:", clock=clock, connection=db)
     return ProxyApp(config, db if db is not None else config.database_uri, clock=clock)

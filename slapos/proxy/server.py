@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from slapos.errors import SlapOSError
 from slapos.proxy.app import ProxyApp, create_app
 from slapos.proxy.config import ProxyConfig
 
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 class _Stop(Exception):
     pass
+
+
+class ListenError(SlapOSError):
+    """The configured host/port cannot be bound (in use, no such address...)."""
 
 
 def listen_address(host: str, port: int) -> str:
@@ -45,16 +50,22 @@ def serve(
     import waitress.server
 
     app = app or create_app(config)
-    server: Any = waitress.server.create_server(
-        app,
-        listen=listen_address(config.host, config.port),
-        threads=max(1, config.threads),
-        ident="slapos-proxy",
-        # request bodies (useComputer reports, big parameter sets) stay small
-        max_request_body_size=64 * 1024 * 1024,
-        channel_timeout=120,
-        connection_limit=1000,
-    )
+    address = listen_address(config.host, config.port)
+    try:
+        server: Any = waitress.server.create_server(
+            app,
+            listen=address,
+            threads=max(1, config.threads),
+            ident="slapos-proxy",
+            # request bodies (useComputer reports, big parameter sets) stay small
+            max_request_body_size=64 * 1024 * 1024,
+            channel_timeout=120,
+            connection_limit=1000,
+        )
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # waitress: unparsable host
+        raise ListenError(f"cannot listen on {address}: {exc}") from exc
     host, port = server.effective_host, server.effective_port
     shown = f"[{host}]" if ":" in str(host) else host
     url = f"http://{shown}:{port}"

@@ -1,0 +1,316 @@
+"""The proxy WSGI application, called in-process: answers, errors, semantics."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from slapos.proxy.app import ProxyApp, create_app
+from slapos.proxy.config import ProxyConfig
+from slapos.proxy.marshal import WireObject, dumps, loads
+
+SR = "http://sr.example.invalid/software.cfg"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+class Client:
+    def __init__(self, app: ProxyApp) -> None:
+        self.app = app
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        form: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> tuple[int, str]:
+        data = body if body is not None else urlencode(form or {}).encode()
+        environ = {
+            "REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(data),
+            "QUERY_STRING": urlencode(form or {}) if method == "GET" else "",
+            "CONTENT_LENGTH": str(len(data)) if method != "GET" else "0",
+            "HTTP_HOST": "127.0.0.1",
+        }  # fmt: skip
+        for key, value in (headers or {}).items():
+            environ["HTTP_" + key.upper().replace("-", "_")] = value
+        status: list[str] = []
+        chunks = self.app(environ, lambda s, h: status.append(s))
+        return int(status[0].split()[0]), b"".join(chunks).decode()
+
+    def get(self, path: str, **form: Any) -> tuple[int, str]:
+        return self.call("GET", path, form)
+
+    def post(
+        self, path: str, headers: dict[str, str] | None = None, **form: Any
+    ) -> tuple[int, str]:
+        return self.call("POST", path, form, headers)
+
+    def request(
+        self,
+        title: str,
+        *,
+        state: str | None = None,
+        shared: bool = False,
+        params: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> tuple[int, Any]:
+        status, body = self.post(
+            "/requestComputerPartition", software_release=SR, software_type="default",
+            partition_reference=title, partition_parameter_xml=dumps(params or {}),
+            filter_xml=dumps(extra.pop("filter_kw", {})), state=dumps(state),
+            shared_xml=dumps(shared), **extra,
+        )  # fmt: skip
+        return status, loads(body) if status == 200 else body
+
+    def partitions(self) -> dict[str, dict[str, Any]]:
+        status, body = self.get("/getFullComputerInformation", computer_id="COMP")
+        assert status == 200, body
+        return {p.args[1]: p.state for p in loads(body).state["_computer_partition_list"]}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client(tmp_path: Path, clock: Clock) -> Client:
+    app = create_app(ProxyConfig(path=None, database_uri=str(tmp_path / "db"), computer_id="COMP"),
+                     clock=clock)  # fmt: skip
+    c = Client(app)
+    computer = {
+        "reference": "COMP", "address": "127.0.0.1", "netmask": "255.0.0.0",
+        "partition_list": [
+            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
+             "address_list": [{"addr": f"10.0.0.{i}", "netmask": "255.0.0.0"}]}
+            for i in range(3)
+        ],
+    }  # fmt: skip
+    assert c.post("/loadComputerConfigurationFromXML", xml=dumps(computer)) == (200, "done")
+    return c
+
+
+def _timestamps(client: Client) -> dict[str, str | None]:
+    return {
+        k: v.get("_parameter_dict", {}).get("timestamp") for k, v in client.partitions().items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "form", "status", "reason"),
+    [
+        ("GET", "/getFullComputerInformation", {}, 400, "missing parameter 'computer_id'"),
+        ("GET", "/getFullComputerInformation", {"computer_id": "X"}, 404, "not registered"),
+        ("GET", "/registerComputerPartition",
+         {"computer_reference": "COMP", "computer_partition_reference": "nope"}, 404, "unknown"),
+        ("POST", "/supplySupply", {"url": SR, "computer_id": "COMP", "state": "x"}, 400, "state"),
+        ("POST", "/loadComputerConfigurationFromXML", {"xml": "<bogus"}, 400, "bad marshalled"),
+        ("POST", "/loadComputerConfigurationFromXML", {"xml": dumps([1])}, 400, "dictionary"),
+        ("POST", "/loadComputerConfigurationFromXML", {"xml": dumps({"x": 1})}, 400, "lacks"),
+        ("POST", "/softwareInstanceBang", {"computer_id": "COMP"}, 400, "computer_partition_id"),
+        ("POST", "/softwareInstanceRename",
+         {"computer_id": "COMP", "computer_partition_id": "slappart0", "new_name": "x"}, 404, ""),
+        ("POST", "/setComputerPartitionConnectionXml",
+         {"computer_id": "COMP", "computer_partition_id": "nope", "connection_xml": dumps({})},
+         404, "unknown partition"),
+        ("GET", "/requestComputerPartition", {}, 405, "not allowed"),
+        ("GET", "/noSuchMethod", {}, 404, "unknown route"),
+        ("GET", "/hateoas/partitions/nope", {}, 404, "no instance tree"),
+        ("GET", "/hateoas/", {"mode": "x"}, 400, "Unhandled mode"),
+        ("GET", "/hateoas/", {"mode": "search", "query": "x"}, 400, "Unhandled query"),
+        ("GET", "/hateoas/", {"mode": "traverse", "relative_url": "http://evil/"}, 400, "traverse"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_one_line_4xx(
+    client: Client, method: str, path: str, form: dict[str, Any], status: int, reason: str
+) -> None:
+    got, body = client.call(method, path, form)
+    assert got == status
+    assert reason in body and "\n" not in body and "Traceback" not in body
+
+
+def test_request_errors(client: Client) -> None:
+    status, body = client.post(
+        "/requestComputerPartition", software_release=SR, software_type="default",
+        partition_reference="x", partition_parameter_xml=dumps({}), filter_xml=dumps({}),
+        shared_xml=dumps(False),
+    )  # fmt: skip
+    assert (status, body) == (400, "missing parameter 'state'")
+    assert client.request("x", state="bogus")[0] == 400
+    assert client.request("")[0] == 400
+    status, body = client.call(
+        "POST", "/requestComputerPartition",
+        {"software_release": SR, "software_type": "", "partition_reference": "y",
+         "partition_parameter_xml": dumps({}), "filter_xml": dumps({}), "state": dumps(None),
+         "shared_xml": dumps(False)},
+        headers={"Authorization": "X-SlapPartition computer_id=COMP, computer_partition_id=nope"},
+    )  # fmt: skip
+    assert status == 400 and "No partition matching the authorization header" in body
+
+
+def test_allocation_identity_and_exhaustion(client: Client) -> None:
+    ids = [client.request(f"i{k}")[1].state["slap_computer_partition_id"] for k in range(3)]
+    assert ids == ["slappart0", "slappart1", "slappart2"]
+    assert client.request("i1")[1].state["slap_computer_partition_id"] == "slappart1"
+    status, body = client.request("i3")
+    assert (status, body) == (404, "No free computer partition found for: i3")
+
+
+def test_timestamps_change_exactly_when_the_node_must_reprocess(client: Client) -> None:
+    client.request("root", params={"a": "1"})
+    first = _timestamps(client)
+    assert first["slappart0"] is not None
+    client.request("root", params={"a": "1"})
+    assert _timestamps(client) == first  # identical request: nothing to do
+    client.request("root", params={"a": "2"})
+    second = _timestamps(client)
+    assert second["slappart0"] != first["slappart0"]
+    # a child requested by the root; its published parameters re-timestamp the root only
+    form = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    child = client.request("child", **form)[1].state["slap_computer_partition_id"]
+    before = _timestamps(client)
+    conn = {"computer_id": "COMP", "computer_partition_id": child,
+            "connection_xml": dumps({"url": "http://x"})}  # fmt: skip
+    assert client.post("/setComputerPartitionConnectionXml", **conn) == (200, "done")
+    after = _timestamps(client)
+    assert after["slappart0"] != before["slappart0"] and after[child] == before[child]
+    client.post("/setComputerPartitionConnectionXml", **conn)
+    assert _timestamps(client) == after  # the same parameters again: no change
+    # rename changes nothing the node sees; bang re-timestamps the whole tree
+    client.post("/softwareInstanceRename", computer_id="COMP", computer_partition_id=child,
+                new_name="renamed")  # fmt: skip
+    assert _timestamps(client) == after
+    client.post("/softwareInstanceBang", computer_id="COMP", computer_partition_id=child,
+                message="x")  # fmt: skip
+    banged = _timestamps(client)
+    assert banged["slappart0"] != after["slappart0"] and banged[child] != after[child]
+
+
+def test_stopping_a_tree_and_destroying_it(client: Client) -> None:
+    client.request("root")
+    form = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    client.request("child", **form)
+    assert client.request("root", state="stopped")[1].state["_requested_state"] == "stopped"
+    # the child takes the root's state when its parent requests it again
+    assert client.request("child", **form)[1].state["_requested_state"] == "stopped"
+    # state None on a stopped instance answers "started" while it stays stopped (upstream)
+    assert client.request("root")[1].state["_requested_state"] == "started"
+    assert client.partitions()["slappart0"]["_requested_state"] == "stopped"
+    destroyed = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    status, body = client.post("/destroyedComputerPartition", **destroyed)
+    assert (status, body) == (200, "Not destroying yet because this partition has child "
+                              "partitions: child")  # fmt: skip
+    assert client.partitions()["slappart1"]["_requested_state"] == "destroyed"
+    assert client.post("/destroyedComputerPartition", computer_id="COMP",
+                       computer_partition_id="slappart1") == (200, "OK")  # fmt: skip
+    assert client.post("/destroyedComputerPartition", **destroyed) == (200, "OK")
+    assert client.partitions()["slappart0"]["_software_release_document"] is None
+    assert client.request("again")[1].state["slap_computer_partition_id"] == "slappart0"
+
+
+def test_shared_instances(client: Client) -> None:
+    client.request("host")
+    status, shared = client.request("web", shared=True, params={"url": "http://x", "n": 2})
+    assert status == 200
+    assert shared.state["slap_computer_partition_id"] == "slappart0"
+    assert shared.state["_parameter_dict"] == {"n": "2", "url": "http://x"}
+    entry = client.partitions()["slappart0"]["_parameter_dict"]["slave_instance_list"]
+    assert entry == [{"n": 2, "slap_software_type": "default", "slave_reference": "_web",
+                      "slave_title": "_web", "url": "http://x"}]  # fmt: skip
+    client.post("/setComputerPartitionConnectionXml", computer_id="COMP",
+                computer_partition_id="slappart0", connection_xml=dumps({"a": "b"}),
+                slave_reference="_web")  # fmt: skip
+    assert client.request("web", shared=True, params={"url": "http://x", "n": 2})[1].state[
+        "_connection_dict"] == {"a": "b"}  # fmt: skip
+    client.request("web", shared=True, state="destroyed")
+    assert client.partitions()["slappart0"]["_parameter_dict"]["slave_instance_list"] == []
+    status, body = client.request("orphan", shared=True, filter_kw={"instance_guid": "COMP-x"})
+    assert status == 404 and "No partition corresponding to slave request" in body
+
+
+def test_frontend_shortcut(client: Client) -> None:
+    status, body = client.post(
+        "/requestComputerPartition",
+        software_release="http://git.erp5.org/gitweb/slapos.git/blob_plain/HEAD:/software/"
+        "apache-frontend/software.cfg",
+        software_type="default", partition_reference="f",
+        partition_parameter_xml=dumps({"url": "http://backend:8080/x"}), filter_xml=dumps({}),
+        state=dumps(None), shared_xml=dumps(True),
+    )  # fmt: skip
+    answer = loads(body)
+    assert isinstance(answer, WireObject) and answer.cls == "ComputerPartition"
+    assert answer.state["_connection_dict"] == {"secure_access": "http://backend:8080/x",
+                                                "domain": "backend:8080"}  # fmt: skip
+
+
+def test_unlisted_master_url_is_404(client: Client) -> None:
+    status, body = client.request("fwd", filter_kw={"master_url": "http://127.0.0.1:9/"})
+    assert status == 404 and "is not listed in multimaster list" in body
+
+
+def test_hateoas_root_and_documents(client: Client) -> None:
+    client.request("svc", params={"k": "v"})
+    status, body = client.get("/getHateoasUrl")
+    assert (status, body) == (200, "http://127.0.0.1/hateoas/")
+    status, _ = client.call("GET", "/hateoas")
+    assert status == 308
+    import json
+
+    status, body = client.call("GET", "/hateoas/", headers={"X-Forwarded-Proto": "https",
+                                                          "X-Forwarded-Prefix": "/p"})  # fmt: skip
+    links = json.loads(body)["_links"]
+    assert links["traverse"]["href"].startswith("https://127.0.0.1/p/hateoas/?mode=traverse")
+    status, body = client.get("/hateoas/partitions/svc")
+    view = json.loads(body)["_embedded"]["_view"]
+    assert view["my_slap_state"]["default"] == "started"
+    assert view["my_url_string"]["default"] == SR
+    status, body = client.get("/hateoas/computer_module/Base_getComputerToken")
+    assert status == 410
+
+
+def test_jsonrpc_errors(client: Client) -> None:
+    import json
+
+    status, body = client.call("POST", "/slapos.get.v0.instance_tree", body=b"{bad")
+    assert status == 400 and json.loads(body)["title"].startswith("body is not JSON")
+    status, body = client.call("POST", "/slapos.get.v0.instance_tree", body=b'{"title": 1}')
+    assert (status, json.loads(body)["title"]) == (400, "1 is not of type 'string'")
+    status, body = client.call("POST", "/slapos.get.v0.hateoas_url", body=b"{}",
+                               headers={"Accept": "text/html"})  # fmt: skip
+    assert status == 406
+    status, body = client.call("POST", "/slapos.get.v0.software_instance",
+                               body=b'{"instance_guid": "nope"}')  # fmt: skip
+    assert (status, json.loads(body)["title"]) == (403, "instance_guid nope not handled.")
+
+
+def test_in_memory_connection(tmp_path: Path) -> None:
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    app = create_app(ProxyConfig(path=None, database_uri=":memory:", computer_id="C"), conn)
+    status, body = Client(app).get("/getFullComputerInformation", computer_id="C")
+    assert status == 200 and loads(body).state["_computer_partition_list"] == []
+    file_conn = sqlite3.connect(tmp_path / "f.db")
+    app = create_app(ProxyConfig(path=None, database_uri="x", computer_id="C"), file_conn)
+    assert app.database == str(tmp_path / "f.db")
+
+
+def test_cached_answer_follows_writes(client: Client) -> None:
+    before = client.get("/getFullComputerInformation", computer_id="COMP")
+    assert client.get("/getFullComputerInformation", computer_id="COMP") == before
+    client.post("/supplySupply", url=SR, computer_id="COMP", state="available")
+    after = client.get("/getFullComputerInformation", computer_id="COMP")
+    assert after != before and SR in after[1]

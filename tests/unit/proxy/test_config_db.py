@@ -1,0 +1,122 @@
+"""slapos-proxy.cfg parsing, schema creation and migration of old upstream databases."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from slapos.cli._common import Context
+from slapos.cli.main import main
+from slapos.errors import ConfigError
+from slapos.proxy import db
+from slapos.proxy.config import load_proxy_config
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "slapos-proxy.cfg"
+    path.write_text(text)
+    return path
+
+
+def test_keys_spellings_sections_and_overrides(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "[slapos]\ncomputer_id = COMP\nhost = ::1\n[slapproxy]\nport = 5000\n"
+        "database-uri = /tmp/x.db\nhost = 127.0.0.1\nsoftware_product_list =\n  kvm http://kvm\n"
+        "shacache-content-directory = /tmp/c\nshacache_metadata_directory = /tmp/m\n"
+        "[multimaster/https://other/]\nkey = /k\ncert = /c\nsoftware_release_list =\n"
+        "  http://a\n  http://b\n",
+    )
+    config = load_proxy_config(path, {"port": 6000})
+    assert config.computer_id == "COMP" and config.database_uri == "/tmp/x.db"
+    assert config.port == 6000  # command line wins
+    assert config.host == "::1"  # first section of the file wins
+    assert config.software_product_list == {"kvm": "http://kvm"}
+    assert config.shacache_content_directory == Path("/tmp/c")
+    assert config.shacache_metadata_directory == Path("/tmp/m")
+    entry = config.multimaster["https://other/"]
+    assert entry.software_release_list == ("http://a", "http://b") and entry.key == "/k"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[slapos]\ncomputer_id = C\n[slapproxy]\nport = 1\n", "database_uri is required"),
+        ("[slapos]\ncomputer_id = C\n[slapproxy]\ndatabase_uri = x\n", "port is required"),
+        ("[slapproxy]\nport = 1\ndatabase_uri = x\n", "computer_id is required"),
+        ("[slapos]\ncomputer_id = C\n[slapproxy]\nport = x\ndatabase_uri = x\n", "whole number"),
+        ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\ntls_key=/k\n", "go together"),
+    ],
+)
+def test_missing_or_bad_keys(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_proxy_config(_write(tmp_path, text))
+
+
+def test_proxy_start_without_database_is_one_line_exit_1(tmp_path: Path) -> None:
+    ctx = Context.for_test(tmp_path)
+    path = _write(tmp_path, "[slapos]\ncomputer_id = C\n[slapproxy]\nport = 1\n")
+    assert main(["proxy", "start", "--cfg", str(path)], ctx=ctx) == 1
+    errors = ctx.stderr.getvalue()  # type: ignore[attr-defined]
+    assert "database_uri is required" in errors and "Traceback" not in errors
+
+
+def test_proxy_start_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = _write(
+            tmp_path,
+            f"[slapos]\ncomputer_id = C\n[slapproxy]\nport = {port}\n"
+            f"database_uri = {tmp_path}/db\n",
+        )
+        ctx = Context.for_test(tmp_path)
+        assert main(["proxy", "start", "--cfg", str(path)], ctx=ctx) == 1
+    assert "cannot listen on 127.0.0.1:" in ctx.stderr.getvalue()  # type: ignore[attr-defined]
+
+
+def test_fresh_database_schema(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "p.db")
+    db.initialize(conn, tmp_path / "p.db")
+    assert set(db.table_versions(conn).values()) == {"18"}
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.REVISION
+    db.initialize(conn, tmp_path / "p.db")  # idempotent
+
+
+def test_migrates_an_old_upstream_database(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE computer16 (reference VARCHAR(255), address VARCHAR(255),
+                                 netmask VARCHAR(255), PRIMARY KEY (reference));
+        CREATE TABLE partition16 (reference VARCHAR(255), computer_reference VARCHAR(255),
+            slap_state VARCHAR(255), software_release VARCHAR(255), xml TEXT,
+            connection_xml TEXT, slave_instance_list TEXT, software_type VARCHAR(255),
+            partition_reference VARCHAR(255), requested_by VARCHAR(255),
+            requested_state VARCHAR(255), timestamp REAL,
+            PRIMARY KEY (reference, computer_reference));
+        INSERT INTO computer16 VALUES ('C', '1.2.3.4', '255.0.0.0');
+        INSERT INTO partition16 VALUES ('slappart0', 'C', 'busy', 'http://sr', NULL, NULL, NULL,
+            'default', 'root', '', 'started', 1.5);
+        INSERT INTO partition16 VALUES ('slappart1', 'C', 'busy', 'http://sr', NULL, NULL, NULL,
+            'default', 'child', 'slappart0', 'started', 2.5);
+        """
+    )
+    old.commit()
+    old.close()
+    conn = db.connect(path)
+    db.initialize(conn, path)
+    assert set(db.table_versions(conn).values()) == {"18"}
+    rows = conn.execute(
+        "SELECT reference, partition_reference, requested_by FROM partition18 ORDER BY reference"
+    ).fetchall()
+    # before v17 requested_by named the parent partition; now the tree root's title
+    assert [tuple(r) for r in rows] == [("slappart0", "root", ""), ("slappart1", "child", "root")]
+    assert list(tmp_path.glob("old.db-backup-16to18-*.sql"))
