@@ -244,7 +244,7 @@ def test_shared_instances(client: Client) -> None:
 
 
 def test_frontend_shortcut(client: Client) -> None:
-    status, body = client.post(
+    _, body = client.post(
         "/requestComputerPartition",
         software_release="http://git.erp5.org/gitweb/slapos.git/blob_plain/HEAD:/software/"
         "apache-frontend/software.cfg",
