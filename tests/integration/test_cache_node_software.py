@@ -94,16 +94,32 @@ def test_second_node_downloads_instead_of_building(
     print(f"build {build_time:.2f}s, download {fetch_time:.2f}s")
 
 
+@pytest.fixture
+def our_cache_master(tmp_path: Path) -> Iterator[RunningProxy]:
+    """Our proxy with its shacache (the master does not matter to the refusal)."""
+    directory = tmp_path / "master"
+    extra = (
+        f"shacache-content-directory = {directory}/content\n"
+        f"shacache-metadata-directory = {directory}/metadata\n"
+    )
+    with contextlib.contextmanager(start_proxy)(directory, extra_config=extra) as running:
+        yield running
+
+
 def test_bad_signature_builds_from_source(
-    cache_master: RunningProxy,
-    software_node,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    our_cache_master: RunningProxy,
+    software_node,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     uploader = make_signing(tmp_path / "uploader")
     other = make_signing(tmp_path / "other")
-    first = software_node(cache_master, extra=networkcache_section(cache_master.url, uploader))
+    first = software_node(
+        our_cache_master, extra=networkcache_section(our_cache_master.url, uploader)
+    )
     # the second node trusts another key only
-    second = software_node(cache_master, extra=networkcache_section(cache_master.url, other))
+    second = software_node(
+        our_cache_master, extra=networkcache_section(our_cache_master.url, other)
+    )
     url = str(first.source.path("success"))
     first.supply(url)
     assert first.run().returncode == 0
@@ -115,13 +131,13 @@ def test_bad_signature_builds_from_source(
     assert (second.sr_path(url) / ".completed").is_file()
 
 
-def test_unreachable_cache_builds_from_source(software_node, any_proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_cache_builds_from_source(software_node, proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from tests.fixtures.common import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     signing = make_signing(tmp_path / "keys")
     section = networkcache_section(dead, signing)
-    node = software_node(any_proxy, extra=section)
+    node = software_node(proxy, extra=section)
     url = str(node.source.path("success"))
     node.supply(url)
     result = node.run()
