@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.fixtures.upstream import RunningProxy, Upstream
 
@@ -29,3 +30,37 @@ def test_upstream_library_formats_and_requests(upstream: Upstream, proxy: Runnin
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == ["slappart0", "started", "1"]
+
+
+def test_log_file_key_ipv6_and_clean_shutdown(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.fixtures.common import REPO, free_port, wait_for_port
+
+    port = free_port("::1")
+    log_file = tmp_path / "logs" / "proxy.log"
+    config = tmp_path / "slapos-proxy.cfg"
+    config.write_text(
+        f"[slapos]\ncomputer_id = C\n[slapproxy]\nhost = ::1\nport = {port}\n"
+        f"database_uri = {tmp_path}/db\nlog_file = {log_file}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slapos", "proxy", "start", "--cfg", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_port("::1", port)
+        answer = requests.get(f"http://[::1]:{port}/getRunId", timeout=10)
+        assert answer.status_code == 200 and len(answer.text) == 32
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "slapos proxy stopped" in out
+    text = log_file.read_text()
+    assert '"GET /getRunId" 200' in text and "serving http://[::1]:" in text
