@@ -40,10 +40,10 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
             help="perform a query to the networkcache",
             description=(
                 "perform a query to the networkcache\n\n"
-                "You can provide either a complete URL to the software release, or a "
-                "corresponding MD5 hash value.\n\nThe command reports which OS distributions "
-                "and versions have a binary of the software release, and which ones are "
-                "compatible with the OS you are currently running."
+                "Give the URL of a software release, or its MD5 hash.\n\n"
+                "Shows which OS distributions and versions have a binary of that\n"
+                "release in the cache, and which of them are compatible with this\n"
+                "machine."
             ),
             hidden=hidden,
         )
@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         group="cachelookup",
         help="perform a query to the networkcache.",
         description="perform a query to the networkcache.\n\n"
-        "Check if source URL is available to be downloaded from cache.",
+        "Shows whether buildout's source cache holds a copy of a file\n"
+        "downloaded from URL.",
     )
     add_node_cfg(p)
     p.add_argument("url", help="URL to query")
@@ -69,7 +70,8 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         group="cachelookup",
         help="perform a query to the networkcache.",
         description="perform a query to the networkcache.\n\n"
-        "Check if python package is available to be downloaded from cache.",
+        "Shows whether buildout's source cache holds a distribution of the\n"
+        "Python package NAME at VERSION.",
     )
     add_node_cfg(p)
     p.add_argument("name", help="python package name")
