@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def api_level(base: Path, files: int, megabytes: int) -> dict[str, float]:
             signature_certificate_list=signing.cert_pem,
         )
         tree = synthetic_tree(base / "node1", files, megabytes)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         upload_software_release(URL, tree, config)
         upload = time.perf_counter() - start
@@ -79,9 +81,16 @@ def api_level(base: Path, files: int, megabytes: int) -> dict[str, float]:
         start = time.perf_counter()
         ok = download_software_release(URL, node2 / software_hash(URL), node2, config)
         download = time.perf_counter() - start
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if not ok:
         raise SystemExit("API level: the second root did not install from the cache")
-    return {"upload": upload, "download": download, "archive_mb": archive / 1e6}
+    return {
+        "upload": upload,
+        "download": download,
+        "archive_mb": archive / 1e6,
+        # client and in-thread server together: archives are streamed, never held in memory
+        "rss_growth_mb": (rss_after - rss_before) / 1024,
+    }
 
 
 def _world_traversable(path: Path) -> bool:
@@ -194,6 +203,7 @@ def main() -> int:
             ("download (GET + verify + extract)", "download"),
         ):
             print(f"  {label:<36} {api[key]:7.2f} s  {mb / api[key]:7.1f} MB/s")
+        print(f"  peak RSS growth (client + server)    {api['rss_growth_mb']:7.1f} MB")
         if not args.skip_node:
             e2e = end_to_end(base / "e2e", args.build_seconds, args.megabytes)
             if isinstance(e2e, str):
