@@ -182,8 +182,8 @@ def download_software_release(
         return False
     if not client.verifier.keys and entries:
         log.warning(
-            "the binary cache has %d binaries of %s, but no signature-certificate-list is "
-            "configured to trust them: building from source",
+            "the binary cache has %d binaries of %s, but signature-certificate-list holds "
+            "no usable certificate to trust them: building from source",
             len(entries),
             sr_url,
         )
