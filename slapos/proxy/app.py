@@ -13,6 +13,7 @@ Must not import slapos.cli.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import sqlite3
@@ -259,6 +260,29 @@ class ProxyApp:
         """A shared connection takes one transaction at a time; own connections need no lock."""
         return self._shared_lock if self._shared is not None else contextlib.nullcontext()
 
+    def issue_certificate(self, computer_id: str, partition_id: str | None) -> dict[str, str]:
+        """The certificate a node or partition should use (empty without a CA key)."""
+        tls = self.config.tls
+        if tls is None or tls.ca is None or tls.ca_key is None:
+            return {"certificate": "", "key": ""}
+        from slapos.proxy.tls import issue_certificate
+
+        name = f"{computer_id}/{partition_id}" if partition_id else computer_id
+        stored_name = f"certificate/{name}"
+
+        def issue(master: Master) -> dict[str, str]:
+            stored = master.store.get_config(stored_name)
+            if stored is not None:
+                return dict(json.loads(stored))
+            assert tls is not None and tls.ca is not None and tls.ca_key is not None
+            certificate, key = issue_certificate(tls.ca.read_bytes(), tls.ca_key.read_bytes(), name)
+            master.store.set_config(
+                stored_name, json.dumps({"certificate": certificate, "key": key})
+            )
+            return {"certificate": certificate, "key": key}
+
+        return self.write(None, issue)  # type: ignore[no-any-return]
+
     def _rebase_local_software(self, conn: sqlite3.Connection) -> None:
         from slapos.proxy.localsr import rebase
 
@@ -295,6 +319,10 @@ class ProxyApp:
 
     def dispatch(self, request: Request) -> Response | None:
         try:
+            if self.config.tls is not None and self.config.tls.ca is not None:
+                from slapos.proxy.tls import authorize
+
+                authorize(request)
             route = self.routes.get(request.path)
             if route is not None:
                 methods, handler = route

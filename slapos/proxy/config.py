@@ -27,7 +27,7 @@ KNOWN_KEYS = frozenset(
         "local_software_release_root", "public_directory_path", "shacache_content_directory",
         "shacache_metadata_directory", "shacache_signing_key_path", "shacache_upstream_cache_url",
         "shacache_upstream_dir_url", "tls_certificate", "tls_key", "tls_ca", "threads",
-        "master_url", "software_root", "instance_root", "ca_key",
+        "master_url", "software_root", "instance_root", "tls_ca_key",
     }
 )  # fmt: skip
 
@@ -170,9 +170,11 @@ def _tls(merged: Mapping[str, str], where: str) -> TLSConfig | None:
         return None
     if not (cert and key):
         raise ConfigError(f"{where}: [slapproxy] tls_certificate and tls_key go together")
+    if merged.get("tls_ca_key") and not merged.get("tls_ca"):
+        raise ConfigError(f"{where}: [slapproxy] tls_ca_key needs tls_ca")
     return TLSConfig(
         certificate=Path(cert).expanduser(),
         key=Path(key).expanduser(),
         ca=_optional_path(merged.get("tls_ca")),
-        ca_key=_optional_path(merged.get("ca_key")),
+        ca_key=_optional_path(merged.get("tls_ca_key")),
     )

@@ -82,7 +82,7 @@ def partition_certificate(app: ProxyApp, request: Request) -> Response:
     computer_id = request.field("computer_id")
     partition_id = request.field("computer_partition_id")
     app.read(lambda m: m.partition_or_404(partition_id, computer_id))
-    return _xml(dumps({"certificate": "", "key": ""}))
+    return _xml(dumps(app.issue_certificate(computer_id, partition_id)))
 
 
 def computer_status(app: ProxyApp, request: Request) -> Response:
@@ -244,7 +244,7 @@ def request_computer(app: ProxyApp, request: Request) -> Response:
 def computer_certificate(app: ProxyApp, request: Request) -> Response:
     computer_id = request.field("computer_id")
     app.read(lambda m: m.computer_document(computer_id))
-    return _xml(dumps({"certificate": "", "key": ""}))
+    return _xml(dumps(app.issue_certificate(computer_id, None)))
 
 
 def revoke_certificate(app: ProxyApp, request: Request) -> Response:

@@ -47,9 +47,11 @@ def serve(
     app: ProxyApp | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or KeyboardInterrupt); `on_ready(url)` once listening."""
+    app = app or create_app(config)
+    if config.tls is not None:
+        return _serve_tls(config, app, on_ready)
     import waitress.server
 
-    app = app or create_app(config)
     address = listen_address(config.host, config.port)
     try:
         server: Any = waitress.server.create_server(
@@ -95,4 +97,52 @@ def serve(
             server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
         except Exception:  # already shut down by close(): nothing left to wait for
             log.debug("task dispatcher already stopped", exc_info=True)
+        log.info("slapos proxy stopped")
+
+
+def _serve_tls(config: ProxyConfig, app: ProxyApp, on_ready: Callable[[str], None] | None) -> None:
+    import ssl
+
+    from slapos.proxy.tls import TLSServer, server_context
+
+    assert config.tls is not None
+    host = config.host.strip().strip("[]")
+    try:
+        context = server_context(config.tls)
+    except (OSError, ssl.SSLError) as exc:
+        raise ListenError(f"cannot load the TLS certificate, key or CA: {exc}") from exc
+    try:
+        server = TLSServer((host, config.port), context, app)
+    except OSError as exc:
+        raise ListenError(
+            f"cannot listen on {listen_address(host, config.port)}: {exc.strerror or exc}"
+        ) from exc
+    port = server.server_address[1]
+    url = f"https://{'[' + host + ']' if ':' in host else host}:{port}"
+    required = "client certificates required" if config.tls.ca else "no client certificates"
+    log.info(
+        "slapos proxy serving %s (%s, database %s, computer %s)",
+        url,
+        required,
+        app.database,
+        config.computer_id,
+    )
+    if on_ready is not None:
+        on_ready(url)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop(signal.Signals(signum).name)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except (_Stop, KeyboardInterrupt) as exc:
+        log.info("slapos proxy stopping (%s)", exc or "interrupted")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        server.server_close()
         log.info("slapos proxy stopped")
