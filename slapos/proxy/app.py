@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import secrets
+import os
 import sqlite3
 import threading
 import time
@@ -191,7 +191,7 @@ class ProxyApp:
         self.config = config
         self.database = str(database)
         self.now = clock or time.time
-        self.run_id = secrets.token_hex(16)
+        self.run_id = os.urandom(16).hex()  # not `secrets`: hashlib costs memory
         self._local = threading.local()
         #: a single connection shared by every thread (in-memory databases)
         self._shared = connection

@@ -20,7 +20,6 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +109,9 @@ def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def _schema_sql() -> str:
-    return resources.files("slapos.proxy").joinpath("schema.sql").read_text(encoding="utf-8")
+    # a plain file next to this module (package data); importlib.resources would pull in
+    # tempfile, random and hashlib: megabytes of resident memory for one read
+    return Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 
 
 def table_versions(conn: sqlite3.Connection) -> dict[str, str]:
