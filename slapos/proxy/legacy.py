@@ -157,7 +157,26 @@ def destroyed_software(app: ProxyApp, request: Request) -> Response:
 
 
 def ignored(app: ProxyApp, request: Request) -> Response:
-    """Status reports the proxy does not keep (building, available, started, errors...)."""
+    """Software release reports the proxy does not keep (building, available, error)."""
+    computer_id = request.field("computer_id")
+
+    def check(m: Master) -> None:
+        if m.store.computer(computer_id) is None and computer_id != m.computer_id:
+            raise NotFound(f"computer {computer_id!r} is not registered")
+
+    app.read(check)
+    return _text("Ignored")
+
+
+def ignored_partition(app: ProxyApp, request: Request) -> Response:
+    """Partition reports the proxy does not keep (started, stopped, error)."""
+    computer_id = request.field("computer_id")
+    partition_id = request.field("computer_partition_id")
+    app.read(lambda m: m.partition_or_404(partition_id, computer_id))
+    return _text("Ignored")
+
+
+def ignored_usage(app: ProxyApp, request: Request) -> Response:
     return _text("Ignored")
 
 
@@ -280,11 +299,11 @@ def routes() -> dict[str, tuple[frozenset[str], Handler]]:
         "availableSoftwareRelease": (POST, ignored),
         "softwareReleaseError": (POST, ignored),
         "destroyedSoftwareRelease": (POST, destroyed_software),
-        "softwareInstanceError": (POST, ignored),
-        "startedComputerPartition": (POST, ignored),
-        "stoppedComputerPartition": (POST, ignored),
+        "softwareInstanceError": (POST, ignored_partition),
+        "startedComputerPartition": (POST, ignored_partition),
+        "stoppedComputerPartition": (POST, ignored_partition),
         "destroyedComputerPartition": (POST, destroyed_partition),
-        "useComputer": (POST, ignored),
+        "useComputer": (POST, ignored_usage),
         "computerBang": (POST, computer_bang),
         "softwareInstanceBang": (POST, bang),
         "softwareInstanceRename": (POST, rename),

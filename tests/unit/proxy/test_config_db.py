@@ -120,3 +120,19 @@ def test_migrates_an_old_upstream_database(tmp_path: Path) -> None:
     # before v17 requested_by named the parent partition; now the tree root's title
     assert [tuple(r) for r in rows] == [("slappart0", "root", ""), ("slappart1", "child", "root")]
     assert list(tmp_path.glob("old.db-backup-16to18-*.sql"))
+
+
+@pytest.mark.parametrize("problem", ["no such directory", "not a database"])
+def test_unusable_database_is_one_line_exit_1(tmp_path: Path, problem: str) -> None:
+    database = tmp_path / "missing" / "db"
+    if problem == "not a database":
+        database = tmp_path / "garbage.db"
+        database.write_bytes(b"this is not sqlite" * 100)
+    path = _write(
+        tmp_path,
+        f"[slapos]\ncomputer_id = C\n[slapproxy]\nport = 0\ndatabase_uri = {database}\n",
+    )
+    ctx = Context.for_test(tmp_path)
+    assert main(["proxy", "start", "--cfg", str(path)], ctx=ctx) == 1
+    errors = ctx.stderr.getvalue()  # type: ignore[attr-defined]
+    assert "database" in errors and "Traceback" not in errors
