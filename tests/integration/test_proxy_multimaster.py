@@ -74,6 +74,38 @@ def test_requests_are_forwarded_to_listed_masters(upstream: Upstream, tmp_path: 
         next(target_gen, None)
 
 
+def test_unlisted_master_is_refused_and_self_is_local(proxy: RunningProxy) -> None:
+    _format(proxy)
+    form = {
+        "software_release": SR,
+        "software_type": "default",
+        "partition_reference": "x",
+        "partition_parameter_xml": dumps({}),
+        "state": dumps(None),
+        "shared_xml": dumps(False),
+    }
+    answer = requests.post(
+        f"{proxy.url}/requestComputerPartition",
+        timeout=30,
+        data={**form, "filter_xml": dumps({"master_url": "http://127.0.0.1:9/"})},
+    )
+    assert answer.status_code == 404
+    assert (
+        answer.text == "External SlapOS Master URL http://127.0.0.1:9/ is not listed in "
+        "multimaster list."
+    )
+    # naming this very proxy is not a forwarding (checked through /getRunId)
+    answer = requests.post(
+        f"{proxy.url}/requestComputerPartition",
+        timeout=30,
+        data={
+            **form,
+            "filter_xml": dumps({"master_url": proxy.url.replace("127.0.0.1", "localhost")}),
+        },
+    )
+    assert answer.status_code == 200
+
+
 def test_shacache_mount(tmp_path: Path) -> None:
     plain_gen = start_proxy(tmp_path / "plain")
     plain = next(plain_gen)

@@ -262,11 +262,6 @@ def test_frontend_shortcut(client: Client) -> None:
                                                 "domain": "backend:8080"}  # fmt: skip
 
 
-def test_unlisted_master_url_is_404(client: Client) -> None:
-    status, body = client.request("fwd", filter_kw={"master_url": "http://127.0.0.1:9/"})
-    assert status == 404 and "is not listed in multimaster list" in body
-
-
 def test_hateoas_root_and_documents(client: Client) -> None:
     client.request("svc", params={"k": "v"})
     status, body = client.get("/getHateoasUrl")
