@@ -1,0 +1,1 @@
+"""The stand-alone SlapOS master: `slapos proxy start` (see docs/proxy.rst)."""

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 from slapos.proxy import db as dbmod
 from slapos.proxy.config import ProxyConfig
 from slapos.proxy.marshal import MarshalError
-from slapos.proxy.service import Master, ProxyHTTPError
+from slapos.proxy.service import BadRequest, Master, ProxyHTTPError
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("slapos.proxy.access")
@@ -68,7 +68,7 @@ class Request:
             try:
                 length = int(self.environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
-                raise ProxyHTTPErrorBadRequest("bad Content-Length") from None
+                raise BadRequest("bad Content-Length") from None
             if length > MAX_BODY:
                 raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
             self._body = self.environ["wsgi.input"].read(length) if length > 0 else b""
@@ -84,7 +84,7 @@ class Request:
                 try:
                     text = self.body().decode("utf-8")
                 except UnicodeDecodeError:
-                    raise ProxyHTTPErrorBadRequest("form body is not UTF-8") from None
+                    raise BadRequest("form body is not UTF-8") from None
                 self._form = _flat(parse_qs(text, keep_blank_values=True))
         return self._form
 
@@ -93,7 +93,7 @@ class Request:
         try:
             return self.form[name]
         except KeyError:
-            raise ProxyHTTPErrorBadRequest(f"missing parameter {name!r}") from None
+            raise BadRequest(f"missing parameter {name!r}") from None
 
     def header(self, name: str) -> str | None:
         value = self.environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -135,10 +135,6 @@ class Request:
             key, _, val = item.partition("=")
             pairs[key.strip()] = val.strip()
         return pairs.get("computer_id"), pairs.get("computer_partition_id")
-
-
-class ProxyHTTPErrorBadRequest(ProxyHTTPError):
-    status = 400
 
 
 class PayloadTooLarge(ProxyHTTPError):

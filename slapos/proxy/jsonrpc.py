@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from slapos.proxy.jsonrpc_schema import InvalidInput, validate
 from slapos.proxy.marshal import WireObject, dict2xml, xml2dict
 from slapos.proxy.service import (
     Forbidden,
@@ -28,92 +29,9 @@ from slapos.proxy.service import (
 if TYPE_CHECKING:
     from slapos.proxy.app import Handler, ProxyApp, Request, Response
 
-S, OBJ, B, A = "string", "object", "boolean", "array"
-#: method -> {field: (type, required, enum, max length)}
-SCHEMAS: dict[str, dict[str, tuple[str, bool, tuple[str, ...] | None, int | None]]] = {
-    "slapos.get.v0.hateoas_url": {},
-    "slapos.allDocs.v0.instance_tree_list": {},
-    "slapos.allDocs.WIP.compute_node_list": {},
-    "slapos.get.v0.instance_tree": {"title": (S, True, None, 200)},
-    "slapos.post.v0.software_instance": {
-        "title": (S, True, None, 200),
-        "software_release_uri": (S, True, None, None),
-        "software_type": (S, True, None, None),
-        "parameters": (OBJ, False, None, None),
-        "state": (S, False, ("started", "stopped", "destroyed"), None),
-        "sla_parameters": (OBJ, False, None, None),
-        "shared": (B, False, None, None),
-    },
-    "slapos.get.v0.software_instance": {"instance_guid": (S, True, None, None)},
-    "slapos.get.v0.compute_partition": {
-        "computer_guid": (S, True, None, None),
-        "compute_partition_id": (S, True, None, None),
-    },
-    "slapos.allDocs.v0.compute_node_instance_list": {"computer_guid": (S, True, None, None)},
-    "slapos.allDocs.v0.instance_node_instance_list": {"instance_guid": (S, True, None, None)},
-    "slapos.allDocs.v0.compute_node_software_installation_list": {
-        "computer_guid": (S, True, None, None)
-    },
-    "slapos.post.v0.software_installation": {
-        "computer_guid": (S, True, None, None),
-        "software_release_uri": (S, True, None, None),
-        "state": (S, False, ("available", "destroyed"), None),
-    },
-    "slapos.put.v0.software_installation_reported_state": {
-        "computer_guid": (S, True, None, None),
-        "software_release_uri": (S, True, None, None),
-        "reported_state": (S, True, ("available", "destroyed", "building"), None),
-    },
-    "slapos.put.v0.software_installation_error": {
-        "computer_guid": (S, True, None, None),
-        "software_release_uri": (S, True, None, None),
-        "message": (S, True, None, None),
-    },
-    "slapos.put.v0.software_instance_reported_state": {
-        "instance_guid": (S, True, None, None),
-        "reported_state": (S, True, ("started", "destroyed", "stopped"), None),
-    },
-    "slapos.put.v0.software_instance_error": {
-        "instance_guid": (S, True, None, None),
-        "message": (S, True, None, None),
-    },
-    "slapos.put.v0.software_instance_connection_parameter": {
-        "instance_guid": (S, True, None, None),
-        "connection_parameter_dict": (OBJ, True, None, None),
-    },
-    "slapos.put.v0.software_instance_bang": {
-        "instance_guid": (S, True, None, None),
-        "message": (S, True, None, None),
-    },
-    "slapos.put.v0.software_instance_title": {
-        "instance_guid": (S, True, None, None),
-        "title": (S, True, None, 200),
-    },
-    "slapos.get.v0.software_instance_certificate": {"instance_guid": (S, True, None, None)},
-    "slapos.put.v0.compute_node_format": {
-        "computer_guid": (S, True, None, None),
-        "compute_partition_list": (A, True, None, None),
-    },
-    "slapos.put.v0.compute_node_bang": {
-        "computer_guid": (S, True, None, None),
-        "message": (S, True, None, None),
-    },
-    "slapos.post.v0.compute_node_usage": {
-        "computer_guid": (S, True, None, None),
-        "tioxml": (S, True, None, None),
-    },
-    "slapos.get.v0.compute_node_status": {"computer_guid": (S, True, None, None)},
-    "slapos.post.v0.compute_node_certificate": {"computer_guid": (S, True, None, None)},
-    "slapos.remove.v0.compute_node_certificate": {"computer_guid": (S, True, None, None)},
-}
-_PYTHON_TYPES = {S: str, OBJ: dict, B: bool, A: list}
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 406: "Not Acceptable",
             405: "Method Not Allowed", 408: "Request Timeout", 500: "Internal Server Error",
             502: "Bad Gateway", 523: "Unknown Error"}  # fmt: skip
-
-
-class InvalidInput(ProxyHTTPError):
-    status = 400
 
 
 def _json(document: Any, status: int = 200) -> Response:
@@ -130,59 +48,6 @@ def _error(status: int, title: str) -> Response:
 
 def _success(title: str) -> dict[str, str]:
     return {"type": "success", "title": title}
-
-
-def validate(method: str, body: Any) -> dict[str, Any]:
-    """Check `body` against the method's description; InvalidInput says what is wrong."""
-    schema = SCHEMAS[method]
-    if not isinstance(body, dict):
-        raise InvalidInput(f"{body!r} is not of type 'object'")
-    extra = [key for key in body if key not in schema]
-    if extra:
-        listed = ", ".join(repr(k) for k in extra)
-        verb = "were" if len(extra) > 1 else "was"
-        raise InvalidInput(f"Additional properties are not allowed ({listed} {verb} unexpected)")
-    for key, (kind, required, enum, max_length) in schema.items():
-        if key not in body:
-            if required:
-                raise InvalidInput(f"{key!r} is a required property")
-            continue
-        value = body[key]
-        if not isinstance(value, _PYTHON_TYPES[kind]) or (kind != B and isinstance(value, bool)):
-            raise InvalidInput(f"{value!r} is not of type {kind!r}")
-        if enum is not None and value not in enum:
-            raise InvalidInput(f"{value!r} is not one of {list(enum)!r}")
-        if max_length is not None and isinstance(value, str) and len(value) > max_length:
-            raise InvalidInput(f"{value!r} is too long")
-    for key in ("sla_parameters",):
-        for value in (body.get(key) or {}).values():
-            if not isinstance(value, str):
-                raise InvalidInput(f"{value!r} is not of type 'string'")
-    if method == "slapos.put.v0.compute_node_format":
-        _validate_partitions(body["compute_partition_list"])
-    return body
-
-
-def _validate_partitions(partitions: list[Any]) -> None:
-    allowed = {
-        "ip-address",
-        "network-interface",
-        "netmask",
-        "gateway-ip-address",
-        "network-address",
-    }
-    for partition in partitions:
-        if not isinstance(partition, dict) or not isinstance(partition.get("partition_id"), str):
-            raise InvalidInput("'partition_id' is a required property")
-        for address in partition.get("ip_list") or []:
-            if not isinstance(address, dict) or not isinstance(address.get("ip-address"), str):
-                raise InvalidInput("'ip-address' is a required property")
-            unknown = set(address) - allowed
-            if unknown:
-                names = ", ".join(map(repr, sorted(unknown)))
-                raise InvalidInput(
-                    f"Additional properties are not allowed ({names} was unexpected)"
-                )
 
 
 # ---- instance ids -----------------------------------------------------------------------
