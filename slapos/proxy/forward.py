@@ -36,29 +36,42 @@ def _same(url: str, base: str) -> bool:
     return url.rstrip("/") == base.rstrip("/")
 
 
+def is_self(app: ProxyApp, request: Request, url: str) -> bool:
+    """Whether `url` reaches this very proxy: same base URL, or same /getRunId answer.
+
+    Remembered on the request: call it before opening a transaction, so that no database
+    lock is held during the HTTP call.
+    """
+    known: dict[str, bool] = request.environ.setdefault("slapos.proxy.self_urls", {})
+    if url not in known:
+        if _same(url, request.base_url):
+            known[url] = True
+        else:
+            import requests
+
+            try:
+                answer = requests.get(url.rstrip("/") + "/getRunId", timeout=5, verify=False)
+                known[url] = answer.status_code == 200 and answer.text == app.run_id
+            except requests.RequestException:
+                known[url] = False
+    return known[url]
+
+
 def target_finder(
     app: ProxyApp, request: Request
 ) -> Callable[[InstanceRequest], str | None] | None:
     multimaster = app.config.multimaster
 
-    def is_self(url: str) -> bool:
-        if _same(url, request.base_url):
-            return True
-        import requests
-
-        try:
-            answer = requests.get(url.rstrip("/") + "/getRunId", timeout=5, verify=False)
-        except requests.RequestException:
-            return False
-        return answer.status_code == 200 and answer.text == app.run_id
+    def self_url(url: str) -> bool:
+        return is_self(app, request, url)
 
     def find(spec: InstanceRequest) -> str | None:
         master_url = spec.filter_kw.get("master_url")
         if master_url:
             master_url = str(master_url)
             if master_url in multimaster:
-                return None if is_self(master_url) else master_url
-            if is_self(master_url):
+                return None if self_url(master_url) else master_url
+            if self_url(master_url):
                 return None
             log.warning(
                 "External SlapOS Master URL %s is not listed in multimaster list.", master_url

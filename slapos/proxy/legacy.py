@@ -211,6 +211,11 @@ def request_partition(app: ProxyApp, request: Request) -> Response:
         state=state,
         shared=bool(shared),
     )
+    master_url = spec.filter_kw.get("master_url")
+    if master_url:
+        from slapos.proxy.forward import is_self
+
+        is_self(app, request, str(master_url))  # the HTTP check, outside the transaction
     result = app.write(request, lambda m: m.request(spec, _requester(m, request)))
     return _xml(dumps(result.wire))
 
