@@ -15,7 +15,7 @@ import re
 import shutil
 import tarfile
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def mkdir(path: Path, mode: int = 0o755) -> None:
         os.chmod(path, mode)
 
 
-def _write_csv(path: Path, rows: Sequence[Sequence[Any]], header: Sequence[str] | None) -> None:
+def _write_csv(path: Path, rows: Iterable[Sequence[Any]], header: Sequence[str] | None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
@@ -119,7 +119,7 @@ def dump_past_days(db: CollectorDB, directory: Path, today: str) -> list[str]:
         folder = directory / day
         mkdir(folder)
         for table in tables:
-            _write_csv(folder / f"dump_{table}.csv", db.rows(table, day), None)
+            _write_csv(folder / f"dump_{table}.csv", db.iter_rows(table, day), None)
         db.mark_day_reported(day)
         db.commit()
         log.debug("dumped and marked %s as reported", day)
