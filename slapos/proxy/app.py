@@ -28,7 +28,15 @@ from urllib.parse import parse_qs
 from slapos.proxy import db as dbmod
 from slapos.proxy.config import ProxyConfig
 from slapos.proxy.marshal import MarshalError
-from slapos.proxy.service import BadRequest, Master, ProxyHTTPError
+from slapos.proxy.service import (
+    BadRequest,
+    ForwardNeeded,
+    InstanceRequest,
+    Master,
+    ProxyHTTPError,
+    Requester,
+    RequestResult,
+)
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("slapos.proxy.access")
@@ -235,7 +243,6 @@ class ProxyApp:
             self.config.computer_id,
             self.now,
             forward_target=target,
-            forwarder=forward.forwarder(self) if request is not None else None,
         )
 
     def write(self, request: Request | None, action: Callable[[Master], Any]) -> Any:
@@ -246,6 +253,22 @@ class ProxyApp:
         with self._generation_lock:
             self._generation += 1
         return result
+
+    def request_instance(
+        self, request: Request, spec: InstanceRequest, who: Callable[[Master], Requester]
+    ) -> RequestResult:
+        """Request an instance; one forwarded to another master is sent outside any
+        transaction (a slow master must not hold the database), then remembered."""
+        try:
+            return self.write(request, lambda m: m.request(spec, who(m)))  # type: ignore[no-any-return]
+        except ForwardNeeded as need:
+            target, who_forwarded = need.target, need.who
+        from slapos.proxy import forward
+
+        wire = forward.forwarder(self)(target, spec, who_forwarded)
+        return self.write(  # type: ignore[no-any-return]
+            request, lambda m: m.forwarded(target, spec, who_forwarded, wire)
+        )
 
     def read(self, action: Callable[[Master], Any]) -> Any:
         conn = self.connection()

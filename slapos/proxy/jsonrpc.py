@@ -22,6 +22,7 @@ from slapos.proxy.service import (
     InstanceRequest,
     Master,
     ProxyHTTPError,
+    Requester,
     RequestResult,
     shared_entries,
 )
@@ -233,22 +234,20 @@ def m_post_instance(app: ProxyApp, request: Request, body: dict[str, Any]) -> An
         shared=bool(body.get("shared", False)),
     )
 
-    def run(m: Master) -> Any:
+    def who(m: Master) -> Requester:
         header = request.partition_header()
-        who = (
-            m.requester(header[0], header[1], strict=True)
-            if header
-            else m.requester(None, None, strict=False)
-        )
-        try:
-            result = m.request(spec, who)
-        except ProxyHTTPError as exc:
-            if exc.status == 404:
-                raise Forbidden(str(exc)) from None
-            raise
-        return _request_json(result, body, who.requested_by)
+        if header is None:
+            return m.requester(None, None, strict=False)
+        return m.requester(header[0], header[1], strict=True)
 
-    return app.write(request, run)
+    try:
+        result = app.request_instance(request, spec, who)
+    except ProxyHTTPError as exc:
+        if exc.status == 404:  # allocation failures are 403 in JSON-RPC
+            raise Forbidden(str(exc)) from None
+        raise
+    requested_by = result.requested_by
+    return _request_json(result, body, requested_by)
 
 
 def m_get_instance(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:

@@ -216,7 +216,7 @@ def request_partition(app: ProxyApp, request: Request) -> Response:
         from slapos.proxy.forward import is_self
 
         is_self(app, request, str(master_url))  # the HTTP check, outside the transaction
-    result = app.write(request, lambda m: m.request(spec, _requester(m, request)))
+    result = app.request_instance(request, spec, lambda m: _requester(m, request))
     return _xml(dumps(result.wire))
 
 

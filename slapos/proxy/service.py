@@ -63,6 +63,15 @@ class UpstreamRefused(ProxyHTTPError):
     status = 502
 
 
+class ForwardNeeded(Exception):
+    """The request belongs to another master: forward it outside any transaction."""
+
+    def __init__(self, target: str, who: Requester) -> None:
+        super().__init__(target)
+        self.target = target
+        self.who = who
+
+
 @dataclass(frozen=True)
 class Requester:
     """Who asks: `requester_id` (a partition reference or 'user'), and its tree root."""
@@ -92,6 +101,8 @@ class RequestResult:
     partition: Any = None
     state: str = "started"
     timestamp: float | None = None
+    #: title of the requester's tree root ('' for a user)
+    requested_by: str = ""
 
 
 Forwarder = Callable[[str, InstanceRequest, Requester], WireObject]
@@ -194,6 +205,12 @@ class Master:
 
     # ---- request ------------------------------------------------------------------------
     def request(self, spec: InstanceRequest, who: Requester) -> RequestResult:
+        """Allocate or update an instance (§8.4), a shared instance (§8.7), or forward."""
+        result = self._request(spec, who)
+        result.requested_by = who.requested_by
+        return result
+
+    def _request(self, spec: InstanceRequest, who: Requester) -> RequestResult:
         if not spec.title:
             raise BadRequest("partition_reference (the instance title) is empty")
         if not spec.software_release:
@@ -222,12 +239,21 @@ class Master:
 
     def _forward(self, target: str, spec: InstanceRequest, who: Requester) -> RequestResult:
         if self.forwarder is None:
-            raise NotFound(f"forwarding to {target} is not configured")
+            # the caller forwards outside the transaction, then calls forwarded()
+            raise ForwardNeeded(target, who)
         wire = self.forwarder(target, spec, who)
+        return self.forwarded(target, spec, who, wire)
+
+    def forwarded(
+        self, target: str, spec: InstanceRequest, who: Requester, wire: WireObject
+    ) -> RequestResult:
+        """Remember a request another master answered."""
         self.store.remember_forward(
             f"{who.requester_id}_{spec.title}", target, forget=spec.state == "destroyed"
         )
-        return RequestResult(wire, "forwarded", state=spec.state or "started")
+        return RequestResult(
+            wire, "forwarded", state=spec.state or "started", requested_by=who.requested_by
+        )
 
     def _request_instance(
         self, spec: InstanceRequest, who: Requester, computer: str, row: Any
