@@ -182,6 +182,20 @@ def clean_free_partition(path: Path) -> None:
             log.warning("free partition %s is not empty: %s", path.name, ", ".join(sorted(left)))
 
 
+def read_last_report(p: part.Partition) -> str | None:
+    try:
+        return (p.path / ".slapgrid" / "last-report").read_text().strip()
+    except OSError:
+        return None
+
+
+def write_last_report(p: part.Partition, state: str) -> None:
+    path = p.path / ".slapgrid" / "last-report"
+    with contextlib.suppress(OSError):  # only an optimisation: the worst case is one more call
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(state + "\n")
+
+
 @contextlib.contextmanager
 def partition_log(partition: part.Partition, is_root: bool) -> Iterator[Path]:
     """Copy slapos.grid logging to <partition>/.slapgrid/log/instance.log meanwhile."""
@@ -241,9 +255,13 @@ class InstanceEngine:
             self.config.instance_root,
             self.config.certificate_repository_path,
         )
-        sv.write_supervisord_config(self.config.instance_root, command)
-        if self.options.supervisord and not self.config.forbid_supervisord_automatic_launch:
-            sv.ensure_supervisord(self.config.instance_root, self.node.runner)
+        paths = sv.write_supervisord_config(self.config.instance_root, command)
+        if not self.options.supervisord or self.config.forbid_supervisord_automatic_launch:
+            return
+        if not paths.changed and sv.supervisord_alive(self.config.instance_root):
+            # Nothing to tell it: spare the XML-RPC round trips of a run with nothing to do.
+            return
+        sv.ensure_supervisord(self.config.instance_root, self.node.runner)
 
     def run(self) -> ProcessResult:
         """Process every partition; fall back to offline mode when the master is down."""
@@ -329,6 +347,7 @@ class InstanceEngine:
             status = self._process(cp, p)
         except PromiseError as exc:
             self._post_error(cp, str(exc))
+            write_last_report(p, "error")
             return Outcome(
                 pid, "promise-failed", time.monotonic() - start, str(exc), stype, log_file
             )
@@ -337,6 +356,7 @@ class InstanceEngine:
         except (SlapOSError, OSError) as exc:
             message = str(exc) or type(exc).__name__
             self._post_error(cp, message)
+            write_last_report(p, "error")
             return Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
         return Outcome(pid, status, time.monotonic() - start, "", stype, log_file)
 
@@ -427,6 +447,7 @@ class InstanceEngine:
             sv.start_partition(root, p.partition_id, p.path)
             self._run_promises(p, force=True)
             cp.started()
+            write_last_report(p, "started")
             self._send_transaction(cp, p)
         elif state == STOPPED:
             try:
@@ -475,17 +496,23 @@ class InstanceEngine:
         except (SlapOSError, AttributeError):
             status = None
         is_error = isinstance(status, str) and status.startswith("#error")
+        # Upstream posts whenever the master gives no access status (slapproxy never does),
+        # i.e. one useless call per partition per run. We post then only when the outcome
+        # differs from the one we last reported, remembered in .slapgrid/last-report.
+        last = read_last_report(p) if status is None else None
         try:
             self._run_promises(p, force=False, anomaly=True)
         except PromiseError as exc:
             log.error("%s: %s", p.partition_id, exc)
-            if status is None or not is_error:
+            if (status is None and last != "error") or (status is not None and not is_error):
                 self._refresh_certificates(cp, p)
                 self._post_error(cp, str(exc))
+                write_last_report(p, "error")
             return
-        if status is None or is_error:
+        if (status is None and last != "started") or is_error:
             self._refresh_certificates(cp, p)
             cp.started()
+            write_last_report(p, "started")
 
     # ---- offline and promise-only runs ---------------------------------------------
 

@@ -26,6 +26,7 @@ Must not import slapos.cli.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import pwd
@@ -34,14 +35,16 @@ import socket
 import stat
 import sys
 import time
-import xmlrpc.client
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slapos.errors import SlapOSError
 from slapos.system import Runner
+
+if TYPE_CHECKING:
+    import xmlrpc.client
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,8 @@ class SupervisordPaths:
     socket: Path
     logfile: Path
     pidfile: Path
+    #: set by write_supervisord_config: the configuration file was (re)written.
+    changed: bool = False
 
     @classmethod
     def of(cls, instance_root: Path) -> SupervisordPaths:
@@ -308,8 +313,8 @@ def write_supervisord_config(
     var.chmod(0o755)
     for d in (var / "log", var / "run", paths.instance_root / "etc", paths.include_dir):
         _private_dir(d)
-    _update_file(paths.config, supervisord_config_text(paths, watchdog_command))
-    return paths
+    changed = _update_file(paths.config, supervisord_config_text(paths, watchdog_command))
+    return dataclasses.replace(paths, changed=changed)
 
 
 def partition_config_files(instance_root: Path, partition_id: str) -> list[Path]:
@@ -382,27 +387,23 @@ def remove_program(instance_root: Path, name: str) -> bool:
 # XML-RPC
 
 
-class _UnixTransport(xmlrpc.client.Transport):
-    """HTTP over supervisord's AF_UNIX socket, with a timeout."""
+def _server_proxy(socket_path: Path, timeout: float) -> xmlrpc.client.ServerProxy:
+    """An XML-RPC proxy speaking HTTP over supervisord's AF_UNIX socket, with a timeout."""
+    import http.client
+    import xmlrpc.client
 
-    def __init__(self, socket_path: Path, timeout: float) -> None:
-        super().__init__()
-        self.socket_path = str(socket_path)
-        self.timeout = timeout
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(str(socket_path))
+            self.sock = sock
 
-    def make_connection(self, host: Any) -> Any:
-        import http.client
+    class UnixTransport(xmlrpc.client.Transport):
+        def make_connection(self, host: Any) -> Any:
+            return Connection("localhost", timeout=timeout)
 
-        transport = self
-
-        class Connection(http.client.HTTPConnection):
-            def connect(self) -> None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(transport.timeout)
-                sock.connect(transport.socket_path)
-                self.sock = sock
-
-        return Connection("localhost", timeout=self.timeout)
+    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=UnixTransport())
 
 
 class Supervisor:
@@ -410,9 +411,7 @@ class Supervisor:
 
     def __init__(self, socket_path: Path, timeout: float = 30.0) -> None:
         self.socket_path = socket_path
-        self._proxy = xmlrpc.client.ServerProxy(
-            "http://localhost/RPC2", transport=_UnixTransport(socket_path, timeout)
-        )
+        self._proxy = _server_proxy(socket_path, timeout)
         self.rpc: Any = self._proxy.supervisor
 
     def close(self) -> None:
@@ -422,6 +421,8 @@ class Supervisor:
         return str(self.rpc.getState()["statename"])
 
     def process_info(self, name: str) -> dict[str, Any] | None:
+        import xmlrpc.client
+
         try:
             return dict(self.rpc.getProcessInfo(name))
         except xmlrpc.client.Fault as exc:
@@ -447,6 +448,8 @@ class Supervisor:
         return list(added), list(changed), list(removed)
 
     def _remove_group(self, group: str) -> None:
+        import xmlrpc.client
+
         with contextlib.suppress(xmlrpc.client.Fault):
             self.rpc.stopProcessGroup(group)
         for _ in range(10):
@@ -462,6 +465,8 @@ class Supervisor:
 
     def start_group(self, group: str, wait: bool = False) -> bool:
         """Start the programs of a group that are not running; False if no such group."""
+        import xmlrpc.client
+
         try:
             self.rpc.startProcessGroup(group, wait)
         except xmlrpc.client.Fault as exc:
@@ -471,6 +476,8 @@ class Supervisor:
         return True
 
     def stop_group(self, group: str) -> None:
+        import xmlrpc.client
+
         with contextlib.suppress(xmlrpc.client.Fault):
             self.rpc.stopProcessGroup(group)
 
@@ -481,6 +488,8 @@ class Supervisor:
 @contextlib.contextmanager
 def connect(instance_root: Path, timeout: float = 30.0) -> Iterator[Supervisor]:
     """A connection to the running supervisord; SupervisorError if it cannot be reached."""
+    import xmlrpc.client
+
     paths = SupervisordPaths.of(instance_root)
     client = Supervisor(paths.socket, timeout)
     try:
@@ -496,6 +505,8 @@ def connect(instance_root: Path, timeout: float = 30.0) -> Iterator[Supervisor]:
 
 def running_state(instance_root: Path, timeout: float = 2.0) -> str | None:
     """supervisord's state name, or None when nothing answers on the socket."""
+    import xmlrpc.client
+
     paths = SupervisordPaths.of(instance_root)
     if not paths.socket.exists():
         return None
@@ -507,6 +518,17 @@ def running_state(instance_root: Path, timeout: float = 2.0) -> str | None:
         if exc.faultCode == FAULT_SHUTDOWN_STATE:
             return "SHUTDOWN"
         raise SupervisorError(f"supervisord refused: {exc.faultString}") from exc
+
+
+def supervisord_alive(instance_root: Path) -> bool:
+    """Cheap check, no XML-RPC: the pid file names a live supervisord and the socket exists."""
+    paths = SupervisordPaths.of(instance_root)
+    try:
+        pid = int(paths.pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return b"supervisord" in cmdline and paths.socket.exists()
 
 
 def supervisord_argv(paths: SupervisordPaths, nodaemon: bool = False) -> list[str]:
@@ -572,6 +594,8 @@ def ensure_supervisord(
 
 def _ensure_watchdog(instance_root: Path, paths: SupervisordPaths) -> None:
     """A supervisord started without a watchdog (node supervisord) gets it on the next run."""
+    import xmlrpc.client
+
     with connect(instance_root) as sv:
         info = sv.process_info("watchdog")
         if info is not None and info["statename"] in RUNNING_STATES:
@@ -628,6 +652,8 @@ def supervisorctl_argv(instance_root: Path, args: Sequence[str]) -> list[str]:
 
 def shutdown(instance_root: Path, timeout: float = 30.0) -> None:
     """Stop every program and supervisord itself; wait until its socket is gone."""
+    import xmlrpc.client
+
     paths = SupervisordPaths.of(instance_root)
     if running_state(instance_root) is None:
         return
