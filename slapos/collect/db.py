@@ -253,11 +253,12 @@ class CollectorDB:
             tzinfo=datetime.UTC
         )
 
-    def last_zero_emission_ratio(self) -> float:
+    def last_zero_emission_ratio(self) -> float | int:
+        """The latest heating test's ratio; the integer -1 (upstream's "-1") when none."""
         value = self.scalar(
             "select zero_emission_ratio from heating order by date desc, time desc limit 1"
         )
-        return -1.0 if value is None else float(value)
+        return -1 if value is None else float(value)
 
 
 def _connect_checked(path: Path) -> sqlite3.Connection:

@@ -243,7 +243,10 @@ def consumption_journal(db: CollectorDB, computer_id: str, users: Sequence[str],
                 value / 1024.0,
                 user,
             )
-    text = ET.tostring(journal, encoding="unicode")
+    # lxml's spelling, so the file is upstream's byte for byte: an element given empty text
+    # is `<VAT></VAT>`, the text-less arrow is `<arrow type="Destination"/>`
+    text = ET.tostring(journal, encoding="unicode", short_empty_elements=False)
+    text = text.replace('<arrow type="Destination"></arrow>', '<arrow type="Destination"/>')
     return ("<?xml version='1.0' encoding='utf-8'?>" + text).encode("utf-8")
 
 
