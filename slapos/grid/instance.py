@@ -225,6 +225,34 @@ def partition_log(partition: part.Partition, is_root: bool) -> Iterator[Path]:
         handler.close()
 
 
+class Services:
+    """The engine's view of supervisord; tests pass a fake with the same methods."""
+
+    def prepare(self, node: Node, watchdog_command: str, launch: bool) -> None:
+        root = node.config.instance_root
+        paths = sv.write_supervisord_config(root, watchdog_command)
+        if not launch:
+            return
+        if not paths.changed and sv.supervisord_alive(root):
+            # Nothing to tell it: spare the XML-RPC round trips of a run with nothing to do.
+            return
+        sv.ensure_supervisord(root, node.runner)
+
+    def start(self, instance_root: Path, partition_id: str, path: Path) -> None:
+        sv.start_partition(instance_root, partition_id, path)
+
+    def stop(self, instance_root: Path, partition_id: str, all_files: bool = False) -> None:
+        sv.stop_partition(instance_root, partition_id, all_files=all_files)
+
+    def start_all(self, instance_root: Path) -> None:
+        with sv.connect(instance_root) as s:
+            s.reload()
+            s.start_all(wait=False)
+
+    def states(self, instance_root: Path, names: list[str]) -> dict[str, str]:
+        return sv.process_states(instance_root, names)
+
+
 class InstanceEngine:
     """One `node instance` (or `node promise`) run."""
 
@@ -234,7 +262,9 @@ class InstanceEngine:
         options: InstanceOptions,
         computer: Any = None,
         progress: Callable[[str], None] | None = None,
+        services: Services | None = None,
     ) -> None:
+        self.services = services or Services()
         self.node = node
         self.config = node.config
         self.options = options
@@ -255,13 +285,8 @@ class InstanceEngine:
             self.config.instance_root,
             self.config.certificate_repository_path,
         )
-        paths = sv.write_supervisord_config(self.config.instance_root, command)
-        if not self.options.supervisord or self.config.forbid_supervisord_automatic_launch:
-            return
-        if not paths.changed and sv.supervisord_alive(self.config.instance_root):
-            # Nothing to tell it: spare the XML-RPC round trips of a run with nothing to do.
-            return
-        sv.ensure_supervisord(self.config.instance_root, self.node.runner)
+        launch = self.options.supervisord and not self.config.forbid_supervisord_automatic_launch
+        self.services.prepare(self.node, command, launch)
 
     def run(self) -> ProcessResult:
         """Process every partition; fall back to offline mode when the master is down."""
@@ -442,9 +467,9 @@ class InstanceEngine:
         if state == STARTED:
             self._install(cp, p)
             if self.options.force_stop:
-                sv.stop_partition(root, p.partition_id)
+                self.services.stop(root, p.partition_id)
                 return
-            sv.start_partition(root, p.partition_id, p.path)
+            self.services.start(root, p.partition_id, p.path)
             self._run_promises(p, force=True)
             cp.started()
             write_last_report(p, "started")
@@ -453,12 +478,12 @@ class InstanceEngine:
             try:
                 self._install(cp, p)
             finally:
-                sv.stop_partition(root, p.partition_id)
+                self.services.stop(root, p.partition_id)
             with contextlib.suppress(SlapOSError):
                 cp.stopped()
             self._send_transaction(cp, p)
         elif state == DESTROYED:
-            sv.stop_partition(root, p.partition_id)
+            self.services.stop(root, p.partition_id)
             with contextlib.suppress(SlapOSError):
                 cp.stopped()
         else:
@@ -526,9 +551,7 @@ class InstanceEngine:
                 if wanted == STOPPED:
                     sv.remove_partition_group(root, entry, all_files=False)
         try:
-            with sv.connect(root) as s:
-                s.reload()
-                s.start_all(wait=False)
+            self.services.start_all(root)
         except (sv.SupervisorError, OSError) as exc:
             log.error("offline mode: cannot start local services: %s", exc)
             return ProcessResult(offline=True, offline_failed=True)

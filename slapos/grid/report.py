@@ -22,7 +22,6 @@ from slapos.errors import ExitCode, SlapOSError
 from slapos.grid import buildout
 from slapos.grid import instance as inst
 from slapos.grid import partition as part
-from slapos.grid import supervisor as sv
 from slapos.system import Credentials
 
 log = logging.getLogger(__name__)
@@ -42,10 +41,15 @@ class ReportResult:
 
 
 class ReportEngine:
-    def __init__(self, node: inst.Node, computer: Any = None) -> None:
+    def __init__(
+        self, node: inst.Node, computer: Any = None, services: inst.Services | None = None
+    ) -> None:
         self.node = node
         self.config = node.config
-        self._engine = inst.InstanceEngine(node, inst.InstanceOptions(), computer)
+        self.services = services or inst.Services()
+        self._engine = inst.InstanceEngine(
+            node, inst.InstanceOptions(), computer, services=self.services
+        )
 
     def run(self) -> ReportResult:
         self._engine.prepare_supervisord()
@@ -117,7 +121,7 @@ class ReportEngine:
 
     def _destroy(self, cp: Any, p: part.Partition, result: ReportResult) -> None:
         root = self.config.instance_root
-        sv.stop_partition(root, p.partition_id)
+        self.services.stop(root, p.partition_id)
         self._engine._refresh_certificates(cp, p)
         with contextlib.suppress(SlapOSError):
             cp.stopped()
@@ -145,7 +149,7 @@ class ReportEngine:
         p.remove_certificates()
         self._empty_storage(p)
         p.empty()
-        sv.stop_partition(root, p.partition_id, all_files=True)
+        self.services.stop(root, p.partition_id, all_files=True)
         try:
             cp.destroyed()
         except SlapOSError as exc:
@@ -159,7 +163,7 @@ class ReportEngine:
             names = (p.path / WAIT_SERVICE_FILE).read_text().split()
         except FileNotFoundError:
             return False
-        states = sv.process_states(self.config.instance_root, names)
+        states = self.services.states(self.config.instance_root, names)
         return any(s in ("RUNNING", "STARTING") for s in states.values())
 
     def _empty_storage(self, p: part.Partition) -> None:
