@@ -14,13 +14,14 @@ Must not import slapos.cli.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -158,6 +159,18 @@ def download_software_release(
     Never raises for a cache problem: an unreachable cache, a missing entry, a bad
     signature or a corrupt archive each log one line and return False.
     """
+    with _session(session) as http:
+        return _download(sr_url, sr_path, software_root, config, http, runner)
+
+
+def _download(
+    sr_url: str,
+    sr_path: Path,
+    software_root: Path,
+    config: NetworkCacheConfig,
+    session: requests.Session,
+    runner: Runner | None,
+) -> bool:
     if sr_path.exists():
         log.debug("%s exists: not downloading it from the binary cache", sr_path)
         return False
@@ -332,6 +345,19 @@ def upload_software_release(
 
     Never raises for a cache problem: failures are logged (the build itself succeeded).
     """
+    with _session(session) as http:
+        _upload(sr_url, sr_path, config, http, runner, clock or SystemClock(), retry_delays)
+
+
+def _upload(
+    sr_url: str,
+    sr_path: Path,
+    config: NetworkCacheConfig,
+    session: requests.Session,
+    runner: Runner | None,
+    clock: Clock,
+    retry_delays: Sequence[float],
+) -> None:
     if not (config.upload_binary_cache_url and config.upload_binary_dir_url):
         log.debug("no binary cache to upload to (upload-binary-cache-url/-dir-url)")
         return
@@ -363,7 +389,6 @@ def upload_software_release(
         "multiarch": here.multiarch,
         "os": list(here.os),
     }
-    clock = clock or SystemClock()
     log.info("uploading %s to the binary cache %s", sr_url, config.upload_binary_dir_url)
     try:
         with tempfile.TemporaryFile(dir=sr_path.parent) as archive:
@@ -403,3 +428,13 @@ def _server(url: str | None) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).netloc if url else ""
+
+
+@contextlib.contextmanager
+def _session(session: requests.Session | None) -> Iterator[requests.Session]:
+    """The caller's session, or one of our own that is closed afterwards."""
+    if session is not None:
+        yield session
+        return
+    with requests.Session() as own:
+        yield own
