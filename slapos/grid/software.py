@@ -180,6 +180,9 @@ class Software:
     # ---- install ------------------------------------------------------------------
     def install(self) -> bool:
         """Build (or fetch from the binary cache) this release. True: from the cache."""
+        if not self.url.strip() or any(ord(c) < 32 for c in self.url):
+            # it is written into buildout.cfg: a newline would inject configuration
+            raise SoftwareError(f"invalid software release URL {self.url!r}")
         self.check_free_space()
         cache = self.config.networkcache
         if not self.path.exists() and self._download_from_cache():
@@ -303,8 +306,11 @@ class Software:
         self._phase("build", "preparing")
         stop_leftover_processes(self.path)
         args = self.prepare()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path.write_text(f"# slapos node software: {self.url}\n# {time.asctime()}\n")
+        # build output may show credentials (URLs with passwords...): not world-readable
+        self.log_path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(f"# slapos node software: {self.url}\n# {time.asctime()}\n")
         self._phase("build", "bootstrapping")
         buildout.bootstrap_and_run(
             self.path,

@@ -286,3 +286,13 @@ def test_root_owned_software_root_is_refused_in_one_line(tmp_path: Path) -> None
     assert result.exit_code == 1
     assert "belongs to root" in result.failed[0].reason
     assert not runner.calls
+
+
+def test_url_that_would_inject_configuration_is_refused(tmp_path: Path) -> None:
+    evil = "http://x/software.cfg\n[buildout]\nparts = evil"
+    master = FakeMaster([SuppliedRelease(evil, "available"), SuppliedRelease(A, "available")])
+    runner = FakeRunner()
+    result = _engine(tmp_path, master, runner).process(SoftwareOptions())
+    assert [f.reason for f in result.failed] == [f"invalid software release URL {evil!r}"]
+    assert result.installed == [A]
+    assert not (tmp_path / "soft" / software_hash(evil)).exists()
