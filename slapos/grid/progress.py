@@ -99,7 +99,8 @@ def render(state: BuildState, now: float, width: int = 100) -> str:
     if state.finished:
         tail = state.activity
     else:
-        done = f" ({state.parts_done} parts done)" if state.parts_done else ""
+        plural = "s" if state.parts_done > 1 else ""
+        done = f" ({state.parts_done} part{plural} done)" if state.parts_done else ""
         tail = state.activity + done
     room = width - len(head) - len(tail) - 4
     if room < 12:  # narrow terminal: drop the URL rather than the activity
