@@ -383,6 +383,13 @@ class InstanceEngine:
             self._post_error(cp, message)
             write_last_report(p, "error")
             return Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
+        except Exception as exc:
+            # A bug met on one partition (a release's odd files...) must not stop the others:
+            # reported like any failure, with the traceback in the partition's log.
+            log.debug("%s: unexpected error", pid, exc_info=True)
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            self._post_error(cp, message)
+            return Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
         return Outcome(pid, status, time.monotonic() - start, "", stype, log_file)
 
     def _post_error(self, cp: Any, message: str) -> None:
@@ -511,6 +518,10 @@ class InstanceEngine:
             environ=buildout.clean_environment(self.node.environ, p.path),
             force=force,
             anomaly=anomaly,
+            computer_id=self.config.computer_id,
+            master_url=self.config.master_url,
+            partition_key=str(p.key_file or ""),
+            partition_cert=str(p.cert_file or ""),
         )
         prom.check(run, self.node.runner)
 

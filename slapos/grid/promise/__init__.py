@@ -1,8 +1,11 @@
 """Promises: the checks a partition ships to say whether its service works (node.md §6).
 
-Legacy promises are the executables of `<partition>/etc/promise/`: exit 0 is success,
-anything else a failure whose output is the message. Each runs as the partition's owner,
-in the partition, killed (with its whole process group) at `promise_timeout` seconds.
+Plugin promises are the Python files of `<partition>/etc/plugin/` (a `RunPromise` class on
+`slapos.grid.promise.generic.GenericPromise`), each run in its own process by
+`python -m slapos.grid.promise.plugin`. Legacy promises are the executables of
+`<partition>/etc/promise/`: exit 0 is success, anything else a failure whose output is the
+message. Every promise runs as the partition's owner, in the partition, killed (with its
+whole process group) at `promise_timeout` seconds.
 
 Results go where upstream puts them, so monitoring tools read both alike:
 `.slapgrid/promise/result/<title>.status.json`, logs in `.slapgrid/promise/log/`, the
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import stat
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,6 +82,12 @@ class PromiseRun:
     environ: Mapping[str, str]
     force: bool = True
     anomaly: bool = False
+    computer_id: str = ""
+    master_url: str = ""
+    partition_key: str = ""
+    partition_cert: str = ""
+    #: the Python that runs plugin promises (default: ours, which provides their base class)
+    python: str | None = None
 
 
 def promise_dirs(partition: Path) -> tuple[Path, Path, Path]:
@@ -135,7 +145,7 @@ def _write_json(path: Path, value: object) -> None:
 def run_promises(
     run: PromiseRun, runner: Runner, clock_time: float | None = None
 ) -> list[PromiseResult]:
-    """Run the partition's promises; return every result (skipped ones included)."""
+    """Run the partition's promises (plugins, then legacy); return every result."""
     result_dir, log_dir, cache_dir = promise_dirs(run.partition)
     for d in (result_dir, log_dir, cache_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -143,89 +153,125 @@ def run_promises(
     for name in DEPRECATED:
         with contextlib.suppress(FileNotFoundError):
             (base / name).unlink()
-    promises = legacy_promises(run.partition)
-    for plugin in plugin_promises(run.partition):
-        # TODO(issue 6): plugin promises need upstream's GenericPromise API; not run yet.
-        log.warning(
-            "%s: plugin promise %s is not supported yet, skipped", run.partition_id, plugin.name
-        )
-    results = []
     owner = Credentials.owner_of(run.partition)
-    for path in promises:
-        results.append(
-            _run_legacy(run, runner, owner, path, result_dir, log_dir, cache_dir, clock_time)
-        )
+    # plugins write their own logs, as the partition's owner
+    _chown_tree(run.partition / ".slapgrid", owner)
+    now = clock_time if clock_time is not None else time.time()
+    results = []
+    for path in plugin_promises(run.partition):
+        result = _run_one(run, runner, owner, path, now, plugin=True)
+        if result is not None:
+            results.append(result)
+    for path in legacy_promises(run.partition):
+        result = _run_one(run, runner, owner, path, now, plugin=False)
+        if result is not None:
+            results.append(result)
     _chown_tree(run.partition / ".slapgrid", owner)
     return results
 
 
-def _run_legacy(
-    run: PromiseRun,
-    runner: Runner,
-    owner: Credentials,
-    path: Path,
-    result_dir: Path,
-    log_dir: Path,
-    cache_dir: Path,
-    clock_time: float | None,
-) -> PromiseResult:
+def _plugin_argv(run: PromiseRun, path: Path) -> list[str]:
+    _, log_dir, _ = promise_dirs(run.partition)
+    config = {
+        "path": str(path),
+        "name": path.name,
+        "log-folder": str(log_dir),
+        "partition-folder": str(run.partition),
+        "partition-id": run.partition_id,
+        "computer-id": run.computer_id,
+        "master-url": run.master_url,
+        "partition-key": run.partition_key,
+        "partition-cert": run.partition_cert,
+        "debug": False,
+        "check-anomaly": run.anomaly,
+    }
+    return [run.python or sys.executable, "-m", "slapos.grid.promise.plugin", json.dumps(config)]
+
+
+def _saved_result(run: PromiseRun, path: Path, title: str, now: float) -> PromiseResult | None:
+    result_dir, _, _ = promise_dirs(run.partition)
+    saved = _read_json(result_dir / f"{title}.status.json")
+    res = saved.get("result")
+    if not isinstance(res, dict):
+        return None
+    return PromiseResult(
+        path.name,
+        title,
+        path,
+        bool(res.get("failed")),
+        str(res.get("message", "")),
+        0.0,
+        now,
+        run.anomaly,
+        skipped=True,
+    )
+
+
+def _run_one(
+    run: PromiseRun, runner: Runner, owner: Credentials, path: Path, now: float, *, plugin: bool
+) -> PromiseResult | None:
+    """Run one promise (or reuse its result within its periodicity); None: disabled."""
     title = _title(path)
-    now = clock_time if clock_time is not None else time.time()
+    result_dir, log_dir, cache_dir = promise_dirs(run.partition)
     cache_path = cache_dir / title
     cache = _read_json(cache_path)
-    result_path = result_dir / f"{title}.status.json"
-    next_run = float(cache.get("next_run_after", 0) or 0)  # type: ignore[arg-type]
+    next_run = cache.get("next_run_after", 0)
+    if not run.force and isinstance(next_run, (int, float)) and now < next_run:
+        saved = _saved_result(run, path, title, now)
+        if saved is not None:
+            return saved
     raw_history = cache.get("history")
     history = [bool(x) for x in raw_history] if isinstance(raw_history, list) else []
-    if not run.force and now < next_run and result_path.exists():
-        saved = _read_json(result_path)
-        res = saved.get("result", {})
-        assert isinstance(res, dict)
-        return PromiseResult(
-            path.name,
-            title,
-            path,
-            bool(res.get("failed")),
-            str(res.get("message", "")),
-            0.0,
-            now,
-            run.anomaly,
-            skipped=True,
-        )
+    argv = _plugin_argv(run, path) if plugin else [str(path)]
     start = time.monotonic()
     completed = runner.run(
-        [str(path)], cwd=run.partition, env=dict(run.environ), user=owner, timeout=run.timeout
+        argv, cwd=run.partition, env=dict(run.environ), user=owner, timeout=run.timeout
     )
     elapsed = time.monotonic() - start
+    periodicity = LEGACY_PERIODICITY
     if completed.timed_out:
-        message = f"Error: Promise timed out after {int(run.timeout)} seconds"
-        failed = True
+        message, failed = f"Error: Promise timed out after {int(run.timeout)} seconds", True
+    elif plugin:
+        answer = _plugin_answer(completed.output)
+        if answer is None:
+            message, failed = "Error: No output returned by the promise", True
+            last = completed.tail(1).strip()
+            if last:  # the child's last words (a traceback's last line, mostly)
+                message += f" ({last})"
+        elif answer.get("skipped"):
+            return None
+        else:
+            message, failed = str(answer.get("message", "")), bool(answer.get("failed"))
+            with contextlib.suppress(TypeError, ValueError):
+                periodicity = float(str(answer.get("periodicity", 2))) * 60
     else:
-        message = completed.output.strip()
-        failed = completed.returncode != 0
+        message, failed = completed.output.strip(), completed.returncode != 0
         if failed and not message:
             message = f"exit status {completed.returncode}"
     message = message[-MAX_MESSAGE:]
     history = [*history, failed][-ANOMALY_FAILURES:]
-    # Anomaly mode tolerates a blip: only several failures in a row count.
-    in_a_row = len(history) >= ANOMALY_FAILURES and all(history)
-    reported_failure = in_a_row if run.anomaly else failed
+    if plugin or not run.anomaly:
+        reported_failure = failed  # plugins judge anomalies themselves
+    else:
+        # a legacy promise in anomaly mode tolerates a blip: 3 failures in a row count
+        reported_failure = len(history) >= ANOMALY_FAILURES and all(history)
     result = PromiseResult(
         path.name, title, path, reported_failure, message, elapsed, now, run.anomaly
     )
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-    with open(log_dir / f"{title}.log", "a") as handle:
-        level = "ERROR" if failed else "INFO"
-        for line in message.splitlines() or [""]:
-            handle.write(f"{stamp} - {level} - {line}\n")
-    _write_json(result_path, result.to_json())
+    if not plugin:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        with open(log_dir / f"{title}.log", "a") as handle:
+            level = "ERROR" if failed else "INFO"
+            for line in message.splitlines() or [""]:
+                handle.write(f"{stamp} - {level} - {line}\n")
+    _write_json(result_dir / f"{title}.status.json", result.to_json())
     _write_json(
         cache_path,
         {
             "is_tested": not run.anomaly,
             "is_anomaly_detected": run.anomaly,
-            "periodicity": LEGACY_PERIODICITY / 60,
-            "next_run_after": now + LEGACY_PERIODICITY,
+            "periodicity": periodicity / 60,
+            "next_run_after": now + periodicity,
             "timestamp": now,
             "module_file": str(path),
             "history": history,
@@ -234,6 +280,18 @@ def _run_legacy(
     if failed:
         log.debug("%s: promise %s failed: %s", run.partition_id, path.name, message)
     return result
+
+
+def _plugin_answer(output: str) -> dict[str, object] | None:
+    from slapos.grid.promise.plugin import RESULT_MARK
+
+    for line in reversed(output.splitlines()):
+        if line.startswith(RESULT_MARK):
+            with contextlib.suppress(ValueError):
+                value = json.loads(line[len(RESULT_MARK) :])
+                if isinstance(value, dict):
+                    return value
+    return None
 
 
 def _chown_tree(path: Path, owner: Credentials) -> None:
