@@ -499,3 +499,31 @@ def test_only_sr_and_garbage_collect(node) -> None:  # type: ignore[no-untyped-d
     assert result.returncode == 0, result.stderr
     assert not stray.exists()
     assert (node.sr_path(a) / ".completed").exists() and node.sr_path(b).exists()
+
+
+def test_instance_profile_of_the_success_release_deploys_offline(node) -> None:  # type: ignore[no-untyped-def]
+    """tests/data/sr/success is deployable: its instance.cfg runs offline in a partition."""
+    import shutil
+
+    from slapos.grid import buildout
+    from slapos.system import SubprocessRunner
+
+    url = str(node.source.path("success"))
+    node.supply(url)
+    assert node.run().returncode == 0
+    sr = node.sr_path(url)
+    partition = node.base / "slappart0"
+    partition.mkdir()
+    (partition / "buildout.cfg").write_text((sr / "instance.cfg").read_text())
+    if node.user:
+        shutil.chown(partition, node.user, node.user)
+    command = buildout.buildout_command(
+        partition,
+        argv_extra=["-c", str(partition / "buildout.cfg")],
+        environ={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        buildout_binary=sr / "bin" / "buildout",
+    )
+    buildout.execute(command, runner=SubprocessRunner(), timeout=120)
+    service = partition / "etc" / "service" / "hello"
+    assert service.read_text() == "#!/bin/sh\nexec sleep 100000\n"
+    assert service.stat().st_mode & 0o777 == 0o755
