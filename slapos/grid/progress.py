@@ -210,6 +210,17 @@ class TerminalProgress(NoProgress):
             self._draw(final=True)
             self._current = None
 
+    def clear_for_log(self, record: logging.LogRecord) -> bool:
+        """A logging filter: erase the status line before a log line is printed.
+
+        The next tick draws it again below the log line.
+        """
+        with self._lock:
+            if self._current is not None and self.stream is not None:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+        return True
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -126,4 +126,29 @@ def run_software(args: argparse.Namespace, ctx: Context) -> int:
             python=sys.executable,
             euid=ctx.euid,
         )
-        return engine.process(options).exit_code
+        with _console_logs_clear(engine.progress):
+            return engine.process(options).exit_code
+
+
+@contextlib.contextmanager
+def _console_logs_clear(progress: Progress | None) -> Iterator[None]:
+    """Log lines printed during a build first erase the live status line (same terminal)."""
+    import logging
+
+    from slapos.grid.progress import TerminalProgress
+
+    if not isinstance(progress, TerminalProgress):
+        yield
+        return
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and h.stream is progress.stream
+    ]
+    for handler in handlers:
+        handler.addFilter(progress.clear_for_log)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(progress.clear_for_log)

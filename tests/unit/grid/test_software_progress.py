@@ -121,3 +121,24 @@ def test_parse_size() -> None:
 )
 def test_failure_reason(output: str, code: int, reason: str) -> None:
     assert failure_reason(output, code) == reason
+
+
+def test_terminal_progress_erases_its_line_before_a_log_line() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    progress = TerminalProgress(clock, stream=out, width=60, interval=3600)
+    handler = logging.StreamHandler(out)
+    handler.addFilter(progress.clear_for_log)
+    logger = logging.getLogger("tests.progress.clear")
+    logger.addHandler(handler)
+    try:
+        state = progress.start("/sr.cfg")
+        logger.warning("cache unreachable")
+        progress.finish(state, True, "built")
+        logger.warning("after")
+    finally:
+        logger.removeHandler(handler)
+        progress.close()
+    text = out.getvalue()
+    assert "starting\r\x1b[2Kcache unreachable\n" in text
+    assert text.endswith("built\nafter\n")
