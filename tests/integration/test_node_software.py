@@ -527,3 +527,18 @@ def test_instance_profile_of_the_success_release_deploys_offline(node) -> None: 
     service = partition / "etc" / "service" / "hello"
     assert service.read_text() == "#!/bin/sh\nexec sleep 100000\n"
     assert service.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.root
+def test_netrc_of_the_software_user_is_copied_and_removed(node) -> None:  # type: ignore[no-untyped-def]
+    home_netrc = node.software_root / ".netrc"  # the build user's home is software_root
+    home_netrc.write_text("machine 127.0.0.1 login u password p\n")
+    url = str(node.source.path("success"))
+    node.supply(url)
+    assert node.run().returncode == 0
+    copy = node.sr_path(url) / ".netrc"
+    assert copy.read_text() == home_netrc.read_text()
+    assert copy.stat().st_mode & 0o777 == 0o600 and copy.owner() == node.user
+    home_netrc.unlink()
+    assert node.run("--force").returncode == 0
+    assert not copy.exists()
