@@ -156,14 +156,19 @@ class Software:
     def profile_text(self) -> str:
         """The generated buildout.cfg, byte for byte as upstream's ConfigParser writes it."""
 
-        def value(items: Sequence[str]) -> str:
-            return "\n\t".join(items)
+        def value(key: str, items: Sequence[str]) -> str:
+            # upstream passes the option's raw text (a leading newline included) through
+            raw = self.config.ini.get("slapos", key) if self.config.ini is not None else None
+            text = raw if raw is not None else "\n".join(items)
+            return text.replace("\n", "\n\t")
 
+        shared = value("shared_part_list", self.config.shared_part_list)
+        build_time = value("build_time_part_list", self.config.build_time_part_list)
         return (
             "[buildout]\n"
             f"extends = {self.url}\n"
-            f"shared-part-list = {value(self.config.shared_part_list)}\n"
-            f"build-time-part-list = {value(self.config.build_time_part_list)}\n"
+            f"shared-part-list = {shared}\n"
+            f"build-time-part-list = {build_time}\n"
             "\n"
         )
 

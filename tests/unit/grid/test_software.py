@@ -296,3 +296,18 @@ def test_url_that_would_inject_configuration_is_refused(tmp_path: Path) -> None:
     assert [f.reason for f in result.failed] == [f"invalid software release URL {evil!r}"]
     assert result.installed == [A]
     assert not (tmp_path / "soft" / software_hash(evil)).exists()
+
+
+def test_profile_keeps_the_raw_multi_line_option_as_upstream(tmp_path: Path) -> None:
+    from slapos.config import IniFile, node_config_from_ini
+
+    ini = IniFile.parse(
+        "[slapos]\ncomputer_id = C\nmaster_url = http://m\nsoftware_root = /s\n"
+        "instance_root = /i\nshared_part_list =\n  /opt/shared\n  /srv/shared\n"
+    )
+    software = Software(A, node_config_from_ini(ini), FakeRunner(), {}, euid=1000)
+    assert software.profile_text() == (
+        f"[buildout]\nextends = {A}\n"
+        "shared-part-list = \n\t/opt/shared\n\t/srv/shared\n"
+        "build-time-part-list = \n\n"
+    )
