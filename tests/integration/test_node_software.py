@@ -253,7 +253,11 @@ def test_upstream_installs_the_same_release_identically(proxy, software_node, up
         assert (a / name).read_text().replace(str(a), "SR") == (b / name).read_text().replace(
             str(b), "SR"
         )
-    assert (a / ".completed").is_file() and (b / ".completed").is_file()
+    import re
+
+    asctime = re.compile(r"^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$")
+    assert asctime.match((a / ".completed").read_text())
+    assert asctime.match((b / ".completed").read_text())
     assert (a / "bin" / "buildout").stat().st_mode == (b / "bin" / "buildout").stat().st_mode
     if ours.user:
         assert (b / "parts").owner() == theirs.user
