@@ -22,9 +22,7 @@ from typing import Any
 
 from slapos.config import NodeConfig
 from slapos.errors import ExitCode, PromiseError, SlapOSError
-from slapos.grid import buildout
 from slapos.grid import partition as part
-from slapos.grid import promise as prom
 from slapos.grid import supervisor as sv
 from slapos.grid.utils import software_hash
 from slapos.system import Clock, Runner
@@ -511,6 +509,9 @@ class InstanceEngine:
                 raise
 
     def _run_promises(self, p: part.Partition, *, force: bool, anomaly: bool = False) -> None:
+        from slapos.grid import buildout
+        from slapos.grid import promise as prom
+
         run = prom.PromiseRun(
             partition=p.path,
             partition_id=p.partition_id,

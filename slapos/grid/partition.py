@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slapos.errors import SlapOSError
-from slapos.grid import buildout
 from slapos.system import Credentials, Runner
 
 log = logging.getLogger(__name__)
@@ -232,6 +231,8 @@ class Partition:
 
     def buildout_binary(self, runner: Runner, environ: Mapping[str, str]) -> Path:
         """The release's bin/buildout, or sbin/buildout made by its bootstrap script."""
+        from slapos.grid import buildout
+
         assert self.software_path is not None
         bin_dir = self.software_path / "bin"
         bootstraps = sorted(p for p in _listdir(bin_dir) if p.startswith("bootstrap"))
@@ -268,6 +269,8 @@ class Partition:
         Output goes to the slapos.grid logger at DEBUG, hence to the partition's
         instance.log while the engine processes it.
         """
+        from slapos.grid import buildout
+
         binary = self.buildout_binary(runner, environ)
         command = buildout.buildout_command(
             self.path, environ=environ, debug=debug, buildout_binary=binary
