@@ -182,3 +182,26 @@ def test_watchdog_bangs_then_reprocessed(
     assert f"{pid}[default]: processed" in again.stderr
     url = request(node, sr_url, "web").getConnectionParameter("url")
     wait_for(lambda: fetch(url), 10, "the service to be back")
+
+
+def test_child_request_from_buildout_and_node_bang(
+    node: InstanceNode, sr_url: str, recorder: Recorder
+) -> None:
+    parent = request(node, sr_url, "parent", child="kid").getId()
+    done = node.slapos("node", "instance")
+    assert done.returncode == 0, done.stderr
+    [related] = [
+        f
+        for f in recorder.posted("updateComputerPartitionRelatedInstanceList")
+        if f["computer_partition_id"] == parent
+    ]
+    assert "kid" in related["instance_reference_xml"]
+    # the child got a partition of its own, deployed by the next run
+    again = node.slapos("node", "instance")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count(": processed") == 1
+    assert "skipped, up to date" in again.stderr
+
+    bang = node.slapos("node", "bang", "-m", "please reprocess")
+    assert bang.returncode == 0, bang.stderr
+    assert recorder.posted("computerBang")[-1]["message"] == "please reprocess"

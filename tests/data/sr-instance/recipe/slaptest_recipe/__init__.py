@@ -15,6 +15,7 @@ parameters steer it for the tests:
   promise=hang      the promise never ends (killed at promise_timeout)
   promise=none      no promise at all
   runner=1          the service goes to etc/run (not watched by the watchdog)
+  child=NAME        also request a child instance NAME of the same release (no promise)
 """
 
 import os
@@ -149,6 +150,16 @@ class Instance:
                 + PROMISE % {"mode": params.get("promise", ""), "url": url},
                 0o755,
             )
+        if params.get("child"):
+            from slapos.slap import ResourceNotReady
+
+            try:
+                cp.request(
+                    self.options["software-release-url"], "default", params["child"],
+                    partition_parameter_kw={"promise": "none"},
+                )
+            except ResourceNotReady:
+                pass  # allocated later: the next run asks again
         cp.setConnectionDict({"url": url})
         return []
 
