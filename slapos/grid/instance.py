@@ -456,7 +456,22 @@ class InstanceEngine:
             global_ipv4_network=c.ipv4_global_network or "",
         )
 
+    def _check_free_space(self, p: part.Partition) -> None:
+        from slapos.grid.utils import free_space, human_size, parse_size
+
+        wanted = parse_size(
+            self.config.instance_min_free_space,
+            f"{self.config.path}: [slapos] instance_min_free_space",
+        )
+        available = free_space(p.path)
+        if available < wanted:
+            raise part.PartitionError(
+                f"not enough free space for {p.partition_id}: {human_size(available)} available, "
+                f"instance_min_free_space is {human_size(wanted)}"
+            )
+
     def _install(self, cp: Any, p: part.Partition) -> None:
+        self._check_free_space(p)
         p.prepare(self._connection(cp, p), retention_delay_of(cp), self.node.is_root)
         env = dict(self.node.environ)
         env["SLAPGRID_INSTANCE_ROOT"] = str(self.config.instance_root)

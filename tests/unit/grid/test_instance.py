@@ -199,3 +199,25 @@ def test_transaction_file_is_sent(tmp_path: Path) -> None:
     e, _, _, _ = engine(tmp_path, [p], FakeRunner(script))
     e.run()
     assert p.calls == [("started", None), ("related", ["child1", "child2"])]
+
+
+def test_certificates_and_free_space(tmp_path: Path) -> None:
+    import dataclasses
+
+    p = FakePartition("slappart0")
+    e, _, _, config = engine(tmp_path, [p])
+    repo = tmp_path / "certs"
+    e.config = dataclasses.replace(config, certificate_repository_path=repo)
+    e.node = dataclasses.replace(e.node, config=e.config)
+    assert e.run().exit_code == 0
+    assert (repo / "slappart0.crt").read_text() == "CERT"
+    assert (repo / "slappart0.key").stat().st_mode & 0o777 == 0o400
+    text = (config.instance_root / "slappart0" / "buildout.cfg").read_text()
+    assert f"key-file = {repo}/slappart0.key" in text
+
+    e.config = dataclasses.replace(e.config, instance_min_free_space="1000000T")
+    e.node = dataclasses.replace(e.node, config=e.config)
+    e.options = InstanceOptions(force=True)
+    result = e.run()
+    assert result.exit_code == 1
+    assert "not enough free space" in result.failed[0].error
