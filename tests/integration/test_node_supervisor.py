@@ -74,3 +74,28 @@ def test_bare_node_is_status_and_supervisord_starts_it(node: InstanceNode) -> No
     # services are not started by supervisord itself (autostart=false), node instance does
     assert node.slapos("node", "instance", "--force").returncode == 0
     assert state(node) == "RUNNING"
+
+
+def test_watchdog_joins_a_supervisord_started_without_it() -> None:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from slapos.grid import supervisor
+    from slapos.system import SubprocessRunner
+
+    root = Path(tempfile.mkdtemp(prefix="slw", dir="/tmp"))
+    try:
+        supervisor.write_supervisord_config(root)  # as `node supervisord` on a new node
+        supervisor.ensure_supervisord(root, SubprocessRunner())
+        with supervisor.connect(root) as sv:
+            assert sv.process_info("watchdog") is None
+        command = supervisor.watchdog_command("http://127.0.0.1:9", "COMP-0", root)
+        assert supervisor.write_supervisord_config(root, command).changed
+        supervisor.ensure_supervisord(root, SubprocessRunner())  # as `node instance`
+        with supervisor.connect(root) as sv:
+            info = sv.process_info("watchdog")
+        assert info is not None and info["statename"] in ("RUNNING", "STARTING")
+    finally:
+        supervisor.shutdown(root)
+        shutil.rmtree(root, ignore_errors=True)
