@@ -63,3 +63,26 @@ def test_service_and_computer_commands(
     assert computer.returncode == 0, computer.stderr
     missing = upstream.run("service", "info", "Nope", "--cfg", str(client_cfg))
     assert missing.returncode != 0
+
+
+def test_upstream_request_supply_remove_commands(upstream: Upstream, proxy: RunningProxy,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    _setup(upstream, proxy)
+    cfg = tmp_path / "client.cfg"
+    cfg.write_text(f"[slapos]\nmaster_url = {proxy.url}\n")
+    supply = upstream.run("supply", SR, proxy.computer_id, "--cfg", str(cfg))
+    assert supply.returncode == 0, supply.stderr
+    request = upstream.run("request", "cli-inst", SR, "--parameters", "a=1", "--cfg", str(cfg))
+    assert request.returncode == 0, request.stderr
+    assert "State is : started." in request.stdout + request.stderr
+    shared = upstream.run("request", "cli-shared", SR, "--slave", "--cfg", str(cfg))
+    assert shared.returncode == 0, shared.stderr
+    remove = upstream.run("remove", SR, proxy.computer_id, "--cfg", str(cfg))
+    assert remove.returncode == 0, remove.stderr
+    table = proxy.database
+    import sqlite3
+
+    with sqlite3.connect(table) as conn:
+        assert conn.execute("SELECT requested_state FROM software18").fetchall() == [("destroyed",)]
+        titles = {r[0] for r in conn.execute("SELECT partition_reference FROM partition18")}
+    assert "cli-inst" in titles
