@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -519,8 +519,8 @@ class Store:
             )
 
     # ---- local software release root ----------------------------------------------------
-    def rebase_local_urls(self, old_root: str, new_root: str, convert: Any) -> None:
-        """Rewrite local SR paths under `old_root` with `convert(url)`."""
+    def rebase_local_urls(self, convert: Callable[[str | None], str | None]) -> None:
+        """Rewrite every stored software release URL `u` as `convert(u)` (when it differs)."""
         for table, column in (("software18", "url"), ("partition18", "software_release")):
             rows = self._all(f"SELECT rowid, {column} FROM {table}")
             for rowid, url in rows:

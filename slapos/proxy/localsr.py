@@ -48,4 +48,4 @@ def rebase(store: Store, new_root: str, database: str) -> None:
         return new
 
     log.info("rebasing local software releases from %s to %s", current, new_root)
-    store.rebase_local_urls(current, new_root, convert)
+    store.rebase_local_urls(convert)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -392,13 +392,3 @@ def xml2dict(xml: str | None) -> dict[str, str | None]:
         elif previous is None:
             result[key] = text
     return result
-
-
-def memoize_xml2dict(size: int = 4096) -> Callable[[str | None], dict[str, str | None]]:
-    """A cached xml2dict: callers get a fresh copy of the dict each time."""
-    cached = functools.lru_cache(maxsize=size)(lambda xml: tuple(xml2dict(xml).items()))
-
-    def convert(xml: str | None) -> dict[str, str | None]:
-        return dict(cached(xml)) if xml else {}
-
-    return convert

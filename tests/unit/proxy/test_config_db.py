@@ -136,3 +136,24 @@ def test_unusable_database_is_one_line_exit_1(tmp_path: Path, problem: str) -> N
     assert main(["proxy", "start", "--cfg", str(path)], ctx=ctx) == 1
     errors = ctx.stderr.getvalue()  # type: ignore[attr-defined]
     assert "database" in errors and "Traceback" not in errors
+
+
+def test_local_software_release_root_moves(tmp_path: Path) -> None:
+    from slapos.proxy.app import create_app
+    from slapos.proxy.config import ProxyConfig
+
+    database = str(tmp_path / "db")
+    old, new = tmp_path / "old", tmp_path / "new"
+
+    def app(root: Path):  # type: ignore[no-untyped-def]
+        return create_app(ProxyConfig(path=None, database_uri=database, computer_id="C",
+                                      local_software_release_root=str(root)))  # fmt: skip
+
+    first = app(old)
+    first.write(None, lambda m: m.supply("C", f"{old}/sr/software.cfg", "available"))
+    first.write(None, lambda m: m.supply("C", "http://remote/software.cfg", "available"))
+    app(new)
+    conn = sqlite3.connect(database)
+    urls = sorted(r[0] for r in conn.execute("SELECT url FROM software18"))
+    assert urls == [f"{new}/sr/software.cfg", "http://remote/software.cfg"]
+    assert list(tmp_path.glob("db-backup-*.sql"))

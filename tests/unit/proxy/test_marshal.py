@@ -179,4 +179,3 @@ def test_xml2dict_joins_repeated_ids() -> None:
     xml = '<instance><parameter id="a">x</parameter><parameter id="a">y</parameter></instance>'
     assert marshal.xml2dict(xml) == {"a": "x y"}
     assert marshal.xml2dict(None) == {}
-    assert marshal.memoize_xml2dict()(xml) == {"a": "x y"}
