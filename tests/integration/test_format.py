@@ -289,3 +289,32 @@ def test_user_base_name_clash_is_refused_before_any_change(tmp_path, netns, name
     with contextlib.suppress(KeyError):
         pwd.getpwnam(soft)
         pytest.fail("the software user was created although format was refused")
+
+
+def test_definition_files_round_trip(tmp_path):
+    cfg = node_cfg(tmp_path)
+    definition = tmp_path / "definition.cfg"
+    rc, _ = fmt(cfg, euid=1000)
+    assert rc == 2
+    rc, _ = fmt(cfg, "-o", str(definition), euid=1000)
+    text = definition.read_text()
+    assert "[partition_2]" in text and "pathname = slappart2" in text
+    before = json.loads((tmp_path / "slapos.json").read_text())
+    (tmp_path / "slapos.xml").unlink()
+    rc, _ = fmt(cfg, "-i", str(definition), euid=1000)
+    after = json.loads((tmp_path / "slapos.json").read_text())
+    assert [p["address_list"] for p in after["partition_list"]] == [
+        p["address_list"] for p in before["partition_list"]
+    ]
+
+
+def test_boot_formats_bangs_and_removes_timestamps(tmp_path, upstream_proxy):
+    cfg = node_cfg(tmp_path, master_url=upstream_proxy.url)
+    stamp = tmp_path / "srv" / "slappart1" / ".timestamp"
+    stamp.parent.mkdir(parents=True)
+    stamp.write_text("123")
+    ctx = Context.for_test(tmp_path, euid=1000)
+    rc = main(["node", "boot", "--cfg", str(cfg), "-m", "power is back"], ctx)
+    assert rc == 0, ctx.stderr.getvalue()
+    assert not stamp.exists()
+    assert (tmp_path / "srv" / "slappart2" / ".slapos-resource").exists()

@@ -325,13 +325,23 @@ def run_boot(args: argparse.Namespace, ctx: Context) -> int:
         port = master.port or (443 if master.scheme == "https" else 80)
     except ValueError:
         raise ConfigError(f"{path}: [slapos] master_url has a bad port") from None
+    alter_network = ini.get("slapformat", "alter_network")
+    # a node whose network format does not touch needs no IPv6 to boot (upstream waited)
+    needs_ipv6 = (
+        parse_bool(alter_network, f"{path}: [slapformat] alter_network")
+        if (alter_network)
+        else True
+    )
     settings = BootSettings(
         instance_root=Path(ini.require("slapos", "instance_root")),
         partition_base_name=ini.get("slapformat", "partition_base_name") or "slappart",
         master_host=master.hostname,
         master_port=port,
-        ipv6_interface=ini.get("slapformat", "ipv6_interface")
-        or ini.get("slapformat", "interface_name"),
+        ipv6_interface=(
+            ini.get("slapformat", "ipv6_interface") or ini.get("slapformat", "interface_name")
+        )
+        if needs_ipv6
+        else None,
         message=args.message or "Reboot",
     )
     cfg = str(path)
