@@ -160,9 +160,17 @@ def main() -> int:
             if code != 0:
                 print(f"{name}: first deployment failed (exit {code})", file=sys.stderr)
                 return 1
-        results = {}
-        for name, argv in commands.items():
-            results[name] = timed([*argv, str(configs[name])], args.runs)
+        # Interleaved runs, so that a busy machine slows both sides alike.
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        codes: dict[str, int] = {}
+        for _ in range(args.runs):
+            for name, argv in commands.items():
+                seconds, codes[name] = timed([*argv, str(configs[name])], 1)
+                samples[name].append(seconds)
+        results = {
+            name: (statistics.median(times), min(times), codes[name])
+            for name, times in samples.items()
+        }
         if args.profile:
             out = base / "prof"
             subprocess.run(
@@ -186,12 +194,14 @@ def main() -> int:
             import pstats
 
             pstats.Stats(str(out)).sort_stats("cumulative").print_stats(35)
-        up, ours = results["upstream"][0], results["ours"][0]
-        print(f"{'':10} {'median s':>10} {'exit':>5}")
-        for name, (seconds, code) in results.items():
-            print(f"{name:10} {seconds:10.3f} {code:5d}")
-        ratio = ours / up
-        print(f"ratio ours/upstream: {ratio:.2f}  (target <= 0.20)")
+        up, ours = results["upstream"], results["ours"]
+        print(f"{'':10} {'median s':>10} {'min s':>8} {'exit':>5}")
+        for name, (median, fastest, code) in results.items():
+            print(f"{name:10} {median:10.3f} {fastest:8.3f} {code:5d}")
+        ratio = ours[0] / up[0]
+        print(
+            f"ratio ours/upstream: median {ratio:.2f}, best {ours[1] / up[1]:.2f}  (target <= 0.20)"
+        )
         return 0 if ratio <= 0.2 else 1
     finally:
         from slapos.grid import supervisor
