@@ -243,6 +243,7 @@ class ProxyApp:
             self.config.computer_id,
             self.now,
             forward_target=target,
+            strict_hosting=self.config.tls is not None and self.config.tls.ca is not None,
         )
 
     def write(self, request: Request | None, action: Callable[[Master], Any]) -> Any:

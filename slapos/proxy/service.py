@@ -119,8 +119,12 @@ class Master:
         *,
         forward_target: Callable[[InstanceRequest], str | None] | None = None,
         forwarder: Forwarder | None = None,
+        strict_hosting: bool = False,
     ) -> None:
         self.store = store
+        #: only a shared instance's host may publish its connection parameters (with TLS
+        #: identities); upstream lets any partition publish, and so become the host
+        self.strict_hosting = strict_hosting
         self.computer_id = computer_id
         self.now = now
         self.forward_target = forward_target
@@ -466,6 +470,8 @@ class Master:
             # The host may publish for a shared instance destroyed meanwhile: nothing to do.
             log.info("connection parameters for unknown shared instance %r ignored", reference)
             return
+        if self.strict_hosting and hosted_by is not None and row["hosted_by"] != hosted_by:
+            raise Forbidden(f"shared instance {reference!r} is hosted by {row['hosted_by']!r}")
         values: dict[str, Any] = {"connection_xml": xml}
         if hosted_by is not None:
             values["hosted_by"] = hosted_by

@@ -313,3 +313,22 @@ def test_cached_answer_follows_writes(client: Client) -> None:
     client.post("/supplySupply", url=SR, computer_id="COMP", state="available")
     after = client.get("/getFullComputerInformation", computer_id="COMP")
     assert after != before and SR in after[1]
+
+
+def test_with_tls_identities_only_the_host_publishes_for_a_shared_instance(tmp_path: Path) -> None:
+    from slapos.proxy.config import TLSConfig
+
+    tls = TLSConfig(certificate=tmp_path / "c", key=tmp_path / "k", ca=tmp_path / "ca")
+    config = ProxyConfig(path=None, database_uri=str(tmp_path / "db"), computer_id="COMP", tls=tls)
+    c = Client(create_app(config))
+    computer = {"reference": "COMP", "partition_list": [
+        {"reference": f"slappart{i}", "address_list": []} for i in range(2)]}  # fmt: skip
+    c.post("/loadComputerConfigurationFromXML", xml=dumps(computer))
+    c.request("host")
+    c.request("web", shared=True)
+    form = {"computer_id": "COMP", "connection_xml": dumps({"a": "b"}), "slave_reference": "_web"}
+    status, body = c.post("/setComputerPartitionConnectionXml", computer_partition_id="slappart1",
+                          **form)  # fmt: skip
+    assert status == 403 and "hosted by 'slappart0'" in body
+    assert c.post("/setComputerPartitionConnectionXml", computer_partition_id="slappart0",
+                  **form) == (200, "done")  # fmt: skip
