@@ -318,3 +318,51 @@ def test_boot_formats_bangs_and_removes_timestamps(tmp_path, upstream_proxy):
     assert rc == 0, ctx.stderr.getvalue()
     assert not stamp.exists()
     assert (tmp_path / "srv" / "slappart2" / ".slapos-resource").exists()
+
+
+@pytest.mark.root
+@pytest.mark.upstream
+def test_upstream_and_we_read_each_others_formatted_node(tmp_path, netns, names, upstream):
+    """Upstream formats; we find nothing to change but the XML/JSON facts (versions), and
+    the files we write are upstream's, byte for byte (.slapos-resource) or key for key."""
+    base, soft = names
+    cfg = node_cfg(
+        tmp_path,
+        interface_name="v0",
+        ipv4_local_network="10.44.0.0/16",
+        partition_amount="2",
+        alter_user="true",
+        alter_network="true",
+        create_tap="true",
+        partition_has_ipv6_range="true",
+        user_base_name=base,
+        software_user=soft,
+        tap_base_name=f"{base}t",
+    )
+    cfg.write_text(cfg.read_text().replace("root_check = false\n", ""))
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, str(upstream.slapos), "node", "format", "--cfg", str(cfg),
+         "--now"], capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]  # formatted, master offline
+    theirs = json.loads((tmp_path / "slapos.json").read_text())
+    resources = {p: p.read_bytes() for p in (tmp_path / "srv").glob("*/.slapos-resource")}
+    plan = format_in(netns, cfg, "--dry-run")
+    planned = plan.stdout.splitlines()[1:]
+    assert len(planned) == 2, plan.stdout
+    assert planned[0].startswith(f"  write {tmp_path}/slapos.xml ("), plan.stdout
+    assert planned[1].startswith(f"  write {tmp_path}/slapos.json ("), plan.stdout
+    assert format_in(netns, cfg).returncode == 2
+    ours = json.loads((tmp_path / "slapos.json").read_text())
+    for key in ("python_version", "slapos_version"):
+        theirs.pop(key), ours.pop(key)
+    assert ours == theirs
+    assert {p: p.read_bytes() for p in resources} == resources
+    # and upstream, reading our XML, has nothing to change in the partitions either
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, str(upstream.slapos), "node", "format", "--cfg", str(cfg),
+         "--now"], capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    again = json.loads((tmp_path / "slapos.json").read_text())
+    assert again["partition_list"] == theirs["partition_list"]
