@@ -205,3 +205,22 @@ def test_child_request_from_buildout_and_node_bang(
     bang = node.slapos("node", "bang", "-m", "please reprocess")
     assert bang.returncode == 0, bang.stderr
     assert recorder.posted("computerBang")[-1]["message"] == "please reprocess"
+
+
+def test_second_run_exits_10_while_one_holds_the_lock(node: InstanceNode) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "slapos node instance"]
+    )
+    try:
+        (node.base / "cp.pid").write_text(f"{holder.pid}\n")
+        for command in ("instance", "promise"):
+            done = node.slapos("node", command)
+            assert done.returncode == 10, done.stderr
+            assert "another slapos process is already running" in done.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert node.slapos("node", "instance").returncode == 0

@@ -146,6 +146,9 @@ def run_promises(
     run: PromiseRun, runner: Runner, clock_time: float | None = None
 ) -> list[PromiseResult]:
     """Run the partition's promises (plugins, then legacy); return every result."""
+    plugins, legacy = plugin_promises(run.partition), legacy_promises(run.partition)
+    if not plugins and not legacy:
+        return []
     result_dir, log_dir, cache_dir = promise_dirs(run.partition)
     for d in (result_dir, log_dir, cache_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -158,11 +161,11 @@ def run_promises(
     _chown_tree(run.partition / ".slapgrid", owner)
     now = clock_time if clock_time is not None else time.time()
     results = []
-    for path in plugin_promises(run.partition):
+    for path in plugins:
         result = _run_one(run, runner, owner, path, now, plugin=True)
         if result is not None:
             results.append(result)
-    for path in legacy_promises(run.partition):
+    for path in legacy:
         result = _run_one(run, runner, owner, path, now, plugin=False)
         if result is not None:
             results.append(result)
