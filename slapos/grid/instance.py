@@ -523,7 +523,9 @@ class InstanceEngine:
             else:
                 raise
 
-    def _run_promises(self, p: part.Partition, *, force: bool, anomaly: bool = False) -> None:
+    def _run_promises(
+        self, p: part.Partition, *, force: bool, anomaly: bool = False, cp: Any = None
+    ) -> None:
         from slapos.grid import buildout
         from slapos.grid import promise as prom
 
@@ -539,7 +541,15 @@ class InstanceEngine:
             partition_key=str(p.key_file or ""),
             partition_cert=str(p.cert_file or ""),
         )
-        prom.check(run, self.node.runner)
+        results = prom.run_promises(run, self.node.runner)
+        error = prom.first_failure(results)
+        banging = [r for r in results if r.bang]
+        if banging and cp is not None:
+            # upstream: at most one bang per run, in the failing plugin's words
+            with contextlib.suppress(SlapOSError):
+                cp.bang(f"Promise {banging[0].title} is failing")
+        if error is not None:
+            raise error
 
     def _check_anomaly(self, cp: Any, p: part.Partition) -> None:
         """Up-to-date started partition: promises in anomaly mode, report only changes."""
@@ -553,7 +563,7 @@ class InstanceEngine:
         # differs from the one we last reported, remembered in .slapgrid/last-report.
         last = read_last_report(p) if status is None else None
         try:
-            self._run_promises(p, force=False, anomaly=True)
+            self._run_promises(p, force=False, anomaly=True, cp=cp)
         except PromiseError as exc:
             log.error("%s: %s", p.partition_id, exc)
             if (status is None and last != "error") or (status is not None and not is_error):

@@ -56,6 +56,8 @@ class PromiseResult:
     date: float
     anomaly: bool
     skipped: bool = False
+    #: a plugin that failed in anomaly mode and allows banging: the master should know
+    bang: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -215,8 +217,7 @@ def _run_one(
 ) -> PromiseResult | None:
     """Run one promise (or reuse its result within its periodicity); None: disabled."""
     title = _title(path)
-    result_dir, log_dir, cache_dir = promise_dirs(run.partition)
-    cache_path = cache_dir / title
+    cache_path = promise_dirs(run.partition)[2] / title
     cache = _read_json(cache_path)
     next_run = cache.get("next_run_after", 0)
     if not run.force and isinstance(next_run, (int, float)) and now < next_run:
@@ -232,6 +233,7 @@ def _run_one(
     )
     elapsed = time.monotonic() - start
     periodicity = LEGACY_PERIODICITY
+    answer: dict[str, object] | None = None
     if completed.timed_out:
         message, failed = f"Error: Promise timed out after {int(run.timeout)} seconds", True
     elif plugin:
@@ -258,31 +260,54 @@ def _run_one(
     else:
         # a legacy promise in anomaly mode tolerates a blip: 3 failures in a row count
         reported_failure = len(history) >= ANOMALY_FAILURES and all(history)
+    wants_bang = bool(plugin and run.anomaly and failed and answer and answer.get("bang", True))
     result = PromiseResult(
-        path.name, title, path, reported_failure, message, elapsed, now, run.anomaly
+        path.name,
+        title,
+        path,
+        reported_failure,
+        message,
+        elapsed,
+        now,
+        run.anomaly,
+        bang=wants_bang,
     )
-    if not plugin:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        with open(log_dir / f"{title}.log", "a") as handle:
+    _save(run, result, failed, periodicity, history, legacy_log=not plugin)
+    if failed:
+        log.debug("%s: promise %s failed: %s", run.partition_id, path.name, message)
+    return result
+
+
+def _save(
+    run: PromiseRun,
+    result: PromiseResult,
+    failed: bool,
+    periodicity: float,
+    history: list[bool],
+    *,
+    legacy_log: bool,
+) -> None:
+    """Result, schedule and (legacy promises: plugins keep their own) log files."""
+    result_dir, log_dir, cache_dir = promise_dirs(run.partition)
+    if legacy_log:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.date))
+        with open(log_dir / f"{result.title}.log", "a") as handle:
             level = "ERROR" if failed else "INFO"
-            for line in message.splitlines() or [""]:
+            for line in result.message.splitlines() or [""]:
                 handle.write(f"{stamp} - {level} - {line}\n")
-    _write_json(result_dir / f"{title}.status.json", result.to_json())
+    _write_json(result_dir / f"{result.title}.status.json", result.to_json())
     _write_json(
-        cache_path,
+        cache_dir / result.title,
         {
             "is_tested": not run.anomaly,
             "is_anomaly_detected": run.anomaly,
             "periodicity": periodicity / 60,
-            "next_run_after": now + periodicity,
-            "timestamp": now,
-            "module_file": str(path),
+            "next_run_after": result.date + periodicity,
+            "timestamp": result.date,
+            "module_file": str(result.path),
             "history": history,
         },
     )
-    if failed:
-        log.debug("%s: promise %s failed: %s", run.partition_id, path.name, message)
-    return result
 
 
 def _plugin_answer(output: str) -> dict[str, object] | None:
@@ -308,10 +333,18 @@ def _chown_tree(path: Path, owner: Credentials) -> None:
         os.lchown(path, owner.uid, owner.gid)
 
 
-def check(run: PromiseRun, runner: Runner) -> list[PromiseResult]:
-    """Run the promises and raise PromiseError for the first failure, as upstream words it."""
-    results = run_promises(run, runner)
+def first_failure(results: list[PromiseResult]) -> PromiseError | None:
+    """PromiseError for the first failure, as upstream words it."""
     for r in results:
         if r.failed:
-            raise PromiseError(f"Promise {r.name!r} failed with output: {r.message}")
+            return PromiseError(f"Promise {r.name!r} failed with output: {r.message}")
+    return None
+
+
+def check(run: PromiseRun, runner: Runner) -> list[PromiseResult]:
+    """Run the promises and raise PromiseError for the first failure."""
+    results = run_promises(run, runner)
+    error = first_failure(results)
+    if error is not None:
+        raise error
     return results

@@ -63,7 +63,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("Promise returned 'None'")
     except Exception as exc:
         return {**base, "failed": True, "message": str(exc)}
-    return {**base, "failed": bool(result.hasFailed()), "message": str(result.message or "")}
+    return {
+        **base,
+        "failed": bool(result.hasFailed()),
+        "message": str(result.message or ""),
+        "bang": bool(promise.bangAllowed()),
+    }
 
 
 def main() -> int:
