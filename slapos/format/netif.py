@@ -9,6 +9,7 @@ Must not import slapos.cli.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -59,9 +60,12 @@ class Link:
     #: owner of a tun/tap device, as iproute2 reports it (a user name or a uid), if any.
     owner: str | None = None
 
+    @functools.cached_property
+    def _canonical(self) -> frozenset[str]:
+        return frozenset(str(ipaddress.ip_address(a.addr)) for a in self.addresses)
+
     def has(self, addr: str) -> bool:
-        wanted = ipaddress.ip_address(addr)
-        return any(ipaddress.ip_address(a.addr) == wanted for a in self.addresses)
+        return str(ipaddress.ip_address(addr)) in self._canonical
 
     def global_ipv6(self) -> list[IfAddress]:
         return [a for a in self.addresses if a.family == 6 and a.is_global]
@@ -82,12 +86,17 @@ class NetworkState:
     routes: frozenset[Route] = frozenset()
     nonlocal_bind: bool = False
 
+    @functools.cached_property
+    def _owners(self) -> dict[str, str]:
+        owners: dict[str, str] = {}
+        for link in self.links.values():
+            for a in link.addresses:
+                owners.setdefault(str(ipaddress.ip_address(a.addr)), link.name)
+        return owners
+
     def owner_of(self, addr: str) -> str | None:
         """The link holding `addr`, if any."""
-        for link in self.links.values():
-            if link.has(addr):
-                return link.name
-        return None
+        return self._owners.get(str(ipaddress.ip_address(addr)))
 
 
 def _ip_json(runner: Runner, *args: str) -> list[dict[str, object]]:
