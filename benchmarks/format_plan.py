@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slapos.format.config import FormatConfig  # noqa: E402
-from slapos.format.model import computer_from_dict, loads_xml  # noqa: E402
-from slapos.format.netif import IfAddress, Link, NetworkState  # noqa: E402
-from slapos.format.plan import HostState, plan_format  # noqa: E402
-from tests.unit.format.test_plan import simulate  # noqa: E402
+from slapos.format.config import FormatConfig
+from slapos.format.model import computer_from_dict, loads_xml
+from slapos.format.netif import IfAddress, Link, NetworkState
+from slapos.format.plan import HostState, plan_format
+from tests.unit.format.test_plan import simulate
 
 
 def measure(amount: int) -> None:
