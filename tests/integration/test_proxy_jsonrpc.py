@@ -151,7 +151,7 @@ def test_jsonrpc_same_as_upstream(upstream: Upstream, tmp_path: Path) -> None:
             next(gen, None)
     (tmp_path / "ours.json").write_text(json.dumps(ours, indent=1))
     (tmp_path / "theirs.json").write_text(json.dumps(theirs, indent=1))
-    for index, (mine, reference) in enumerate(zip(ours, theirs)):
+    for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
         if index in DEVIATIONS:
             assert (mine, reference) == DEVIATIONS[index]
             continue

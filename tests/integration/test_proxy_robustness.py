@@ -64,7 +64,7 @@ def test_sixteen_clients_at_once(upstream: Upstream, proxy: RunningProxy, tmp_pa
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for i in range(16)
     ]
     try:
