@@ -115,3 +115,25 @@ def test_whole_loop(node: InstanceNode, sr_url: str) -> None:
     assert path.stat().st_mode & 0o777 == 0o750
     again = request(node, sr_url, "web2")
     assert again.getId() in {"slappart0", "slappart1", "slappart2"}
+
+
+@pytest.mark.root
+def test_each_partition_runs_as_its_own_user(node: InstanceNode, sr_url: str) -> None:
+    first = request(node, sr_url, "one", promise="none").getId()
+    second = request(node, sr_url, "two", promise="none").getId()
+    done = node.slapos("node", "instance")
+    assert done.returncode == 0, done.stderr
+    owners = {}
+    for partition_id in (first, second):
+        pid = service_pid(node, f"{partition_id}:web-on-watch")
+        assert pid is not None
+        owners[partition_id] = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+        assert (
+            owners[partition_id] == pwd.getpwuid(node.partition(partition_id).stat().st_uid).pw_name
+        )
+        # buildout ran as that user too: what it made belongs to it
+        assert node.partition(partition_id).joinpath("etc/service/web").stat().st_uid == (
+            node.partition(partition_id).stat().st_uid
+        )
+    assert owners[first] != owners[second]
+    assert set(owners.values()) <= set(node.partition_users)
