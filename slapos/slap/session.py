@@ -105,6 +105,13 @@ class MasterSession:
         self.retries = max(0, retries)
         self.backoff = backoff
         self._sleep = sleep
+        if not master_ca_file:
+            # Upstream never verifies the master; without master_ca_file neither do we, and
+            # urllib3's warning on every call would only bury real messages. (Idempotent,
+            # and unlike catch_warnings() safe with threads.)
+            from urllib3.exceptions import InsecureRequestWarning
+
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
         self.session = session or requests.Session()
         self.session.headers.update({"Accept": "*/*", "User-Agent": USER_AGENT})
 
@@ -225,21 +232,17 @@ class MasterSession:
         if url.startswith("https") and self.cert_file:
             cert = (self.cert_file, self.key_file) if self.key_file else self.cert_file
         verify: bool | str = self.master_ca_file or False
-        with warnings.catch_warnings():
-            # Upstream never verifies the master; without master_ca_file neither do we,
-            # but we do not print urllib3's warning on each call.
-            warnings.simplefilter("ignore")
-            return self.session.request(
-                method,
-                url,
-                params=params,
-                data=data,
-                headers=dict(headers or {}),
-                cert=cert,
-                verify=verify,
-                timeout=self.timeout,
-                allow_redirects=allow_redirects,
-            )
+        return self.session.request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=dict(headers or {}),
+            cert=cert,
+            verify=verify,
+            timeout=self.timeout,
+            allow_redirects=allow_redirects,
+        )
 
     def _raise_for_status(self, method: str, call: str, response: requests.Response) -> None:
         status = response.status_code
