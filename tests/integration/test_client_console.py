@@ -11,6 +11,7 @@ import pytest
 
 from slapos.cli._common import Context
 from slapos.cli.main import main
+from tests.fixtures.common import free_port
 from tests.fixtures.slap import format_computer, master  # noqa: F401
 
 SR = "https://example.invalid/software/demo/software.cfg"
@@ -49,17 +50,12 @@ def test_script_uses_console_globals(master, cfg, tmp_path):  # noqa: F811
     assert out.read_text() == "['x', 'y'] True started {'a': '1'} slap\n"
 
 
-def test_script_errors_and_exit_codes(cfg, tmp_path):
-    failing = tmp_path / "fail.py"
-    failing.write_text("raise ValueError('boom')\n")
-    ctx = Context.for_test(tmp_path)
-    assert main(["console", "--cfg", str(cfg), str(failing)], ctx=ctx) == 1
-    assert "ValueError: boom" in ctx.stderr.getvalue()
-    exiting = tmp_path / "exit.py"
-    exiting.write_text("raise SystemExit(7)\n")
-    assert main(["console", "--cfg", str(cfg), str(exiting)], ctx=Context.for_test(tmp_path)) == 7
-    ctx = Context.for_test(tmp_path)
-    assert main(["console", "--cfg", str(cfg), str(tmp_path / "missing.py")], ctx=ctx) == 2
+@pytest.fixture
+def offline_cfg(tmp_path):
+    """The shells need no master to start: the connection is lazy."""
+    path = tmp_path / "offline.cfg"
+    path.write_text(f"[slapos]\nmaster_url = http://127.0.0.1:{free_port()}\n")
+    return path
 
 
 def shell(cfg, tmp_path, *options, stdin):
@@ -73,30 +69,50 @@ def shell(cfg, tmp_path, *options, stdin):
     )
 
 
-def test_plain_shell(cfg, tmp_path):
-    result = shell(cfg, tmp_path, "-p", stdin="print('id', request(demo, 'sh').getId())\n")
+NAMES = ["slap", "request", "supply", "product", "getInformation"]
+GLOBALS = f"print('globals', all(n in globals() for n in {NAMES!r}), type(slap).__name__)\n"
+EXPECTED = "globals True slap"
+
+
+def test_plain_shell(offline_cfg, tmp_path):
+    result = shell(offline_cfg, tmp_path, "-p", stdin=GLOBALS)
     assert result.returncode == 0, result.stderr
-    assert "id slappart" in result.stdout
+    assert EXPECTED in result.stdout
     assert "now exiting InteractiveConsole..." in result.stderr
+    assert (tmp_path / ".slapconsolehistory").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("IPython") is None, reason="IPython not installed")
-def test_ipython_shell(cfg, tmp_path):
-    result = shell(cfg, tmp_path, "-i", stdin="print('state', request(demo, 'ip').getState())\n")
+def test_ipython_shell(offline_cfg, tmp_path):
+    result = shell(offline_cfg, tmp_path, "-i", stdin=GLOBALS)
     assert result.returncode == 0, result.stderr
-    assert "state started" in result.stdout
+    assert EXPECTED in result.stdout
     assert 'You can play with the global\n"slap" object' in result.stdout
 
 
-def test_missing_bpython_falls_back(cfg, tmp_path):
+def test_missing_bpython_falls_back(offline_cfg, tmp_path):
     if importlib.util.find_spec("bpython") is not None:
         pytest.skip("bpython is installed")
-    result = shell(cfg, tmp_path, "-b", stdin="print(1 + 1)\n")
+    result = shell(offline_cfg, tmp_path, "-b", stdin="print(1 + 1)\n")
     assert result.returncode == 0
     assert "bpython not available - using plain Python shell" in result.stderr
     assert "2" in result.stdout
 
 
-def test_script_and_shell_option_conflict(cfg, tmp_path):
+def test_script_and_shell_option_conflict(offline_cfg, tmp_path):
     ctx = Context.for_test(tmp_path)
-    assert main(["console", "-p", "--cfg", str(cfg), "x.py"], ctx=ctx) == 2
+    assert main(["console", "-p", "--cfg", str(offline_cfg), "x.py"], ctx=ctx) == 2
+
+
+def test_script_errors_and_exit_codes(offline_cfg, tmp_path):
+    cfg = offline_cfg
+    failing = tmp_path / "fail.py"
+    failing.write_text("raise ValueError('boom')\n")
+    ctx = Context.for_test(tmp_path)
+    assert main(["console", "--cfg", str(cfg), str(failing)], ctx=ctx) == 1
+    assert "ValueError: boom" in ctx.stderr.getvalue()
+    exiting = tmp_path / "exit.py"
+    exiting.write_text("raise SystemExit(7)\n")
+    assert main(["console", "--cfg", str(cfg), str(exiting)], ctx=Context.for_test(tmp_path)) == 7
+    ctx = Context.for_test(tmp_path)
+    assert main(["console", "--cfg", str(cfg), str(tmp_path / "missing.py")], ctx=ctx) == 2
