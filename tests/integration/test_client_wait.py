@@ -1,0 +1,82 @@
+"""`request --wait` against a master that answers 408 ("not ready") until it has allocated
+the instance, as the real SlapOS Master does (protocol.md §10)."""
+
+from __future__ import annotations
+
+import json
+
+from slapos.cli._common import Context
+from slapos.cli.main import main
+from slapos.slap import SoftwareInstance, wire
+from tests.unit.slap.fake_master import fake_master  # noqa: F401
+
+SR = "https://example.invalid/software/demo/software.cfg"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def time(self):
+        return self.now
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def answer(connection: dict) -> str:
+    instance = SoftwareInstance(
+        _connection_dict=connection,
+        _instance_guid="SOFTINST-1",
+        _parameter_dict={"timestamp": "1"},
+        _requested_state="started",
+        slap_computer_id="COMP-1",
+        slap_computer_partition_id="slappart3",
+        slap_software_release_url=SR,
+        slap_software_type="default",
+    )
+    return wire.dumps(instance)
+
+
+def run(tmp_path, url, *argv, clock):
+    cfg = tmp_path / "client.cfg"
+    cfg.write_text(f"[slapos]\nmaster_url = {url}\ntimeout = 5\n")
+    ctx = Context.for_test(tmp_path, clock=clock)
+    code = main(["request", "inst", SR, "--cfg", str(cfg), *argv], ctx=ctx)
+    return code, ctx.stdout.getvalue(), ctx.stderr.getvalue()
+
+
+def test_wait_through_not_ready_then_connection(tmp_path, fake_master):  # noqa: F811
+    fake_master.script = [
+        (408, ""),
+        (408, ""),
+        (200, answer({})),
+        (200, answer({"_": json.dumps({"url": "http://ready"})})),
+    ]
+    clock = Clock()
+    code, out, err = run(tmp_path, fake_master.url, "--wait", "--timeout", "100", clock=clock)
+    assert code == 0, err
+    assert out == "{'url': 'http://ready'}\n"
+    assert err.count("waiting for inst: not allocated yet") == 2
+    assert err.count("waiting for inst: started, no connection parameters yet") == 1
+    assert clock.sleeps == [1.0, 1.5, 2.25]
+    assert len(fake_master.requests) == 4  # the same request, re-sent: it is idempotent
+    forms = {r.body for r in fake_master.requests}
+    assert len(forms) == 1
+
+
+def test_wait_gives_up(tmp_path, fake_master):  # noqa: F811
+    fake_master.routes["/requestComputerPartition"] = (408, "")
+    clock = Clock()
+    code, out, err = run(
+        tmp_path, fake_master.url, "--wait", "--timeout", "30", "--format", "json", clock=clock
+    )
+    assert code == 2
+    assert json.loads(out)["ready"] is False
+    assert "still not ready after 30.0s" in err
+    assert sum(clock.sleeps) <= 30
