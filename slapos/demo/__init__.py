@@ -158,7 +158,9 @@ def run(root: Path, out: TextIO) -> str:
     """The whole demo; returns the URL of the running demo page."""
     from slapos.cli._common import Context
     from slapos.cli.main import main
+    from slapos.format.boot import remove_timestamps
     from slapos.format.configure_local import LocalSettings, configure_local
+    from slapos.grid.supervisor import running_state
 
     layout = DemoLayout(root.absolute())
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -187,6 +189,10 @@ def run(root: Path, out: TextIO) -> str:
 
     out.write(f"==> setting up a node and a local master in {layout.root}\n")
     out.flush()
+    if layout.instance_root.is_dir() and running_state(layout.instance_root) != "RUNNING":
+        # supervisord stopped (shut down, or the machine rebooted): like `node boot`, have
+        # node instance process every partition again, which starts their services
+        remove_timestamps(layout.instance_root, "slappart")
     configure_local(
         settings,
         ctx.runner,
@@ -232,7 +238,21 @@ def run(root: Path, out: TextIO) -> str:
             f"the instance did not publish its address: see {layout.instance_root}/.slapgrid "
             "and the partition logs"
         )
-    page = _fetch(url)
+    try:
+        page = _fetch(url, timeout=15)
+    except DemoError:
+        # its service is not running although the partition is up to date (supervisord
+        # was restarted): process the partition again, which starts it
+        remove_timestamps(layout.instance_root, "slappart")
+        step(
+            "starting its service (slapos node instance)",
+            "node",
+            "instance",
+            "--cfg",
+            node,
+            ok=(0, 1, 2),
+        )
+        page = _fetch(url)
     out.write(f"==> the demo instance answers at {url}\n\n")
     for line in page.strip().splitlines():
         out.write(f"    {line}\n")

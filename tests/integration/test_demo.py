@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.common import REPO
+from tests.fixtures.common import REPO, wait_for
 
 URL = re.compile(r"^Demo service: (http://\S+)$", re.M)
 
@@ -58,6 +58,8 @@ def shutdown(python: Path, directory: Path, user: pwd.struct_passwd | None) -> N
     ids = {}
     if user is not None:
         ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    pid_file = directory / "srv" / "var" / "run" / "supervisord.pid"
+    pid = int(pid_file.read_text()) if pid_file.exists() else None
     subprocess.run(
         [str(python), "-m", "slapos", "node", "supervisorctl", "--cfg", str(cfg), "shutdown"],
         capture_output=True,
@@ -66,6 +68,8 @@ def shutdown(python: Path, directory: Path, user: pwd.struct_passwd | None) -> N
         check=False,
         **ids,
     )
+    if pid is not None:
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "supervisord to stop")
 
 
 def check_demo(python: Path, directory: Path, user: pwd.struct_passwd | None) -> None:
@@ -80,6 +84,12 @@ def check_demo(python: Path, directory: Path, user: pwd.struct_passwd | None) ->
     assert URL.search(again.stdout).group(1) == url
     for name in ("slapos.cfg", "slapos-proxy.cfg", "slapos-client.cfg"):
         assert (directory / "etc" / name).exists()
+    # after everything stopped (a reboot), the demo brings the service back
+    shutdown(python, directory, user)
+    third = run_demo(python, directory, user)
+    assert third.returncode == 0, third.stdout + third.stderr
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        assert b"Hello from SlapOS!" in answer.read()
 
 
 @pytest.fixture
