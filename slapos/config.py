@@ -55,7 +55,11 @@ class IniFile:
     def read(cls, path: Path | str) -> IniFile:
         """Read and parse `path`, or raise ConfigError saying why not."""
         path = Path(os.path.expanduser(str(path)))
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except PermissionError:  # a directory on the way is not ours (Python < 3.12 raises)
+            exists = True  # the read below says "permission denied"
+        if not exists:
             raise ConfigError(f"configuration file does not exist: {path}")
         try:
             text = path.read_text(encoding="utf-8")
