@@ -155,6 +155,18 @@ class SoftwareResult:
     def exit_code(self) -> int:
         return ExitCode.FAILURE if self.failed else ExitCode.OK
 
+    def summary(self) -> str:
+        """`software releases: 1 built, 4 up to date, 1 failed` (nothing: `none to process`)."""
+        counts = [
+            (len(self.installed), "built"),
+            (len(self.from_cache), "from the binary cache"),
+            (len(self.up_to_date), "up to date"),
+            (len(self.destroyed), "destroyed"),
+            (len(self.failed), "failed"),
+        ]
+        parts = [f"{n} {what}" for n, what in counts if n]
+        return "software releases: " + (", ".join(parts) if parts else "none to process")
+
 
 def matches_only(url: str, only: Sequence[str]) -> bool:
     """`--only-sr` filter: an item matches by URL or by MD5 (upstream's rule)."""
@@ -233,6 +245,7 @@ class SoftwareEngine:
         finally:
             progress.close()
         log.info("Finished software releases.")
+        log.info("%s", result.summary())
         for failure in result.failed:
             where = f" (full log: {failure.log_path})" if failure.log_path else ""
             log.error("software release %s failed: %s%s", failure.url, failure.reason, where)

@@ -311,3 +311,11 @@ def test_profile_keeps_the_raw_multi_line_option_as_upstream(tmp_path: Path) -> 
         "shared-part-list = \n\t/opt/shared\n\t/srv/shared\n"
         "build-time-part-list = \n\n"
     )
+
+
+def test_summary_line() -> None:
+    from slapos.grid.software import Failure, SoftwareResult
+
+    assert SoftwareResult().summary() == "software releases: none to process"
+    result = SoftwareResult(installed=[A], up_to_date=[B, B], failed=[Failure(A, "x")])
+    assert result.summary() == "software releases: 1 built, 2 up to date, 1 failed"
