@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import secrets
+import shutil
 import stat
 import subprocess
 import sys
@@ -366,3 +367,46 @@ def test_upstream_and_we_read_each_others_formatted_node(tmp_path, netns, names,
     assert done.returncode == 2, done.stderr[-2000:]
     again = json.loads((tmp_path / "slapos.json").read_text())
     assert again["partition_list"] == theirs["partition_list"]
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory any user can reach (pytest's are private to root)."""
+    path = Path("/tmp") / f"sfmt{secrets.token_hex(3)}"
+    path.mkdir(mode=0o755)
+    (path / "home").mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_dry_run_as_an_unprivileged_process_changes_nothing(open_dir, node_python):
+    """A real non-root process plans users, addresses and taps, and touches nothing."""
+    tmp_path = open_dir
+    cfg = node_cfg(
+        tmp_path,
+        alter_user="true",
+        alter_network="true",
+        create_tap="true",
+        partition_has_ipv6_range="true",
+        interface_name="lo",
+    )
+    ids = {}
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        ids = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    # lo has no global IPv6: with alter_network, format refuses in one line; with
+    # --alter_network False, the plan (users included) is printed.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [str(node_python), "-m", "slapos", "node", "format", "--cfg", str(cfg), "--now", "-n"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False,
+                          cwd=tmp_path, **ids)  # fmt: skip
+    assert done.returncode == 1
+    assert "lo must have at least one global IPv6 address" in done.stderr
+    done = subprocess.run([*argv, "--alter_network", "False"], capture_output=True, text=True,
+                          timeout=120, env=env, check=False, cwd=tmp_path, **ids)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "useradd -d" in done.stdout and "passwd -l slapuser2" in done.stdout
+    assert "ip " not in done.stdout  # --alter_network False wins over the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "slapos.cfg"]
