@@ -546,3 +546,44 @@ def test_netrc_of_the_software_user_is_copied_and_removed(node) -> None:  # type
     home_netrc.unlink()
     assert node.run("--force").returncode == 0
     assert not copy.exists()
+
+
+def test_build_runs_as_the_owner_with_a_clean_environment(node) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import pwd
+
+    url = str(node.source.path("environ"))
+    node.supply(url)
+    env = {
+        **node.environ(),
+        "PYTHONPATH": "/nowhere",
+        "LANG": "fr_FR.UTF-8",
+        "LC_ALL": "fr_FR.UTF-8",
+        "TMPDIR": "/nowhere",
+        "KEPT": "yes",
+    }
+    result = subprocess.run(
+        node.command(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    sr = node.sr_path(url)
+    seen = json.loads((sr / "parts" / "environ" / "environment.json").read_text())
+    owner = pwd.getpwnam(node.user) if node.user else pwd.getpwuid(os.getuid())
+    assert (seen["uid"], seen["gid"]) == (owner.pw_uid, owner.pw_gid)
+    assert seen["uid"] != 0 or os.geteuid() != 0
+    assert seen["umask"] == 0o027
+    assert seen["cwd"] == str(sr)
+    environ = seen["environ"]
+    assert environ["HOME"] == str(sr)
+    assert environ["PYTHONNOUSERSITE"] == "true"
+    assert environ["KEPT"] == "yes"
+    for name in ("PYTHONPATH", "LANG", "LC_ALL", "TMPDIR"):
+        assert name not in environ
+    # umask 027: what the build creates is not world-readable
+    assert (sr / "parts" / "environ" / "environment.json").stat().st_mode & 0o007 == 0

@@ -8,6 +8,7 @@
     sleep    seconds to wait before writing (a slow build)
     size     also write that many bytes to <location>/blob (fills a small disk)
 `srtest.recipe:fail` raises a UserError with the `message` option.
+`srtest.recipe:env` writes environment.json: uid, gid, groups, umask, cwd, environ.
 """
 
 import os
@@ -59,5 +60,36 @@ class Fail:
 
     def install(self):
         raise zc.buildout.UserError(self.options.get("message", "this part fails on purpose"))
+
+    update = install
+
+
+class DumpEnvironment:
+    """`srtest.recipe:env`: writes who and how the build ran (uid, gid, umask, environ)."""
+
+    def __init__(self, buildout, name, options):
+        self.options = options
+        options["location"] = os.path.join(buildout["buildout"]["parts-directory"], name)
+
+    def install(self):
+        import json
+
+        umask = os.umask(0)
+        os.umask(umask)
+        os.makedirs(self.options["location"], exist_ok=True)
+        path = os.path.join(self.options["location"], "environment.json")
+        with open(path, "w") as f:
+            json.dump(
+                {
+                    "uid": os.getuid(),
+                    "gid": os.getgid(),
+                    "groups": os.getgroups(),
+                    "umask": umask,
+                    "cwd": os.getcwd(),
+                    "environ": dict(os.environ),
+                },
+                f,
+            )
+        return [self.options["location"]]
 
     update = install
