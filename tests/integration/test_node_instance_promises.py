@@ -45,7 +45,7 @@ class RunPromise(GenericPromise):
 
 
 @pytest.fixture
-def tmp_path() -> Iterator[Path]:
+def partition_dir() -> Iterator[Path]:
     """A partition directory under /tmp, owned by a user made for the test when root."""
     base = Path(tempfile.mkdtemp(prefix="slpr", dir="/tmp"))
     base.chmod(0o750)
@@ -63,20 +63,20 @@ def tmp_path() -> Iterator[Path]:
             subprocess.run(["groupdel", user], check=False, capture_output=True)
 
 
-def partition(tmp_path: Path, **plugins: str) -> Path:
-    folder = tmp_path / "etc" / "plugin"
+def partition(base: Path, **plugins: str) -> Path:
+    folder = base / "etc" / "plugin"
     folder.mkdir(parents=True)
     for name, text in plugins.items():
         (folder / f"{name}.py").write_text(text)
     if os.geteuid() == 0:
-        owner = tmp_path.stat()
-        for p in [tmp_path / "etc", folder, *folder.iterdir()]:
+        owner = base.stat()
+        for p in [base / "etc", folder, *folder.iterdir()]:
             os.chown(p, owner.st_uid, owner.st_gid)
-    return tmp_path
+    return base
 
 
-def test_plugin_promise_test_and_anomaly(tmp_path: Path) -> None:
-    part = partition(tmp_path, **{"check-file": PLUGIN % {"wanted": "ready"}})
+def test_plugin_promise_test_and_anomaly(partition_dir: Path) -> None:
+    part = partition(partition_dir, **{"check-file": PLUGIN % {"wanted": "ready"}})
     run = PromiseRun(part, "slappart0", 30, {"PATH": "/usr/bin:/bin"})
     with pytest.raises(
         PromiseError, match=r"Promise 'check-file\.py' failed with output: ready is missing"
@@ -101,9 +101,9 @@ def test_plugin_promise_test_and_anomaly(tmp_path: Path) -> None:
     assert second.failed and second.bang  # the engine bangs the master for it
 
 
-def test_broken_plugins(tmp_path: Path) -> None:
+def test_broken_plugins(partition_dir: Path) -> None:
     part = partition(
-        tmp_path,
+        partition_dir,
         a_noclass="x = 1\n",
         b_hang=textwrap.dedent(
             """\
