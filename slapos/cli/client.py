@@ -5,6 +5,7 @@ configure client. They read slapos-client.cfg and talk to the master through sla
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from slapos.cli._common import (
     SlapOSArgumentParser,
@@ -23,7 +24,7 @@ from slapos.cli.client_handlers import (
     run_supply,
 )
 
-SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_format_option(parser: argparse.ArgumentParser) -> None:

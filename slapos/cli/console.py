@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
 
-SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 DESCRIPTION = """\
 open python console with slap library imported
