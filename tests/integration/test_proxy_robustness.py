@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import requests
@@ -45,6 +44,7 @@ CLIENT = textwrap.dedent(
     slap = slapos.slap.slap()
     slap.initializeConnection(url)
     order = slap.registerOpenOrder()
+    open(go + "-ready-%d" % index, "w").close()
     while not os.path.exists(go):
         time.sleep(0.005)
     result = {}
@@ -68,7 +68,7 @@ def test_sixteen_clients_at_once(upstream: Upstream, proxy: RunningProxy, tmp_pa
         for i in range(16)
     ]
     try:
-        time.sleep(0.5)  # let the interpreters import the library before the start signal
+        wait_for(lambda: len(list(tmp_path.glob("go-ready-*"))) == 16, 120, "16 ready clients")
         go.touch()
         outputs = [c.communicate(timeout=120) for c in clients]
     finally:
