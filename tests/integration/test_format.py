@@ -384,8 +384,10 @@ def open_dir() -> Iterator[Path]:
 def test_dry_run_as_an_unprivileged_process_changes_nothing(open_dir, node_python):
     """A real non-root process plans users, addresses and taps, and touches nothing."""
     tmp_path = open_dir
+    base = f"tstu{secrets.token_hex(2)}x"  # nothing is created: no clean-up needed
     cfg = node_cfg(
         tmp_path,
+        user_base_name=base,
         alter_user="true",
         alter_network="true",
         create_tap="true",
@@ -407,6 +409,6 @@ def test_dry_run_as_an_unprivileged_process_changes_nothing(open_dir, node_pytho
     done = subprocess.run([*argv, "--alter_network", "False"], capture_output=True, text=True,
                           timeout=120, env=env, check=False, cwd=tmp_path, **ids)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "useradd -d" in done.stdout and "passwd -l slapuser2" in done.stdout
+    assert "useradd -d" in done.stdout and f"passwd -l {base}2" in done.stdout
     assert "ip " not in done.stdout  # --alter_network False wins over the file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "slapos.cfg"]
