@@ -152,7 +152,12 @@ def _request_parameters(args: argparse.Namespace, schema: Any) -> dict[str, Any]
         )
         serialisation = "json-in-xml"
     if serialisation == "json-in-xml":
-        return wire.wrap_json_in_xml(data)
+        try:
+            return wire.wrap_json_in_xml(data)
+        except (TypeError, ValueError) as exc:  # e.g. YAML dates have no JSON form
+            raise UsageError(
+                f"--parameters-file: {args.parameters_file} cannot be sent as JSON: {exc}"
+            ) from None
     if not isinstance(data, dict):
         raise UsageError(
             f"--parameters-file: {args.parameters_file} must hold a mapping for xml serialisation"

@@ -113,17 +113,20 @@ def test_slow_master_times_out(tmp_path, fake_master):  # noqa: F811
         (("--parameters-file", "{bad_json}"), 2, "is not valid"),
         (("--parameters-file", "{bad_yaml}"), 2, "is not valid"),
         (("--parameters-file", "{bad_xml}"), 2, "is not valid"),
+        (("--parameters-file", "{dated}"), 2, "cannot be sent as JSON"),
     ],
 )
 def test_bad_parameters(tmp_path, fake_master, argv, code, message):  # noqa: F811
     (tmp_path / "bad.json").write_text("{nope")
     (tmp_path / "bad.yaml").write_text("a: [1\n")
     (tmp_path / "bad.xml").write_text("<instance><parameter")
+    (tmp_path / "dated.yaml").write_text("when: 2024-01-01\n")
     files = {
         "dir": str(tmp_path),
         "bad_json": str(tmp_path / "bad.json"),
         "bad_yaml": str(tmp_path / "bad.yaml"),
         "bad_xml": str(tmp_path / "bad.xml"),
+        "dated": str(tmp_path / "dated.yaml"),
     }
     argv = tuple(a.format(**files) for a in argv)
     got, _out, err = run(tmp_path, fake_master.url, "request", "inst", SR, *argv)
