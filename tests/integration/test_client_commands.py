@@ -139,44 +139,43 @@ def test_json_in_xml_parameters_and_connection(cli, tmp_path):
     assert out == "{'list': [1], 'url': 'http://j'}\n"
 
 
-def test_parameters_file_xml_serialisation_and_yaml(cli, tmp_path):
+def test_parameter_files(cli, tmp_path):
+    """YAML with an xml-serialised release, XML files, and a release without a schema."""
     release = write_release(tmp_path / "sr", "xml")
     params = tmp_path / "params.yaml"
     params.write_text("a: '3'\nc: extra\n")
-    code, _out, err = cli("request", "inst", release, "--parameters-file", str(params))
+    code, _, err = cli("request", "yaml", release, "--parameters-file", str(params))
     assert code == 0, err
     # schema problems warn but never block
     assert "do not validate against schema definition" in err
     assert "$.a: '3' is not one of ['1', '2']" in err
     assert "'c' was unexpected" in err
-    params_dict = cli.partition("inst").getInstanceParameterDict()
+    params_dict = cli.partition("yaml").getInstanceParameterDict()
     assert (params_dict["a"], params_dict["c"]) == ("3", "extra")
     assert "_" not in params_dict
 
-
-def test_parameters_file_xml_is_sent_as_is(cli, tmp_path):
-    params = tmp_path / "params.xml"
-    params.write_text(
+    # an <instance> document is sent as is
+    xml = tmp_path / "params.xml"
+    xml.write_text(
         '<instance><parameter id="x">1</parameter><parameter id="y">z</parameter></instance>'
     )
-    code, _, err = cli("request", "inst", SR, "--parameters-file", str(params))
+    code, _, err = cli("request", "xml", SR, "--parameters-file", str(xml))
     assert code == 0, err
-    got = cli.partition("inst").getInstanceParameterDict()
+    got = cli.partition("xml").getInstanceParameterDict()
     assert (got["x"], got["y"]) == ("1", "z")
 
-
-def test_parameters_file_without_schema_defaults_to_json_in_xml(cli, tmp_path):
-    params = tmp_path / "p.json"
-    params.write_text('{"a": 1}')
-    code, _, err = cli("request", "inst", SR, "--parameters-file", str(params))
+    # no schema: json-in-xml, said in a warning; --force-serialisation overrides
+    plain = tmp_path / "p.json"
+    plain.write_text('{"a": 1}')
+    code, _, err = cli("request", "noschema", SR, "--parameters-file", str(plain))
     assert code == 0, err
     assert "sending the file as json-in-xml" in err
-    assert json.loads(cli.partition("inst").getInstanceParameterDict()["_"]) == {"a": 1}
+    assert json.loads(cli.partition("noschema").getInstanceParameterDict()["_"]) == {"a": 1}
     code, _, err = cli(
-        "request", "inst2", SR, "--parameters-file", str(params), "--force-serialisation", "xml"
+        "request", "forced", SR, "--parameters-file", str(plain), "--force-serialisation", "xml"
     )
     assert code == 0, err
-    assert cli.partition("inst2").getInstanceParameterDict()["a"] == "1"
+    assert cli.partition("forced").getInstanceParameterDict()["a"] == "1"
 
 
 def test_shared_instance(cli):
