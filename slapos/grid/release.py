@@ -35,6 +35,8 @@ COMPLETED = ".completed"
 #: Where the full buildout log of each release is kept (outside the release directory, so
 #: that it survives a failed first build and never differs from upstream's layout).
 LOG_DIRECTORY = ".slapgrid/log"
+#: Environment variable that marks every process of a build with its directory.
+BUILD_MARK = "SLAPGRID_SOFTWARE_BUILD"
 
 
 class SoftwareError(SlapOSError):
@@ -208,7 +210,8 @@ class Software:
         buildout.bootstrap_and_run(
             self.path,
             runner=self.runner,
-            environ=self.environ,
+            # every process of the build inherits this mark (stop_leftover_processes)
+            environ={**self.environ, BUILD_MARK: str(self.path)},
             argv_extra=args,
             log_path=self.log_path,
             on_line=self.on_line,
@@ -296,22 +299,23 @@ class Software:
 
 
 def stop_leftover_processes(directory: Path) -> list[int]:
-    """Kill processes still working in `directory`: a build whose slapos was killed.
+    """Kill what is left of an earlier build of `directory` (its slapos was killed).
 
-    Our builds run in their own process group, so when `node software` itself is killed
-    (OOM killer, kill -9, reboot of a container), its buildout goes on alone. The next run
-    holds the lock, so anything still working in the release directory is such an orphan:
-    building over it would mix two builds.
+    Builds run in their own process group, so when `node software` itself is killed (OOM
+    killer, kill -9, a container stopped), its buildout goes on alone. The next run holds the
+    lock, so a process that still carries the build mark of this directory in its
+    environment is such an orphan: building over it would mix two builds. Services of
+    instances never carry the mark, even when they run from the release's directory.
     """
     import psutil
 
     found = []
     for proc in psutil.process_iter():
         try:
-            cwd = Path(proc.cwd())
-        except (psutil.Error, OSError):  # gone, or a kernel thread: not ours
+            mark = proc.environ().get(BUILD_MARK)
+        except (psutil.Error, OSError):  # gone, a kernel thread, or not ours to read
             continue
-        if cwd == directory or directory in cwd.parents:
+        if mark == str(directory):
             found.append(proc)
     for proc in found:
         with contextlib.suppress(psutil.Error):

@@ -388,12 +388,18 @@ def test_node_killed_half_way_leaves_no_orphan_build(node) -> None:  # type: ign
     os.kill(proc.pid, signal.SIGKILL)  # slapos itself dies; its buildout goes on alone
     proc.wait()
     [orphan] = _buildout_pids(sr)
-    _set_sleep(node, 0)
-    result = node.run()  # the stale pid file is taken over, the orphan build is stopped
-    assert result.returncode == 0, result.stderr
-    assert f"left in {sr} by an interrupted build: {orphan}" in result.stderr
-    assert not _buildout_pids(sr)
-    assert (sr / ".completed").exists()
+    # a service of an instance that runs from the release directory is not a build
+    service = subprocess.Popen(["sleep", "300"], cwd=sr, stdin=subprocess.DEVNULL)
+    try:
+        _set_sleep(node, 0)
+        result = node.run()  # the stale pid file is taken over, the orphan build is stopped
+        assert result.returncode == 0, result.stderr
+        assert f"left in {sr} by an interrupted build: {orphan}" in result.stderr
+        assert _buildout_pids(sr) == [service.pid]
+        assert (sr / ".completed").exists()
+    finally:
+        service.kill()
+        service.wait()
 
 
 # ---- a full disk ------------------------------------------------------------------------
@@ -583,6 +589,7 @@ def test_build_runs_as_the_owner_with_a_clean_environment(node) -> None:  # type
     assert environ["HOME"] == str(sr)
     assert environ["PYTHONNOUSERSITE"] == "true"
     assert environ["KEPT"] == "yes"
+    assert environ["SLAPGRID_SOFTWARE_BUILD"] == str(sr)  # marks the build's processes
     for name in ("PYTHONPATH", "LANG", "LC_ALL", "TMPDIR"):
         assert name not in environ
     # umask 027: what the build creates is not world-readable
