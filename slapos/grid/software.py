@@ -99,7 +99,10 @@ class SlapMaster:
     def software_releases(self) -> list[SuppliedRelease]:
         result = []
         for release in self._computer.getSoftwareReleaseList():
-            url = release.getURI()
+            url = getattr(release, "_software_release", None)
+            if not url:  # getURI() would raise: a master bug must not stop the node
+                log.warning("the master lists a software release without URL: ignored")
+                continue
             self._releases[url] = release
             result.append(SuppliedRelease(url, release.getState()))
         return result
