@@ -9,6 +9,7 @@
 # Debian's /usr/bin/python3 (partition users must be able to run the node's Python), and,
 # for interoperability tests, slapos.core 1.26.1 in its own Python 3.12 virtualenv.
 set -eu
+CALLER_PWD=$(pwd)
 cd "$(dirname "$0")"
 HERE=$(pwd)
 VENV=${SLAPOS_VENV:-$HERE/.venv}
@@ -87,7 +88,11 @@ case "$cmd" in
     exit "$rc" ;;
   demo)
     setup
-    exec "$VENV/bin/python" -m slapos.demo "$@" ;;
+    # DIR is relative to where dev.sh was called from (default: ./demo there).
+    dir=${1:-demo}
+    [ $# -gt 0 ] && shift
+    case "$dir" in /*) ;; *) dir="$CALLER_PWD/$dir" ;; esac
+    exec "$VENV/bin/python" -m slapos.demo "$dir" "$@" ;;
   *)
     sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2 ;;
