@@ -9,7 +9,7 @@ def test_upstream_proxy_answers_its_own_library(upstream, upstream_proxy):
         import slapos.slap
         slap = slapos.slap.slap()
         slap.initializeConnection({upstream_proxy.url!r})
-        slap.registerSupply().supply("http://example.invalid/sr.cfg", computer_guid="local_computer")
+        slap.registerSupply().supply("http://x.invalid/sr.cfg", computer_guid="local_computer")
         print("ok")
         """
     )
