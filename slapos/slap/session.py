@@ -112,7 +112,15 @@ class MasterSession:
             from urllib3.exceptions import InsecureRequestWarning
 
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # With trust_env, requests re-reads the proxy variables and ~/.netrc on every
+            # call (a third of a call's cost on a local master). The master URL never
+            # changes: read its proxy settings once, and leave ~/.netrc alone (the SLAP API
+            # authenticates with certificates).
+            session.trust_env = False
+            session.proxies.update(requests.utils.get_environ_proxies(self.master_url))
+        self.session = session
         self.session.headers.update({"Accept": "*/*", "User-Agent": USER_AGENT})
 
     # -- public API ------------------------------------------------------------------
