@@ -57,6 +57,20 @@ def listen_address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+#: SLAP calls (useComputer reports, big parameter sets) stay well under this.
+MAX_SLAP_BODY = 64 * 1024 * 1024
+#: Software release binaries uploaded to the built-in shacache can be gigabytes; waitress
+#: spools large bodies to a temporary file, so this costs disk, not memory.
+MAX_CACHE_BODY = 32 * 1024 * 1024 * 1024
+
+
+def max_body_size(config: ProxyConfig) -> int:
+    """The largest request body the proxy accepts: big only where a shacache is served."""
+    if config.shacache_content_directory is not None:
+        return MAX_CACHE_BODY
+    return MAX_SLAP_BODY
+
+
 def serve(
     config: ProxyConfig,
     *,
@@ -78,8 +92,7 @@ def serve(
                 listen=address,
                 threads=max(1, config.threads),
                 ident="slapos-proxy",
-                # request bodies (useComputer reports, big parameter sets) stay small
-                max_request_body_size=64 * 1024 * 1024,
+                max_request_body_size=max_body_size(config),
                 channel_timeout=120,
                 connection_limit=1000,
                 **_send_at_once(),
