@@ -29,6 +29,14 @@ CLIENT_CONFIG_DEFAULT = "~/.slapos/slapos-client.cfg"
 #: Named by the seed documentation; read when slapos-client.cfg does not exist.
 CLIENT_CONFIG_LEGACY = "~/.slapos/slapos.cfg"
 
+NODE_CONFIG_HINT = (
+    "pass --cfg or set $SLAPOS_CONFIGURATION; 'slapos configure local' or "
+    "'slapos node register' create one"
+)
+CLIENT_CONFIG_HINT = (
+    "pass --cfg or set $SLAPOS_CLIENT_CONFIGURATION; 'slapos configure client' creates one"
+)
+
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off", ""}
 
@@ -52,15 +60,16 @@ class IniFile:
             self._sections[name] = {norm_key(k): v for k, v in items}
 
     @classmethod
-    def read(cls, path: Path | str) -> IniFile:
-        """Read and parse `path`, or raise ConfigError saying why not."""
+    def read(cls, path: Path | str, missing_hint: str | None = None) -> IniFile:
+        """Read and parse `path`, or raise ConfigError saying why not (and `missing_hint`)."""
         path = Path(os.path.expanduser(str(path)))
         try:
             exists = path.exists()
         except PermissionError:  # a directory on the way is not ours (Python < 3.12 raises)
             exists = True  # the read below says "permission denied"
         if not exists:
-            raise ConfigError(f"configuration file does not exist: {path}")
+            hint = f" ({missing_hint})" if missing_hint else ""
+            raise ConfigError(f"configuration file does not exist: {path}{hint}")
         try:
             text = path.read_text(encoding="utf-8")
         except PermissionError as exc:
@@ -204,7 +213,7 @@ class ClientConfig:
 
 def load_client_config(path: Path, master_url: str | None = None) -> ClientConfig:
     """Read slapos-client.cfg; `master_url` (from the command line) wins over the file."""
-    ini = IniFile.read(path)
+    ini = IniFile.read(path, CLIENT_CONFIG_HINT)
     url = master_url or ini.get("slapos", "master_url")
     if not ini.has_section("slapos") and master_url is None:
         raise ConfigError(f"{path}: missing section [slapos]")
@@ -354,7 +363,7 @@ def load_node_config(
     required: tuple[str, ...] = _NODE_REQUIRED,
 ) -> NodeConfig:
     """Read slapos.cfg; keys in `overrides` (command line, None = absent) win over the file."""
-    ini = IniFile.read(path)
+    ini = IniFile.read(path, NODE_CONFIG_HINT)
     return node_config_from_ini(ini, overrides, required=required)
 
 
