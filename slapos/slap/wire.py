@@ -7,18 +7,22 @@
 * the wire names of the legacy API, as constants.
 
 No I/O here, and nothing from the network stack: this module is safe to use from the
-proxy, the node and the CLI alike.
+proxy, the node and the CLI alike. xml_marshaller documents go through the standard-library
+codec of `slapos.slap.marshal` (byte-identical to xml_marshaller, tested against it);
+lxml is imported only for instance XML, which a node run without changes never reads.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Mapping
-from typing import Any
-from xml.sax import SAXException
+from typing import TYPE_CHECKING, Any
 
-from lxml import etree
-from xml_marshaller.xml_marshaller import Marshaller, Unmarshaller
+from slapos.slap import marshal
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 #: Module under which upstream (and we) publish the marshallable slap classes.
 SLAP_MODULE = "slapos.slap.slap"
@@ -65,45 +69,72 @@ REVOKE_COMPUTER_CERTIFICATE = "revokeComputerCertificate"
 PARTITION_AUTH_SCHEME = "X-SlapPartition"
 
 
-class WireError(ValueError):
+class WireError(marshal.MarshalError):
     """A document is not valid for the SLAP wire format."""
 
 
-class _RestrictedMarshaller(Marshaller):  # type: ignore[misc]
-    def m_instance(self, value: Any, kw: dict[str, Any]) -> Any:
+class _SlapEncoder(marshal.Encoder):
+    """Encodes instances of the four slap classes as xml_marshaller does (pickle protocol)."""
+
+    def encode_other(self, value: Any) -> None:
         cls = type(value)
         if (cls.__module__, cls.__name__) not in ALLOWED_CLASSES:
             raise WireError(f"refusing to marshall {cls.__module__}.{cls.__name__}")
-        return super().m_instance(value, kw)
+        get_args = getattr(value, "__getinitargs__", None)
+        args = tuple(get_args()) if get_args is not None else ()
+        self.encode_instance(value, cls.__module__, cls.__name__, args, value.__getstate__())
 
 
-class _RestrictedUnmarshaller(Unmarshaller):  # type: ignore[misc]
-    def find_class(self, module: str, name: str) -> Any:
+class _SlapDecoder(marshal.Decoder):
+    """Builds the real slap classes: constructor arguments, then attributes set one by one."""
+
+    def decode_object(self, element: ET.Element) -> Any:
+        module, name = element.get("module", ""), element.get("class", "")
         if (module, name) not in ALLOWED_CLASSES:
             raise WireError(f"refusing to unmarshall {module}.{name}")
-        return super().find_class(module, name)
-
-
-_MARSHALLER = _RestrictedMarshaller()
+        children = list(element)
+        if len(children) != 2:
+            raise WireError("<object> needs an argument tuple and an attribute dictionary")
+        args = self.decode(children[0])
+        if not isinstance(args, tuple):
+            raise WireError("<object> needs an argument tuple and an attribute dictionary")
+        # slapos.slap.slap imports this module: look its classes up at run time
+        classes = importlib.import_module(SLAP_MODULE)
+        try:
+            value = getattr(classes, name)(*args)
+        except TypeError as exc:
+            raise WireError(f"in constructor for {name}: {exc}") from None
+        self.register(element, value)
+        state = self.decode(children[1])
+        if not isinstance(state, dict):
+            raise WireError("<object> needs an argument tuple and an attribute dictionary")
+        for key, item in state.items():
+            setattr(value, key, item)
+        return value
 
 
 def dumps(value: Any) -> str:
     """Marshal `value` as an xml_marshaller document, byte-identical to upstream's output."""
-    data: bytes = _MARSHALLER.dumps(value)
-    return data.decode("ascii")
+    try:
+        return marshal.dumps(value, _SlapEncoder)
+    except WireError:
+        raise
+    except marshal.MarshalError as exc:
+        raise WireError(str(exc)) from None
 
 
 def loads(document: bytes | str) -> Any:
     """Unmarshal an xml_marshaller document; WireError if it is not one."""
-    if isinstance(document, str):
-        document = document.encode("utf-8")
-    if not document.strip():
+    if isinstance(document, bytes):
+        if not document.strip():
+            raise WireError("empty document")
+    elif not document.strip():
         raise WireError("empty document")
     try:
-        return _RestrictedUnmarshaller().loads(document)
+        return marshal.loads(document, _SlapDecoder)
     except WireError:
         raise
-    except (SAXException, KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+    except marshal.MarshalError as exc:
         raise WireError(f"not an xml_marshaller document: {_first_line(exc)}") from exc
 
 
@@ -121,6 +152,8 @@ def dict_to_instance_xml(parameters: Mapping[Any, Any]) -> str:
 
     Keys are sorted; non-string values become `str(value)`, as upstream does.
     """
+    from lxml import etree  # imported here: node runs without changes never need it
+
     root = etree.Element("instance")
     for key, value in sorted(parameters.items()):
         element = etree.SubElement(root, "parameter", attrib={"id": _text(key)})
@@ -141,6 +174,8 @@ def instance_xml_to_dict(xml: str | bytes | None) -> dict[str, str | None]:
         return {}
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
+    from lxml import etree
+
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     try:
         root = etree.fromstring(xml, parser)
