@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from slapos import __version__
 from slapos.cli._common import (
@@ -23,7 +23,9 @@ from slapos.cli._common import (
 from slapos.cli.entry import version_line
 from slapos.errors import ExitCode, SlapOSError
 
-log = logging.getLogger("slapos.cli")
+if TYPE_CHECKING:
+    import logging
+
 
 #: Command families, each a module with register(sub, root); order is irrelevant.
 FAMILIES = (
@@ -133,22 +135,25 @@ def find_command(root: RootParser, words: Sequence[str]) -> CommandInfo | None:
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     """Run `slapos` with `argv` (without the program name); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    ctx = ctx or Context.from_process()
     parser = build_parser(argv)
     old_out, old_err = sys.stdout, sys.stderr
     # argparse prints help and usage errors to sys.stdout/sys.stderr: route them to ctx.
-    sys.stdout, sys.stderr = ctx.stdout, ctx.stderr
+    # (The process Context is only built once parsing succeeded: `--help` needs none.)
+    if ctx is not None:
+        sys.stdout, sys.stderr = ctx.stdout, ctx.stderr
     try:
         try:
             args = parser.parse_args(argv)
         except ParserExit as exc:
             return exc.status
         except SlapOSError as exc:
+            ctx = ctx or Context.from_process()
             _setup_logging(None, ctx)
-            log.critical("%s", exc)
+            _log().critical("%s", exc)
             return exc.exit_code
     finally:
         sys.stdout, sys.stderr = old_out, old_err
+    ctx = ctx or Context.from_process()
     _setup_logging(args, ctx)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:  # no command at all: the grouped listing
@@ -157,8 +162,15 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     return run_handler(handler, args, ctx)
 
 
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("slapos.cli")
+
+
 def run_handler(handler: Handler, args: argparse.Namespace, ctx: Context) -> int:
     debug = bool(getattr(args, "debug", False))
+    log = _log()
     try:
         return int(handler(args, ctx) or 0)
     except SlapOSError as exc:
