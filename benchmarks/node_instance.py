@@ -14,6 +14,7 @@ As root, partitions belong to users made for the run and removed at the end.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import os
 import shutil
@@ -154,6 +155,9 @@ def main() -> int:
             "upstream": [str(UPSTREAM.slapos), "node", "instance", "--now", "--cfg"],
             "ours": [sys.executable, "-m", "slapos", "node", "instance", "--now", "--cfg"],
         }
+        # Installed, both sides have their byte code compiled (pip does it); a checkout run
+        # with PYTHONDONTWRITEBYTECODE set would recompile every edited module on each run.
+        compileall.compile_dir(str(REPO / "slapos"), quiet=1)
         for name, argv in commands.items():
             print(f"deploying {args.partitions} partitions with {name} ...", file=sys.stderr)
             _, code = timed([*argv, str(configs[name])], 1)

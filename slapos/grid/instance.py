@@ -107,12 +107,13 @@ def connect_master(config: NodeConfig) -> Any:
 
 
 def offline_errors() -> tuple[type[BaseException], ...]:
-    """Errors meaning "the master cannot be reached": go offline rather than fail."""
-    import requests
+    """Errors meaning "the master cannot be reached": go offline rather than fail.
 
+    The slap library reports every transport failure as its ConnectionError.
+    """
     from slapos.slap import exception as slap_exc
 
-    return (slap_exc.ConnectionError, slap_exc.ServerError, requests.RequestException)
+    return (slap_exc.ConnectionError, slap_exc.ServerError)
 
 
 def software_url_of(cp: Any) -> str | None:

@@ -5,7 +5,7 @@
     s.initializeConnection("http://127.0.0.1:8080", key_file, cert_file)
     computer = s.registerComputer("COMP-123")
 
-Importing this package is cheap: `requests` is only imported by initializeConnection().
+Importing this package is cheap: no lxml, xml_marshaller or requests (see transport.py).
 """
 
 from __future__ import annotations

@@ -1,27 +1,25 @@
-"""HTTP transport to a SlapOS master: the only module of slapos.slap that uses `requests`.
+"""HTTP calls to a SlapOS master, as the slap library makes them.
 
-One `requests.Session` per connection (keep-alive), the client certificate on https, the
-master's certificate verified against `master_ca_file` when one is given, a timeout on
-every call, bounded retries with backoff on connection errors for GETs only (they are
-idempotent; a POST may have been applied), and HTTP statuses mapped to the slap
-exceptions (protocol.md §2.4) with one-line messages naming master, call and status.
+Keep-alive connections (`slapos.slap.transport`, on the standard library: `requests` cost
+more per call than a local master's own work, and ~47 ms to import), the client
+certificate on https, the master's certificate verified against `master_ca_file` when one
+is given, a timeout on every call, bounded retries with backoff on connection errors for
+GETs only (they are idempotent; a POST may have been applied), and HTTP statuses mapped
+to the slap exceptions (protocol.md §2.4) with one-line messages naming master, call and
+status.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-import requests
-
 from slapos import __version__
-from slapos.slap import wire
+from slapos.slap import transport, wire
 from slapos.slap.exception import (
     AuthenticationError,
     ConnectionError,
@@ -56,6 +54,8 @@ def normalise_master_url(url: str) -> str:
 def _bracket_ipv6(netloc: str) -> str:
     if netloc.count(":") < 2:  # host or host:port
         return netloc
+    import ipaddress  # here: ~2.5 ms to import, and most master URLs never get this far
+
     try:
         ipaddress.IPv6Address(netloc)
         return f"[{netloc}]"
@@ -84,7 +84,7 @@ def body_summary(text: str, limit: int = 200) -> str:
 class MasterSession:
     """Talks HTTP to one master: `get`/`post` return the body bytes or raise slap errors."""
 
-    def __init__(  # noqa: PLR0913 - mirrors initializeConnection
+    def __init__(
         self,
         master_url: str,
         *,
@@ -94,7 +94,6 @@ class MasterSession:
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
-        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.master_url = normalise_master_url(master_url)
@@ -105,23 +104,36 @@ class MasterSession:
         self.retries = max(0, retries)
         self.backoff = backoff
         self._sleep = sleep
-        if not master_ca_file:
-            # Upstream never verifies the master; without master_ca_file neither do we, and
-            # urllib3's warning on every call would only bury real messages. (Idempotent,
-            # and unlike catch_warnings() safe with threads.)
-            from urllib3.exceptions import InsecureRequestWarning
+        #: Proxies for the master, from the environment, read once (the URL never changes).
+        self.proxies = transport.environ_proxies(self.master_url)
+        self.headers = {"Accept": "*/*", "User-Agent": USER_AGENT}
+        self.http = transport.HttpClient(
+            timeout=timeout,
+            cert_file=cert_file if cert_file and self.master_url.startswith("https") else None,
+            key_file=key_file,
+            ca_file=master_ca_file,
+            proxies=self.proxies,
+        )
+        self._requests_session: Any = None
 
-            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-        if session is None:
+    @property
+    def session(self) -> Any:
+        """A `requests.Session` set up like this connection, made on first use.
+
+        Upstream's ConnectionHelper exposes one; our own calls never use it.
+        """
+        if self._requests_session is None:
+            import requests
+
             session = requests.Session()
-            # With trust_env, requests re-reads the proxy variables and ~/.netrc on every
-            # call (a third of a call's cost on a local master). The master URL never
-            # changes: read its proxy settings once, and leave ~/.netrc alone (the SLAP API
-            # authenticates with certificates).
             session.trust_env = False
-            session.proxies.update(requests.utils.get_environ_proxies(self.master_url))
-        self.session = session
-        self.session.headers.update({"Accept": "*/*", "User-Agent": USER_AGENT})
+            session.proxies.update(self.proxies)
+            session.headers.update(self.headers)
+            session.verify = self.master_ca_file or False
+            if self.cert_file and self.master_url.startswith("https"):
+                session.cert = (self.cert_file, self.key_file) if self.key_file else self.cert_file
+            self._requests_session = session
+        return self._requests_session
 
     # -- public API ------------------------------------------------------------------
 
@@ -145,8 +157,7 @@ class MasterSession:
         if partition is not None:
             headers["Authorization"] = wire.partition_authorization(*partition)
         form = {k: ("None" if v is None else v) for k, v in (data or {}).items()}
-        # Encode the form ourselves: requests would pass a str body that http.client sends
-        # in a second packet, and Nagle + delayed ACK then cost ~40 ms per call.
+        # None travels as the string "None", as upstream's library sends it.
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         body = urlencode(form).encode("ascii")
         response = self.request(
@@ -177,7 +188,9 @@ class MasterSession:
         return self.post(path, data)
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
+        if self._requests_session is not None:
+            self._requests_session.close()
 
     # -- transport -------------------------------------------------------------------
 
@@ -192,20 +205,29 @@ class MasterSession:
         headers: Mapping[str, str] | None = None,
         allow_redirects: bool = True,
         retry: bool | None = None,
-    ) -> requests.Response:
+    ) -> transport.Response:
         """One HTTP call with timeout, TLS settings, retries and status mapping."""
         call = call or url
         attempts = 1 + (self.retries if (method == "GET" if retry is None else retry) else 0)
         delay = self.backoff
+        url = _with_params(url, params)
+        sent = {**self.headers, **(headers or {})}
+        body = data if isinstance(data, bytes) else None
+        if isinstance(data, Mapping):
+            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
+            form = [(k, v) for k, v in data.items() if v is not None]  # as requests did
+            body = urlencode(form, doseq=True).encode("ascii")
         for attempt in range(1, attempts + 1):
             try:
-                response = self._send(method, url, params, data, headers, allow_redirects)
+                response = self.http.request(
+                    method, url, body, sent, allow_redirects=allow_redirects
+                )
                 break
-            except requests.exceptions.SSLError as exc:
+            except transport.TLSFailed as exc:
                 raise ConnectionError(
                     f"master {self.master_url}: TLS error on {method} {call}: {_short(exc)}"
                 ) from exc
-            except requests.exceptions.ConnectionError as exc:  # includes ConnectTimeout
+            except transport.ConnectFailed as exc:
                 if attempt < attempts:
                     log.debug("%s %s: %s; retrying in %.1fs", method, call, _short(exc), delay)
                     self._sleep(delay)
@@ -215,44 +237,19 @@ class MasterSession:
                     f"cannot connect to master {self.master_url} ({method} {call}): "
                     f"{_short(exc)} (check master_url and that the master is running)"
                 ) from exc
-            except requests.exceptions.Timeout as exc:
+            except transport.TimedOut as exc:
                 raise ConnectionError(
                     f"master {self.master_url} did not answer {method} {call} within "
                     f"{self.timeout}s"
                 ) from exc
-            except requests.exceptions.RequestException as exc:  # invalid URL, schema...
+            except transport.TransportError as exc:  # invalid URL, schema...
                 raise ConnectionError(
                     f"cannot call master {self.master_url} ({method} {call}): {_short(exc)}"
                 ) from exc
         self._raise_for_status(method, call, response)
         return response
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        params: Params | None,
-        data: Params | bytes | None,
-        headers: Mapping[str, str] | None,
-        allow_redirects: bool,
-    ) -> requests.Response:
-        cert = None
-        if url.startswith("https") and self.cert_file:
-            cert = (self.cert_file, self.key_file) if self.key_file else self.cert_file
-        verify: bool | str = self.master_ca_file or False
-        return self.session.request(
-            method,
-            url,
-            params=params,
-            data=data,
-            headers=dict(headers or {}),
-            cert=cert,
-            verify=verify,
-            timeout=self.timeout,
-            allow_redirects=allow_redirects,
-        )
-
-    def _raise_for_status(self, method: str, call: str, response: requests.Response) -> None:
+    def _raise_for_status(self, method: str, call: str, response: transport.Response) -> None:
         status = response.status_code
         if status < 400:
             return
@@ -271,8 +268,18 @@ class MasterSession:
         raise HTTPError(message, status, body)
 
 
+def _with_params(url: str, params: Params | None) -> str:
+    """`url` with `params` added to its query; None values left out (as requests does)."""
+    if not params:
+        return url
+    query = urlencode([(k, v) for k, v in params.items() if v is not None], doseq=True)
+    if not query:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
 def _short(exc: BaseException) -> str:
-    """requests' messages nest several reprs; keep the innermost reason, on one line."""
+    """Transport messages may nest reprs; keep the innermost reason, on one line."""
     text = " ".join(str(exc).split())
     match = re.search(r"\[Errno [^\]]+\] [^'\")]+", text)
     if match:
