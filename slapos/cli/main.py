@@ -64,6 +64,9 @@ GROUPS = ("client", "node", "cachelookup", "other")
 class RootParser(SlapOSArgumentParser):
     """The root parser: its help is the grouped command list."""
 
+    #: The command words of the argv the tree is built for; () means build everything.
+    command_words: tuple[str, ...] = ()
+
     def format_help(self) -> str:
         text = super().format_help()
         width = 13
@@ -82,20 +85,29 @@ class RootParser(SlapOSArgumentParser):
         return text + "\n".join(blocks) + "\n"
 
 
-def families_for(argv: Sequence[str] | None) -> tuple[str, ...]:
-    """The families whose parsers `argv` needs (all of them unless the first word says)."""
-    if argv is None:
-        return FAMILIES
+def command_words(argv: Sequence[str] | None, count: int = 2) -> tuple[str, ...]:
+    """The first `count` words of `argv` that are neither options nor global option values."""
+    words: list[str] = []
     skip = False
-    for token in argv:
+    for token in argv or ():
         if skip:
             skip = False
         elif token in _GLOBAL_WITH_VALUE:
             skip = True
         elif not token.startswith("-"):
-            family = FIRST_WORDS.get(token)
-            return (family,) if family else FAMILIES
-    return FAMILIES
+            words.append(token)
+            if len(words) == count:
+                break
+    return tuple(words)
+
+
+def families_for(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """The families whose parsers `argv` needs (all of them unless the first word says)."""
+    if argv is None:
+        return FAMILIES
+    words = command_words(argv, 1)
+    family = FIRST_WORDS.get(words[0]) if words else None
+    return (family,) if family else FAMILIES
 
 
 def build_parser(argv: Sequence[str] | None = None) -> RootParser:
@@ -120,6 +132,8 @@ def build_parser(argv: Sequence[str] | None = None) -> RootParser:
         parser_class=SlapOSArgumentParser,
         help=argparse.SUPPRESS,  # the grouped listing below replaces argparse's
     )
+    # Families may build only the commands these words lead to (see cli/node/__init__.py).
+    root.command_words = command_words(argv) if argv is not None else ()
     for name in families_for(argv):
         importlib.import_module(name).register(sub, root)
     return root

@@ -21,10 +21,33 @@ AREAS = (
 )
 
 
+#: Commands whose area alone is built when they are run: `slapos node instance` (cron,
+#: every minute) need not import and build format's or supervisor's parsers. Any other word,
+#: or none, builds every area (help listings, error messages with the choices).
+AREA_OF = {
+    "software": "slapos.cli.node.software",
+    "instance": "slapos.cli.node.instance",
+    "report": "slapos.cli.node.instance",
+    "promise": "slapos.cli.node.instance",
+    "prune": "slapos.cli.node.instance",
+    "bang": "slapos.cli.node.instance",
+}
+
+
+def areas_for(words: tuple[str, ...]) -> tuple[str, ...]:
+    """The areas a command line starting with `words` needs."""
+    if len(words) >= 2 and words[0] == "node" and words[1] in AREA_OF:
+        return (AREA_OF[words[1]],)
+    return AREAS
+
+
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
     node, node_sub = add_group(sub, "node", help="manage this SlapOS node")
-    for name in AREAS:
+    areas = areas_for(getattr(root, "command_words", ()))
+    for name in areas:
         importlib.import_module(name).register(node_sub, root)
+    if areas != AREAS:
+        return
     # Bare `slapos node` means `slapos node status`, as upstream.
     from slapos.cli.node.supervisor import status_default
 
