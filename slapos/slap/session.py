@@ -12,6 +12,7 @@ status.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -105,7 +106,7 @@ class MasterSession:
         self.backoff = backoff
         self._sleep = sleep
         #: Proxies for the master, from the environment, read once (the URL never changes).
-        self.proxies = transport.environ_proxies(self.master_url)
+        self.proxies = transport.environ_proxies(self.master_url, os.environ)
         self.headers = {"Accept": "*/*", "User-Agent": USER_AGENT}
         self.http = transport.HttpClient(
             timeout=timeout,
