@@ -35,6 +35,8 @@ from tests.fixtures.grid_instance import (  # noqa: E402
 )
 from tests.fixtures.upstream import DEFAULT_VENV, Upstream, start_upstream_proxy  # noqa: E402
 
+_SCRIPT = Path(sys.executable).with_name("slapos")
+OURS_SLAPOS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "slapos"]
 UPSTREAM = Upstream(Path(os.environ.get("SLAPOS_UPSTREAM_VENV", DEFAULT_VENV)))
 
 
@@ -153,7 +155,8 @@ def main() -> int:
             )
         commands = {
             "upstream": [str(UPSTREAM.slapos), "node", "instance", "--now", "--cfg"],
-            "ours": [sys.executable, "-m", "slapos", "node", "instance", "--now", "--cfg"],
+            # What users run: the console script, as on upstream's side.
+            "ours": [*OURS_SLAPOS, "node", "instance", "--now", "--cfg"],
         }
         # Installed, both sides have their byte code compiled (pip does it); a checkout run
         # with PYTHONDONTWRITEBYTECODE set would recompile every edited module on each run.
