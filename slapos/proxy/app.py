@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from slapos.proxy import db as dbmod
 from slapos.proxy.config import ProxyConfig
+from slapos.proxy.form import parse_form
 from slapos.proxy.marshal import MarshalError
 from slapos.proxy.service import (
     BadRequest,
@@ -66,9 +66,7 @@ class Request:
     @property
     def query(self) -> dict[str, str]:
         if self._query is None:
-            self._query = _flat(
-                parse_qs(self.environ.get("QUERY_STRING", ""), keep_blank_values=True)
-            )
+            self._query = parse_form(self.environ.get("QUERY_STRING", ""))
         return self._query
 
     def body(self) -> bytes:
@@ -89,11 +87,12 @@ class Request:
             if self.method == "GET":
                 self._form = self.query
             else:
+                body = self.body()
                 try:
-                    text = self.body().decode("utf-8")
+                    body.decode("utf-8")
                 except UnicodeDecodeError:
                     raise BadRequest("form body is not UTF-8") from None
-                self._form = _flat(parse_qs(text, keep_blank_values=True))
+                self._form = parse_form(body)
         return self._form
 
     def field(self, name: str) -> str:
@@ -147,10 +146,6 @@ class Request:
 
 class PayloadTooLarge(ProxyHTTPError):
     status = 413
-
-
-def _flat(values: dict[str, list[str]]) -> dict[str, str]:
-    return {key: items[-1] for key, items in values.items()}
 
 
 @dataclass
