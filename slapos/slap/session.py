@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from slapos import __version__
 from slapos.slap import transport, wire
@@ -29,6 +29,7 @@ from slapos.slap.exception import (
     ResourceNotReady,
     ServerError,
 )
+from slapos.slap.transport import urlencode
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class MasterSession:
             proxies=self.proxies,
         )
         self._requests_session: Any = None
+        self._urls: dict[str, str] = {}
 
     @property
     def session(self) -> Any:
@@ -139,7 +141,12 @@ class MasterSession:
     # -- public API ------------------------------------------------------------------
 
     def url_for(self, path: str) -> str:
-        return urljoin(self.master_url, path.lstrip("/"))
+        url = self._urls.get(path)
+        if url is None:
+            url = urljoin(self.master_url, path.lstrip("/"))
+            if len(self._urls) < 256:  # the legacy API has a few dozen calls
+                self._urls[path] = url
+        return url
 
     def get(self, path: str, params: Params | None = None, **kw: Any) -> bytes:
         """GET a legacy API method; retried on connection errors."""
@@ -157,10 +164,9 @@ class MasterSession:
         headers = dict(kw.pop("headers", None) or {})
         if partition is not None:
             headers["Authorization"] = wire.partition_authorization(*partition)
-        form = {k: ("None" if v is None else v) for k, v in (data or {}).items()}
-        # None travels as the string "None", as upstream's library sends it.
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        body = urlencode(form).encode("ascii")
+        # None travels as the string "None" (its str()), as upstream's library sends it.
+        body = urlencode(data or {}).encode("ascii")
         response = self.request(
             "POST", self.url_for(path), data=body, headers=headers, call=path, **kw
         )

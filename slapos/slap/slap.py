@@ -54,6 +54,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_SOFTWARE_TYPE = "default"
+#: The documents most requests send (wire.dumps is deterministic): made once, not per call.
+_EMPTY_DICT_XML = wire.dumps({})
+_NONE_XML = wire.dumps(None)
+_TRUE_XML = wire.dumps(True)
+_FALSE_XML = wire.dumps(False)
 OLD_DEFAULT_SOFTWARE_TYPE = "RootSoftwareInstance"
 #: `<instance_root>/<partition>/.slapos-request-transaction-<partition>` (node.md §5.9).
 COMPUTER_PARTITION_REQUEST_LIST_TEMPLATE_FILENAME = ".slapos-request-transaction-%s"
@@ -126,7 +131,8 @@ class SlapRequester(SlapDocument):
             if k not in ("_connection_helper", "_hateoas_navigator")
         )
         self._attach(partition)
-        if wire.loads(request_dict["shared_xml"]):
+        shared_xml = request_dict["shared_xml"]
+        if shared_xml == _TRUE_XML or (shared_xml != _FALSE_XML and wire.loads(shared_xml)):
             partition._synced = True
             partition._connection_dict = getattr(software_instance, "_connection_dict", None)
             partition._parameter_dict = getattr(software_instance, "_parameter_dict", None)
@@ -305,11 +311,11 @@ def build_request_dict(
     return {
         "software_release": software_release,
         "partition_reference": partition_reference,
-        "partition_parameter_xml": wire.dumps(parameters),
-        "filter_xml": wire.dumps(filters),
+        "partition_parameter_xml": wire.dumps(parameters) if parameters else _EMPTY_DICT_XML,
+        "filter_xml": wire.dumps(filters) if filters else _EMPTY_DICT_XML,
         "software_type": DEFAULT_SOFTWARE_TYPE if software_type is None else software_type,
-        "state": wire.dumps(state),
-        "shared_xml": wire.dumps(bool(shared)),
+        "state": _NONE_XML if state is None else wire.dumps(state),
+        "shared_xml": _TRUE_XML if shared else _FALSE_XML,
     }
 
 

@@ -38,8 +38,9 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 #: Statuses after which requests follows `Location` (and so do we).
@@ -578,6 +579,73 @@ def _proxy_authorization(proxy: str) -> str | None:
         return None
     credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
     return "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+
+
+# -- form encoding ---------------------------------------------------------------------------
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+#: quote_plus for one byte (a character of a latin-1 decoded UTF-8 string), by ordinal.
+_QUOTE_PLUS = [
+    chr(byte) if byte in _UNRESERVED else "+" if byte == 0x20 else f"%{byte:02X}"
+    for byte in range(256)
+]
+_quoted: dict[str, str] = {}
+
+
+def quote_plus(text: str) -> str:
+    """`urllib.parse.quote_plus(text)`, the same characters, ~3x faster (str.translate).
+
+    Short strings are remembered: a form repeats its names and most of its values.
+    """
+    quoted = _quoted.get(text)
+    if quoted is None:
+        raw = text if text.isascii() else text.encode("utf-8").decode("latin-1")
+        quoted = raw.translate(_QUOTE_PLUS)
+        if len(text) <= 256:
+            if len(_quoted) >= 4096:
+                _quoted.clear()
+            _quoted[text] = quoted
+    return quoted
+
+
+def _quote_value(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("latin-1").translate(_QUOTE_PLUS)
+    return quote_plus(value if type(value) is str else str(value))
+
+
+def urlencode(query: Mapping[Any, Any] | Sequence[tuple[Any, Any]], doseq: bool = False) -> str:
+    """`urllib.parse.urlencode(query, doseq)`, the same characters, several times faster.
+
+    Keys and values are quoted as urlencode's default `quote_plus` does (UTF-8, space as
+    `+`, only letters, digits and `_.-~` left as they are); bytes are quoted as bytes,
+    anything else as its str(); with `doseq`, a non-string sequence value gives one
+    `key=item` per item.
+    """
+    items = getattr(query, "items", None)
+    if items is not None:
+        pairs = items()
+    else:
+        pairs = query
+        if len(query) and not isinstance(query[0], tuple):
+            raise TypeError("not a valid non-string sequence or mapping object")
+    parts = []
+    for key, value in pairs:
+        name = quote_plus(key) if type(key) is str else _quote_value(key)
+        if type(value) is str:
+            parts.append(f"{name}={quote_plus(value)}")
+        elif not doseq or isinstance(value, bytes):
+            parts.append(f"{name}={_quote_value(value)}")
+        elif isinstance(value, str):  # a subclass: doseq quotes it as it is, not its str()
+            parts.append(f"{name}={quote_plus(str.__str__(value))}")
+        else:
+            try:
+                len(value)
+            except TypeError:
+                parts.append(f"{name}={_quote_value(value)}")
+            else:
+                parts.extend(f"{name}={_quote_value(item)}" for item in value)
+    return "&".join(parts)
 
 
 def environ_proxies(url: str, environ: Mapping[str, str]) -> dict[str, str]:
