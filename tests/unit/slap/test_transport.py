@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import random
+import socket
 import threading
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from slapos.slap import transport
-from slapos.slap.session import MasterSession
-from tests.fixtures.common import free_port
+from slapos.slap.session import USER_AGENT, MasterSession
+from tests.fixtures.common import free_port, wait_for
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -129,3 +132,295 @@ def test_requests_session_for_upstream_code():
     assert session.session.verify == "ca.pem"
     assert session.session.cert == ("c.pem", "k.pem")
     assert session.session.trust_env is False
+
+
+# -- the answer reader, against a raw socket server that writes scripted bytes ---------------
+
+
+class RawServer:
+    """Reads requests; answers each with the next scripted bytes (None: close, say nothing).
+
+    `close_after` closes the connection once that answer is written; `pieces` writes each
+    answer one byte at a time.
+    """
+
+    def __init__(self, answers: list[bytes | None], close_after: bool = False) -> None:
+        self.answers = list(answers)
+        self.close_after = close_after
+        self.pieces = False
+        self.requests: list[tuple[int, bytes]] = []  # (connection number, raw request)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        self.closed = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(sock, self.connections), daemon=True).start()
+
+    def _talk(self, sock: socket.socket, number: int) -> None:
+        try:
+            with sock, contextlib.suppress(OSError):
+                self._serve(sock, number)
+        finally:
+            self.closed += 1
+
+    def _serve(self, sock: socket.socket, number: int) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            while len(data) < length:
+                data += sock.recv(65536)
+            self.requests.append((number, head + b"\r\n\r\n" + data[:length]))
+            data = data[length:]
+            answer = self.answers.pop(0) if self.answers else None
+            if answer is None:
+                return
+            if self.pieces:
+                for byte in range(len(answer)):
+                    sock.sendall(answer[byte : byte + 1])
+            else:
+                sock.sendall(answer)
+            if self.close_after:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def make(answers: list[bytes | None], close_after: bool = False) -> RawServer:
+        servers.append(RawServer(answers, close_after))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_request_bytes_are_those_http_client_sent(raw):
+    server = raw([OK, OK, OK])
+    session = MasterSession(server.url + "/sub", timeout=5)
+    session.post("supplySupply", {"url": "u&v é", "state": None}, partition=("C", "p0"))
+    session.get("getComputerStatus", {"computer_id": "C 1"})
+    session.request("HEAD", session.url_for("h"))
+    port = server.url.rpartition(":")[2]
+    assert [request for _, request in server.requests] == [
+        b"POST /sub/supplySupply HTTP/1.1\r\nAccept-Encoding: identity\r\nContent-Length: 27\r\n"
+        b"Host: 127.0.0.1:" + port.encode() + b"\r\nAccept: */*\r\n"
+        b"User-Agent: " + USER_AGENT.encode() + b"\r\n"
+        b"Authorization: X-SlapPartition computer_id=C, computer_partition_id=p0\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n\r\nurl=u%26v+%C3%A9&state=None",
+        b"GET /sub/getComputerStatus?computer_id=C+1 HTTP/1.1\r\nAccept-Encoding: identity\r\n"
+        b"Host: 127.0.0.1:" + port.encode() + b"\r\nAccept: */*\r\n"
+        b"User-Agent: " + USER_AGENT.encode() + b"\r\n\r\n",
+        b"HEAD /sub/h HTTP/1.1\r\nAccept-Encoding: identity\r\n"
+        b"Host: 127.0.0.1:" + port.encode() + b"\r\nAccept: */*\r\n"
+        b"User-Agent: " + USER_AGENT.encode() + b"\r\n\r\n",
+    ]
+    assert server.connections == 1
+    session.close()
+
+
+def test_header_injection_and_bad_urls_are_refused(raw):
+    server = raw([])
+    client = transport.HttpClient(timeout=5)
+    with pytest.raises(ValueError):
+        client.request("GET", server.url + "/", None, {"X-A": "1\r\nX-B: 2"})
+    with pytest.raises(transport.BadURL):
+        client.request("GET", server.url + "/a b", None, {})
+    with pytest.raises(transport.BadURL):
+        client.request("GET", server.url + "/é", None, {})
+    assert server.requests == []
+
+
+def test_chunked_answer_and_reuse(raw):
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    server = raw([chunked, OK])
+    client = transport.HttpClient(timeout=5)
+    assert client.request("GET", server.url + "/", None, {}).content == b"hello world"
+    assert client.request("GET", server.url + "/", None, {}).content == b"ok"
+    assert server.connections == 1
+
+
+def test_answer_written_byte_by_byte(raw):
+    server = raw(
+        [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        ]
+    )
+    server.pieces = True
+    client = transport.HttpClient(timeout=5)
+    assert client.request("GET", server.url + "/", None, {}).content == b"abc"
+    assert client.request("GET", server.url + "/", None, {}).content == b"hello"
+
+
+def test_interim_answers_are_skipped(raw):
+    server = raw(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n"
+            b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nX-Id: 7\r\n\r\ndone",
+            OK,
+        ]
+    )
+    client = transport.HttpClient(timeout=5)
+    answer = client.request("POST", server.url + "/", b"a=1", {})
+    assert (answer.status_code, answer.content, answer.headers.get("x-id")) == (201, b"done", "7")
+    assert "Link" not in answer.headers
+    assert client.request("GET", server.url + "/", None, {}).content == b"ok"
+    assert server.connections == 1
+
+
+def test_answer_delimited_by_close(raw):
+    server = raw([b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", OK])
+    server.close_after = True
+    client = transport.HttpClient(timeout=5)
+    assert client.request("GET", server.url + "/", None, {}).content == b"all of it"
+    assert client.request("GET", server.url + "/", None, {}).content == b"ok"
+    assert server.connections == 2
+
+
+def test_an_idle_connection_the_server_closed_is_not_reused(raw):
+    server = raw([OK, OK], close_after=True)  # keep-alive answers, then closes anyway
+    client = transport.HttpClient(timeout=5)
+    assert client.request("POST", server.url + "/", b"a=1", {}).content == b"ok"
+    wait_for(lambda: server.closed == 1, timeout=5)
+    assert client.request("POST", server.url + "/", b"a=2", {}).content == b"ok"
+    assert server.connections == 2
+
+
+def test_no_body_after_head_204_304(raw):
+    server = raw(
+        [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+            OK,
+        ]
+    )
+    client = transport.HttpClient(timeout=5)
+    head = client.request("HEAD", server.url + "/", None, {})
+    assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", "100")
+    assert client.request("GET", server.url + "/", None, {}).status_code == 204
+    assert client.request("GET", server.url + "/", None, {}).status_code == 304
+    assert client.request("GET", server.url + "/", None, {}).content == b"ok"
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "kept"),
+    [
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.1 200 OK\r\nconnection: Keep-Alive, Close\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.0 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok+extra bytes", False),  # out of sync
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", True),  # bare LF line ends
+    ],
+)
+def test_keep_alive_decision(raw, answer, kept):
+    server = raw([answer, OK])
+    client = transport.HttpClient(timeout=5)
+    assert client.request("GET", server.url + "/", None, {}).content == b"ok"
+    assert client.request("GET", server.url + "/", None, {}).content == b"ok"
+    assert server.connections == (1 if kept else 2)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        None,  # closed without a word
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nContent-Len",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    ],
+)
+def test_truncated_or_garbled_answers_are_connect_failures(raw, answer):
+    server = raw([answer], close_after=True)
+    client = transport.HttpClient(timeout=5)
+    with pytest.raises(transport.ConnectFailed, match="connection aborted"):
+        client.request("POST", server.url + "/", b"a=1", {})
+
+
+def test_no_answer_in_time_is_timed_out():
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
+    try:
+        client = transport.HttpClient(timeout=0.2)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        with pytest.raises(transport.TimedOut):
+            client.request("GET", url, None, {})
+    finally:
+        listener.close()
+
+
+def test_big_body_and_headers(raw):
+    body = bytes(range(256)) * 8192  # 2 MiB
+    server = raw(
+        [
+            b'HTTP/1.1 200 OK\r\nContent-Type: text/plain; Charset="ISO-8859-1"\r\n'
+            b"Set-Cookie: a=1\r\nset-cookie: b=2\r\nX-Folded: one\r\n two\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=no-such\r\n"
+            b"Content-Length: 2\r\n\r\n\xc3\xa9",
+        ]
+    )
+    client = transport.HttpClient(timeout=5)
+    answer = client.request("GET", server.url + "/", None, {})
+    assert answer.content == body
+    assert answer.headers.get_all("SET-COOKIE") == ["a=1", "b=2"]
+    assert answer.headers["x-folded"] == "one two"
+    assert answer.headers.get_content_charset() == "iso-8859-1"
+    assert answer.text == body.decode("latin-1")
+    assert "set-cookie" in answer.headers and "Nope" not in answer.headers
+    assert next(iter(answer.headers)) == "Content-Type"
+    assert client.request("GET", server.url + "/", None, {}).text == "é"
+    assert server.connections == 1
+
+
+# -- form encoding -----------------------------------------------------------------------------
+
+
+def test_urlencode_is_urllib_urlencode():
+    rng = random.Random(4)
+    alphabet = [chr(i) for i in range(0x180)] + list("é€𝄞中 +&=%/?#~_.-")
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert transport.quote_plus(text) == urllib.parse.quote_plus(text)
+        form = {text: text[::-1], "n": rng.randint(-5, 5), "none": None, "b": text.encode()}
+        assert transport.urlencode(form) == urllib.parse.urlencode(form)
+        pairs = [("l", [text, 1, b"x y"]), (text, None), ("t", (text,)), (b"b y", "v"), ("i", 3)]
+        assert transport.urlencode(pairs, doseq=True) == urllib.parse.urlencode(pairs, doseq=True)
+        assert transport.urlencode(pairs) == urllib.parse.urlencode(pairs)
+    with pytest.raises(UnicodeEncodeError):
+        transport.quote_plus("\ud800")
+    with pytest.raises(TypeError):
+        transport.urlencode(["ab"])  # type: ignore[list-item]
