@@ -12,7 +12,6 @@ Must not import slapos.cli.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -77,7 +76,12 @@ class Request:
                 raise BadRequest("bad Content-Length") from None
             if length > MAX_BODY:
                 raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
-            self._body = self.environ["wsgi.input"].read(length) if length > 0 else b""
+            try:
+                self._body = self.environ["wsgi.input"].read(length) if length > 0 else b""
+            except ValueError as exc:  # httpserver.BodyError: malformed, truncated, too large
+                if getattr(exc, "status", None) == 413:
+                    raise PayloadTooLarge(str(exc)) from None
+                raise BadRequest(f"cannot read the request body: {exc}") from None
         return self._body
 
     @property
@@ -191,7 +195,9 @@ class ProxyApp:
         self.database = str(database)
         self.now = clock or time.time
         self.run_id = os.urandom(16).hex()  # not `secrets`: hashlib costs memory
-        self._local = threading.local()
+        #: idle database connections, taken by one request at a time (list.pop/append
+        #: are atomic): a new connection (open + PRAGMAs) is made only when all are busy
+        self._idle: list[sqlite3.Connection] = []
         #: a single connection shared by every thread (in-memory databases)
         self._shared = connection
         self._shared_lock = threading.RLock()
@@ -200,6 +206,9 @@ class ProxyApp:
             connection.isolation_level = None
         self._generation = 0
         self._generation_lock = threading.Lock()
+        #: sqlite has one writer at a time: serving threads queue here (a prompt hand-over)
+        #: rather than in sqlite's busy handler, which sleeps and polls
+        self._write_lock = threading.Lock()
         #: computer id -> (generation, marshalled getFullComputerInformation answer)
         self.computer_cache: dict[str, tuple[int, str]] = {}
         self.routes: dict[str, tuple[frozenset[str], Handler]] = {}
@@ -211,19 +220,38 @@ class ProxyApp:
         ]
         self._cache_app: Callable[..., Iterable[bytes]] | None = None
         self._cache_lock = threading.Lock()
-        conn = self.connection()
-        dbmod.initialize(conn, self.database)
-        self._rebase_local_software(conn)
+        conn = self._checkout()
+        try:
+            dbmod.initialize(conn, self.database)
+            self._rebase_local_software(conn)
+        finally:
+            self._checkin(conn)
 
     # ---- database ---------------------------------------------------------------------
-    def connection(self) -> sqlite3.Connection:
+    #: idle connections kept open; more concurrent requests open (and then close) more
+    POOL_SIZE = 8
+
+    def _checkout(self) -> sqlite3.Connection:
         if self._shared is not None:
+            self._shared_lock.acquire()
             return self._shared
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = dbmod.connect(self.database)
-            self._local.conn = conn
-        return conn
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return dbmod.connect(self.database)
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        if self._shared is not None:
+            self._shared_lock.release()
+        elif len(self._idle) < self.POOL_SIZE:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        """Close the idle database connections (the server has stopped)."""
+        while self._idle:
+            self._idle.pop().close()
 
     @property
     def generation(self) -> int:
@@ -243,9 +271,12 @@ class ProxyApp:
 
     def write(self, request: Request | None, action: Callable[[Master], Any]) -> Any:
         """Run `action` in one BEGIN IMMEDIATE transaction; invalidates cached answers."""
-        conn = self.connection()
-        with self._serialised(), dbmod.write_transaction(conn):
-            result = action(self.master(conn, request))
+        conn = self._checkout()
+        try:
+            with self._write_lock, dbmod.write_transaction(conn):
+                result = action(self.master(conn, request))
+        finally:
+            self._checkin(conn)
         with self._generation_lock:
             self._generation += 1
         return result
@@ -267,13 +298,12 @@ class ProxyApp:
         )
 
     def read(self, action: Callable[[Master], Any]) -> Any:
-        conn = self.connection()
-        with self._serialised(), dbmod.read_transaction(conn):
-            return action(self.master(conn))
-
-    def _serialised(self) -> contextlib.AbstractContextManager[Any]:
-        """A shared connection takes one transaction at a time; own connections need no lock."""
-        return self._shared_lock if self._shared is not None else contextlib.nullcontext()
+        conn = self._checkout()
+        try:
+            with dbmod.read_transaction(conn):
+                return action(self.master(conn))
+        finally:
+            self._checkin(conn)
 
     def issue_certificate(self, computer_id: str, partition_id: str | None) -> dict[str, str]:
         """The certificate a node or partition should use (empty without a CA key)."""

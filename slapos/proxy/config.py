@@ -27,7 +27,7 @@ KNOWN_KEYS = frozenset(
         "local_software_release_root", "public_directory_path", "shacache_content_directory",
         "shacache_metadata_directory", "shacache_signing_key_path", "shacache_upstream_cache_url",
         "shacache_upstream_dir_url", "tls_certificate", "tls_key", "tls_ca", "threads",
-        "master_url", "software_root", "instance_root", "tls_ca_key",
+        "master_url", "software_root", "instance_root", "tls_ca_key", "http_server",
     }
 )  # fmt: skip
 
@@ -74,6 +74,8 @@ class ProxyConfig:
     multimaster: Mapping[str, MultimasterEntry] = field(default_factory=dict)
     tls: TLSConfig | None = None
     threads: int = 4
+    #: `builtin` (slapos.proxy.httpserver) or `waitress`
+    http_server: str = "builtin"
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -115,6 +117,10 @@ def load_proxy_config(
         if not 0 <= port <= 65535:
             raise ConfigError(f"{where}: [slapproxy] port must be between 0 and 65535, got {port}")
         computer_id = need("computer_id")
+    tls = _tls(merged, where)
+    http_server = _http_server(merged.get("http_server", "builtin"), where)
+    if tls is not None and http_server == "waitress":
+        raise ConfigError(f"{where}: [slapproxy] http_server = waitress cannot serve TLS (tls_*)")
     return ProxyConfig(
         path=path,
         database_uri=database_uri,
@@ -131,9 +137,22 @@ def load_proxy_config(
         shacache_upstream_cache_url=merged.get("shacache_upstream_cache_url"),
         shacache_upstream_dir_url=merged.get("shacache_upstream_dir_url"),
         multimaster=_multimaster(ini),
-        tls=_tls(merged, where),
+        tls=tls,
         threads=parse_int(merged.get("threads", "4"), f"{where}: [slapproxy] threads"),
+        http_server=http_server,
     )
+
+
+HTTP_SERVERS = ("builtin", "waitress")
+
+
+def _http_server(value: str, where: str) -> str:
+    name = value.strip().lower()
+    if name not in HTTP_SERVERS:
+        raise ConfigError(
+            f"{where}: [slapproxy] http_server must be builtin or waitress, got {value!r}"
+        )
+    return name
 
 
 def _products(text: str, where: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Serve the proxy with waitress (threaded, production WSGI server) until SIGTERM/SIGINT.
+"""Serve the proxy until SIGTERM/SIGINT: the built-in server (slapos.proxy.httpserver,
+one thread per connection, optional TLS) or, with `http_server = waitress`, waitress.
 
 IPv6 hosts are accepted with or without brackets. The access log is the
 `slapos.proxy.access` logger (one INFO line per request). On SIGTERM or SIGINT the
@@ -10,11 +11,12 @@ Must not import slapos.cli.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -79,8 +81,82 @@ def serve(
 ) -> None:
     """Run until SIGTERM/SIGINT (or KeyboardInterrupt); `on_ready(url)` once listening."""
     app = app or create_app(config)
+    if config.http_server == "waitress":
+        return _serve_waitress(config, app, on_ready)
+    import ssl
+
+    from slapos.proxy.httpserver import HTTPServer, Limits
+
+    context = None
     if config.tls is not None:
-        return _serve_tls(config, app, on_ready)
+        from slapos.proxy.tls import server_context
+
+        try:
+            context = server_context(config.tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise ListenError(f"cannot load the TLS certificate, key or CA: {exc}") from exc
+    address = listen_address(config.host, config.port)
+    try:
+        server = HTTPServer(
+            app,
+            config.host,
+            config.port,
+            ssl_context=context,
+            limits=Limits(max_body=max_body_size(config), idle_timeout=120.0),
+        )
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    if config.tls is not None:
+        required = "client certificates required" if config.tls.ca else "no client certificates"
+        log.info(
+            "slapos proxy serving %s (%s, database %s, computer %s)",
+            server.url,
+            required,
+            app.database,
+            config.computer_id,
+        )
+    else:
+        log.info(
+            "slapos proxy serving %s (database %s, computer %s)",
+            server.url,
+            app.database,
+            config.computer_id,
+        )
+    if on_ready is not None:
+        on_ready(server.url)
+    with _stop_signals():
+        try:
+            server.serve_forever()
+        except (_Stop, KeyboardInterrupt) as exc:
+            log.info("slapos proxy stopping (%s)", exc or "interrupted")
+        finally:
+            server.stop(grace=5.0)
+            app.close()
+            log.info("slapos proxy stopped")
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT raise _Stop in the main thread while serving."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop(signal.Signals(signum).name)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve_waitress(
+    config: ProxyConfig, app: ProxyApp, on_ready: Callable[[str], None] | None
+) -> None:
+    """`http_server = waitress`: the event-loop server with a worker pool (no TLS)."""
     import waitress.server
 
     address = listen_address(config.host, config.port)
@@ -105,77 +181,23 @@ def serve(
     shown = f"[{host}]" if ":" in str(host) else host
     url = f"http://{shown}:{port}"
     log.info(
-        "slapos proxy serving %s (database %s, computer %s)", url, app.database, config.computer_id
-    )
-    if on_ready is not None:
-        on_ready(url)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
-    previous = {}
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, stop)
-    try:
-        server.run()
-    except (_Stop, KeyboardInterrupt) as exc:
-        log.info("slapos proxy stopping (%s)", exc or "interrupted")
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        server.close()
-        try:
-            server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
-        except Exception:  # already shut down by close(): nothing left to wait for
-            log.debug("task dispatcher already stopped", exc_info=True)
-        log.info("slapos proxy stopped")
-
-
-def _serve_tls(config: ProxyConfig, app: ProxyApp, on_ready: Callable[[str], None] | None) -> None:
-    import ssl
-
-    from slapos.proxy.tls import TLSServer, server_context
-
-    assert config.tls is not None
-    host = config.host.strip().strip("[]")
-    try:
-        context = server_context(config.tls)
-    except (OSError, ssl.SSLError) as exc:
-        raise ListenError(f"cannot load the TLS certificate, key or CA: {exc}") from exc
-    try:
-        server = TLSServer((host, config.port), context, app)
-    except OSError as exc:
-        raise ListenError(
-            f"cannot listen on {listen_address(host, config.port)}: {exc.strerror or exc}"
-        ) from exc
-    port = server.server_address[1]
-    url = f"https://{'[' + host + ']' if ':' in host else host}:{port}"
-    required = "client certificates required" if config.tls.ca else "no client certificates"
-    log.info(
-        "slapos proxy serving %s (%s, database %s, computer %s)",
+        "slapos proxy serving %s with waitress (database %s, computer %s)",
         url,
-        required,
         app.database,
         config.computer_id,
     )
     if on_ready is not None:
         on_ready(url)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, stop)
-    try:
-        server.serve_forever(poll_interval=0.5)
-    except (_Stop, KeyboardInterrupt) as exc:
-        log.info("slapos proxy stopping (%s)", exc or "interrupted")
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        server.server_close()
-        log.info("slapos proxy stopped")
+    with _stop_signals():
+        try:
+            server.run()
+        except (_Stop, KeyboardInterrupt) as exc:
+            log.info("slapos proxy stopping (%s)", exc or "interrupted")
+        finally:
+            server.close()
+            try:
+                server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+            except Exception:  # already shut down by close(): nothing left to wait for
+                log.debug("task dispatcher already stopped", exc_info=True)
+            app.close()
+            log.info("slapos proxy stopped")

@@ -1,8 +1,8 @@
 """Optional https with client certificates for the proxy.
 
-waitress has no TLS, so with `tls_certificate`/`tls_key` set the proxy is served by the
-standard library's threaded HTTP server over TLS (handshake in the worker thread, so a
-slow client cannot stall others). With `tls_ca` set, every call must present a
+With `tls_certificate`/`tls_key` set, the built-in server (slapos.proxy.httpserver)
+speaks https, keep-alive included (the handshake happens in the connection's own thread,
+so a slow client cannot stall others). With `tls_ca` set, every call must present a
 certificate signed by that CA, and its subject common name decides what it may do:
 
 * `<computer_id>/<partition_id>`: a partition; it may act only on that partition's data
@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import datetime
 import logging
-import socket
-import socketserver
 import ssl
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+from slapos.proxy.httpserver import PEER_KEY
 from slapos.proxy.service import Forbidden
 
 if TYPE_CHECKING:
@@ -33,8 +31,6 @@ if TYPE_CHECKING:
     from slapos.proxy.config import TLSConfig
 
 log = logging.getLogger(__name__)
-PEER_KEY = "slapos.peer_common_name"
-HANDSHAKE_TIMEOUT = 15.0
 
 #: legacy routes a partition certificate may call, and the fields naming the partition
 _PARTITION_ROUTES = {
@@ -119,44 +115,3 @@ def issue_certificate(ca_certificate: bytes, ca_key: bytes, common_name: str) ->
         serialization.NoEncryption(),
     )
     return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
-
-
-class _Handler(WSGIRequestHandler):
-    def get_environ(self) -> dict[str, Any]:
-        environ: dict[str, Any] = super().get_environ()
-        peer = getattr(self.connection, "getpeercert", lambda: None)()
-        if peer:
-            for rdn in peer.get("subject", ()):
-                for key, value in rdn:
-                    if key == "commonName":
-                        environ[PEER_KEY] = value
-        return environ
-
-    def log_message(self, format: str, *args: Any) -> None:  # the app logs each request
-        pass
-
-
-class TLSServer(socketserver.ThreadingMixIn, WSGIServer):
-    """Threaded WSGI server; the TLS handshake happens in the worker thread."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, app: Any) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.context = context
-        super().__init__(address, _Handler)
-        self.set_app(app)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(HANDSHAKE_TIMEOUT)
-        try:
-            secure = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.info("TLS handshake with %s failed: %s", client_address[0], exc)
-            return
-        secure.settimeout(120)
-        try:
-            super().finish_request(secure, client_address)
-        finally:
-            secure.close()
