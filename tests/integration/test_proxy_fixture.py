@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.upstream import RunningProxy, Upstream
 
 
@@ -32,7 +34,8 @@ def test_upstream_library_formats_and_requests(upstream: Upstream, proxy: Runnin
     assert json.loads(result.stdout.splitlines()[-1]) == ["slappart0", "started", "1"]
 
 
-def test_log_file_key_ipv6_and_clean_shutdown(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["builtin", "waitress"])
+def test_log_file_key_ipv6_and_clean_shutdown(tmp_path: Path, server: str) -> None:
     import os
     import signal
     import subprocess
@@ -47,7 +50,7 @@ def test_log_file_key_ipv6_and_clean_shutdown(tmp_path: Path) -> None:
     config = tmp_path / "slapos-proxy.cfg"
     config.write_text(
         f"[slapos]\ncomputer_id = C\n[slapproxy]\nhost = ::1\nport = {port}\n"
-        f"database_uri = {tmp_path}/db\nlog_file = {log_file}\n"
+        f"database_uri = {tmp_path}/db\nlog_file = {log_file}\nhttp_server = {server}\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "slapos", "proxy", "start", "--cfg", str(config)],
@@ -55,8 +58,10 @@ def test_log_file_key_ipv6_and_clean_shutdown(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         wait_for_port("::1", port)
-        answer = requests.get(f"http://[::1]:{port}/getRunId", timeout=10)
-        assert answer.status_code == 200 and len(answer.text) == 32
+        with requests.Session() as session:  # keep-alive: two calls on one connection
+            for _ in range(2):
+                answer = session.get(f"http://[::1]:{port}/getRunId", timeout=10)
+                assert answer.status_code == 200 and len(answer.text) == 32
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)

@@ -48,6 +48,12 @@ def test_keys_spellings_sections_and_overrides(tmp_path: Path) -> None:
         ("[slapproxy]\nport = 1\ndatabase_uri = x\n", "computer_id is required"),
         ("[slapos]\ncomputer_id = C\n[slapproxy]\nport = x\ndatabase_uri = x\n", "whole number"),
         ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\ntls_key=/k\n", "go together"),
+        ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nhttp_server=flask\n", "builtin or"),
+        (
+            "[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nhttp_server=waitress\n"
+            "tls_certificate=/c\ntls_key=/k\n",
+            "cannot serve TLS",
+        ),
     ],
 )
 def test_missing_or_bad_keys(tmp_path: Path, text: str, message: str) -> None:
