@@ -30,7 +30,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 SLAP_MODULE = "slapos.slap.slap"
 #: The only classes slapos lets through the wire, either way.
@@ -93,8 +93,24 @@ def _key_cmp(a: tuple[Any, Any], b: tuple[Any, Any]) -> int:
 _ITEM_KEY = functools.cmp_to_key(_key_cmp)
 
 
+#: `<string>` elements of short strings, escaped once: attribute names and most values
+#: come back in every answer. Bounded (cleared when full); long strings are not kept.
+_STRING_ELEMENTS: dict[str, str] = {}
+_STRING_ELEMENTS_MAX = 4096
+_STRING_ELEMENTS_LENGTH = 64
+
+
+def _string_element(value: str) -> str:
+    element = f"<string>{_text(value)}</string>"
+    if len(value) <= _STRING_ELEMENTS_LENGTH:
+        if len(_STRING_ELEMENTS) >= _STRING_ELEMENTS_MAX:
+            _STRING_ELEMENTS.clear()
+        _STRING_ELEMENTS[value] = element
+    return element
+
+
 class Encoder:
-    __slots__ = ("counter", "out", "seen", "strings")
+    __slots__ = ("counter", "out", "seen")
 
     def __init__(self) -> None:
         self.out: list[str] = []
@@ -102,8 +118,6 @@ class Encoder:
         # id() of each container emitted: the value tree outlives the encoder, so ids
         # cannot be reused by other objects meanwhile.
         self.seen: dict[int, int] = {}
-        # attribute names and values repeat across partitions: escape each once
-        self.strings: dict[str, str] = {}
 
     def container_id(self, value: object) -> int | None:
         key = id(value)
@@ -114,19 +128,11 @@ class Encoder:
         self.seen[key] = self.counter
         return self.counter
 
-    def compact(self) -> None:
-        """Join what is written so far: big documents keep few live string objects."""
-        if len(self.out) > 2048:
-            self.out[:] = ["".join(self.out)]
-
     def encode(self, value: Any) -> None:
         out = self.out
         kind = type(value)
         if kind is str:
-            element = self.strings.get(value)
-            if element is None:
-                element = self.strings[value] = f"<string>{_text(value)}</string>"
-            out.append(element)
+            out.append(_STRING_ELEMENTS.get(value) or _string_element(value))
         elif kind is dict:
             self.encode_dict(value)
         elif value is None:
@@ -144,7 +150,10 @@ class Encoder:
                 return
             out.append("<tuple>")
             for item in value:
-                self.encode(item)
+                if type(item) is str:
+                    out.append(_STRING_ELEMENTS.get(item) or _string_element(item))
+                else:
+                    self.encode(item)
             out.append("</tuple>")
         elif kind is list or kind is set or kind is frozenset:
             self.encode_sequence(value, "list" if kind is list else "set")
@@ -161,9 +170,12 @@ class Encoder:
 
     def encode_dict(self, value: dict[Any, Any]) -> None:
         out = self.out
-        number = self.container_id(value)
-        if number is None:
+        seen = self.seen
+        if id(value) in seen:
+            out.append(f'<reference id="i{seen[id(value)]}"/>')
             return
+        self.counter = number = self.counter + 1
+        seen[id(value)] = number
         if not value:
             out.append(f'<dictionary id="i{number}"/>')
             return
@@ -172,17 +184,23 @@ class Encoder:
             items = sorted(value.items())
         except TypeError:
             items = sorted(value.items(), key=_ITEM_KEY)
-        strings = self.strings
+        append = out.append
+        strings = _STRING_ELEMENTS
         for key, item in items:
-            if type(key) is str and key in strings:
-                out.append(strings[key])
+            if type(key) is str:
+                append(strings.get(key) or _string_element(key))
             else:
                 self.encode(key)
-            if type(item) is str and item in strings:
-                out.append(strings[item])
+            kind = type(item)
+            if kind is str:
+                append(strings.get(item) or _string_element(item))
+            elif kind is dict:
+                self.encode_dict(item)
+            elif item is None:
+                append("<none/>")
             else:
                 self.encode(item)
-        out.append("</dictionary>")
+        append("</dictionary>")
 
     def encode_sequence(self, value: Any, tag: str) -> None:
         out = self.out
@@ -194,8 +212,12 @@ class Encoder:
             return
         out.append(f'<{tag} id="i{number}">')
         for item in value:
-            self.encode(item)
-            self.compact()
+            if type(item) is str:
+                out.append(_STRING_ELEMENTS.get(item) or _string_element(item))
+            else:
+                self.encode(item)
+            if len(out) > 2048:  # big documents keep few live string objects
+                out[:] = ["".join(out)]
         out.append(f"</{tag}>")
 
     def encode_object(self, value: WireObject) -> None:
@@ -212,7 +234,10 @@ class Encoder:
             return
         self.out.append(f'<object id="i{number}" module="{module}" class="{cls}">')
         self.encode(args)
-        self.encode(state)
+        if type(state) is dict:
+            self.encode_dict(state)
+        else:
+            self.encode(state)
         self.out.append("</object>")
 
 
@@ -240,8 +265,24 @@ def _local(tag: str) -> str:
 
 
 class Decoder:
+    """The reference decoder: walks an ElementTree; `loads` tries the fast path first.
+
+    A subclass that sets FAST_PATH = True in its own body promises that `build_object`
+    gives what `decode_object` gives for a well-formed object; others always take the
+    ElementTree path.
+    """
+
+    FAST_PATH: ClassVar[bool] = True
+
     def __init__(self) -> None:
         self.refs: dict[str, Any] = {}
+
+    @staticmethod
+    def build_object(module: str, cls: str, args: tuple[Any, ...], state: dict[Any, Any]) -> Any:
+        """The fast path's decode_object, from decoded parts; any error means: fall back."""
+        if module != SLAP_MODULE or cls not in ALLOWED_CLASSES:
+            raise _Fallback
+        return WireObject(cls=cls, args=args, state=state, module=module)
 
     def register(self, element: ET.Element, value: Any) -> None:
         ident = element.get("id")
@@ -329,6 +370,221 @@ _CONSTANTS: dict[str, Any] = {
 _EMPTY_DICT = '<marshal><dictionary id="i2"/></marshal>'
 
 
+# ---------------------------------------------------------------------------------------
+# Fast decoding: the xml_marshaller grammar, tokenized by one regex.
+#
+# Only documents written the way xml_marshaller (and `dumps`) writes them are taken: the
+# known tags, attributes in the usual order between double quotes, text with nothing but
+# the predefined entities and character references. Anything else -- whitespace between
+# elements, namespaces, comments, CDATA, a DOCTYPE, an unknown tag, a bad value, a
+# reference to an unknown or reused id, deep nesting -- raises _Fallback and `loads`
+# starts again with ElementTree, so odd documents get exactly the old result or error.
+
+
+class _Fallback(Exception):
+    """The fast decoder does not handle this document: the ElementTree path decides."""
+
+
+#: Deeper documents go to the ElementTree path, which turns RecursionError into an error.
+_FAST_MAX_DEPTH = 100
+_FAST_DECLARATION = re.compile(
+    r"""<\?xml version=(["'])1\.0\1(?: encoding=(["'])(?:utf-8|UTF-8)\2)?\?>[ \t\n]*"""
+)
+#: ASCII characters expat refuses, or changes (a literal \r becomes \n).
+_FAST_BAD_ASCII = bytes(range(0x20)).translate(None, b"\t\n") + b"\r"
+#: An `&` that starts neither a predefined entity nor a character reference.
+_FAST_BAD_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});)")
+# Tokens: a run of <string> elements (split apart with str.split, at C speed), another
+# leaf, any other tag (told apart by a dict lookup or str.split('"')), or one stray
+# character (all groups empty: fall back). findall() gives 4 groups per token.
+_FAST_TOKEN = re.compile(
+    r"((?:<string>[^<]*</string>)+)"
+    r"|<(int|long|float|bool|none|unicode)>([^<]*)</\2>"
+    r"|<([^<>]*)>"
+    r"|[\s\S]"
+)
+_STRING_SEPARATOR = "</string><string>"
+#: Childless elements with an immutable value.
+_FAST_EMPTY: dict[str, Any] = {"none/": None, "tuple/": (), "string/": "", "unicode/": ""}
+_FAST_CONTAINERS: dict[str, str] = {
+    "dictionary id=": "dictionary",
+    "list id=": "list",
+    "set id=": "set",
+}
+_XML_REFERENCE = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);")
+_PREDEFINED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _xml_reference(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name[0] != "#":
+        return _PREDEFINED[name]
+    code = int(name[2:], 16) if name[1] == "x" else int(name[1:])
+    if (
+        0x20 <= code <= 0xD7FF
+        or code in (0x9, 0xA, 0xD)
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    ):
+        return chr(code)
+    raise _Fallback  # expat: "reference to invalid character number"
+
+
+def _xml_unescape(text: str) -> str:
+    """What expat makes of character data (whose `&`s _FAST_BAD_AMPERSAND checked)."""
+    return _XML_REFERENCE.sub(_xml_reference, text)
+
+
+#: Escaped string text -> value; attribute names and values repeat from call to call.
+_FAST_STRINGS: dict[str, str] = {}
+_FAST_STRINGS_MAX = 4096
+
+
+def _fast_string(text: str) -> str:
+    value = _FAST_STRINGS.get(text)
+    if value is None:
+        value = _unescape(_xml_unescape(text))
+        if len(_FAST_STRINGS) >= _FAST_STRINGS_MAX:
+            _FAST_STRINGS.clear()
+        _FAST_STRINGS[text] = value
+    return value
+
+
+def _bool(text: str) -> bool:
+    return bool(int(text))
+
+
+_FAST_SCALARS: dict[str, Any] = {"int": int, "long": int, "float": float, "bool": _bool}
+
+
+def _fast_document(document: str | bytes) -> str:
+    """The document as str if the fast path may read it (ASCII, nothing expat refuses)."""
+    if type(document) is bytes:
+        text = document.decode("ascii")  # UnicodeDecodeError: fall back
+    elif type(document) is str and document.isascii():
+        text = document
+    else:
+        raise _Fallback
+    if text[:5] == "<?xml":
+        declaration = _FAST_DECLARATION.match(text)
+        if declaration is None:
+            raise _Fallback
+        text = text[declaration.end() :]
+    if text[:9] != "<marshal>" or text[-10:] != "</marshal>" or "]]>" in text:
+        raise _Fallback
+    if not text.isprintable():  # \t, \n, or a control character
+        raw = text.encode("ascii")
+        if len(raw.translate(None, _FAST_BAD_ASCII)) != len(raw):
+            raise _Fallback
+    if "&" in text and _FAST_BAD_AMPERSAND.search(text) is not None:
+        raise _Fallback
+    return text
+
+
+def _fast_decode(  # noqa: C901, PLR0915 - one branch per token kind, inlined for speed
+    document: str | bytes, build_object: Any
+) -> Any:
+    """Decode a document the fast way, or raise _Fallback (or any error: same meaning)."""
+    text = _fast_document(document)
+    refs: dict[str, Any] = {}
+    stack: list[tuple[str, list[Any], Any]] = []
+    current = "marshal"  # the open element
+    items: list[Any] = []  # values read so far in the open element
+    extra: Any = None  # the open dict or set, or the open object's attributes
+    for run, leaf, content, tag in _FAST_TOKEN.findall(text, 9, len(text) - 10):
+        if run:
+            strings = run[8:-9].split(_STRING_SEPARATOR)
+            if "&" in run:
+                strings = [_fast_string(s) if "&" in s else s for s in strings]
+            items.extend(strings)
+        elif tag:
+            if tag[0] == "/":
+                if tag[1:] != current:
+                    raise _Fallback
+                value: Any
+                if current == "dictionary":
+                    if len(items) % 2:
+                        raise _Fallback
+                    pairs = iter(items)
+                    extra.update(zip(pairs, pairs, strict=False))
+                    value = extra
+                elif current == "list":
+                    value = items
+                elif current == "tuple":
+                    value = tuple(items)
+                elif current == "object":
+                    if len(items) != 2 or type(items[0]) is not tuple or type(items[1]) is not dict:
+                        raise _Fallback
+                    value = build_object(extra[1], extra[2], items[0], items[1])
+                    if extra[0] in refs:
+                        raise _Fallback
+                    refs[extra[0]] = value
+                else:
+                    extra.update(items)
+                    value = extra
+                current, items, extra = stack.pop()
+                items.append(value)
+                continue
+            if tag in _FAST_EMPTY:
+                items.append(_FAST_EMPTY[tag])
+                continue
+            if len(stack) >= _FAST_MAX_DEPTH:
+                raise _Fallback
+            if tag == "tuple":
+                stack.append((current, items, extra))
+                current, items, extra = "tuple", [], None
+                continue
+            if "&" in tag or "\t" in tag or "\n" in tag:
+                raise _Fallback  # attribute values with references or normalized spaces
+            parts = tag.split('"')
+            if len(parts) == 3:
+                ident = parts[1]
+                if parts[2] == "/" and parts[0] == "reference id=":
+                    items.append(refs[ident])
+                    continue
+                kind = _FAST_CONTAINERS[parts[0]]
+                if ident in refs:
+                    raise _Fallback
+                new: Any = [] if kind == "list" else {} if kind == "dictionary" else set()
+                refs[ident] = new
+                if parts[2] == "/":
+                    items.append(new)
+                elif parts[2]:
+                    raise _Fallback
+                else:
+                    stack.append((current, items, extra))
+                    current = kind
+                    if kind == "list":
+                        items, extra = new, None
+                    else:
+                        items, extra = [], new
+            elif (
+                len(parts) == 7
+                and parts[0] == "object id="
+                and parts[2] == " module="
+                and parts[4] == " class="
+                and not parts[6]
+            ):
+                stack.append((current, items, extra))
+                current, items, extra = "object", [], (parts[1], parts[3], parts[5])
+            else:
+                raise _Fallback
+        elif leaf:
+            if leaf == "none":
+                items.append(None)
+            elif leaf == "unicode":
+                items.append(_fast_string(content) if "&" in content else content)
+            else:
+                if "&" in content:
+                    content = _xml_unescape(content)
+                items.append(_FAST_SCALARS[leaf](content))
+        else:
+            raise _Fallback
+    if stack or len(items) != 1:
+        raise _Fallback
+    return items[0]
+
+
 def loads(document: str | bytes, decoder_class: type[Decoder] = Decoder) -> Any:
     """Unmarshal one xml_marshaller document; MarshalError says what is wrong."""
     if isinstance(document, str):
@@ -336,6 +592,16 @@ def loads(document: str | bytes, decoder_class: type[Decoder] = Decoder) -> Any:
             return _CONSTANTS[document]
         if document == _EMPTY_DICT:
             return {}
+    if decoder_class.__dict__.get("FAST_PATH"):
+        try:
+            return _fast_decode(document, decoder_class.build_object)
+        except Exception:  # _Fallback, or a bad value: the ElementTree path decides
+            pass
+    return _slow_loads(document, decoder_class)
+
+
+def _slow_loads(document: str | bytes, decoder_class: type[Decoder]) -> Any:
+    """The reference decoder: ElementTree (expat), then a recursive walk."""
     try:
         root = ET.fromstring(document)
     except ET.ParseError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,18 @@ class _SlapEncoder(marshal.Encoder):
 class _SlapDecoder(marshal.Decoder):
     """Builds the real slap classes: constructor arguments, then attributes set one by one."""
 
+    FAST_PATH = True  # build_object below mirrors decode_object
+
+    @staticmethod
+    def build_object(module: str, name: str, args: tuple[Any, ...], state: dict[Any, Any]) -> Any:
+        """decode_object for the fast path: any error sends the document to decode_object."""
+        if (module, name) not in ALLOWED_CLASSES:
+            raise WireError(f"refusing to unmarshall {module}.{name}")
+        value = getattr(_slap_classes(), name)(*args)
+        for key, item in state.items():
+            setattr(value, key, item)
+        return value
+
     def decode_object(self, element: ET.Element) -> Any:
         module, name = element.get("module", ""), element.get("class", "")
         if (module, name) not in ALLOWED_CLASSES:
@@ -98,10 +111,8 @@ class _SlapDecoder(marshal.Decoder):
         args = self.decode(children[0])
         if not isinstance(args, tuple):
             raise WireError("<object> needs an argument tuple and an attribute dictionary")
-        # slapos.slap.slap imports this module: look its classes up at run time
-        classes = importlib.import_module(SLAP_MODULE)
         try:
-            value = getattr(classes, name)(*args)
+            value = getattr(_slap_classes(), name)(*args)
         except TypeError as exc:
             raise WireError(f"in constructor for {name}: {exc}") from None
         self.register(element, value)
@@ -111,6 +122,11 @@ class _SlapDecoder(marshal.Decoder):
         for key, item in state.items():
             setattr(value, key, item)
         return value
+
+
+def _slap_classes() -> Any:
+    """slapos.slap.slap imports this module: its classes are looked up at run time."""
+    return sys.modules.get(SLAP_MODULE) or importlib.import_module(SLAP_MODULE)
 
 
 def dumps(value: Any) -> str:
