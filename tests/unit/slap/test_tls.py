@@ -3,7 +3,9 @@ is presented on https (mutual TLS)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -170,3 +172,84 @@ def test_master_with_another_ca_is_refused(https_master, pki):
 def test_without_ca_file_the_master_is_not_verified_like_upstream(https_master, pki):
     s = connect(https_master, pki, None)
     assert s.registerComputer("COMP-T").getComputerPartitionList() == []
+
+
+class TunnelProxy:
+    """An HTTP proxy for https: answers CONNECT (or refuses it), then relays bytes."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.heads: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://user:pa%40ss@127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client, contextlib.suppress(OSError):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += client.recv(4096)
+            self.heads.append(head)
+            if self.refuse:
+                client.sendall(b"HTTP/1.0 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            host, _, port = head.split()[1].decode().rpartition(":")
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.0 200 Connection established\r\n\r\n")
+                threading.Thread(target=_relay, args=(upstream, client), daemon=True).start()
+                _relay(client, upstream)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_https_through_a_connect_proxy_from_the_environment(https_master, pki, monkeypatch):
+    proxy = TunnelProxy()
+    try:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        s = connect(https_master, pki, "server_ca")  # the name checked is the master's
+        assert s.registerComputer("COMP-T").getComputerPartitionList() == []
+        assert s.registerComputer("COMP-T").getComputerPartitionList() == []
+        port = https_master.server_address[1]
+        # one tunnel per call: this master answers in HTTP/1.0 and closes
+        assert (
+            proxy.heads
+            == [
+                f"CONNECT 127.0.0.1:{port} HTTP/1.0\r\n"
+                "Proxy-Authorization: Basic dXNlcjpwYUBzcw==\r\n\r\n".encode()
+            ]
+            * 2
+        )
+        assert https_master.peers == ["COMP-T", "COMP-T"]  # type: ignore[attr-defined]
+    finally:
+        proxy.close()
+
+
+def test_a_proxy_refusing_the_tunnel_is_a_connection_error(https_master, pki, monkeypatch):
+    proxy = TunnelProxy(refuse=True)
+    try:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        s = connect(https_master, pki, "server_ca")
+        with pytest.raises(ConnectionError, match="Tunnel connection failed: HTTP 403"):
+            s.registerComputer("COMP-T").getComputerPartitionList()
+    finally:
+        proxy.close()
