@@ -17,7 +17,8 @@ def reference(data: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     "data",
     ["", "a=1", "a=1&a=2", "a", "a=", "=", "&&a=1&&", "a=x+y%2Bz", "%E2%82%AC=%C3%A9",
-     "a=%", "a=%G1", "a=%4", "a=%ff%fe", "a=b=c", "k=%3Cmarshal%3E%3Cnone%2F%3E%3C%2Fmarshal%3E"],
+     "a=%", "a=%G1", "a=%4", "a=%ff%fe", "a=b=c", "k=%3Cmarshal%3E%3Cnone%2F%3E%3C%2Fmarshal%3E",
+     "a=%2541", "a=%253C", "a=%%3C", "a=%3c%3C%3", "a=%25%32%35", "a=%E2%82%3C"],
 )  # fmt: skip
 def test_same_as_parse_qs(data: str) -> None:
     assert parse_form(data.encode()) == reference(data)
