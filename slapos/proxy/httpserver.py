@@ -530,6 +530,24 @@ def _read_head(first: bytes, reader: IO[bytes]) -> tuple[str, str, str, dict[str
     return method.decode("latin-1"), target.decode("latin-1"), version.decode("latin-1"), headers
 
 
+#: header name -> environ key ("" for names dropped), for names seen before
+_KEYS: dict[bytes, str] = {}
+_MAX_KEYS = 1024
+
+
+def _environ_key(name: bytes) -> str:
+    """`Content-Type` -> CONTENT_TYPE, `X-Forwarded-For` -> HTTP_X_FORWARDED_FOR."""
+    if b"_" in name:
+        key = ""
+    else:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+    if len(_KEYS) < _MAX_KEYS:  # bounded: a client inventing names fills it once
+        _KEYS[name] = key
+    return key
+
+
 def _read_fields(reader: IO[bytes]) -> dict[str, str]:
     """Header fields as WSGI keys (HTTP_X_Y, CONTENT_TYPE, CONTENT_LENGTH)."""
     headers: dict[str, str] = {}
@@ -545,16 +563,16 @@ def _read_fields(reader: IO[bytes]) -> dict[str, str]:
             return headers
         if size > MAX_HEADER_BYTES:
             raise _Refused(431, "header too large")
-        if line[0] in b" \t":
-            raise _Refused(400, "obsolete header line folding")
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
-            raise _Refused(400, "malformed header field")
-        if b"_" in name:
+        key = _KEYS.get(name)
+        if key is None:
+            if line[0] in b" \t":
+                raise _Refused(400, "obsolete header line folding")
+            if not colon or not _TOKEN.fullmatch(name):
+                raise _Refused(400, "malformed header field")
+            key = _environ_key(name)
+        if not key:  # a name with "_": dropped
             continue
-        key = name.decode("latin-1").upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
         text = value.strip(b" \t\r\n").decode("latin-1")
         if key not in headers:
             headers[key] = text
