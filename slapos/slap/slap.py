@@ -125,11 +125,10 @@ class SlapRequester(SlapDocument):
         partition = ComputerPartition(computer_id, partition_id)
         # The answer is a SoftwareInstance; upstream hands all its attributes to the
         # partition object, and callers rely on them (ip_list, slap_software_type...).
-        partition.__dict__.update(
-            (k, v)
-            for k, v in software_instance.__dict__.items()
-            if k not in ("_connection_helper", "_hateoas_navigator")
-        )
+        attributes = dict(software_instance.__dict__)
+        attributes.pop("_connection_helper", None)
+        attributes.pop("_hateoas_navigator", None)
+        partition.__dict__.update(attributes)
         self._attach(partition)
         shared_xml = request_dict["shared_xml"]
         if shared_xml == _TRUE_XML or (shared_xml != _FALSE_XML and wire.loads(shared_xml)):

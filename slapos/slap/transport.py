@@ -191,7 +191,12 @@ def _header_block(headers: Mapping[str, object]) -> bytes:
     """`Name: value` lines as http.client's putheader wrote them (and refused them)."""
     lines = []
     for name, value in headers.items():
-        text = value if isinstance(value, str) else str(value)
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, bytes):  # http.client sent bytes values as they were
+            text = value.decode("latin-1")
+        else:
+            text = str(value)
         if not _LEGAL_NAME(name):
             raise ValueError(f"Invalid header name {name!r}")
         if _ILLEGAL_VALUE(text):
@@ -633,10 +638,11 @@ def urlencode(query: Mapping[Any, Any] | Sequence[tuple[Any, Any]], doseq: bool 
         if len(query) and not isinstance(query[0], tuple):
             raise TypeError("not a valid non-string sequence or mapping object")
     parts = []
+    known = _quoted.get  # quote_plus's memory, looked up here first: most fields are in it
     for key, value in pairs:
-        name = quote_plus(key) if type(key) is str else _quote_value(key)
+        name = (known(key) or quote_plus(key)) if type(key) is str else _quote_value(key)
         if type(value) is str:
-            parts.append(f"{name}={quote_plus(value)}")
+            parts.append(f"{name}={known(value) or quote_plus(value)}")
         elif not doseq or isinstance(value, bytes):
             parts.append(f"{name}={_quote_value(value)}")
         elif isinstance(value, str):  # a subclass: doseq quotes it as it is, not its str()
