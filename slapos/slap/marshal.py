@@ -432,7 +432,37 @@ def _xml_reference(match: re.Match[str]) -> str:
 
 def _xml_unescape(text: str) -> str:
     """What expat makes of character data (whose `&`s _FAST_BAD_AMPERSAND checked)."""
-    return _XML_REFERENCE.sub(_xml_reference, text)
+    if "&#" in text:
+        return _XML_REFERENCE.sub(_xml_reference, text)
+    # every `&` starts an entity: replacing `&amp;` last cannot create new ones
+    if "&lt;" in text:
+        text = text.replace("&lt;", "<")
+    if "&gt;" in text:
+        text = text.replace("&gt;", ">")
+    if "&quot;" in text:
+        text = text.replace("&quot;", '"')
+    if "&apos;" in text:
+        text = text.replace("&apos;", "'")
+    return text.replace("&amp;", "&")
+
+
+#: Characters expat refuses, or changes (a literal \r becomes \n), beyond ASCII too.
+_EXPAT_BAD_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\r\ud800-\udfff\ufffe\uffff]")
+
+
+def _expat_plain(text: str) -> bool:
+    """True if expat reads `text` as is: no refused or normalized character, no `]]>`,
+    and every `&` starts a predefined entity or a character reference."""
+    if text.isascii():
+        if not text.isprintable():  # \t, \n, or a control character
+            raw = text.encode("ascii")
+            if len(raw.translate(None, _FAST_BAD_ASCII)) != len(raw):
+                return False
+    elif _EXPAT_BAD_CHARACTER.search(text) is not None:
+        return False
+    if "]]>" in text:
+        return False
+    return "&" not in text or _FAST_BAD_AMPERSAND.search(text) is None
 
 
 #: Escaped string text -> value; attribute names and values repeat from call to call.
@@ -470,13 +500,7 @@ def _fast_document(document: str | bytes) -> str:
         if declaration is None:
             raise _Fallback
         text = text[declaration.end() :]
-    if text[:9] != "<marshal>" or text[-10:] != "</marshal>" or "]]>" in text:
-        raise _Fallback
-    if not text.isprintable():  # \t, \n, or a control character
-        raw = text.encode("ascii")
-        if len(raw.translate(None, _FAST_BAD_ASCII)) != len(raw):
-            raise _Fallback
-    if "&" in text and _FAST_BAD_AMPERSAND.search(text) is not None:
+    if text[:9] != "<marshal>" or text[-10:] != "</marshal>" or not _expat_plain(text):
         raise _Fallback
     return text
 
@@ -624,6 +648,10 @@ INSTANCE_XML_HEADER = "<?xml version='1.0' encoding='utf-8'?>\n"
 EMPTY_INSTANCE_XML = INSTANCE_XML_HEADER + "<instance/>\n"
 
 
+#: Characters that _xml_attr/_xml_text would change or refuse.
+_XML_SPECIAL = re.compile('[&<>"\r\n\t\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
+
+
 def _xml_text(value: str) -> str:
     if _INVALID_XML.search(value):
         raise MarshalError("parameter values must be XML compatible: no control characters")
@@ -647,12 +675,39 @@ def dict2xml(parameters: Mapping[Any, Any]) -> str:
     if not parameters:
         return EMPTY_INSTANCE_XML
     lines = [INSTANCE_XML_HEADER, "<instance>\n"]
-    for key, value in sorted((_param_str(k), v) for k, v in parameters.items()):
+    special = _XML_SPECIAL.search
+    for key, value in sorted(
+        (k if type(k) is str else _param_str(k), v) for k, v in parameters.items()
+    ):
+        if type(value) is not str:
+            value = _param_str(value)
         lines.append(
-            f'  <parameter id="{_xml_attr(key)}">{_xml_text(_param_str(value))}</parameter>\n'
+            f'  <parameter id="{_xml_attr(key) if special(key) else key}">'
+            f"{_xml_text(value) if special(value) else value}</parameter>\n"
         )
     lines.append("</instance>\n")
     return "".join(lines)
+
+
+#: An instance document as dict2xml (or lxml) writes it: optional declaration, only
+#: whitespace between elements, `<parameter id="...">` with double quotes and no child.
+_INSTANCE_DOCUMENT = re.compile(
+    r"""(?:<\?xml version=(["'])1\.0\1(?: encoding=(["'])(?:utf-8|UTF-8)\2)?\?>)?[ \t\n]*"""
+    r"""(?:<instance/>|<instance>((?:[ \t\n]*<parameter id="[^"<\t\n]*"(?:/>|>[^<]*"""
+    r"""</parameter>))*)[ \t\n]*</instance>)[ \t\n]*"""
+)
+_INSTANCE_PARAMETER = re.compile(r'<parameter id="([^"<\t\n]*)"(?:/>|>([^<]*)</parameter>)')
+
+
+def _fast_instance(xml: str) -> list[tuple[str, str]] | None:
+    """(id, raw text) of each parameter, or None when ElementTree must read `xml`."""
+    if type(xml) is not str or not _expat_plain(xml):
+        return None
+    match = _INSTANCE_DOCUMENT.fullmatch(xml)
+    if match is None:
+        return None
+    body = match.group(3)
+    return _INSTANCE_PARAMETER.findall(body) if body else []
 
 
 def xml2dict(xml: str | None) -> dict[str, str | None]:
@@ -660,6 +715,27 @@ def xml2dict(xml: str | None) -> dict[str, str | None]:
     result: dict[str, str | None] = {}
     if not xml:
         return result
+    parameters = _fast_instance(xml)
+    if parameters is None:
+        return _slow_xml2dict(xml)
+    try:
+        for key, raw in parameters:
+            if "&" in key:
+                key = _xml_unescape(key)
+            text = (_xml_unescape(raw) if "&" in raw else raw) if raw else None
+            previous = result.get(key)
+            if previous is not None and text is not None:
+                result[key] = previous + " " + text
+            elif previous is None:
+                result[key] = text
+    except _Fallback:  # a character reference expat refuses
+        return _slow_xml2dict(xml)
+    return result
+
+
+def _slow_xml2dict(xml: str) -> dict[str, str | None]:
+    """The reference reader: ElementTree."""
+    result: dict[str, str | None] = {}
     try:
         root = ET.fromstring(xml.encode("utf-8"))
     except ET.ParseError as exc:
