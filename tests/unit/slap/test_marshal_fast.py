@@ -407,3 +407,93 @@ def test_decoder_string_cache_is_bounded() -> None:
     decoded = marshal.loads(f'<marshal><list id="i2">{items}</list></marshal>')
     assert decoded[-1] == f"{marshal._FAST_STRINGS_MAX + 8}&"
     assert len(marshal._FAST_STRINGS) <= marshal._FAST_STRINGS_MAX
+
+
+# ---------------------------------------------------------------------------------------
+# Instance XML
+
+
+def reference_dict2xml(parameters: dict[Any, Any]) -> str:
+    """dict2xml before its fast path: escape every key and value."""
+    from lxml import etree
+
+    root = etree.Element("instance")
+    for key, value in sorted((marshal._param_str(k), v) for k, v in parameters.items()):
+        etree.SubElement(root, "parameter", attrib={"id": key}).text = marshal._param_str(value)
+    out: bytes = etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="utf-8")
+    return out.decode("utf-8")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_instance_xml_fast_paths_match_the_references(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(20):
+        parameters = {
+            random_string(rng): rng.choice((random_string(rng), "", rng.randint(0, 99), 1.5))
+            for _ in range(rng.randrange(6))
+        }
+        xml = marshal.dict2xml(parameters)
+        assert xml == reference_dict2xml(parameters)
+        assert marshal._fast_instance(xml) is not None  # taken by the fast path
+        assert marshal.xml2dict(xml) == marshal._slow_xml2dict(xml)
+        assert marshal.xml2dict(xml) == {
+            str(k): (str(v) if v != "" else None) for k, v in parameters.items()
+        }
+
+
+INSTANCE_PLAIN = [
+    '<instance><parameter id="a">x</parameter><parameter id="a">y</parameter></instance>',
+    '<instance><parameter id="a"/><parameter id="a">y</parameter></instance>',
+    '<instance>\n\t<parameter id="a">x</parameter>\n</instance>\n\n',
+    '<?xml version="1.0"?><instance><parameter id="&quot;&#10;">&#x41;&amp;lt;</parameter>'
+    "</instance>",
+    "<instance/>",
+    "<instance></instance>",
+    '<instance><parameter id="">\u00e9 \U0001f600</parameter></instance>',
+]
+
+INSTANCE_FALLBACK = [
+    "<instance>",
+    "not xml",
+    "<root><parameter id='a'>x</parameter></root>",
+    "<instance><parameter id='a'>x</parameter></instance>",
+    '<instance><parameter id="a" x="y">x</parameter></instance>',
+    '<instance><parameter>x</parameter><parameter id="b">y</parameter></instance>',
+    '<instance><parameter id="a">x<b/>y</parameter></instance>',
+    '<instance><parameter id="a">x</parameter>tail</instance>',
+    '<instance>text<parameter id="a">x</parameter></instance>',
+    '<instance><other id="a">x</other><parameter id="b">y</parameter></instance>',
+    '<instance><!-- c --><parameter id="a">x</parameter></instance>',
+    '<instance><parameter id="a"><![CDATA[<x>]]></parameter></instance>',
+    '<instance><parameter id="a">a]]>b</parameter></instance>',
+    '<instance><parameter id="a">&#1;</parameter></instance>',
+    '<instance><parameter id="a">&nbsp;</parameter></instance>',
+    '<instance><parameter id="a">a\rb</parameter></instance>',
+    '<instance><parameter id="a\tb">x</parameter></instance>',
+    '<instance><parameter id="a">\x01</parameter></instance>',
+    '<instance><parameter id="a">\ud800</parameter></instance>',
+    '<?xml version="1.0" encoding="latin-1"?><instance><parameter id="a">\u00e9</parameter>'
+    "</instance>",
+    '<!DOCTYPE instance [<!ENTITY e "v">]><instance><parameter id="a">&e;</parameter></instance>',
+    ' <?xml version="1.0"?><instance/>',
+]
+
+
+@pytest.mark.parametrize("xml", INSTANCE_PLAIN)
+def test_xml2dict_fast_path_takes_plain_documents(xml: str) -> None:
+    assert marshal._fast_instance(xml) is not None
+    assert marshal.xml2dict(xml) == marshal._slow_xml2dict(xml)
+
+
+@pytest.mark.parametrize("xml", INSTANCE_FALLBACK, ids=lambda x: repr(x)[:60])
+def test_xml2dict_leaves_odd_documents_to_elementtree(xml: str) -> None:
+    # a bad character reference is found when decoding the text, the others before
+    assert marshal._fast_instance(xml) is None or "&#1;" in xml
+    assert outcome(marshal.xml2dict, xml) == outcome(marshal._slow_xml2dict, xml)
+
+
+def test_dict2xml_errors_are_unchanged() -> None:
+    with pytest.raises(MarshalError, match="no control characters"):
+        marshal.dict2xml({"a": "x\x01"})
+    with pytest.raises(MarshalError, match="no control characters"):
+        marshal.dict2xml({"a\x02": "x"})
