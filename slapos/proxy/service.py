@@ -299,8 +299,7 @@ class Master:
             timestamp = self.now()
             values["timestamp"] = timestamp
         store.update_partition(row["reference"], row["computer_reference"], **values)
-        row = store.partition(row["reference"], row["computer_reference"])
-        assert row is not None
+        row = {**dict(row), **values}  # what a new SELECT would return
         addresses = store.addresses(row["reference"], row["computer_reference"])
         parameters: dict[str, Any] = dict(xml2dict(row["xml"]))
         parameters["timestamp"] = str(row["timestamp"])
