@@ -338,7 +338,14 @@ class HTTPServer:
             )
             with self._lock:
                 self._threads.add(thread)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # "can't start new thread": out of memory or limits
+                log.warning("cannot serve %s: %s", address[0], exc)
+                with self._lock:
+                    self._threads.discard(thread)
+                _close(sock)
+                self._slots.release()
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, close idle connections, let running requests finish."""
