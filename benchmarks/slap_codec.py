@@ -23,12 +23,15 @@ regex fast path and the flattened encoder:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import timeit
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,43 +65,80 @@ def per_call(function: Callable[[], Any], repeat: int) -> float:
     return min(timer.repeat(repeat, number)) / number * 1e6
 
 
+def load_baseline(path: str) -> ModuleType:
+    """Another version of slapos/slap/marshal.py (standard library only), to compare."""
+    spec = importlib.util.spec_from_file_location("baseline_marshal", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+Case = Callable[[Any], Callable[[], Any]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--partitions", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--baseline",
+        metavar="MARSHAL_PY",
+        help="also time this marshal.py (e.g. from `git show REV:slapos/slap/marshal.py`), "
+        "alternating runs with the current one",
+    )
     args = parser.parse_args()
 
     answer, escaped = software_instance_answers()
-    proxy_value = marshal.loads(answer)
     client_value = wire.loads(answer)
-    small = marshal.loads(SMALL_DICT)
     big = big_computer(args.partitions)
     big_value = wire.loads(big)
     parameters = {f"parameter-{k}": f"value {k} & <{k}>" for k in range(10)}
     instance_xml = marshal.dict2xml(parameters)
-    assert marshal.dumps(proxy_value) == answer and wire.dumps(client_value) == answer
-    assert marshal.dumps(small) == SMALL_DICT and wire.dumps(big_value) == big
+    assert wire.dumps(client_value) == answer and wire.dumps(big_value) == big
     assert marshal.xml2dict(instance_xml) == parameters
+    codecs = [marshal] + ([load_baseline(args.baseline)] if args.baseline else [])
+    for codec in codecs:
+        assert codec.dumps(codec.loads(answer)) == answer
+        assert codec.dumps(codec.loads(SMALL_DICT)) == SMALL_DICT
 
-    cases: list[tuple[str, Callable[[], Any]]] = [
-        (f"answer ET.XML only ({len(answer)} B)", lambda: ET.XML(answer)),
-        ("answer loads (proxy, WireObject)", lambda: marshal.loads(answer)),
-        ("answer loads (client, slap class)", lambda: wire.loads(answer)),
-        (f"escaped answer loads ({len(escaped)} B)", lambda: wire.loads(escaped)),
-        ("answer dumps (proxy, WireObject)", lambda: marshal.dumps(proxy_value)),
-        ("answer dumps (client, slap class)", lambda: wire.dumps(client_value)),
-        ("small dict ET.XML only", lambda: ET.XML(SMALL_DICT)),
-        ("small dict loads", lambda: marshal.loads(SMALL_DICT)),
-        ("small dict dumps", lambda: marshal.dumps(small)),
-        (f"full info loads ({args.partitions} partitions)", lambda: wire.loads(big)),
-        (f"full info dumps ({len(big) / 1e6:.2f} MB)", lambda: wire.dumps(big_value)),
-        ("xml2dict (10 parameters)", lambda: marshal.xml2dict(instance_xml)),
-        ("dict2xml (10 parameters)", lambda: marshal.dict2xml(parameters)),
+    def decoded(codec: Any, document: str) -> Any:
+        return codec.loads(document)
+
+    # Each case is built for a codec module (`marshal`, or the baseline); None: ours only.
+    cases: list[tuple[str, Case | None, Callable[[], Any] | None]] = [
+        (f"answer ET.XML only ({len(answer)} B)", None, lambda: ET.XML(answer)),
+        ("answer loads (proxy, WireObject)", lambda m: lambda: m.loads(answer), None),
+        ("answer loads (client, slap class)", None, lambda: wire.loads(answer)),
+        (f"escaped answer loads ({len(escaped)} B)", lambda m: lambda: m.loads(escaped), None),
+        ("answer dumps (proxy, WireObject)", lambda m: partial(m.dumps, decoded(m, answer)), None),
+        ("answer dumps (client, slap class)", None, lambda: wire.dumps(client_value)),
+        ("small dict ET.XML only", None, lambda: ET.XML(SMALL_DICT)),
+        ("small dict loads", lambda m: lambda: m.loads(SMALL_DICT), None),
+        ("small dict dumps", lambda m: partial(m.dumps, decoded(m, SMALL_DICT)), None),
+        (f"full info loads ({args.partitions} partitions)", lambda m: lambda: m.loads(big), None),
+        (
+            f"full info dumps ({len(big) / 1e6:.2f} MB)",
+            lambda m: partial(m.dumps, m.loads(big)),
+            None,
+        ),
+        ("full info loads (client, slap class)", None, lambda: wire.loads(big)),
+        ("xml2dict (10 parameters)", lambda m: lambda: m.xml2dict(instance_xml), None),
+        ("dict2xml (10 parameters)", lambda m: lambda: m.dict2xml(parameters), None),
     ]
-    width = max(len(name) for name, _ in cases)
-    for name, function in cases:
-        repeat = 3 if "full info" in name else args.repeat
-        print(f"{name:<{width}}  {per_call(function, repeat):12.1f} us")
+    width = max(len(name) for name, _, _ in cases)
+    header = f"{'us per call':>{width + 14}}" + (f"{'baseline':>14}" if args.baseline else "")
+    print(header)
+    for name, build, alone in cases:
+        repeat = 1 if "full info" in name else args.repeat
+        functions = [build(codec) for codec in codecs] if build else [alone]
+        best = [float("inf")] * len(functions)
+        for _ in range(3):  # alternate current and baseline: both see the same machine load
+            for index, function in enumerate(functions):
+                assert function is not None
+                best[index] = min(best[index], per_call(function, repeat))
+        print(f"{name:<{width}}" + "".join(f"{value:14.1f}" for value in best))
 
 
 if __name__ == "__main__":

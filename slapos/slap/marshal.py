@@ -404,13 +404,55 @@ _FAST_TOKEN = re.compile(
     r"|[\s\S]"
 )
 _STRING_SEPARATOR = "</string><string>"
-#: Childless elements with an immutable value.
-_FAST_EMPTY: dict[str, Any] = {"none/": None, "tuple/": (), "string/": "", "unicode/": ""}
+# What a tag means to the fast decoder: (_CLOSE, name), (_VALUE, immutable value),
+# (_OPEN, name, id or None), (_EMPTY, name, id) for a childless container,
+# (_REFERENCE, id), (_OBJECT, id, module, class).
+_CLOSE, _VALUE, _OPEN, _EMPTY, _REFERENCE, _OBJECT = range(6)
+_FAST_TAGS_FIXED: dict[str, tuple[Any, ...]] = {
+    **{f"/{name}": (_CLOSE, name) for name in ("dictionary", "list", "tuple", "object", "set")},
+    "none/": (_VALUE, None),
+    "tuple/": (_VALUE, ()),
+    "string/": (_VALUE, ""),
+    "unicode/": (_VALUE, ""),
+    "tuple": (_OPEN, "tuple", None),
+}
 _FAST_CONTAINERS: dict[str, str] = {
     "dictionary id=": "dictionary",
     "list id=": "list",
     "set id=": "set",
 }
+#: Tag text -> meaning; ids and class names come back in every answer: parse each once.
+_FAST_TAGS: dict[str, tuple[Any, ...]] = dict(_FAST_TAGS_FIXED)
+_FAST_TAGS_MAX = 4096
+
+
+def _fast_tag(tag: str) -> tuple[Any, ...]:
+    """Parse a tag with attributes (double quotes, known order), or raise _Fallback."""
+    if "&" in tag or "\t" in tag or "\n" in tag:
+        raise _Fallback  # attribute values with references or normalized spaces
+    parts = tag.split('"')
+    meaning: tuple[Any, ...]
+    if len(parts) == 3 and parts[2] == "/" and parts[0] == "reference id=":
+        meaning = (_REFERENCE, parts[1])
+    elif len(parts) == 3 and parts[0] in _FAST_CONTAINERS and parts[2] in ("", "/"):
+        meaning = (_EMPTY if parts[2] else _OPEN, _FAST_CONTAINERS[parts[0]], parts[1])
+    elif (
+        len(parts) == 7
+        and parts[0] == "object id="
+        and parts[2] == " module="
+        and parts[4] == " class="
+        and not parts[6]
+    ):
+        meaning = (_OBJECT, parts[1], parts[3], parts[5])
+    else:
+        raise _Fallback
+    if len(_FAST_TAGS) >= _FAST_TAGS_MAX:
+        _FAST_TAGS.clear()
+        _FAST_TAGS.update(_FAST_TAGS_FIXED)
+    _FAST_TAGS[tag] = meaning
+    return meaning
+
+
 _XML_REFERENCE = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);")
 _PREDEFINED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
@@ -515,6 +557,7 @@ def _fast_decode(  # noqa: C901, PLR0915 - one branch per token kind, inlined fo
     current = "marshal"  # the open element
     items: list[Any] = []  # values read so far in the open element
     extra: Any = None  # the open dict or set, or the open object's attributes
+    tags = _FAST_TAGS
     for run, leaf, content, tag in _FAST_TOKEN.findall(text, 9, len(text) - 10):
         if run:
             strings = run[8:-9].split(_STRING_SEPARATOR)
@@ -522,8 +565,10 @@ def _fast_decode(  # noqa: C901, PLR0915 - one branch per token kind, inlined fo
                 strings = [_fast_string(s) if "&" in s else s for s in strings]
             items.extend(strings)
         elif tag:
-            if tag[0] == "/":
-                if tag[1:] != current:
+            meaning = tags.get(tag) or _fast_tag(tag)
+            what = meaning[0]
+            if what == _CLOSE:
+                if meaning[1] != current:
                     raise _Fallback
                 value: Any
                 if current == "dictionary":
@@ -548,51 +593,35 @@ def _fast_decode(  # noqa: C901, PLR0915 - one branch per token kind, inlined fo
                     value = extra
                 current, items, extra = stack.pop()
                 items.append(value)
-                continue
-            if tag in _FAST_EMPTY:
-                items.append(_FAST_EMPTY[tag])
-                continue
-            if len(stack) >= _FAST_MAX_DEPTH:
-                raise _Fallback
-            if tag == "tuple":
-                stack.append((current, items, extra))
-                current, items, extra = "tuple", [], None
-                continue
-            if "&" in tag or "\t" in tag or "\n" in tag:
-                raise _Fallback  # attribute values with references or normalized spaces
-            parts = tag.split('"')
-            if len(parts) == 3:
-                ident = parts[1]
-                if parts[2] == "/" and parts[0] == "reference id=":
-                    items.append(refs[ident])
+            elif what == _VALUE:
+                items.append(meaning[1])
+            elif what == _REFERENCE:
+                items.append(refs[meaning[1]])
+            else:
+                if len(stack) >= _FAST_MAX_DEPTH:
+                    raise _Fallback
+                if what == _OBJECT:
+                    stack.append((current, items, extra))
+                    current, items, extra = "object", [], meaning[1:]
                     continue
-                kind = _FAST_CONTAINERS[parts[0]]
+                kind, ident = meaning[1], meaning[2]
+                if kind == "tuple":
+                    stack.append((current, items, extra))
+                    current, items, extra = "tuple", [], None
+                    continue
                 if ident in refs:
                     raise _Fallback
                 new: Any = [] if kind == "list" else {} if kind == "dictionary" else set()
                 refs[ident] = new
-                if parts[2] == "/":
+                if what == _EMPTY:
                     items.append(new)
-                elif parts[2]:
-                    raise _Fallback
-                else:
-                    stack.append((current, items, extra))
-                    current = kind
-                    if kind == "list":
-                        items, extra = new, None
-                    else:
-                        items, extra = [], new
-            elif (
-                len(parts) == 7
-                and parts[0] == "object id="
-                and parts[2] == " module="
-                and parts[4] == " class="
-                and not parts[6]
-            ):
+                    continue
                 stack.append((current, items, extra))
-                current, items, extra = "object", [], (parts[1], parts[3], parts[5])
-            else:
-                raise _Fallback
+                current = kind
+                if kind == "list":
+                    items, extra = new, None
+                else:
+                    items, extra = [], new
         elif leaf:
             if leaf == "none":
                 items.append(None)
