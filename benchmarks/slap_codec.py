@@ -1,23 +1,37 @@
 """The SLAP codec alone: microseconds per call of `slapos.slap.marshal` / `slapos.slap.wire`.
 
     .venv/bin/python benchmarks/slap_codec.py [--partitions 200] [--repeat 5]
+        [--baseline OLD_MARSHAL_PY]
 
 Every request to the proxy decodes a few small documents (parameter dict, filter, state)
 and encodes one answer; every answer is decoded by the client. Cases:
   * a SoftwareInstance answer to requestComputerPartition (captured from slapos.core
     1.26.1, tests/data/wire), decoded/encoded as the proxy (WireObject) and as the client
-    (real slap classes) see it;
+    (real slap classes) see it, and one with escaped and non-ASCII values;
   * a small parameter dict (`{"i": "5", "v": "2"}`);
   * getFullComputerInformation for --partitions busy partitions (benchmarks/slap_wire.py);
   * xml2dict / dict2xml on a 10-parameter instance XML document.
-Best of --repeat timeit runs, in microseconds per call.
+Best of --repeat timeit runs, three rounds; with --baseline (another marshal.py, e.g.
+`git show 76c72f2:slapos/slap/marshal.py > /tmp/old.py`) the proxy-side cases are also
+timed on it, alternating, so both columns see the same machine load.
 
 Targets (issue 4): SoftwareInstance answer loads <= 20 us and dumps <= 15 us, small dict
-loads <= 5 us. Measured on the 2-core dev machine (2026-11-26), before -> after the
-regex fast path and the flattened encoder:
+loads <= 5 us. Measured on the 2-core development machine (2026-11-26, busy: +-20%),
+baseline = 76c72f2 (ElementTree decoder), current = regex fast path + flattened encoder:
 
-    answer loads (proxy)   59 -> 13 us      small dict loads   16 -> 3 us
-    answer loads (client)  ...
+    case                                   current   baseline
+    answer ET.XML only (1050 B)               19.8
+    answer loads (proxy, WireObject)          ~20       39.7
+    answer loads (client, slap class)         20.0     (~40)
+    escaped answer loads (1180 B)             20.9      42.3
+    answer dumps (proxy, WireObject)           7.3      17.0
+    answer dumps (client, slap class)          6.9     (~18)
+    small dict loads                           3.5       9.0
+    small dict dumps                           1.4       2.7
+    full info loads (200 partitions)       24.7 ms   36.2 ms
+    full info dumps (1.07 MB)              10.1 ms   12.7 ms
+    xml2dict (10 parameters)                  13.3      19.4
+    dict2xml (10 parameters, all escaped)      9.9      11.2
 """
 
 from __future__ import annotations

@@ -409,6 +409,15 @@ def test_decoder_string_cache_is_bounded() -> None:
     assert len(marshal._FAST_STRINGS) <= marshal._FAST_STRINGS_MAX
 
 
+def test_decoder_tag_cache_is_bounded_and_keeps_fixed_tags() -> None:
+    count = marshal._FAST_TAGS_MAX + 9
+    items = "".join(f'<dictionary id="i{i}"/>' for i in range(3, count + 3))
+    decoded = fast(f'<marshal><list id="i2">{items}<none/></list></marshal>')
+    assert len(decoded) == count + 1 and decoded[0] == {} and decoded[-1] is None
+    assert len(marshal._FAST_TAGS) <= marshal._FAST_TAGS_MAX
+    assert marshal._FAST_TAGS["/list"] == marshal._FAST_TAGS_FIXED["/list"]
+
+
 # ---------------------------------------------------------------------------------------
 # Instance XML
 
