@@ -447,6 +447,8 @@ _FAST_CONTAINERS: dict[str, str] = {
 #: Tag text -> meaning; ids and class names come back in every answer: parse each once.
 _FAST_TAGS: dict[str, tuple[Any, ...]] = dict(_FAST_TAGS_FIXED)
 _FAST_TAGS_MAX = 4096
+#: Longer texts are decoded each time: the caches must stay small whatever arrives.
+_FAST_CACHED_LENGTH = 128
 
 
 def _fast_tag(tag: str) -> tuple[Any, ...]:
@@ -469,10 +471,11 @@ def _fast_tag(tag: str) -> tuple[Any, ...]:
         meaning = (_OBJECT, parts[1], parts[3], parts[5])
     else:
         raise _Fallback
-    if len(_FAST_TAGS) >= _FAST_TAGS_MAX:
-        _FAST_TAGS.clear()
-        _FAST_TAGS.update(_FAST_TAGS_FIXED)
-    _FAST_TAGS[tag] = meaning
+    if len(tag) <= _FAST_CACHED_LENGTH:
+        if len(_FAST_TAGS) >= _FAST_TAGS_MAX:
+            _FAST_TAGS.clear()
+            _FAST_TAGS.update(_FAST_TAGS_FIXED)
+        _FAST_TAGS[tag] = meaning
     return meaning
 
 
@@ -539,9 +542,10 @@ def _fast_string(text: str) -> str:
     value = _FAST_STRINGS.get(text)
     if value is None:
         value = _unescape(_xml_unescape(text))
-        if len(_FAST_STRINGS) >= _FAST_STRINGS_MAX:
-            _FAST_STRINGS.clear()
-        _FAST_STRINGS[text] = value
+        if len(text) <= _FAST_CACHED_LENGTH:
+            if len(_FAST_STRINGS) >= _FAST_STRINGS_MAX:
+                _FAST_STRINGS.clear()
+            _FAST_STRINGS[text] = value
     return value
 
 

@@ -407,6 +407,9 @@ def test_decoder_string_cache_is_bounded() -> None:
     decoded = marshal.loads(f'<marshal><list id="i2">{items}</list></marshal>')
     assert decoded[-1] == f"{marshal._FAST_STRINGS_MAX + 8}&"
     assert len(marshal._FAST_STRINGS) <= marshal._FAST_STRINGS_MAX
+    long = "&amp;amp;" * marshal._FAST_CACHED_LENGTH
+    assert marshal.loads(f"<marshal><string>{long}</string></marshal>") == "&" * len(long[::9])
+    assert long not in marshal._FAST_STRINGS
 
 
 def test_decoder_tag_cache_is_bounded_and_keeps_fixed_tags() -> None:
@@ -416,6 +419,9 @@ def test_decoder_tag_cache_is_bounded_and_keeps_fixed_tags() -> None:
     assert len(decoded) == count + 1 and decoded[0] == {} and decoded[-1] is None
     assert len(marshal._FAST_TAGS) <= marshal._FAST_TAGS_MAX
     assert marshal._FAST_TAGS["/list"] == marshal._FAST_TAGS_FIXED["/list"]
+    tag = 'list id="' + "i" * marshal._FAST_CACHED_LENGTH + '"/'
+    assert fast(f"<marshal><{tag}></marshal>") == []
+    assert tag not in marshal._FAST_TAGS
 
 
 # ---------------------------------------------------------------------------------------
