@@ -16,8 +16,7 @@ What it does, on purpose:
   `Transfer-Encoding: chunked` when the application gives no Content-Length, HEAD,
   `wsgi.file_wrapper` sent with `sendfile()` (the built-in shacache).
 * Limits: request line and each header line 8 KiB, 100 header fields, 64 KiB of
-  header, the body size (413), a read timeout inside a request, an idle timeout between
-  requests, at most `max_connections` connections at once (the next ones wait in the
+  header, the body size (413), a timeout on each read and write and between requests, at most `max_connections` connections at once (the next ones wait in the
   listen backlog). A slow client holds only its own thread.
 * Strict framing, against request smuggling: Content-Length with Transfer-Encoding,
   differing Content-Length values, a non-numeric length, a transfer coding other than
@@ -71,10 +70,9 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 @dataclass(frozen=True)
 class Limits:
     max_body: int = 64 * 1024 * 1024
-    #: between two requests of a keep-alive connection
-    idle_timeout: float = 120.0
-    #: for each read or write once a request has begun
-    io_timeout: float = 60.0
+    #: for each read or write, and between two requests of a keep-alive connection (one
+    #: value: setting a socket's timeout is a system call, twice per request otherwise)
+    timeout: float = 120.0
     handshake_timeout: float = 15.0
     max_connections: int = 1000
 
@@ -382,6 +380,7 @@ class HTTPServer:
                     _close(sock)
                     return
                 peer_name = _common_name(sock.getpeercert())  # type: ignore[attr-defined]
+            sock.settimeout(self.limits.timeout)
             reader: IO[bytes] = sock.makefile("rb", buffering=65536)  # type: ignore[assignment]
             try:
                 self._requests(sock, reader, address, peer_name)
@@ -406,7 +405,6 @@ class HTTPServer:
                 self._connections[sock] = True
             if self._stopping:
                 return
-            sock.settimeout(limits.idle_timeout)
             try:
                 first = reader.readline(MAX_LINE + 1)
             except (OSError, ValueError):  # timeout, reset, closed by stop()
@@ -419,7 +417,6 @@ class HTTPServer:
                 blank_lines += 1
                 continue
             blank_lines = 0
-            sock.settimeout(limits.io_timeout)
             try:
                 keep = self._one_request(sock, reader, first, address, peer_name)
             except _Refused as refused:

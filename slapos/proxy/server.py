@@ -102,7 +102,7 @@ def serve(
             config.host,
             config.port,
             ssl_context=context,
-            limits=Limits(max_body=max_body_size(config), idle_timeout=120.0),
+            limits=Limits(max_body=max_body_size(config), timeout=120.0),
         )
     except OSError as exc:
         raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc

@@ -45,7 +45,7 @@ def echo_app(environ: dict[str, Any], start_response: Any) -> Any:
 
 @pytest.fixture
 def server() -> Iterator[HTTPServer]:
-    limits = Limits(max_body=1000, idle_timeout=2.0, io_timeout=2.0)
+    limits = Limits(max_body=1000, timeout=2.0)
     srv = HTTPServer(echo_app, "127.0.0.1", 0, limits=limits)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
