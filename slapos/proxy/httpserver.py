@@ -15,9 +15,10 @@ What it does, on purpose:
   chunked request bodies (`wsgi.input_terminated`), responses streamed with
   `Transfer-Encoding: chunked` when the application gives no Content-Length, HEAD,
   `wsgi.file_wrapper` sent with `sendfile()` (the built-in shacache).
-* Limits: request line and each header line 8 KiB, 100 header fields, 64 KiB of
-  header, the body size (413), a timeout on each read and write and between requests, at most `max_connections` connections at once (the next ones wait in the
-  listen backlog). A slow client holds only its own thread.
+* Limits: request line and each header line 8 KiB, 100 header fields, 64 KiB of header,
+  the body size (413), a timeout on each read and write and between requests, at most
+  `max_connections` connections at once (the next ones wait in the listen backlog). A
+  slow client holds only its own thread.
 * Strict framing, against request smuggling: Content-Length with Transfer-Encoding,
   differing Content-Length values, a non-numeric length, a transfer coding other than
   chunked, obsolete line folding or space before a header's colon: 400 (501 for an
@@ -398,7 +399,6 @@ class HTTPServer:
     def _requests(
         self, sock: socket.socket, reader: IO[bytes], address: Any, peer_name: str | None
     ) -> None:
-        limits = self.limits
         blank_lines = 0
         while not self._stopping:
             with self._lock:
