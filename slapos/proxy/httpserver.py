@@ -288,13 +288,16 @@ class HTTPServer:
         self.limits = limits or Limits()
         self.server_header = server_name
         host = host.strip().strip("[]")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # a name may resolve to IPv4 or IPv6: listen on the first address it gives
+        family, _, _, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            self.socket.bind((host, port))
+            self.socket.bind(address)
             self.socket.listen(1024)
             self.socket.settimeout(1.0)  # accept() looks at _stopping at least each second
         except BaseException:

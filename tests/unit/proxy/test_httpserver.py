@@ -316,3 +316,13 @@ def test_ipv6_listening() -> None:
     finally:
         srv.stop()
         thread.join(5)
+
+
+def test_host_names_are_resolved_and_bad_ones_fail_at_once() -> None:
+    srv = HTTPServer(echo_app, "localhost", 0)
+    try:
+        assert srv.url.startswith(("http://127.0.0.1:", "http://[::1]:"))
+    finally:
+        srv.stop()
+    with pytest.raises(OSError):
+        HTTPServer(echo_app, "no-such-host.invalid", 0)
