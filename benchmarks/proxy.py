@@ -9,7 +9,9 @@ loadComputerConfigurationFromXML), then
      every request must be answered and no partition handed out twice;
   3. getFullComputerInformation latency with N busy partitions: repeated reads, and
      reads right after a change (no cached answer);
-  4. peak RSS of the proxy process (VmHWM) over the whole run.
+  4. peak RSS of the proxy process (VmHWM) over the whole run;
+  5. the proxy's CPU time per sequential request (/proc, 10 ms ticks: a rough figure),
+     which tells the proxy's own cost from the client's and the wake-ups between them.
 Prints a table; exit 1 if a side had errors or double allocations.
 """
 
@@ -79,6 +81,12 @@ def running_proxy(side: str, directory: Path) -> Iterator[tuple[str, subprocess.
             proc.wait()
 
 
+def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
+    """User + system CPU time the proxy process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(proc: subprocess.Popen[bytes]) -> float:
     for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -111,8 +119,10 @@ def measure(side: str, work: Path) -> dict:
     result: dict = {}
     rss = 0.0
     with running_proxy(side, work / f"{side}-seq") as (url, proc):
+        before = cpu_seconds(proc)
         seq = collect(driver(side, url, "requests", n, "seq"))
         result["seq_rps"] = seq["requests"] / seq["elapsed"]
+        result["seq_cpu_us"] = (cpu_seconds(proc) - before) / seq["requests"] * 1e6
         result["errors"] = seq["errors"]
         result["double"] = n - len(set(seq["partitions"].values()))
         lat = collect(driver(side, url, "latency", ARGS.latency_count, "seq"))
@@ -155,7 +165,7 @@ def best(rounds: list[dict]) -> dict:
         values = [r[key] for r in rounds]
         if key.endswith("_rps"):
             result[key] = max(values)
-        elif key.endswith("_ms"):
+        elif key.endswith(("_ms", "_us")):
             result[key] = min(values)
         elif key.startswith(("peak_rss", "rss_")):
             result[key] = max(values)
@@ -185,6 +195,7 @@ def main() -> int:
     results = {side: best(rounds[side]) for side in sides}
     rows = [
         ("sequential requests/s", "seq_rps", "{:.0f}", ">= 10x"),
+        ("proxy CPU per request, seq. (us)", "seq_cpu_us", "{:.0f}", ""),
         ("sequential, 1.26.1's library", "uplib_rps", "{:.0f}", ""),
         ("sequential, bare HTTP client", "raw_rps", "{:.0f}", ""),
         (f"{ARGS.clients} clients requests/s", "conc_rps", "{:.0f}", ""),
