@@ -558,6 +558,23 @@ def _environ_key(name: bytes) -> str:
 def _read_fields(reader: IO[bytes]) -> dict[str, str]:
     """Header fields as WSGI keys (HTTP_X_Y, CONTENT_TYPE, CONTENT_LENGTH)."""
     headers: dict[str, str] = {}
+    # Usually the whole header is already buffered: take it in one read when it is there,
+    # complete and made of CRLF lines only; otherwise line by line (same checks).
+    buffered = reader.peek(MAX_HEADER_BYTES)  # type: ignore[attr-defined]
+    if buffered[:2] == b"\r\n":
+        reader.read(2)
+        return headers
+    end = buffered.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES)
+    if end >= 0:
+        block = buffered[:end]
+        lines = block.split(b"\r\n")
+        if block.count(b"\n") == len(lines) - 1 and len(lines) <= MAX_HEADERS:
+            reader.read(end + 4)
+            for line in lines:
+                if len(line) > MAX_LINE:
+                    raise _Refused(431, "header line too long")
+                _add_field(line, headers)
+            return headers
     size = 0
     for _ in range(MAX_HEADERS + 1):
         line = reader.readline(MAX_LINE + 1)
@@ -570,25 +587,30 @@ def _read_fields(reader: IO[bytes]) -> dict[str, str]:
             return headers
         if size > MAX_HEADER_BYTES:
             raise _Refused(431, "header too large")
-        name, colon, value = line.partition(b":")
-        key = _KEYS.get(name)
-        if key is None:
-            if line[0] in b" \t":
-                raise _Refused(400, "obsolete header line folding")
-            if not colon or not _TOKEN.fullmatch(name):
-                raise _Refused(400, "malformed header field")
-            key = _environ_key(name)
-        if not key:  # a name with "_": dropped
-            continue
-        text = value.strip(b" \t\r\n").decode("latin-1")
-        if key not in headers:
-            headers[key] = text
-        elif key == "CONTENT_LENGTH":
-            if headers[key] != text:
-                raise _Refused(400, "conflicting Content-Length values")
-        else:
-            headers[key] += "," + text
+        _add_field(line.rstrip(b"\r\n"), headers)
     raise _Refused(431, f"more than {MAX_HEADERS} header fields")
+
+
+def _add_field(line: bytes, headers: dict[str, str]) -> None:
+    """One `Name: value` line (without its line end) into the WSGI headers."""
+    name, colon, value = line.partition(b":")
+    key = _KEYS.get(name)
+    if key is None:
+        if line[:1] in (b" ", b"\t"):
+            raise _Refused(400, "obsolete header line folding")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise _Refused(400, "malformed header field")
+        key = _environ_key(name)
+    if not key:  # a name with "_": dropped
+        return
+    text = value.strip(b" \t\r").decode("latin-1")
+    if key not in headers:
+        headers[key] = text
+    elif key == "CONTENT_LENGTH":
+        if headers[key] != text:
+            raise _Refused(400, "conflicting Content-Length values")
+    else:
+        headers[key] += "," + text
 
 
 def _body_length(headers: dict[str, str], http11: bool, max_body: int) -> int | None:

@@ -326,3 +326,15 @@ def test_host_names_are_resolved_and_bad_ones_fail_at_once() -> None:
         srv.stop()
     with pytest.raises(OSError):
         HTTPServer(echo_app, "no-such-host.invalid", 0)
+
+
+def test_header_in_pieces_bare_lf_lines_and_no_header_at_all(server: HTTPServer) -> None:
+    sock = connect(server)
+    sock.sendall(b"POST /env HTTP/1.1\r\nX-Forwarded-")
+    time.sleep(0.2)  # the rest comes later: read line by line
+    sock.sendall(b"For: 1.1.1.1\r\nContent-Length: 0\r\n\r\n")
+    assert "'HTTP_X_FORWARDED_FOR': '1.1.1.1'" in sock.read_answer()[2].decode()
+    sock.sendall(b"GET /env HTTP/1.1\nX-Forwarded-For: 2.2.2.2 \nHost: x\r\n\r\n")
+    assert "'HTTP_X_FORWARDED_FOR': '2.2.2.2'" in sock.read_answer()[2].decode()
+    sock.sendall(b"GET /env HTTP/1.1\r\n\r\n")
+    assert "'HTTP_X_FORWARDED_FOR': None" in sock.read_answer()[2].decode()
