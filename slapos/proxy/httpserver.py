@@ -126,10 +126,6 @@ class Body:
         #: the body could not be read to its end: the connection cannot carry another request
         self.broken = False
 
-    @property
-    def finished(self) -> bool:
-        return self._done
-
     def _fail(self, status: int, reason: str) -> BodyError:
         self.broken = True
         return BodyError(status, reason)
@@ -200,6 +196,12 @@ class Body:
         return data
 
     def readline(self, size: int | None = -1) -> bytes:
+        try:
+            return self._readline(size)
+        except OSError as exc:  # timeout, reset
+            raise self._fail(400, f"request body not received: {exc}") from exc
+
+    def _readline(self, size: int | None) -> bytes:
         line = bytearray()
         limit = size if size is not None and size >= 0 else sys.maxsize
         while len(line) < limit:
@@ -207,14 +209,11 @@ class Body:
             if self._done:
                 break
             if self._chunked and self._left == 0:
-                try:
-                    self._next_chunk()
-                except OSError as exc:
-                    raise self._fail(400, f"request body not received: {exc}") from exc
+                self._next_chunk()
                 continue
             peeked = self._reader.peek(1)[: min(self._left, limit - len(line))]  # type: ignore[attr-defined]
             cut = peeked.find(b"\n")
-            piece = self.read(cut + 1 if cut >= 0 else max(1, len(peeked)))
+            piece = self._read(cut + 1 if cut >= 0 else max(1, len(peeked)))
             line += piece
             if piece.endswith(b"\n"):
                 break
@@ -481,9 +480,7 @@ class HTTPServer:
         environ.update(headers)
         if peer_name is not None:
             environ[PEER_KEY] = peer_name
-        response = _Response(sock, http11, keep_alive, method == "HEAD")
-        response.server_header = self.server_header
-        response.stopping = lambda: self._stopping
+        response = _Response(self, sock, http11, keep_alive, method == "HEAD")
         try:
             result = self.app(environ, response.start_response)
         except BodyError as exc:
@@ -647,10 +644,10 @@ def _http_date() -> str:
 class _Response:
     """Framing and writing of one answer (start_response, write, the result iterable)."""
 
-    server_header = "slapos-proxy"
-    stopping: Callable[[], bool] = staticmethod(lambda: False)
-
-    def __init__(self, sock: socket.socket, http11: bool, keep_alive: bool, head: bool) -> None:
+    def __init__(
+        self, server: HTTPServer, sock: socket.socket, http11: bool, keep_alive: bool, head: bool
+    ) -> None:
+        self.server = server
         self.sock = sock
         self.http11 = http11
         self.keep_alive = keep_alive
@@ -701,12 +698,12 @@ class _Response:
                 lines.append("Transfer-Encoding: chunked\r\n")
             else:
                 self.keep_alive = False
-        if self.stopping():
+        if self.server._stopping:
             self.keep_alive = False
         if "date" not in names:
             lines.append(f"Date: {_http_date()}\r\n")
         if "server" not in names:
-            lines.append(f"Server: {self.server_header}\r\n")
+            lines.append(f"Server: {self.server.server_header}\r\n")
         if not self.keep_alive:
             lines.append("Connection: close\r\n")
         elif not self.http11:

@@ -106,22 +106,17 @@ def serve(
         )
     except OSError as exc:
         raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    certificates = ""
     if config.tls is not None:
         required = "client certificates required" if config.tls.ca else "no client certificates"
-        log.info(
-            "slapos proxy serving %s (%s, database %s, computer %s)",
-            server.url,
-            required,
-            app.database,
-            config.computer_id,
-        )
-    else:
-        log.info(
-            "slapos proxy serving %s (database %s, computer %s)",
-            server.url,
-            app.database,
-            config.computer_id,
-        )
+        certificates = f"{required}, "
+    log.info(
+        "slapos proxy serving %s (%sdatabase %s, computer %s)",
+        server.url,
+        certificates,
+        app.database,
+        config.computer_id,
+    )
     if on_ready is not None:
         on_ready(server.url)
     with _stop_signals():
