@@ -26,6 +26,7 @@ from typing import Any
 from slapos.proxy import db as dbmod
 from slapos.proxy.config import ProxyConfig
 from slapos.proxy.form import parse_form
+from slapos.proxy.forward import target_finder
 from slapos.proxy.marshal import MarshalError
 from slapos.proxy.service import (
     BadRequest,
@@ -209,6 +210,8 @@ class ProxyApp:
         #: sqlite has one writer at a time: serving threads queue here (a prompt hand-over)
         #: rather than in sqlite's busy handler, which sleeps and polls
         self._write_lock = threading.Lock()
+        #: (partition, computer) -> addresses, for writers (see Store.address_cache)
+        self._addresses: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         #: computer id -> (generation, marshalled getFullComputerInformation answer)
         self.computer_cache: dict[str, tuple[int, str]] = {}
         self.routes: dict[str, tuple[frozenset[str], Handler]] = {}
@@ -257,12 +260,15 @@ class ProxyApp:
     def generation(self) -> int:
         return self._generation
 
-    def master(self, conn: sqlite3.Connection, request: Request | None = None) -> Master:
-        from slapos.proxy import forward
-
-        target = forward.target_finder(self, request) if request is not None else None
+    def master(
+        self,
+        conn: sqlite3.Connection,
+        request: Request | None = None,
+        address_cache: dict[tuple[str, str], tuple[tuple[str, str], ...]] | None = None,
+    ) -> Master:
+        target = target_finder(self, request) if request is not None else None
         return Master(
-            dbmod.Store(conn),
+            dbmod.Store(conn, address_cache),
             self.config.computer_id,
             self.now,
             forward_target=target,
@@ -273,8 +279,14 @@ class ProxyApp:
         """Run `action` in one BEGIN IMMEDIATE transaction; invalidates cached answers."""
         conn = self._checkout()
         try:
-            with self._write_lock, dbmod.write_transaction(conn):
-                result = action(self.master(conn, request))
+            with self._write_lock:
+                # the address cache is only used by writers, one at a time (this lock)
+                try:
+                    with dbmod.write_transaction(conn):
+                        result = action(self.master(conn, request, self._addresses))
+                except BaseException:
+                    self._addresses.clear()  # it may hold what was rolled back
+                    raise
         finally:
             self._checkin(conn)
         with self._generation_lock:

@@ -82,16 +82,31 @@ def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
     return conn
 
 
-@contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+class write_transaction:
+    """`with write_transaction(conn):` BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any
+    exception. A class rather than a @contextmanager generator: it runs on every write."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        conn = self.conn
+        if kind is None:
+            try:
+                conn.execute("COMMIT")
+                return
+            except BaseException:
+                if conn.in_transaction:  # never hand back a connection mid-transaction
+                    conn.execute("ROLLBACK")
+                raise
+        if conn.in_transaction:  # sqlite may have rolled back itself (SQLITE_FULL...)
+            conn.execute("ROLLBACK")
 
 
 @contextmanager
@@ -211,8 +226,15 @@ def _rebase_requested_by(rows: list[dict[str, Any]]) -> None:
 class Store:
     """Typed access to the tables, on one connection (the caller owns the transaction)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        address_cache: dict[tuple[str, str], tuple[tuple[str, str], ...]] | None = None,
+    ) -> None:
         self.conn = conn
+        #: (partition, computer) -> its addresses, kept by the caller between
+        #: transactions; only format_computer writes partition_network18, and it empties it
+        self.address_cache = address_cache
 
     def _one(self, query: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute(query, args).fetchone()
@@ -251,6 +273,8 @@ class Store:
         partitions: Sequence[tuple[str, Sequence[tuple[str, str, str | None]]]],
     ) -> None:
         """Upsert the computer, drop unlisted partitions, reset addresses (§5.4)."""
+        if self.address_cache is not None:
+            self.address_cache.clear()
         self.conn.execute(
             "INSERT OR REPLACE INTO computer18 (reference, address, netmask) VALUES (?, ?, ?)",
             (reference, address, netmask),
@@ -443,7 +467,12 @@ class Store:
 
     # ---- network ----------------------------------------------------------------------
     def addresses(self, reference: str, computer: str) -> list[tuple[str, str]]:
-        return [
+        cache = self.address_cache
+        if cache is not None:
+            known = cache.get((reference, computer))
+            if known is not None:
+                return list(known)
+        found = [
             (row[0], row[1])
             for row in self._all(
                 "SELECT reference, address FROM partition_network18"
@@ -451,6 +480,11 @@ class Store:
                 (reference, computer),
             )
         ]
+        if cache is not None:
+            if len(cache) >= 100_000:
+                cache.clear()
+            cache[(reference, computer)] = tuple(found)
+        return found
 
     def addresses_by_partition(self, computer: str) -> dict[str, list[tuple[str, str]]]:
         result: dict[str, list[tuple[str, str]]] = {}

@@ -309,6 +309,20 @@ class HTTPServer:
         self._connections: dict[socket.socket, bool] = {}  # socket -> idle
         self._threads: set[threading.Thread] = set()
         self._stopping = False
+        self._environ: dict[str, Any] = {
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": self.host,
+            "SERVER_PORT": str(self.port),
+            "SERVER_SOFTWARE": self.server_header,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": self.scheme,
+            "wsgi.input_terminated": True,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
 
     @property
     def url(self) -> str:
@@ -384,6 +398,8 @@ class HTTPServer:
                     return
                 peer_name = _common_name(sock.getpeercert())  # type: ignore[attr-defined]
             sock.settimeout(self.limits.timeout)
+            with self._lock:  # listed once here; _requests then only flips its idle flag
+                self._connections[sock] = True
             reader: IO[bytes] = sock.makefile("rb", buffering=65536)  # type: ignore[assignment]
             try:
                 self._requests(sock, reader, address, peer_name)
@@ -402,17 +418,17 @@ class HTTPServer:
         self, sock: socket.socket, reader: IO[bytes], address: Any, peer_name: str | None
     ) -> None:
         blank_lines = 0
+        connections = self._connections
         while not self._stopping:
-            with self._lock:
-                self._connections[sock] = True
+            # the connection is listed: a plain store of its idle flag is atomic
+            connections[sock] = True
             if self._stopping:
                 return
             try:
                 first = reader.readline(MAX_LINE + 1)
             except (OSError, ValueError):  # timeout, reset, closed by stop()
                 return
-            with self._lock:
-                self._connections[sock] = False
+            connections[sock] = False
             if not first:
                 return
             if first in (b"\r\n", b"\n") and blank_lines < 2:  # RFC 9112 2.2: tolerate
@@ -456,27 +472,14 @@ class HTTPServer:
         path, _, query = target.partition("?")
         if "://" in path:  # absolute form (a client speaking to a proxy): keep the path
             path = "/" + path.split("://", 1)[1].partition("/")[2]
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-            "QUERY_STRING": query,
-            "SERVER_NAME": self.host,
-            "SERVER_PORT": str(self.port),
-            "SERVER_PROTOCOL": version,
-            "SERVER_SOFTWARE": self.server_header,
-            "REMOTE_ADDR": address[0],
-            "REMOTE_PORT": str(address[1]),
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": self.scheme,
-            "wsgi.input": body,
-            "wsgi.input_terminated": True,
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-            "wsgi.file_wrapper": FileWrapper,
-        }
+        environ = self._environ.copy()  # the keys that do not change from call to call
+        environ["REQUEST_METHOD"] = method
+        environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
+        environ["QUERY_STRING"] = query
+        environ["SERVER_PROTOCOL"] = version
+        environ["REMOTE_ADDR"] = address[0]
+        environ["REMOTE_PORT"] = str(address[1])
+        environ["wsgi.input"] = body
         environ.update(headers)
         if peer_name is not None:
             environ[PEER_KEY] = peer_name
@@ -588,19 +591,33 @@ def _read_fields(reader: IO[bytes]) -> dict[str, str]:
     raise _Refused(431, f"more than {MAX_HEADERS} header fields")
 
 
+#: header line -> (environ key, value), for lines seen before: clients repeat the same
+#: lines call after call (Host, Content-Type, Accept-Encoding, a few Content-Lengths)
+_LINES: dict[bytes, tuple[str, str]] = {}
+_MAX_LINES = 4096
+_MAX_CACHED_LINE = 256
+
+
 def _add_field(line: bytes, headers: dict[str, str]) -> None:
     """One `Name: value` line (without its line end) into the WSGI headers."""
-    name, colon, value = line.partition(b":")
-    key = _KEYS.get(name)
-    if key is None:
-        if line[:1] in (b" ", b"\t"):
-            raise _Refused(400, "obsolete header line folding")
-        if not colon or not _TOKEN.fullmatch(name):
-            raise _Refused(400, "malformed header field")
-        key = _environ_key(name)
+    field = _LINES.get(line)
+    if field is None:
+        name, colon, value = line.partition(b":")
+        key = _KEYS.get(name)
+        if key is None:
+            if line[:1] in (b" ", b"\t"):
+                raise _Refused(400, "obsolete header line folding")
+            if not colon or not _TOKEN.fullmatch(name):
+                raise _Refused(400, "malformed header field")
+            key = _environ_key(name)
+        field = (key, value.strip(b" \t\r").decode("latin-1"))
+        if len(line) <= _MAX_CACHED_LINE:
+            if len(_LINES) >= _MAX_LINES:  # bounded: a client inventing lines fills it
+                _LINES.clear()
+            _LINES[line] = field
+    key, text = field
     if not key:  # a name with "_": dropped
         return
-    text = value.strip(b" \t\r").decode("latin-1")
     if key not in headers:
         headers[key] = text
     elif key == "CONTENT_LENGTH":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from slapos.proxy.marshal import WireObject, dumps, loads
 from slapos.proxy.service import (
+    USER,
     BadRequest,
     InstanceRequest,
     Master,
@@ -193,7 +194,7 @@ def _requester(master: Master, request: Request) -> Requester:
         return master.requester(header[0], header[1], strict=True)
     partition_id = request.form.get("computer_partition_id")
     if partition_id is None:
-        return Requester()
+        return USER
     return master.requester(request.form.get("computer_id"), partition_id, strict=False)
 
 
@@ -202,14 +203,21 @@ def request_partition(app: ProxyApp, request: Request) -> Response:
     if state is not None and not isinstance(state, str):
         raise BadRequest("state must be a marshalled string or None")
     shared = _decode(request, "shared_xml", False)
+    form = request.form
+    try:
+        title = form["partition_reference"]
+        software_release = form["software_release"]
+        software_type = form["software_type"]
+    except KeyError as missing:
+        raise BadRequest(f"missing parameter {missing.args[0]!r}") from None
     spec = InstanceRequest(
-        title=request.field("partition_reference"),
-        software_release=request.field("software_release"),
-        software_type=request.field("software_type"),
-        parameters=_dict_field(request, "partition_parameter_xml"),
-        filter_kw=_dict_field(request, "filter_xml"),
-        state=state,
-        shared=bool(shared),
+        title,
+        software_release,
+        software_type,
+        _dict_field(request, "partition_parameter_xml"),
+        _dict_field(request, "filter_xml"),
+        state,
+        bool(shared),
     )
     master_url = spec.filter_kw.get("master_url")
     if master_url:

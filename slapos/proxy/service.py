@@ -81,6 +81,10 @@ class Requester:
     computer_id: str | None = None
 
 
+#: a user's request (no partition behind it); Requester is immutable: one serves all
+USER = Requester()
+
+
 @dataclass
 class InstanceRequest:
     title: str
@@ -136,7 +140,7 @@ class Master:
     ) -> Requester:
         """The requester named by a header (strict: must exist) or a form."""
         if partition_id is None:
-            return Requester()
+            return USER
         row = self.store.partition(partition_id, computer_id or "") if computer_id else None
         if row is None and strict:
             raise BadRequest(

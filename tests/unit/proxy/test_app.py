@@ -332,3 +332,39 @@ def test_with_tls_identities_only_the_host_publishes_for_a_shared_instance(tmp_p
     assert status == 403 and "hosted by 'slappart0'" in body
     assert c.post("/setComputerPartitionConnectionXml", computer_partition_id="slappart0",
                   **form) == (200, "done")  # fmt: skip
+
+
+def _format(client: Client, addresses: list[str]) -> None:
+    computer = {
+        "reference": "COMP", "address": "127.0.0.1", "netmask": "255.0.0.0",
+        "partition_list": [
+            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
+             "address_list": [{"addr": addr, "netmask": "255.0.0.0"}]}
+            for i, addr in enumerate(addresses)
+        ],
+    }  # fmt: skip
+    assert client.post("/loadComputerConfigurationFromXML", xml=dumps(computer)) == (200, "done")
+
+
+def test_request_answers_the_addresses_of_the_last_format(client: Client) -> None:
+    status, answer = client.request("web")
+    assert status == 200 and answer.state["ip_list"] == [("tap0", "10.0.0.0")]
+    _format(client, ["10.9.9.1", "10.9.9.2", "10.9.9.3"])  # addresses remembered: forgotten
+    status, answer = client.request("web")
+    assert status == 200 and answer.state["ip_list"] == [("tap0", "10.9.9.1")]
+
+
+def test_a_failed_write_leaves_no_remembered_addresses(client: Client) -> None:
+    from slapos.proxy.service import Master
+
+    assert client.request("web")[1].state["ip_list"] == [("tap0", "10.0.0.0")]
+
+    def reformat_then_fail(master: Master) -> None:
+        partitions = [("slappart0", [("tap0", "10.7.7.7", None)])]
+        master.store.format_computer("COMP", None, None, partitions)
+        assert master.store.addresses("slappart0", "COMP") == [("tap0", "10.7.7.7")]
+        raise RuntimeError("the transaction fails after reading the new addresses")
+
+    with pytest.raises(RuntimeError):
+        client.app.write(None, reformat_then_fail)
+    assert client.request("web")[1].state["ip_list"] == [("tap0", "10.0.0.0")]

@@ -163,3 +163,26 @@ def test_local_software_release_root_moves(tmp_path: Path) -> None:
     urls = sorted(r[0] for r in conn.execute("SELECT url FROM software18"))
     assert urls == [f"{new}/sr/software.cfg", "http://remote/software.cfg"]
     assert list(tmp_path.glob("db-backup-*.sql"))
+
+
+def test_write_transaction_never_leaves_a_transaction_open(tmp_path: Path) -> None:
+    """A COMMIT that fails (here a deferred foreign key) rolls back: the pooled
+    connection goes back clean, and what the transaction wrote is gone."""
+    from slapos.proxy.db import write_transaction
+
+    conn = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    conn.executescript(
+        "PRAGMA foreign_keys = ON; CREATE TABLE p (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED);"
+    )
+    with pytest.raises(sqlite3.IntegrityError), write_transaction(conn):
+        conn.execute("INSERT INTO c VALUES (42)")
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM c").fetchone()[0] == 0
+    with pytest.raises(KeyError), write_transaction(conn):
+        conn.execute("INSERT INTO p VALUES (1)")
+        raise KeyError("boom")
+    assert not conn.in_transaction and conn.execute("SELECT count(*) FROM p").fetchone() == (0,)
+    with write_transaction(conn):
+        conn.execute("INSERT INTO p VALUES (2)")
+    assert conn.execute("SELECT id FROM p").fetchall() == [(2,)]

@@ -45,3 +45,28 @@ def test_long_fields_are_decoded_without_the_cache() -> None:
     value = "<x>" * CACHED_FIELD_BYTES
     body = urlencode({"xml": value, "xml2": value})
     assert parse_form(body.encode()) == {"xml": value, "xml2": value}
+
+
+def test_random_escapes_match_parse_qs() -> None:
+    """Percent escapes valid and not (bad hex, cut short, `%%`, at the end), next to the
+    bytes the C fast path treats specially (`=`, CR, LF, spaces, `_`)."""
+    rng = random.Random(7)
+    alphabet = ["%", "%4", "%41", "%e9", "%E2%82%AC", "%zz", "%%", "=", "\r", "\n", " ", "\t",
+                "_", "+", "a", "F", "0", "%0d%0a", "%3D", "%25", "é"]  # fmt: skip
+    for _ in range(5000):
+        raw = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        for data in (f"k={raw}", raw, f"k={raw}&{raw}=v"):
+            assert parse_form(data.encode()) == reference(data), data
+
+
+def test_percent_decode_equals_unquote_to_bytes() -> None:
+    from urllib.parse import unquote_to_bytes
+
+    from slapos.proxy.form import percent_decode
+
+    rng = random.Random(11)
+    pieces = [b"%", b"%4", b"%41", b"%fF", b"%g1", b"=", b"==", b"\r\n", b"\n", b"\x00", b"\xff",
+              b" ", b"a", b"%3d", b"%0A"]  # fmt: skip
+    for _ in range(5000):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 10)))
+        assert percent_decode(raw) == unquote_to_bytes(raw), raw
