@@ -25,7 +25,10 @@ What it does, and all the SLAP client needs:
   answer that ends with the connection;
 * TLS with an optional client certificate, the server verified against a CA file when one
   is given (hostname included), not verified otherwise (upstream's behaviour);
-* a timeout on connect and on every read;
+* a timeout on connect and on every read and write; on plain TCP sockets under Linux
+  the kernel enforces it (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket), because CPython
+  polls before every read and write of a socket that has a Python timeout: two system
+  calls more per request;
 * HTTP proxies given once (CONNECT tunnel for https), redirects followed like requests.
 
 Failures raise the `TransportError` subclasses below; MasterSession turns them into the
@@ -40,6 +43,8 @@ import re
 import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -180,6 +185,22 @@ def _dropped(sock: socket.socket) -> bool:
     except (OSError, ValueError):  # closed: fileno() is -1
         return True
     return bool(readable)
+
+
+def _kernel_timeouts(sock: socket.socket, timeout: float | None) -> None:
+    """Have the kernel time out reads and writes of a plain TCP socket (Linux), then make
+    it blocking: a timed out call raises BlockingIOError (EAGAIN) instead of TimeoutError.
+    Left as it is (Python's timeout) elsewhere, or if an option is refused."""
+    if timeout is None or timeout <= 0 or sys.platform != "linux":
+        return
+    seconds = int(timeout)
+    value = struct.pack("ll", seconds, max(1, int((timeout - seconds) * 1_000_000)))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    except OSError:
+        return
+    sock.settimeout(None)
 
 
 def _close(sock: socket.socket) -> None:
@@ -462,6 +483,9 @@ class HttpClient:
         except TimeoutError as exc:
             _close(sock)
             raise TimedOut(str(exc) or "timed out") from exc
+        except BlockingIOError as exc:  # the kernel's timeout (_kernel_timeouts)
+            _close(sock)
+            raise TimedOut(f"timed out after {self.timeout} s") from exc
         except ssl.SSLError as exc:
             _close(sock)
             raise TLSFailed(str(exc)) from exc
@@ -534,6 +558,8 @@ class HttpClient:
                 if proxy:
                     _tunnel(sock, target, proxy)
                 sock = context.wrap_socket(sock, server_hostname=target.host)
+            else:
+                _kernel_timeouts(sock, self.timeout)
         except ssl.SSLError as exc:
             _close(sock)
             raise TLSFailed(str(exc)) from exc

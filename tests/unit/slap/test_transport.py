@@ -382,6 +382,23 @@ def test_no_answer_in_time_is_timed_out():
         listener.close()
 
 
+def test_a_server_that_stops_reading_times_the_send_out():
+    """The write side has its timeout too: a body the server never reads (here 64 MiB,
+    more than the socket buffers hold) fails after about the timeout, not never."""
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        client = transport.HttpClient(timeout=0.3)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        started = time.monotonic()
+        with pytest.raises(transport.TimedOut, match="timed out"):
+            client.request("POST", url, b"x" * (64 * 1024 * 1024), {})
+        assert time.monotonic() - started < 5
+    finally:
+        listener.close()
+
+
 def test_big_body_and_headers(raw):
     body = bytes(range(256)) * 8192  # 2 MiB
     server = raw(
