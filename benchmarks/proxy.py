@@ -6,7 +6,9 @@ For each side: a fresh proxy with one computer of N partitions (formatted with
 loadComputerConfigurationFromXML), then
   1. sequential throughput: one client requests N new instances, then updates each;
   2. 4 concurrent clients: each requests N/4 new instances and updates them;
-     every request must be answered and no partition handed out twice;
+     every request must be answered and no partition handed out twice; the clients
+     start their loops together, timed from the first loop's start to the last one's
+     end (process start-up and imports are not request time);
   3. getFullComputerInformation latency with N busy partitions: repeated reads, and
      reads right after a change (no cached answer);
   4. peak RSS of the proxy process (VmHWM) over the whole run;
@@ -40,6 +42,8 @@ from tests.fixtures.common import free_port, wait_for_port  # noqa: E402
 UPSTREAM = Path(os.environ.get("SLAPOS_UPSTREAM_VENV", "/opt/slapos-dev/upstream-1.26.1"))
 DRIVER = Path(__file__).with_name("proxy_driver.py")
 COMPUTER = "local_computer"
+#: seconds given to the concurrent drivers to start before their loops begin together
+CONCURRENT_START_DELAY = 3.0
 
 
 @contextmanager
@@ -95,12 +99,21 @@ def peak_rss_mib(proc: subprocess.Popen[bytes]) -> float:
 
 
 def driver(
-    side: str, url: str, mode: str, count: int, prefix: str, library: str | None = None
+    side: str,
+    url: str,
+    mode: str,
+    count: int,
+    prefix: str,
+    library: str | None = None,
+    start_at: float | None = None,
 ) -> subprocess.Popen[str]:
-    """Run the driver with `library`'s Python (default: the side's own library)."""
+    """Run the driver with `library`'s Python (default: the side's own library); with
+    `start_at` (a time.time()), its request loop waits for that moment."""
     library = library or side
     python = sys.executable if library == "ours" else str(UPSTREAM / "bin" / "python")
     env = {**os.environ, "PYTHONPATH": str(REPO) if library == "ours" else ""}
+    if start_at is not None:
+        env["PROXY_BENCH_START_AT"] = repr(start_at)
     return subprocess.Popen(
         [python, str(DRIVER), url, COMPUTER, mode, str(count), prefix],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -143,10 +156,14 @@ def measure(side: str, work: Path) -> dict:
         rss = max(rss, peak_rss_mib(proc))
     with running_proxy(side, work / f"{side}-conc") as (url, proc):
         per = n // ARGS.clients
-        start = time.perf_counter()
-        procs = [driver(side, url, "requests", per, f"c{k}-") for k in range(ARGS.clients)]
+        # the loops start together once every driver has started and imported its library
+        start_at = time.time() + CONCURRENT_START_DELAY
+        procs = [
+            driver(side, url, "requests", per, f"c{k}-", start_at=start_at)
+            for k in range(ARGS.clients)
+        ]
         outs = [collect(p) for p in procs]
-        elapsed = time.perf_counter() - start
+        elapsed = max(o["ended_at"] for o in outs) - min(o["started_at"] for o in outs)
         result["conc_rps"] = sum(o["requests"] for o in outs) / elapsed
         result["errors"] += sum(o["errors"] for o in outs)
         given = [pid for o in outs for pid in o["partitions"].values()]
