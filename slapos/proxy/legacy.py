@@ -203,21 +203,14 @@ def request_partition(app: ProxyApp, request: Request) -> Response:
     if state is not None and not isinstance(state, str):
         raise BadRequest("state must be a marshalled string or None")
     shared = _decode(request, "shared_xml", False)
-    form = request.form
-    try:
-        title = form["partition_reference"]
-        software_release = form["software_release"]
-        software_type = form["software_type"]
-    except KeyError as missing:
-        raise BadRequest(f"missing parameter {missing.args[0]!r}") from None
     spec = InstanceRequest(
-        title,
-        software_release,
-        software_type,
-        _dict_field(request, "partition_parameter_xml"),
-        _dict_field(request, "filter_xml"),
-        state,
-        bool(shared),
+        title=request.field("partition_reference"),
+        software_release=request.field("software_release"),
+        software_type=request.field("software_type"),
+        parameters=_dict_field(request, "partition_parameter_xml"),
+        filter_kw=_dict_field(request, "filter_xml"),
+        state=state,
+        shared=bool(shared),
     )
     master_url = spec.filter_kw.get("master_url")
     if master_url:
