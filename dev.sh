@@ -53,10 +53,14 @@ install_venv() {
 install_upstream() {
   # slapos.core 1.26.1 is a test peer only; its node commands need Python >= 3.12.
   [ -x "$UPSTREAM_VENV/bin/slapos" ] && return 0
+  # A candidate counts only if it runs: a pyenv shim is on PATH even when no 3.12 is
+  # selected, and then fails with exit 127.
   py312=""
-  for candidate in python3.12 "$HOME/.pyenv/versions/3.12.1/bin/python3.12" /root/.pyenv/versions/3.12.1/bin/python3.12; do
-    if command -v "$candidate" >/dev/null 2>&1; then py312=$(command -v "$candidate"); break; fi
-    if [ -x "$candidate" ]; then py312=$candidate; break; fi
+  for candidate in "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3 /root/.pyenv/versions/3.1[2-9]*/bin/python3 \
+                   python3.12 python3.13 /usr/bin/python3.12 /usr/bin/python3.13; do
+    if "$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+      py312=$(command -v "$candidate"); break
+    fi
   done
   if [ -z "$py312" ]; then
     say "no Python 3.12 found: interoperability tests with slapos.core 1.26.1 will be skipped"
