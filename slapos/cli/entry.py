@@ -6,7 +6,7 @@ import sys
 
 
 def version_line() -> str:
-    from slapos import __version__
+    from slapos.version import __version__
 
     v = sys.version_info
     return f"slapos {__version__} (Python {v.major}.{v.minor}.{v.micro})"

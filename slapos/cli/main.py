@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from slapos import __version__
 from slapos.cli._common import (
     CommandInfo,
     Context,
@@ -22,6 +21,7 @@ from slapos.cli._common import (
 )
 from slapos.cli.entry import version_line
 from slapos.errors import ExitCode, SlapOSError
+from slapos.version import __version__
 
 if TYPE_CHECKING:
     import logging

@@ -135,7 +135,7 @@ def read_host_state(
     config: FormatConfig, runner: Runner, paths: list[str], files: list[str]
 ) -> HostState:
     """Users, groups, the given paths and files, the network (when it matters)."""
-    from slapos import __version__
+    from slapos.version import __version__
 
     users = {}
     members: dict[str, set[str]] = {}

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from slapos import __version__
 from slapos.slap import transport, wire
 from slapos.slap.exception import (
     AuthenticationError,
@@ -30,6 +29,7 @@ from slapos.slap.exception import (
     ServerError,
 )
 from slapos.slap.transport import urlencode
+from slapos.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -187,11 +187,11 @@ def test_verbose_and_quiet_exclude_each_other(tmp_path):
 
 
 def test_version(tmp_path):
-    import slapos
+    from slapos.version import version
 
     ctx = Context.for_test(tmp_path)
     assert main(["--version"], ctx=ctx) == 0
-    assert ctx.stdout.getvalue().startswith(f"slapos {slapos.__version__} (Python ")
+    assert ctx.stdout.getvalue().startswith(f"slapos {version} (Python ")
 
 
 @pytest.mark.parametrize(
