@@ -2,7 +2,7 @@
 # One entry point for a fresh machine: installs what slapos needs, then does the job.
 #
 #   ./dev.sh demo [DIR]    local master + node deploying the demo instance (no root needed)
-#   ./dev.sh test [ARGS]   the whole test suite (pytest ARGS)
+#   ./dev.sh test [ARGS]   ruff, mypy and the whole test suite (with ARGS: only pytest ARGS)
 #   ./dev.sh setup         only install
 #
 # Installs: Debian packages (when root and missing), a virtualenv in .venv made from
@@ -87,6 +87,14 @@ case "$cmd" in
   test)
     setup
     export SLAPOS_UPSTREAM_VENV="$UPSTREAM_VENV"
+    if [ $# -eq 0 ]; then
+      # the whole suite, as CI runs it: the linters first, and the slowest tests listed
+      say "ruff check"
+      "$VENV/bin/ruff" check slapos tests benchmarks
+      say "mypy"
+      "$VENV/bin/mypy"
+      set -- --durations=20
+    fi
     set +e
     "$VENV/bin/python" -m pytest "$@"
     rc=$?
