@@ -2,8 +2,8 @@
 
 * Every test runs with HOME in its own tmp_path and no SLAPOS_* variable, and fails if it
   leaves os.environ changed.
-* Tests under tests/integration/ are marked `integration`; unit tests may not ask for a
-  fixture that starts processes (those are marked with `process_fixture`).
+* Tests under tests/integration/ are marked `integration`; every other test is a unit test
+  and gets a 30 s timeout.
 * `@pytest.mark.root` tests skip unless run as root.
 """
 
@@ -23,6 +23,8 @@ pytest_plugins = [
 ]
 
 ROOT = Path(__file__).resolve().parent
+#: seconds; integration tests keep setup.cfg's longer timeout
+UNIT_TIMEOUT = 30
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -30,6 +32,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = Path(str(item.fspath)).resolve()
         if ROOT / "integration" in path.parents:
             item.add_marker(pytest.mark.integration)
+        elif not item.get_closest_marker("timeout"):
+            # a unit test that needs more than this is an integration test in disguise
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT))
         if item.get_closest_marker("root") and os.geteuid() != 0:
             item.add_marker(pytest.mark.skip(reason="needs root"))
 

@@ -158,7 +158,26 @@ def test_timeout_is_reported(tmp_path: Path) -> None:
     assert info.value.reason == "buildout timed out after 30 s"
 
 
+def test_home_of_owner_is_the_owners_home(tmp_path: Path) -> None:
+    import pwd
+
+    assert buildout.home_of_owner(tmp_path) == Path(pwd.getpwuid(os.getuid()).pw_dir)
+
+
+@pytest.mark.root
 def test_home_of_owner_falls_back_to_the_directory(tmp_path: Path) -> None:
-    home = buildout.home_of_owner(tmp_path)
-    assert home == tmp_path or home.is_absolute()
-    assert os.fspath(home)
+    import pwd
+
+    uid = next(u for u in range(424242, 434242) if not _has_user(pwd, u))
+    owned = tmp_path / "owned-by-nobody-known"
+    owned.mkdir()
+    os.chown(owned, uid, -1)
+    assert buildout.home_of_owner(owned) == owned
+
+
+def _has_user(pwd, uid: int) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True

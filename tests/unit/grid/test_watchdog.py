@@ -41,4 +41,7 @@ def test_other_events_and_failing_bang(tmp_path: Path) -> None:
         raise OSError("master down")
 
     w = Watchdog(bang, None)
-    serve(w, event("web-on-watch", name="PROCESS_STATE_RUNNING"), event("web-on-watch"))
+    out = serve(w, event("web-on-watch", name="PROCESS_STATE_RUNNING"), event("web-on-watch"))
+    # the listener acknowledges both events and keeps serving although the bang failed
+    assert out.count("RESULT 2\nOK") == 2
+    assert out.endswith("READY\n")
