@@ -6,5 +6,5 @@ project = "slapos"
 author = "the slapos developers"
 extensions: list[str] = []
 master_doc = "index"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "spec"]
 html_theme = "alabaster"
