@@ -61,6 +61,22 @@ def fmt(cfg: Path, *extra: str, euid: int | None = None) -> tuple[int, Context]:
     return main(["node", "format", "--cfg", str(cfg), "--now", *extra], ctx), ctx
 
 
+def test_dry_run_never_sleeps(tmp_path):
+    from slapos.system import SystemClock
+
+    slept: list[float] = []
+
+    class Clock(SystemClock):
+        def sleep(self, seconds: float) -> None:
+            slept.append(seconds)
+
+    ctx = Context.for_test(tmp_path, euid=1000, clock=Clock())
+    cfg = node_cfg(tmp_path)
+    assert main(["node", "format", "--cfg", str(cfg), "--dry-run"], ctx) == 0  # no --now
+    assert "changes planned" in ctx.stdout.getvalue()
+    assert "sleeping" not in ctx.stderr.getvalue() and slept == []
+
+
 def test_unprivileged_format_is_idempotent_and_offline_is_exit_2(tmp_path):
     cfg = node_cfg(tmp_path)
     rc, ctx = fmt(cfg, "--dry-run", euid=1000)

@@ -202,7 +202,7 @@ def run_format(args: argparse.Namespace, ctx: Context) -> int:
         _add_log_file(config.log_file)
     if config.dry_run:
         log.info("dry run: nothing will be changed")
-    if not args.now:
+    if not args.now and not config.dry_run:  # a plan changes nothing: no load to spread
         delay = random.random() * FORMAT_MAX_DELAY
         log.info("sleeping for %.0f seconds (use --now to format at once)", delay)
         ctx.clock.sleep(delay)
