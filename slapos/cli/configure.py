@@ -89,6 +89,16 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         "directories, signing key, and upstream URLs. Also configures slapos node to use the "
         "local proxy as binary cache. (default: False)",
     )
+    p.add_argument(
+        "--user-base-name",
+        default="slapuser",
+        help="As root: partition N runs as user USER_BASE_NAMEN (default: %(default)s)",
+    )
+    p.add_argument(
+        "--software-user",
+        default="slapsoft",
+        help="As root: the user that builds software releases (default: %(default)s)",
+    )
     p.set_defaults(handler=run_configure_local)
 
 
@@ -122,6 +132,8 @@ def run_configure_local(args: argparse.Namespace, ctx: Context) -> int:
         privileged=privileged,
         alter_network=privileged and args.interface_name != "lo",
         shacache=args.enable_shacache_proxy,
+        user_base_name=args.user_base_name,
+        software_user=args.software_user,
     )
     cfg = str(settings.node_config)
     configure_local(

@@ -62,6 +62,9 @@ class LocalSettings:
     #: configure partition addresses, taps and routes (root, and not on lo)
     alter_network: bool = False
     shacache: bool = False
+    #: the users node format creates (root only): partition N runs as user_base_name + N
+    user_base_name: str = "slapuser"
+    software_user: str = "slapsoft"
     #: the Python that runs `slapos` under supervisord (the proxy, the watchdog)
     python: str = sys.executable
 
@@ -113,6 +116,8 @@ def node_settings(s: LocalSettings) -> NodeSettings:
         ipv4_local_network=s.ipv4_local_network,
         partition_amount=s.partition_amount,
         computer_xml=str(s.home / "slapos.xml"),
+        user_base_name=s.user_base_name,
+        software_user=s.software_user,
         format_log_file=str(s.home / "log" / "slapos-node-format.log"),
         extra_slapos=extra_slapos,
         extra_slapformat=extra_format,

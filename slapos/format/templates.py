@@ -47,6 +47,9 @@ class NodeSettings:
     computer_xml: str
     format_log_file: str
     create_tap: bool = False
+    #: partition N runs as user f"{user_base_name}{N}"; software is built by software_user
+    user_base_name: str = "slapuser"
+    software_user: str = "slapsoft"
     ipv6_interface: str | None = None
     key_file: str | None = None
     cert_file: str | None = None
@@ -93,8 +96,9 @@ def node_config(settings: NodeSettings, header: str) -> str:
         ("computer_xml", settings.computer_xml),
         ("log_file", settings.format_log_file),
         ("partition_base_name", "slappart"),
-        ("user_base_name", "slapuser"),
+        ("user_base_name", settings.user_base_name),
         ("tap_base_name", "slaptap"),
+        ("software_user", settings.software_user),
         *settings.extra_slapformat,
     ]
     sections: list[tuple[str, Sequence[Entry]]] = [("slapos", slapos), ("slapformat", slapformat)]

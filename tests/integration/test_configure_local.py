@@ -115,13 +115,11 @@ def test_configure_local_in_an_unwritable_place_is_one_line(tmp_path):
 
 # ---- as root, in a network namespace: users, addresses --------------------------------
 
-USERS = ("slapsoft", "slapuser0", "slapuser1", "slapuser2")
-
-
 @pytest.mark.root
 def test_configure_local_as_root_on_an_interface(short_dir):
-    if any(u.pw_name in USERS for u in pwd.getpwall()):
-        pytest.skip("slapsoft/slapuserN exist on this host: not touching them")
+    # users of its own: a demo or a real node on this host may own slapsoft/slapuserN
+    base = f"tcl{secrets.token_hex(3)}"
+    users = (f"{base}s", *(f"{base}u{i}" for i in range(3)))
     ns = f"tstcl{secrets.token_hex(3)}"
     run = lambda *a: subprocess.run(a, capture_output=True, text=True, check=False, timeout=120)  # noqa: E731
     inside = ("ip", "netns", "exec", ns)
@@ -138,7 +136,8 @@ def test_configure_local_as_root_on_an_interface(short_dir):
         short_dir.chmod(0o755)
         done = subprocess.run(
             [*inside, sys.executable, "-m", "slapos",
-             *options(short_dir, free_port(), "--interface-name", "v0")],
+             *options(short_dir, free_port(), "--interface-name", "v0",
+                      "--user-base-name", f"{base}u", "--software-user", users[0])],
             capture_output=True, text=True, timeout=300, check=False, cwd=short_dir,
             env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(short_dir)},
         )  # fmt: skip
@@ -146,13 +145,15 @@ def test_configure_local_as_root_on_an_interface(short_dir):
         node = IniFile.read(short_dir / "etc" / "slapos.cfg")
         assert node.get("slapformat", "alter_network") is None  # upstream's default: true
         assert node.get("slapformat", "ipv4_local_network") == "10.0.0.0/16"
-        user = pwd.getpwnam("slapuser2")
+        user = pwd.getpwnam(f"{base}u2")
+        assert user.pw_dir == str(short_dir / "srv" / "slappart2")
         assert (short_dir / "srv" / "slappart2").stat().st_uid == user.pw_uid
         addresses = run(*inside, "ip", "-j", "addr", "show", "v0").stdout
         assert '"2001:db8:7::4"' in addresses  # slappart2's IPv6
     finally:
         shutdown(short_dir, inside)
         run("ip", "netns", "del", ns)
-        for name in USERS:
+        for name in users:
             run("userdel", name)
+            run("groupdel", name)
             run("groupdel", name)
