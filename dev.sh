@@ -2,6 +2,7 @@
 # One entry point for a fresh machine: installs what slapos needs, then does the job.
 #
 #   ./dev.sh demo [DIR]    local master + node deploying the demo instance (no root needed)
+#   ./dev.sh demo [DIR] --destroy   stop the demo, delete its users, remove DIR
 #   ./dev.sh test [ARGS]   ruff, mypy and the whole test suite (with ARGS: only pytest ARGS)
 #   ./dev.sh setup         only install
 #
@@ -102,13 +103,15 @@ case "$cmd" in
     if [ "$rc" = 5 ]; then say "no test ran: that is a failure"; exit 1; fi
     exit "$rc" ;;
   demo)
-    setup
+    # the demo needs neither upstream's slapos.core nor anything else from the network
+    install_debian
+    install_venv
     # DIR is relative to where dev.sh was called from (default: ./demo there).
-    dir=${1:-demo}
-    [ $# -gt 0 ] && shift
+    dir=demo
+    case "${1:-}" in ""|-*) ;; *) dir=$1; shift ;; esac
     case "$dir" in /*) ;; *) dir="$CALLER_PWD/$dir" ;; esac
-    exec "$VENV/bin/python" -m slapos.demo "$dir" "$@" ;;
+    exec "$VENV/bin/python" -m slapos.demo "$dir" --invoked-as "$HERE/dev.sh demo" "$@" ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2 ;;
 esac

@@ -4,13 +4,15 @@
 a node and a local proxy (`slapos configure local`), the demo software release shipped in
 this package (software/), supplies and requests it, builds it (`node software`), deploys it
 (`node instance`), and prints the address of the web page the instance serves, after
-fetching it. Running it again reuses what is there.
+fetching it, then where everything is and what to try next. Running it again reuses what
+is there. `--destroy` stops everything and removes DIR and the users the demo created.
 
 The steps run the same code as the `slapos` commands, in this process.
 """
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import logging
 import os
@@ -19,12 +21,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from slapos.errors import SlapOSError
+from slapos.errors import ExitCode, SlapOSError
+
+if TYPE_CHECKING:
+    from slapos.system import Runner
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +160,118 @@ def connection_url(master_url: str, software_url: str) -> str | None:
     return str(value) if value else None
 
 
-def run(root: Path, out: TextIO) -> str:
+@dataclass(frozen=True)
+class Users:
+    """The users node format creates when the demo runs as root."""
+
+    base_name: str = "slapuser"
+    software: str = "slapsoft"
+
+    def names(self) -> list[str]:
+        return [self.software, *(f"{self.base_name}{i}" for i in range(PARTITIONS))]
+
+
+def check_reachable(root: Path, users: Users, runner: Runner) -> None:
+    """As root, partition users run this Python and work under `root`: can others reach both?
+
+    Tried as user nobody (the partition users do not exist yet). Raises a one-line DemoError
+    saying what is closed and what to do.
+    """
+    import pwd
+
+    from slapos.system import Credentials
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        return
+    probe = (
+        "import os, sys, slapos.demo, zc.buildout, supervisor; "
+        "p = sys.argv[1]\n"
+        "while not os.path.exists(p): p = os.path.dirname(p)\n"
+        "sys.exit(0 if os.access(p, os.X_OK) else 3)"
+    )
+    returncode = runner.run(
+        [sys.executable, "-c", probe, str(root)],
+        cwd=Path("/"),
+        env={"PATH": "/usr/bin:/bin"},
+        user=Credentials(nobody.pw_uid, nobody.pw_gid),
+        timeout=60,
+    ).returncode
+    if returncode == 0:
+        return
+    if returncode == 3:
+        what, closed = f"the demo directory {root}", _closed_ancestor(root)
+        remedy = "give the demo a DIR they can reach (./dev.sh demo /srv/slapos-demo)"
+    else:
+        what = f"{sys.executable} (and the slapos it runs)"
+        closed = _closed_ancestor(Path(sys.executable)) or _closed_ancestor(Path(__file__))
+        remedy = (
+            "clone slapos where other users can read it (e.g. under /opt or /srv) and run "
+            "./dev.sh demo there"
+        )
+    raise DemoError(
+        f"as root the demo's partitions run as users {users.software} and "
+        f"{users.base_name}0..{PARTITIONS - 1}, who cannot reach {what}"
+        + (f" ({closed} is closed to other users)" if closed else "")
+        + f": {remedy}"
+        + (f", or let them through with: chmod o+x {closed}" if closed else "")
+    )
+
+
+def _closed_ancestor(path: Path) -> Path | None:
+    """The first directory on the way to `path` that other users cannot traverse."""
+    for parent in [*reversed(path.absolute().parents), path]:
+        try:
+            if parent.is_dir() and not parent.stat().st_mode & 0o001:
+                return parent
+        except OSError:
+            return None
+    return None
+
+
+def offer_panel(master_url: str) -> str | None:
+    """The proxy's web panel, when this proxy has one."""
+    url = f"{master_url}/panel/"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            return url if answer.status == 200 else None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _slapos_command() -> str:
+    """How to run this installation's `slapos` (it need not be on PATH)."""
+    script = Path(sys.executable).parent / "slapos"
+    if script.exists():
+        return str(script)
+    return f"{sys.executable} -m slapos"
+
+
+def summary(layout: DemoLayout, url: str, master_url: str, invoked_as: str) -> str:
+    slapos = _slapos_command()
+    client, node = layout.client_config, layout.node_config
+    lines = [f"Demo service:   {url}"]
+    panel = offer_panel(master_url)
+    if panel:
+        lines.append(f"Panel:          {panel}")
+    lines += [
+        f"Local master:   {master_url}",
+        f"Configuration:  {node} (node), {client} (client),",
+        f"                {layout.proxy_config} (master)",
+        "Next commands (slapos is not on PATH: use its full path, or first run "
+        f". {Path(sys.executable).parent}/activate):",
+        f"  {slapos} service list --cfg {client}",
+        f"  {slapos} service info {SOFTWARE_NAME} --cfg {client}",
+        f"  {slapos} node status --cfg {node}",
+        f"Run again (safe):  {invoked_as} {layout.root}",
+        f"Stop everything:   {slapos} node supervisorctl --cfg {node} shutdown",
+        f"Remove everything: {invoked_as} {layout.root} --destroy",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "") -> str:
     """The whole demo; returns the URL of the running demo page."""
     from slapos.cli._common import Context
     from slapos.cli.main import main
@@ -162,11 +279,17 @@ def run(root: Path, out: TextIO) -> str:
     from slapos.format.configure_local import LocalSettings, configure_local
     from slapos.grid.supervisor import running_state
 
+    users = users or Users()
+    invoked_as = invoked_as or f"{sys.executable} -m slapos.demo"
+    if users != Users():
+        invoked_as += f" --user-base-name {users.base_name} --software-user {users.software}"
     layout = DemoLayout(root.absolute())
-    layout.root.mkdir(parents=True, exist_ok=True)
-    os.chmod(layout.root, 0o755)  # partition users (when run as root) go through it
     ctx = Context.from_process()
     privileged = os.geteuid() == 0
+    if privileged:
+        check_reachable(layout.root, users, ctx.runner)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.root, 0o755)  # partition users (when run as root) go through it
     port = _choose_port(layout)
     settings = LocalSettings(
         config_dir=layout.etc,
@@ -176,6 +299,8 @@ def run(root: Path, out: TextIO) -> str:
         partition_amount=PARTITIONS,
         listen_port=port,
         privileged=privileged,
+        user_base_name=users.base_name,
+        software_user=users.software,
     )
     node, client = str(layout.node_config), str(layout.client_config)
 
@@ -201,7 +326,7 @@ def run(root: Path, out: TextIO) -> str:
     )
     materialise_release(layout.release)
     if privileged:
-        _give_release_to_software_user(layout.release)
+        _give_release_to_software_user(layout.release, users.software)
     step(
         "supplying the demo software release",
         "supply",
@@ -219,6 +344,21 @@ def run(root: Path, out: TextIO) -> str:
         client,
         ok=(0, 2),
     )
+    url, page = _build_and_deploy(step, layout, settings.master_url)
+    out.write(f"==> the demo instance answers at {url}\n\n")
+    for line in page.strip().splitlines():
+        out.write(f"    {line}\n")
+    out.write("\n" + summary(layout, url, settings.master_url, invoked_as))
+    return url
+
+
+def _build_and_deploy(
+    step: Callable[..., int], layout: DemoLayout, master_url: str
+) -> tuple[str, str]:
+    """node software, node instance until the instance publishes its URL; (URL, page)."""
+    from slapos.format.boot import remove_timestamps
+
+    node = str(layout.node_config)
     for attempt in range(3):
         if (
             step("building it (slapos node software)", "node", "software", "--cfg", node, ok=(0, 1))
@@ -230,7 +370,7 @@ def run(root: Path, out: TextIO) -> str:
     url = None
     for _ in range(5):
         step("deploying it (slapos node instance)", "node", "instance", "--cfg", node, ok=(0, 1, 2))
-        url = connection_url(settings.master_url, layout.software_url)
+        url = connection_url(master_url, layout.software_url)
         if url:
             break
     if not url:
@@ -253,41 +393,102 @@ def run(root: Path, out: TextIO) -> str:
             ok=(0, 1, 2),
         )
         page = _fetch(url)
-    out.write(f"==> the demo instance answers at {url}\n\n")
-    for line in page.strip().splitlines():
-        out.write(f"    {line}\n")
-    out.write(
-        f"\nDemo service: {url}\n"
-        f"Client commands: slapos service list --cfg {client}\n"
-        f"Stop everything: slapos node supervisorctl --cfg {node} shutdown\n"
-        f"Run again (safe): python -m slapos.demo {layout.root}\n"
-    )
-    return url
+    return url, page
 
 
-def _give_release_to_software_user(release: Path) -> None:
+def destroy(root: Path, out: TextIO, runner: Runner) -> None:
+    """Stop the demo's processes, delete the users it created and remove `root`."""
+    import pwd
+    import shutil
+
+    from slapos.grid.supervisor import shutdown
+
+    layout = DemoLayout(root.absolute())
+    if not layout.root.exists():
+        out.write(f"nothing to remove: {layout.root} does not exist\n")
+        return
+    if not layout.node_config.exists() and any(layout.root.iterdir()):
+        raise DemoError(
+            f"{layout.root} is not a demo directory (no etc/slapos.cfg): not removing it"
+        )
+    if layout.instance_root.is_dir():
+        out.write("==> stopping the demo's processes (its supervisord, the local master)\n")
+        out.flush()
+        shutdown(layout.instance_root)
+    if os.geteuid() == 0:
+        # the users whose home is inside the demo: its software user and partition users
+        inside = [u for u in pwd.getpwall() if Path(u.pw_dir).is_relative_to(layout.root)]
+        for user in inside:
+            out.write(f"==> deleting user {user.pw_name}\n")
+            out.flush()
+            runner.run(["pkill", "-KILL", "-u", user.pw_name])
+            done = runner.run(["userdel", user.pw_name])
+            if done.returncode not in (0, 6):  # 6: already gone
+                raise DemoError(f"userdel {user.pw_name} failed: {done.output.strip()}")
+            runner.run(["groupdel", user.pw_name])
+    out.write(f"==> removing {layout.root}\n")
+    shutil.rmtree(layout.root)
+    out.write("The demo is gone.\n")
+
+
+def _give_release_to_software_user(release: Path, name: str) -> None:
     """As root, the release is built by the software user: let it write egg-info there."""
     import pwd
 
     try:
-        user = pwd.getpwnam("slapsoft")
+        user = pwd.getpwnam(name)
     except KeyError:
         return
     for path in [release, *release.rglob("*")]:
         os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m slapos.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dir", nargs="?", default="demo", help="where (default: ./demo)")
+    parser.add_argument(
+        "--destroy",
+        action="store_true",
+        help="stop everything, delete the users the demo created, remove DIR",
+    )
+    parser.add_argument(
+        "--user-base-name",
+        default="slapuser",
+        help="as root: partition N runs as user USER_BASE_NAMEN (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--software-user",
+        default="slapsoft",
+        help="as root: the user that builds the release (default: %(default)s)",
+    )
+    # how the user started us, for the hints printed at the end (./dev.sh passes its own)
+    parser.add_argument("--invoked-as", default="", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-h", "--help"):
-        sys.stdout.write(f"usage: python -m slapos.demo [DIR]\n\n{__doc__}")
-        return 0
-    root = Path(args[0] if args else "demo")
     try:
-        run(root, sys.stdout)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # --help (0), or a usage error argparse printed (2)
+        return ExitCode.OK if not exc.code else ExitCode.USAGE
+    root = Path(args.dir)
+    try:
+        if args.destroy:
+            from slapos.system import SubprocessRunner
+
+            destroy(root, sys.stdout, SubprocessRunner())
+        else:
+            run(root, sys.stdout, Users(args.user_base_name, args.software_user), args.invoked_as)
     except SlapOSError as exc:
-        sys.stderr.write(f"demo failed: {exc}\n")
+        sys.stderr.write(f"demo {'--destroy ' if args.destroy else ''}failed: {exc}\n")
         return exc.exit_code
+    except OSError as exc:
+        sys.stderr.write(f"demo failed: {exc}\n")
+        return ExitCode.FAILURE
     except KeyboardInterrupt:
         return 130
     return 0

@@ -1,7 +1,8 @@
-"""The README demo, end to end: `python -m slapos.demo DIR`, twice.
+"""The README demo, end to end: `python -m slapos.demo DIR`, twice, then --destroy.
 
 Run as an unprivileged user (nobody, when the tests run as root), as the README promises;
-and, as root, with real partition users.
+and, as root, with real partition users (names of its own) in a network namespace that has
+no route: the demo's build and deployment never leave the machine.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import grp
 import os
 import pwd
 import re
+import secrets
+import shlex
 import shutil
 import subprocess
 import urllib.request
@@ -21,7 +24,7 @@ import pytest
 
 from tests.fixtures.common import REPO, wait_for
 
-URL = re.compile(r"^Demo service: (http://\S+)$", re.M)
+URL = re.compile(r"^Demo service: +(http://\S+)$", re.M)
 
 
 def demo_env(home: Path) -> dict[str, str]:
@@ -34,12 +37,14 @@ def run_demo(
     python: Path,
     directory: Path,
     user: pwd.struct_passwd | None,
+    *extra: str,
+    prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     ids = {}
     if user is not None:
         ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     return subprocess.run(
-        [str(python), "-m", "slapos.demo", str(directory)],
+        [*prefix, str(python), "-m", "slapos.demo", str(directory), *extra],
         capture_output=True,
         text=True,
         timeout=600,
@@ -51,7 +56,9 @@ def run_demo(
     )
 
 
-def shutdown(python: Path, directory: Path, user: pwd.struct_passwd | None) -> None:
+def shutdown(
+    python: Path, directory: Path, user: pwd.struct_passwd | None, prefix: tuple[str, ...] = ()
+) -> None:
     cfg = directory / "etc" / "slapos.cfg"
     if not cfg.exists():
         return
@@ -61,7 +68,17 @@ def shutdown(python: Path, directory: Path, user: pwd.struct_passwd | None) -> N
     pid_file = directory / "srv" / "var" / "run" / "supervisord.pid"
     pid = int(pid_file.read_text()) if pid_file.exists() else None
     subprocess.run(
-        [str(python), "-m", "slapos", "node", "supervisorctl", "--cfg", str(cfg), "shutdown"],
+        [
+            *prefix,
+            str(python),
+            "-m",
+            "slapos",
+            "node",
+            "supervisorctl",
+            "--cfg",
+            str(cfg),
+            "shutdown",
+        ],
         capture_output=True,
         timeout=60,
         env=demo_env(directory.parent),
@@ -72,24 +89,52 @@ def shutdown(python: Path, directory: Path, user: pwd.struct_passwd | None) -> N
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "supervisord to stop")
 
 
-def check_demo(python: Path, directory: Path, user: pwd.struct_passwd | None) -> None:
-    first = run_demo(python, directory, user)
+def next_commands(stdout: str) -> list[list[str]]:
+    """The commands the demo's summary suggests trying next."""
+    block = stdout.split("Next commands", 1)[1].split("\nRun again", 1)[0]
+    return [shlex.split(line) for line in block.splitlines()[1:] if line.startswith("  ")]
+
+
+def check_demo(
+    python: Path,
+    directory: Path,
+    user: pwd.struct_passwd | None,
+    *extra: str,
+    prefix: tuple[str, ...] = (),
+) -> None:
+    first = run_demo(python, directory, user, *extra, prefix=prefix)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Hello from SlapOS!" in first.stdout
     url = URL.search(first.stdout).group(1)
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        assert b"Hello from SlapOS!" in answer.read()
-    again = run_demo(python, directory, user)  # re-running is safe and keeps the service
+    if not prefix:  # (in a network namespace, its addresses are not ours)
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert b"Hello from SlapOS!" in answer.read()
+    # the summary: where the configuration is, and three commands that work as printed
+    for name in ("slapos.cfg", "slapos-proxy.cfg", "slapos-client.cfg"):
+        assert str(directory / "etc" / name) in first.stdout
+        assert (directory / "etc" / name).exists()
+    commands = next_commands(first.stdout)
+    assert len(commands) == 3
+    ids = {}
+    if user is not None:
+        ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    for argv in commands:
+        done = subprocess.run(
+            [*prefix, *argv], capture_output=True, text=True, timeout=120, check=False,
+            stdin=subprocess.DEVNULL, env=demo_env(directory.parent), **ids,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{argv}: {done.stdout}{done.stderr}"
+    assert f"{directory} --destroy" in first.stdout
+    again = run_demo(python, directory, user, *extra, prefix=prefix)  # safe, keeps the service
     assert again.returncode == 0, again.stdout + again.stderr
     assert URL.search(again.stdout).group(1) == url
-    for name in ("slapos.cfg", "slapos-proxy.cfg", "slapos-client.cfg"):
-        assert (directory / "etc" / name).exists()
     # after everything stopped (a reboot), the demo brings the service back
-    shutdown(python, directory, user)
-    third = run_demo(python, directory, user)
+    shutdown(python, directory, user, prefix)
+    third = run_demo(python, directory, user, *extra, prefix=prefix)
     assert third.returncode == 0, third.stdout + third.stderr
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        assert b"Hello from SlapOS!" in answer.read()
+    if not prefix:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert b"Hello from SlapOS!" in answer.read()
 
 
 @pytest.fixture
@@ -120,23 +165,47 @@ def test_demo_without_root(workdir, node_python):
         shutdown(node_python, directory, user)
 
 
-DEMO_USERS = ("slapsoft", "slapuser0", "slapuser1", "slapuser2")
-
-
 @pytest.mark.root
-def test_demo_as_root(workdir, node_python):
-    existing = [u.pw_name for u in pwd.getpwall() if u.pw_name in DEMO_USERS]
-    if existing:
-        pytest.skip(f"users {existing} exist on this host: not touching them")
+def test_demo_as_root_offline_then_destroyed(workdir, node_python):
+    """Partition users of its own; a network namespace with only lo: no route anywhere."""
+    base = f"tdm{secrets.token_hex(3)}"
+    users = [f"{base}s", *(f"{base}u{i}" for i in range(3))]
+    ns = f"tdemo{secrets.token_hex(3)}"
+    inside = ("ip", "netns", "exec", ns)
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
     directory = workdir / "demo"
     try:
-        check_demo(node_python, directory, None)
-        user = pwd.getpwnam("slapuser0")
-        assert (directory / "srv" / "slappart0").stat().st_uid == user.pw_uid
+        subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
+        routes = subprocess.run(
+            [*inside, "ip", "route"], capture_output=True, text=True, check=True
+        )
+        assert routes.stdout.strip() == ""  # nothing but the loopback
+        options = ("--user-base-name", f"{base}u", "--software-user", users[0])
+        check_demo(node_python, directory, None, *options, prefix=inside)
+        assert (directory / "srv" / "slappart0").stat().st_uid == pwd.getpwnam(users[1]).pw_uid
+        assert (directory / "soft").stat().st_uid == pwd.getpwnam(users[0]).pw_uid
+        gone = run_demo(node_python, directory, None, "--destroy", prefix=inside)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert not directory.exists()
+        assert not [u.pw_name for u in pwd.getpwall() if u.pw_name in users]
+        assert not [g.gr_name for g in grp.getgrall() if g.gr_name in users]
     finally:
-        shutdown(node_python, directory, None)
-        for name in DEMO_USERS:
+        shutdown(node_python, directory, None, inside)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        for name in users:
             subprocess.run(["userdel", name], capture_output=True, check=False)
             with contextlib.suppress(KeyError):
                 grp.getgrnam(name)
                 subprocess.run(["groupdel", name], capture_output=True, check=False)
+
+
+@pytest.mark.root
+def test_demo_as_root_in_a_closed_directory_says_why_in_one_line(workdir, node_python):
+    closed = workdir / "closed"
+    closed.mkdir(mode=0o700)
+    done = run_demo(node_python, closed / "demo", None)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert f"cannot reach the demo directory {closed}/demo ({closed} is closed" in line
+    assert f"chmod o+x {closed}" in line
+    assert not (closed / "demo").exists()
