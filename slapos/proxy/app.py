@@ -28,6 +28,7 @@ from slapos.proxy.config import ProxyConfig
 from slapos.proxy.form import parse_form
 from slapos.proxy.forward import target_finder
 from slapos.proxy.marshal import MarshalError
+from slapos.proxy.panel import guard
 from slapos.proxy.service import (
     BadRequest,
     ForwardNeeded,
@@ -44,11 +45,12 @@ access_log = logging.getLogger("slapos.proxy.access")
 MAX_BODY = 64 * 1024 * 1024
 StartResponse = Callable[..., Any]
 _REASONS = {
-    200: "OK", 302: "Found", 308: "Permanent Redirect", 400: "Bad Request",
+    200: "OK", 302: "Found", 304: "Not Modified", 308: "Permanent Redirect", 400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     406: "Not Acceptable", 408: "Request Timeout", 410: "Gone", 413: "Payload Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Unavailable", 523: "Origin Is Unreachable",
+    503: "Service Unavailable", 520: "Unknown Error", 523: "Origin Is Unreachable",
+    524: "A Timeout Occurred",
 }  # fmt: skip
 
 
@@ -159,6 +161,8 @@ class Response:
     status: int = 200
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    #: (path, size): the body is this file, sent in blocks (`body` is ignored)
+    file: tuple[str, int] | None = None
 
     def payload(self) -> bytes:
         return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
@@ -190,7 +194,7 @@ class ProxyApp:
         clock: Callable[[], float] | None = None,
         connection: sqlite3.Connection | None = None,
     ) -> None:
-        from slapos.proxy import hateoas, jsonrpc, legacy
+        from slapos.proxy import hateoas, jsonrpc, legacy, panel
 
         self.config = config
         self.database = str(database)
@@ -217,9 +221,11 @@ class ProxyApp:
         self.routes: dict[str, tuple[frozenset[str], Handler]] = {}
         self.routes.update(legacy.routes())
         self.routes.update(jsonrpc.routes())
+        self.routes.update(panel.routes())
         self.prefix_routes: list[tuple[str, Handler]] = [
             ("/hateoas", hateoas.dispatch),
             ("/shacache", _shacache),
+            *panel.prefix_routes(),
         ]
         self._cache_app: Callable[..., Iterable[bytes]] | None = None
         self._cache_lock = threading.Lock()
@@ -357,7 +363,8 @@ class ProxyApp:
         if response is None:  # a mounted WSGI application answered itself
             return self._mounted(environ, start_response)
         payload = response.payload()
-        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(payload)))]
+        size = len(payload) if response.file is None else response.file[1]
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(size))]
         headers.extend(response.headers)
         start_response(f"{response.status} {_REASONS.get(response.status, 'Unknown')}", headers)
         if access_log.isEnabledFor(logging.INFO):
@@ -369,10 +376,14 @@ class ProxyApp:
                 request.path,
                 f"?{query}" if query else "",
                 response.status,
-                len(payload),
+                size,
                 (time.perf_counter() - started) * 1000,
             )
-        return [payload] if request.method != "HEAD" else []
+        if request.method == "HEAD":
+            return []
+        if response.file is not None:
+            return _file_blocks(response.file[0])
+        return [payload]
 
     def dispatch(self, request: Request) -> Response | None:
         try:
@@ -380,6 +391,8 @@ class ProxyApp:
                 from slapos.proxy.tls import authorize
 
                 authorize(request)
+            if request.method not in ("GET", "HEAD"):
+                guard(self, request)
             route = self.routes.get(request.path)
             if route is not None:
                 methods, handler = route
@@ -391,8 +404,6 @@ class ProxyApp:
             for prefix, handler in self.prefix_routes:
                 if request.path == prefix or request.path.startswith(prefix + "/"):
                     return handler(self, request)
-            if request.path == "/":
-                return text("slapos proxy: the stand-alone SlapOS master\n")
             return text(f"unknown route {request.path}", 404)
         except ProxyHTTPError as exc:
             return text(_one_line(str(exc)), exc.status)
@@ -417,6 +428,12 @@ class ProxyApp:
 
 class _Mounted(Exception):
     """Raised by a handler to let a mounted WSGI application answer."""
+
+
+def _file_blocks(path: str, size: int = 256 * 1024) -> Iterable[bytes]:
+    with open(path, "rb") as file:
+        while block := file.read(size):
+            yield block
 
 
 def _one_line(message: str) -> str:

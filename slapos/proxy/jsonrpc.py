@@ -475,7 +475,7 @@ def _accepts_json(request: Request) -> bool:
     return False
 
 
-def _handler(method: str) -> Handler:
+def _handler(method: str, function: Method) -> Handler:
     def handle(app: ProxyApp, request: Request) -> Response:
         if not _accepts_json(request):
             return _error(406, "only application/json answers are available")
@@ -484,7 +484,7 @@ def _handler(method: str) -> Handler:
                 body = json.loads(request.body() or b"null")
             except ValueError as exc:
                 raise InvalidInput(f"body is not JSON: {exc}") from None
-            return _json(METHODS[method](app, request, validate(method, body)))
+            return _json(function(app, request, validate(method, body)))
         except ProxyHTTPError as exc:
             return _error(exc.status, " ".join(str(exc).split()))
 
@@ -492,4 +492,7 @@ def _handler(method: str) -> Handler:
 
 
 def routes() -> dict[str, tuple[frozenset[str], Handler]]:
-    return {f"/{name}": (frozenset({"POST"}), _handler(name)) for name in METHODS}
+    from slapos.proxy.jsonrpc_wip import METHODS as PANEL_METHODS
+
+    methods = {**METHODS, **PANEL_METHODS}
+    return {f"/{name}": (frozenset({"POST"}), _handler(name, f)) for name, f in methods.items()}

@@ -95,6 +95,13 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool, tuple[str, ...] | None, int | None
     "slapos.get.v0.compute_node_status": {"computer_guid": (S, True, None, None)},
     "slapos.post.v0.compute_node_certificate": {"computer_guid": (S, True, None, None)},
     "slapos.remove.v0.compute_node_certificate": {"computer_guid": (S, True, None, None)},
+    # ours, for the web panel (slapos.proxy.jsonrpc_wip)
+    "slapos.allDocs.WIP.instance_tree_list": {},
+    "slapos.allDocs.WIP.instance_tree_instance_list": {"title": (S, True, None, 200)},
+    "slapos.get.WIP.compute_node": {"computer_guid": (S, True, None, None)},
+    "slapos.allDocs.WIP.software_release_list": {},
+    "slapos.allDocs.WIP.connection_parameter_search": {"value": (S, True, None, 1000)},
+    "slapos.get.WIP.software_release_schema": {"software_release_uri": (S, True, None, 2048)},
 }
 _PYTHON_TYPES = {S: str, OBJ: dict, B: bool, A: list}
 
