@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.proxy",
     "tests.fixtures.grid",
     "tests.fixtures.grid_instance",
+    "tests.fixtures.browser",
 ]
 
 ROOT = Path(__file__).resolve().parent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from slapos.cli._common import (
@@ -12,6 +13,8 @@ from slapos.cli._common import (
     add_group,
     add_node_cfg,
 )
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
@@ -72,7 +75,7 @@ def run_start(args: argparse.Namespace, ctx: Context) -> int:
     )
     if config.log_file and not getattr(args, "log_file", None):
         add_file_log(str(ctx.expand(config.log_file)))
-    serve(config)
+    serve(config, on_ready=lambda url: log.info("web panel: %s/panel/", url))
     return 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 MAX_BYTES = 8 * 1024 * 1024
 TIMEOUT = 10.0
 #: nested `$ref`s followed before giving up (a schema that refers to itself)
-MAX_DEPTH = 24
+MAX_DEPTH = 12
+#: `$ref`s expanded in one schema at most
+MAX_REFS = 2000
 #: schema keywords whose value is data, never a schema: no `$ref` is looked for in them
 _VALUES = frozenset({"enum", "const", "default", "examples"})
 
@@ -180,7 +183,7 @@ def release_schema(app: ProxyApp, software_url: str) -> dict[str, Any]:
             typed._cache = schema._cache  # one download of each file for all types
             request_schema = typed.request_schema()
             if request_schema is not None:
-                request_schema = bundle(request_schema, str(request_schema.get("$id")), fetch)
+                request_schema = bundle(request_schema, str(request_schema["$id"]), fetch)
             types.append(
                 {
                     "key": key,
@@ -228,30 +231,39 @@ def _pointer(document: Any, fragment: str) -> Any:
     return node
 
 
-def bundle(schema: Any, base: str, fetch: Any, depth: int = 0) -> Any:
-    """`schema` with every `$ref` replaced by its target (relative to `base`)."""
-    if isinstance(schema, list):
-        return [bundle(item, base, fetch, depth) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        if depth >= MAX_DEPTH:
+def bundle(schema: Any, base: str, fetch: Callable[[str], Any]) -> Any:
+    """`schema` with every `$ref` replaced by its target (relative to `base`).
+
+    A recursive schema is cut after MAX_DEPTH nested references, and the whole after
+    MAX_REFS: the result is a form, it must stay small.
+    """
+    return _Bundler(fetch).expand(schema, base, 0)
+
+
+class _Bundler:
+    def __init__(self, fetch: Callable[[str], Any]) -> None:
+        self.fetch = fetch
+        self.left = MAX_REFS
+
+    def expand(self, schema: Any, base: str, depth: int) -> Any:
+        if isinstance(schema, list):
+            return [self.expand(item, base, depth) for item in schema]
+        if not isinstance(schema, dict):
+            return schema
+        ref = schema.get("$ref")
+        if not isinstance(ref, str):
+            return {
+                k: v if k in _VALUES else self.expand(v, base, depth) for k, v in schema.items()
+            }
+        if depth >= MAX_DEPTH or self.left <= 0:
             return {"description": f"not expanded: {ref} (nested too deep)"}
+        self.left -= 1
         target_url, _, fragment = urljoin(base, ref).partition("#")
         try:
-            target = _pointer(fetch(target_url), fragment)
+            target = _pointer(self.fetch(target_url), fragment)
         except (SchemaUnavailable, LookupError, ValueError, TypeError) as exc:
             # a dangling $ref leaves an open field, not a broken form
             return {"description": f"cannot read {ref}: {exc}"}
-        merged = dict(bundle(target, target_url, fetch, depth + 1))
-        merged.update({k: bundle(v, base, fetch, depth) for k, v in schema.items() if k != "$ref"})
+        merged = dict(self.expand(target, target_url, depth + 1))
+        merged.update({k: self.expand(v, base, depth) for k, v in schema.items() if k != "$ref"})
         return merged
-    return {
-        k: (
-            bundle(v, base, fetch, depth)
-            if k not in ("enum", "const", "default", "examples")
-            else v
-        )
-        for k, v in schema.items()
-    }

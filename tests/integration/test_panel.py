@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from slapos.slap import slap
-from tests.fixtures.browser import Browser, browser  # noqa: F401
+from tests.fixtures.browser import Browser
 from tests.fixtures.proxy import start_proxy
 from tests.fixtures.slap import format_computer
 from tests.fixtures.upstream import RunningProxy
@@ -178,6 +178,7 @@ def open_panel(browser: Browser, world: World, fragment: str = "") -> Any:
 
 
 def test_trees_tree_nodes_and_search(browser: Browser, world: World) -> None:
+    assert f"web panel: {world.proxy.url}/panel/" in world.proxy.log.read_text()
     driver = open_panel(browser, world)
     assert driver.current_url.startswith(f"{world.proxy.url}/panel/")  # `/` redirects
     css(driver, "#trees tbody tr")
@@ -442,7 +443,9 @@ def test_page_renders_200_trees_in_under_a_second(tmp_path: Path, browser: Brows
         best = min(mark for mark, _ in timings)
         print(
             "panel: 200 instance trees rendered in "
-            + ", ".join(f"{mark:.0f} ms (page load to table; {wall:.0f} ms wall)" for mark, wall in timings)
+            + ", ".join(
+                f"{mark:.0f} ms (page load to table; {wall:.0f} ms wall)" for mark, wall in timings
+            )
         )
         assert best < 1000, timings
         browser.screenshot("trees-200")
