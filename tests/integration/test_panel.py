@@ -8,7 +8,11 @@ Screenshots of each page go to build/panel-screenshots/.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,11 +107,32 @@ def write_releases(directory: Path) -> tuple[str, str]:
     return str(with_schema / "software.cfg"), str(plain / "software.cfg")
 
 
+@contextlib.contextmanager
+def serve_releases(directory: Path) -> Iterator[tuple[str, str]]:
+    """The release with a schema over http (127.0.0.1, a thread), the other one on disk."""
+    schema_release, plain_release = write_releases(directory)
+    handler = functools.partial(Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        relative = Path(schema_release).relative_to(directory)
+        yield f"http://127.0.0.1:{server.server_address[1]}/{relative}", plain_release
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    schema_release, plain_release = write_releases(tmp_path / "releases")
-    for proxy in start_proxy(tmp_path / "proxy"):
-        yield populate(proxy, schema_release, plain_release)
+    with serve_releases(tmp_path / "releases") as (schema_release, plain_release):
+        for proxy in start_proxy(tmp_path / "proxy"):
+            yield populate(proxy, schema_release, plain_release)
 
 
 def populate(proxy: RunningProxy, schema_release: str, plain_release: str) -> World:
@@ -369,7 +394,7 @@ def test_start_stop_destroy(browser: Browser, world: World) -> None:
 
 def test_panel_keeps_working_when_the_proxy_restarts(tmp_path: Path, browser: Browser) -> None:
     schema_release, plain_release = write_releases(tmp_path / "releases")
-    directory, port = tmp_path / "proxy", None
+    directory = tmp_path / "proxy"
     first = start_proxy(directory)
     proxy = next(first)
     world = populate(proxy, schema_release, plain_release)
@@ -430,7 +455,7 @@ def test_page_renders_200_trees_in_under_a_second(tmp_path: Path, browser: Brows
             assert answer.status_code == 200, answer.text
         driver = browser.driver
         timings = []
-        for _ in range(3):
+        for attempt in range(3):
             started = time.perf_counter()
             driver.get(f"{proxy.url}/panel/")
             wait(driver, lambda d: len(all_css(d, "#trees tbody tr")) == 200)
@@ -439,6 +464,8 @@ def test_page_renders_200_trees_in_under_a_second(tmp_path: Path, browser: Brows
                 "return performance.getEntriesByName('panel:trees-rendered')[0].startTime"
             )
             timings.append((mark, wall))
+            if attempt == 0:
+                browser.screenshot("trees-200")
             driver.get("about:blank")
         best = min(mark for mark, _ in timings)
         print(
@@ -448,7 +475,6 @@ def test_page_renders_200_trees_in_under_a_second(tmp_path: Path, browser: Brows
             )
         )
         assert best < 1000, timings
-        browser.screenshot("trees-200")
 
 
 def test_panel_download_is_under_one_mebibyte() -> None:
