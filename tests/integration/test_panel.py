@@ -171,9 +171,12 @@ def populate(proxy: RunningProxy, schema_release: str, plain_release: str) -> Wo
 
 
 def wait(driver: Any, condition: Any, timeout: float = 10.0) -> Any:
+    """Until `condition(driver)` holds; an element replaced by a re-render is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    waiter = WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException])
+    return waiter.until(condition)
 
 
 def css(driver: Any, selector: str, timeout: float = 10.0) -> Any:
