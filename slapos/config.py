@@ -37,6 +37,8 @@ CLIENT_CONFIG_HINT = (
     "pass --cfg or set $SLAPOS_CLIENT_CONFIGURATION; 'slapos configure client' creates one"
 )
 
+#: [slapos] master_max_answer_mb: largest answer taken from a master (MiB).
+DEFAULT_MAX_ANSWER_MB = 128
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off", ""}
 
@@ -200,6 +202,10 @@ class ClientConfig:
     key_file: str | None = None
     cert_file: str | None = None
     master_ca_file: str | None = None
+    #: False: the master's certificate is not checked (warned about on every run).
+    master_tls_verify: bool = True
+    #: Largest answer accepted from the master, in MiB.
+    master_max_answer_mb: int = DEFAULT_MAX_ANSWER_MB
     timeout: float = 60.0
     #: [slapos.alias] name = url, and the legacy multi-line [slapconsole] alias.
     aliases: Mapping[str, str] = field(default_factory=dict)
@@ -235,6 +241,8 @@ def load_client_config(path: Path, master_url: str | None = None) -> ClientConfi
         if target.strip():
             aliases.setdefault(name.strip(), target.strip())
     timeout = ini.get("slapos", "timeout")
+    verify = ini.get("slapos", "master_tls_verify")
+    limit = ini.get("slapos", "master_max_answer_mb")
     return ClientConfig(
         path=path,
         master_url=url,
@@ -242,10 +250,23 @@ def load_client_config(path: Path, master_url: str | None = None) -> ClientConfi
         key_file=key,
         cert_file=cert,
         master_ca_file=_expand(ini.get("slapos", "master_ca_file")),
+        master_tls_verify=(
+            parse_bool(verify, f"{path}: [slapos] master_tls_verify") if verify else True
+        ),
+        master_max_answer_mb=_positive(limit, f"{path}: [slapos] master_max_answer_mb"),
         timeout=float(parse_int(timeout, f"{path}: [slapos] timeout")) if timeout else 60.0,
         aliases=aliases,
         console_options=ini.section("slapconsole"),
     )
+
+
+def _positive(value: str | None, where: str, default: int = DEFAULT_MAX_ANSWER_MB) -> int:
+    if value is None or not value.strip():
+        return default
+    number = parse_int(value, where)
+    if number <= 0:
+        raise ConfigError(f"{where}: expected a positive number, got {number}")
+    return number
 
 
 def _expand(value: str | None) -> str | None:
@@ -318,6 +339,8 @@ class NodeConfig:
     key_file: str | None = None
     cert_file: str | None = None
     master_ca_file: str | None = None
+    master_tls_verify: bool = True
+    master_max_answer_mb: int = DEFAULT_MAX_ANSWER_MB
     certificate_repository_path: Path | None = None
     shared_part_list: tuple[str, ...] = ()
     build_time_part_list: tuple[str, ...] = ()
@@ -411,6 +434,10 @@ def node_config_from_ini(
         key_file=key_file,
         cert_file=cert_file,
         master_ca_file=text("master_ca_file"),
+        master_tls_verify=boolean("master_tls_verify", True),
+        master_max_answer_mb=_positive(
+            text("master_max_answer_mb"), f"{path}: [slapos] master_max_answer_mb"
+        ),
         certificate_repository_path=Path(repo) if repo else None,
         shared_part_list=split_lines(sec.get("shared_part_list", "")),
         build_time_part_list=split_lines(sec.get("build_time_part_list", "")),

@@ -48,6 +48,8 @@ def connect(config: ClientConfig) -> slap:
         key_file=config.key_file,
         cert_file=config.cert_file,
         master_ca_file=config.master_ca_file,
+        master_tls_verify=config.master_tls_verify,
+        max_answer_size=config.master_max_answer_mb << 20,
         timeout=config.timeout,
         slapgrid_rest_uri=config.master_rest_url,
     )

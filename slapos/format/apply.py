@@ -304,6 +304,7 @@ def post_configuration(config: FormatConfig, computer: Computer) -> None:
             key_file=str(config.key_file) if with_keys else None,
             cert_file=str(config.cert_file) if with_keys else None,
             master_ca_file=str(config.master_ca_file) if config.master_ca_file else None,
+            master_tls_verify=config.master_tls_verify,
         )
         remote = connection.registerComputer(config.computer_id)
         remote.updateConfiguration(marshal(computer))

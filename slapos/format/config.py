@@ -60,6 +60,7 @@ class FormatConfig:
     key_file: Path | None = None
     cert_file: Path | None = None
     master_ca_file: Path | None = None
+    master_tls_verify: bool = True
     certificate_repository_path: Path | None = None
     instance_storage_home: Path | None = None
     log_file: Path | None = None
@@ -85,8 +86,10 @@ _BOOL_KEYS = (
     "alter_user",
     "alter_network",
     "root_check",
+    "master_tls_verify",
 )
 _DEFAULT_TRUE = {
+    "master_tls_verify",
     "create_tap",
     "tap_ipv6",
     "tun_ipv6",

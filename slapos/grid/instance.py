@@ -102,6 +102,8 @@ def connect_master(config: NodeConfig) -> Any:
         key_file=config.key_file,
         cert_file=config.cert_file,
         master_ca_file=config.master_ca_file,
+        master_tls_verify=config.master_tls_verify,
+        max_answer_size=config.master_max_answer_mb << 20,
     )
     return s.registerComputer(config.computer_id)
 
@@ -283,6 +285,8 @@ class InstanceEngine:
             self.config.computer_id,
             self.config.instance_root,
             self.config.certificate_repository_path,
+            master_ca_file=self.config.master_ca_file,
+            master_tls_verify=self.config.master_tls_verify,
         )
         launch = self.options.supervisord and not self.config.forbid_supervisord_automatic_launch
         self.services.prepare(self.node, command, launch)

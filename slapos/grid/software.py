@@ -92,6 +92,8 @@ class SlapMaster:
             key_file=config.key_file,
             cert_file=config.cert_file,
             master_ca_file=config.master_ca_file,
+            master_tls_verify=config.master_tls_verify,
+            max_answer_size=config.master_max_answer_mb << 20,
         )
         self._computer = connection.registerComputer(config.computer_id)
         self._releases: dict[str, Any] = {}

@@ -142,6 +142,9 @@ def watchdog_command(
     instance_root: Path,
     certificate_repository_path: Path | None = None,
     python: str | None = None,
+    *,
+    master_ca_file: str | None = None,
+    master_tls_verify: bool = True,
 ) -> str:
     """The event listener command that bangs the master when an -on-watch service dies."""
     argv = [
@@ -157,6 +160,10 @@ def watchdog_command(
     ]
     if certificate_repository_path is not None:
         argv += ["--certificate-repository-path", str(certificate_repository_path)]
+    if master_ca_file:
+        argv += ["--master-ca-file", master_ca_file]
+    if not master_tls_verify:
+        argv.append("--no-master-tls-verify")
     return " ".join(shlex.quote(a) for a in argv)
 
 

@@ -104,7 +104,11 @@ class Watchdog:
 
 
 def master_bang(
-    master_url: str, computer_id: str, certificate_repository: Path | None
+    master_url: str,
+    computer_id: str,
+    certificate_repository: Path | None,
+    master_ca_file: str | None = None,
+    master_tls_verify: bool = True,
 ) -> BangFunction:
     def bang(partition_id: str, message: str) -> None:
         from slapos import slap
@@ -114,7 +118,13 @@ def master_bang(
             key = str(certificate_repository / f"{partition_id}.key")
             cert = str(certificate_repository / f"{partition_id}.crt")
         s = slap.slap()
-        s.initializeConnection(master_url, key_file=key, cert_file=cert)
+        s.initializeConnection(
+            master_url,
+            key_file=key,
+            cert_file=cert,
+            master_ca_file=master_ca_file,
+            master_tls_verify=master_tls_verify,
+        )
         s.registerComputerPartition(computer_id, partition_id).bang(message)
 
     return bang
@@ -128,11 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--computer-id", required=True)
     parser.add_argument("--certificate-repository-path")
     parser.add_argument("--instance-root", "--instance-root-path", dest="instance_root")
+    parser.add_argument("--master-ca-file")
+    parser.add_argument("--no-master-tls-verify", dest="master_tls_verify", action="store_false")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
     repo = Path(args.certificate_repository_path) if args.certificate_repository_path else None
     watchdog = Watchdog(
-        master_bang(args.master_url, args.computer_id, repo),
+        master_bang(
+            args.master_url, args.computer_id, repo, args.master_ca_file, args.master_tls_verify
+        ),
         Path(args.instance_root) if args.instance_root else None,
     )
     watchdog.serve(sys.stdin, sys.stdout)

@@ -1,12 +1,13 @@
 """HTTP calls to a SlapOS master, as the slap library makes them.
 
-Keep-alive connections (`slapos.slap.transport`, on the standard library: `requests` cost
-more per call than a local master's own work, and ~47 ms to import), the client
-certificate on https, the master's certificate verified against `master_ca_file` when one
-is given, a timeout on every call, bounded retries with backoff on connection errors for
-GETs only (they are idempotent; a POST may have been applied), and HTTP statuses mapped
-to the slap exceptions (protocol.md §2.4) with one-line messages naming master, call and
-status.
+Keep-alive connections (`slapos.slap.transport`, on the standard library's `http.client`:
+`requests` costs more per call than a local master's own work, and ~47 ms to import), the
+client certificate on https, the master's certificate verified (against `master_ca_file`
+when one is given, the system's trust store otherwise; `master_tls_verify=False` turns
+that off, with a warning), answers bounded in size, a timeout on every call, bounded
+retries with backoff on connection errors for GETs only (they are idempotent; a POST may
+have been applied), and HTTP statuses mapped to the slap exceptions (protocol.md §2.4)
+with one-line messages naming master, call and status.
 """
 
 from __future__ import annotations
@@ -90,18 +91,22 @@ class MasterSession:
         self,
         master_url: str,
         *,
-        key_file: str | None = None,
-        cert_file: str | None = None,
-        master_ca_file: str | None = None,
+        tls: transport.TLSSettings | None = None,
+        max_answer_size: int = transport.DEFAULT_MAX_ANSWER,
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.master_url = normalise_master_url(master_url)
-        self.key_file = key_file
-        self.cert_file = cert_file
-        self.master_ca_file = master_ca_file
+        tls = tls or transport.TLSSettings()
+        if not self.master_url.startswith("https"):  # no certificate to present
+            tls = transport.TLSSettings(ca_file=tls.ca_file, verify=tls.verify)
+        self.tls = tls
+        # upstream's ConnectionHelper attributes
+        self.key_file = tls.key_file
+        self.cert_file = tls.cert_file
+        self.master_ca_file = tls.ca_file
         self.timeout = timeout
         self.retries = max(0, retries)
         self.backoff = backoff
@@ -111,11 +116,16 @@ class MasterSession:
         self.headers = {"Accept": "*/*", "User-Agent": USER_AGENT}
         self.http = transport.HttpClient(
             timeout=timeout,
-            cert_file=cert_file if cert_file and self.master_url.startswith("https") else None,
-            key_file=key_file,
-            ca_file=master_ca_file,
+            tls=tls,
             proxies=self.proxies,
+            max_answer=max_answer_size,
         )
+        if not tls.verify and self.master_url.startswith("https"):
+            log.warning(
+                "master_tls_verify is off: the certificate of master %s is not checked, "
+                "anyone on the network path can pose as it",
+                self.master_url,
+            )
         self._requests_session: Any = None
         self._urls: dict[str, str] = {}
 
@@ -132,8 +142,8 @@ class MasterSession:
             session.trust_env = False
             session.proxies.update(self.proxies)
             session.headers.update(self.headers)
-            session.verify = self.master_ca_file or False
-            if self.cert_file and self.master_url.startswith("https"):
+            session.verify = (self.tls.ca_file or True) if self.tls.verify else False
+            if self.cert_file:
                 session.cert = (self.cert_file, self.key_file) if self.key_file else self.cert_file
             self._requests_session = session
         return self._requests_session
@@ -249,9 +259,10 @@ class MasterSession:
                     f"master {self.master_url} did not answer {method} {call} within "
                     f"{self.timeout}s"
                 ) from exc
-            except transport.TransportError as exc:  # invalid URL, schema...
+            except transport.TransportError as exc:  # invalid URL or proxy, refused answer
                 raise ConnectionError(
-                    f"cannot call master {self.master_url} ({method} {call}): {_short(exc)}"
+                    f"cannot call master {self.master_url} ({method} {call}): "
+                    + " ".join(str(exc).split())
                 ) from exc
         self._raise_for_status(method, call, response)
         return response

@@ -734,16 +734,21 @@ class slap:
         master_ca_file: str | None = None,
         timeout: float | None = 60,
         slapgrid_rest_uri: str | None = None,
+        *,
+        master_tls_verify: bool = True,
+        max_answer_size: int | None = None,
     ) -> None:
+        """Connect to `slapgrid_uri`. Ours only: `master_tls_verify=False` skips checking the
+        master's certificate; `max_answer_size` (bytes) bounds the answers taken."""
         from slapos.slap.hateoas import SlapHateoasNavigator
         from slapos.slap.session import MasterSession
+        from slapos.slap.transport import DEFAULT_MAX_ANSWER, TLSSettings
 
         self._connection_helper = MasterSession(
             slapgrid_uri,
-            key_file=key_file,
-            cert_file=cert_file,
-            master_ca_file=master_ca_file,
+            tls=TLSSettings(cert_file, key_file, master_ca_file, master_tls_verify),
             timeout=timeout,
+            max_answer_size=max_answer_size or DEFAULT_MAX_ANSWER,
         )
         self._hateoas_navigator = SlapHateoasNavigator(self._connection_helper, slapgrid_rest_uri)
 

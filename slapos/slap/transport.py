@@ -1,69 +1,53 @@
-"""Keep-alive HTTP(S) for MasterSession: sockets, `ssl`, and a lean HTTP/1.1 exchange.
+"""Keep-alive HTTP(S) for MasterSession, on the standard library's `http.client`.
 
-Why not `requests`: on a local master, requests' per-call machinery (hooks, adapters,
-cookie jars, urllib3's pool and retry objects) cost more than the master's own work
-(~1.9 ms against ~0.9 ms per call here), and importing it took ~47 ms of every
-`slapos node` run. Why not `http.client` either: for one `OpenOrder.request(...)` against
-a local master it cost ~150 us of the client's ~420 us of CPU (response headers parsed by
-the `email` package, one `putheader` call per header, `HTTPResponse` set-up) and ~10 ms of
-import. Here the head of a request to a given URL with given headers is built once and
-kept, each request leaves as one buffer, and the answer is read straight off the socket:
-parsing a 1 KB answer costs ~8 us instead of ~50 us. With the form encoder below
-(`str.translate` instead of urllib's per-byte quoting), the client CPU per
-`OpenOrder.request` went from ~205 us to ~85 us, the SLAP codec included
-(benchmarks/slap_client.py, 2 cores, 2026-11).
+`http.client` parses the answers (status line, header block, chunked and length-delimited
+bodies) and gets CPython's security fixes; this module adds what the slap client needs on
+top of it, and nothing that parses HTTP:
 
-What it does, and all the SLAP client needs:
-
-* one idle-connection pool per (scheme, host, port), thread-safe; a pooled connection the
-  server has closed (or that has unread bytes) is noticed before reuse;
-* request line, headers and body sent in one write (no Nagle/delayed-ACK stall), with
-  the same bytes and header order as `http.client` sent them;
-* answers as HTTP/1.1 defines them: interim 1xx answers skipped, body by Content-Length,
-  chunked transfer-coding or until the server closes; no body after HEAD, 204 and 304;
-  the connection kept unless `Connection: close`, HTTP/1.0 without keep-alive, or an
-  answer that ends with the connection;
-* TLS with an optional client certificate, the server verified against a CA file when one
-  is given (hostname included), not verified otherwise (upstream's behaviour);
-* a timeout on connect and on every read and write; on plain TCP sockets under Linux
-  the kernel enforces it (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket), because CPython
-  polls before every read and write of a socket that has a Python timeout: two system
-  calls more per request;
-* HTTP proxies given once (CONNECT tunnel for https), redirects followed like requests.
+* one pool of idle keep-alive connections per (scheme, host, port), thread-safe; a pooled
+  connection the server has closed (or that has unread bytes) is noticed before reuse;
+* bounded answers: an answer larger than `max_answer` bytes is refused, from its
+  Content-Length before anything is read, or as it arrives when it has none; bodies are
+  read in pieces of at most `_PIECE` bytes, so a length the server only claims is never
+  allocated (gh-119451: `HTTPResponse.read()` without a size allocated the claimed length
+  up front until CPython 3.12.4); two differing Content-Length fields, or one that is not
+  a number, are refused, and so is a body shorter than its Content-Length;
+* TLS with an optional client certificate; the master's certificate and name verified
+  against the system's trust store, or against `ca_file` when one is given; `verify=False`
+  turns that off (MasterSession warns);
+* a timeout on connect and on every read and write;
+* HTTP proxies (absolute-form requests for http, a CONNECT tunnel for https); a proxy of
+  any other kind (`all_proxy=socks5://...`) is refused with a clear error instead of being
+  spoken to as if it were an HTTP proxy;
+* redirects followed like requests follows them.
 
 Failures raise the `TransportError` subclasses below; MasterSession turns them into the
-slap exceptions. Imports only the standard library.
+slap exceptions. Imports only the standard library (`http.client` itself is imported on
+the first request: the slap package stays cheap to import).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import re
 import select
-import socket
 import ssl
-import struct
-import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
+
+if TYPE_CHECKING:
+    import http.client
 
 #: Statuses after which requests follows `Location` (and so do we).
 REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 MAX_REDIRECTS = 30
-#: Longest status line + header block accepted (http.client: 100 lines of up to 64 KiB).
-MAX_HEAD = 256 * 1024
-_RECV = 65536
-#: Requests heads kept per client (a client talks to one master: a handful of URLs).
-_MAX_CACHED = 512
-_NO_BODY_STATUSES = frozenset((204, 304))
-#: What http.client refused in a header name or value, and in a request target.
-_LEGAL_NAME = re.compile(r"[^:\s][^:\r\n]*").fullmatch
-_ILLEGAL_VALUE = re.compile(r"\n(?![ \t])|\r(?![ \t\n])").search
-_ILLEGAL_TARGET = re.compile("[\x00-\x20\x7f]").search
+#: Largest answer body accepted by default (a master's largest document, the full
+#: information of a computer with hundreds of partitions, is a few MiB).
+DEFAULT_MAX_ANSWER = 128 * 1024 * 1024
+#: Bytes read from the socket at a time: what a body can cost before it has arrived.
+_PIECE = 256 * 1024
 
 
 class TransportError(Exception):
@@ -83,59 +67,22 @@ class TimedOut(TransportError):
 
 
 class BadURL(TransportError):
-    """The URL cannot be requested (scheme, host or port)."""
+    """The URL cannot be requested (scheme, host, port, or an unusable proxy for it)."""
 
 
-class Headers:
-    """The header fields of an answer, in order; names compare case-insensitively.
+class BadAnswer(TransportError):
+    """The server answered something this client refuses (too large, ambiguous length)."""
 
-    Offers what callers used of `http.client.HTTPMessage`: `get`, `[]`, `in`, iteration
-    over names, `items`, `get_all` and `get_content_charset`.
-    """
 
-    __slots__ = ("_fields", "_first")
+@dataclass(frozen=True)
+class TLSSettings:
+    """How https connections are made: the client certificate, and how the server's is
+    checked (`ca_file`, else the system's trust store; `verify=False`: not at all)."""
 
-    def __init__(self, fields: list[tuple[str, str]]) -> None:
-        self._fields = fields
-        first: dict[str, str] = {}
-        for name, value in fields:
-            first.setdefault(name.lower(), value)
-        self._first = first
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """The first value of field `name`, or `default`."""
-        return self._first.get(name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return self._first[name.lower()]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._first
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._fields)
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of field `name` (e.g. Set-Cookie), in order."""
-        lowered = name.lower()
-        return [value for key, value in self._fields if key.lower() == lowered]
-
-    def get_content_charset(self) -> str | None:
-        """The `charset` parameter of Content-Type, lower-cased, or None."""
-        for parameter in (self.get("Content-Type") or "").split(";")[1:]:
-            key, _, value = parameter.partition("=")
-            if key.strip().lower() == "charset":
-                return value.strip().strip('"').strip().lower() or None
-        return None
-
-    def __repr__(self) -> str:
-        return f"Headers({self._fields!r})"
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
+    verify: bool = True
 
 
 @dataclass
@@ -144,7 +91,7 @@ class Response:
 
     status_code: int
     content: bytes
-    headers: Headers
+    headers: http.client.HTTPMessage
     url: str
 
     @property
@@ -161,7 +108,6 @@ class _Target:
     scheme: str
     host: str
     port: int
-    netloc: str
     path: str
 
 
@@ -175,11 +121,13 @@ def _target(url: str) -> _Target:
     except ValueError:
         raise BadURL(f"invalid port in URL {url!r}") from None
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(scheme, parts.hostname, port, parts.netloc.rpartition("@")[2], path)
+    return _Target(scheme, parts.hostname, port, path)
 
 
-def _dropped(sock: socket.socket) -> bool:
+def _dropped(sock: Any) -> bool:
     """An idle keep-alive socket that is readable has been closed (or is out of sync)."""
+    if sock is None:  # http.client closed it (the answer ended the connection)
+        return False
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):  # closed: fileno() is -1
@@ -187,235 +135,73 @@ def _dropped(sock: socket.socket) -> bool:
     return bool(readable)
 
 
-def _kernel_timeouts(sock: socket.socket, timeout: float | None) -> None:
-    """Have the kernel time out reads and writes of a plain TCP socket (Linux), then make
-    it blocking: a timed out call raises BlockingIOError (EAGAIN) instead of TimeoutError.
-    Left as it is (Python's timeout) elsewhere, or if an option is refused."""
-    if timeout is None or timeout <= 0 or sys.platform != "linux":
-        return
-    seconds = int(timeout)
-    value = struct.pack("ll", seconds, max(1, int((timeout - seconds) * 1_000_000)))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-    except OSError:
-        return
-    sock.settimeout(None)
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    """The answer's Content-Length, checked: one value, and a number."""
+    values = response.headers.get_all("Content-Length") or []
+    distinct = {value.strip() for value in values}
+    if not distinct:
+        return None
+    if len(distinct) > 1:
+        raise BadAnswer(
+            f"answer refused: differing Content-Length fields ({', '.join(sorted(distinct))})"
+        )
+    text = distinct.pop()
+    if not (text.isascii() and text.isdigit()):
+        raise BadAnswer(f"answer refused: invalid Content-Length {text[:40]!r}")
+    return int(text)
 
 
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.close()
+def _read_body(response: http.client.HTTPResponse, limit: int) -> bytes:
+    """The body, at most `limit` bytes, read piece by piece."""
+    import http.client
 
-
-def _header_block(headers: Mapping[str, object]) -> bytes:
-    """`Name: value` lines as http.client's putheader wrote them (and refused them)."""
-    lines = []
-    for name, value in headers.items():
-        if isinstance(value, str):
-            text = value
-        elif isinstance(value, bytes):  # http.client sent bytes values as they were
-            text = value.decode("latin-1")
-        else:
-            text = str(value)
-        if not _LEGAL_NAME(name):
-            raise ValueError(f"Invalid header name {name!r}")
-        if _ILLEGAL_VALUE(text):
-            raise ValueError(f"Invalid header value {text!r}")
-        name.encode("ascii")  # http.client's rule for names; values are latin-1
-        lines.append(f"{name}: {text}\r\n")
-    return "".join(lines).encode("latin-1")
-
-
-# -- reading answers -----------------------------------------------------------------------
-
-
-def _cut_short(what: str) -> ConnectFailed:
-    return ConnectFailed(f"connection aborted: the server closed the connection {what}")
-
-
-def _more(sock: socket.socket, what: str) -> bytes:
-    data = sock.recv(_RECV)
-    if not data:
-        raise _cut_short(what)
-    return data
-
-
-def _head_end(data: bytes) -> tuple[int, int]:
-    """(end of the header block, start of the body) in `data`, or (-1, -1)."""
-    crlf = data.find(b"\n\r\n")
-    lf = data.find(b"\n\n")
-    if lf >= 0 and (crlf < 0 or lf < crlf):
-        return lf, lf + 2
-    if crlf >= 0:
-        return crlf, crlf + 3
-    return -1, -1
-
-
-def _parse_head(head: bytes) -> tuple[str, int, list[tuple[str, str]]]:
-    """(HTTP version, status, header fields) of an answer's head."""
-    lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
-    status_line = lines[0]
-    parts = status_line.split(None, 2)
-    try:
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or len(parts[1]) != 3:
-            raise ValueError
-        status = int(parts[1])
-        if status < 100:
-            raise ValueError
-    except ValueError:
-        raise ConnectFailed(
-            f"connection aborted: not an HTTP answer (status line {status_line[:80]!r})"
-        ) from None
-    fields: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        if line[:1] in (" ", "\t"):  # obsolete line folding: continues the previous value
-            if fields:
-                name, value = fields[-1]
-                fields[-1] = (name, f"{value} {line.strip()}".strip())
-            continue
-        name, colon, value = line.partition(":")
-        if colon:
-            fields.append((name.rstrip(), value.strip()))
-    return parts[0], status, fields
-
-
-def _read_chunked(sock: socket.socket, data: bytes) -> tuple[bytes, bytes]:
-    """(decoded body, bytes after it) of a chunked body starting at `data`."""
-    buffer = bytearray(data)
-    position = 0
+    expected = _content_length(response)
+    if response.length == 0:  # HEAD, 204, 304, or an empty body: nothing to read
+        response.close()  # done with it: http.client lets the connection send again
+        return b""
+    if expected is not None and expected > limit:
+        raise BadAnswer(
+            f"answer of {expected} bytes refused: larger than the limit of {limit} bytes"
+        )
     parts: list[bytes] = []
-
-    def line() -> bytes:
-        nonlocal position
-        end = buffer.find(b"\n", position)
-        while end < 0:
-            if len(buffer) - position > MAX_HEAD:
-                raise ConnectFailed("connection aborted: chunk size line too long")
-            buffer.extend(_more(sock, "in a chunked answer"))
-            end = buffer.find(b"\n", position)
-        text = bytes(buffer[position:end])
-        position = end + 1
-        return text.strip()
-
-    while True:
-        size_text = line().split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-            if size < 0 or not size_text.isalnum():
-                raise ValueError
-        except ValueError:
-            raise ConnectFailed(
-                f"connection aborted: bad chunk size {size_text[:40]!r} in a chunked answer"
-            ) from None
-        if size == 0:
-            while line():  # trailer fields, up to the empty line
-                pass
-            return b"".join(parts), bytes(buffer[position:])
-        while len(buffer) - position < size:
-            buffer.extend(_more(sock, "in a chunked answer"))
-        parts.append(bytes(buffer[position : position + size]))
-        position += size
-        if line():  # the CRLF that ends the chunk's data
-            raise ConnectFailed("connection aborted: chunk longer than its size")
-        if position > _RECV:
-            del buffer[:position]
-            position = 0
-
-
-def _read_exactly(sock: socket.socket, data: bytes, length: int) -> bytes:
-    """`length` bytes: `data`, then what the socket gives (`data` is shorter)."""
-    body = bytearray(length)
-    body[: len(data)] = data
-    view = memoryview(body)
-    got = len(data)
-    while got < length:
-        count = sock.recv_into(view[got:])
-        if not count:
-            raise _cut_short(f"after {got} of {length} bytes of the answer")
-        got += count
-    return bytes(body)
-
-
-def _read_to_close(sock: socket.socket, data: bytes) -> bytes:
-    parts = [data]
-    while True:
-        chunk = sock.recv(_RECV)
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
-
-
-def _length(text: str) -> int:
+    received = 0
     try:
-        return int(text)
-    except ValueError:  # as http.client: an unusable length is no length
-        return -1
-
-
-def _read_answer(sock: socket.socket, method: str) -> tuple[int, Headers, bytes, bool]:
-    """(status, headers, body, whether the connection can be used again)."""
-    data = sock.recv(_RECV)
-    if not data:
-        raise _cut_short("without answering")
-    while True:  # one pass per answer: interim 1xx answers are skipped
-        end, start = _head_end(data)
-        while end < 0:
-            if len(data) > MAX_HEAD:
-                raise ConnectFailed("connection aborted: answer header block too long")
-            data += _more(sock, "in the middle of the answer's headers")
-            end, start = _head_end(data)
-        version, status, fields = _parse_head(data[:end])
-        data = data[start:]
-        if status >= 200 or status == 101:
-            break
-    headers = Headers(fields)
-    first = headers._first
-    connection = first.get("connection")
-    if connection and "close" in connection.lower():
-        reusable = False
-    elif version == "HTTP/1.0":
-        reusable = "keep-alive" in (connection or "").lower() or "keep-alive" in first
-    else:
-        reusable = True
-    if method == "HEAD" or status < 200 or status in _NO_BODY_STATUSES:
-        return status, headers, b"", reusable and status != 101 and not data
-    coding = first.get("transfer-encoding")
-    if coding and coding.lower().rpartition(",")[2].strip() == "chunked":
-        body, data = _read_chunked(sock, data)
-        return status, headers, body, reusable and not data
-    text = first.get("content-length")
-    length = -1 if text is None else _length(text)
-    if length < 0:  # the answer ends when the server closes the connection
-        return status, headers, _read_to_close(sock, data), False
-    if len(data) >= length:
-        return status, headers, data[:length], reusable and len(data) == length
-    return status, headers, _read_exactly(sock, data, length), reusable
+        while piece := response.read(_PIECE):
+            received += len(piece)
+            if received > limit:
+                raise BadAnswer(f"answer refused: larger than the limit of {limit} bytes")
+            parts.append(piece)
+    except http.client.IncompleteRead as exc:
+        raise ConnectFailed(
+            "connection aborted: the server closed the connection in the middle of the "
+            f"answer ({received + len(exc.partial)} bytes received)"
+        ) from None
+    if response.length:  # http.client counts down what Content-Length announced
+        raise ConnectFailed(
+            f"connection aborted: the server closed the connection after {received} of "
+            f"{expected} bytes of the answer"
+        )
+    return b"".join(parts)
 
 
 class HttpClient:
-    """Sends requests over pooled keep-alive connections; see the module docstring."""
+    """Sends requests over pooled keep-alive `http.client` connections (module docstring)."""
 
     def __init__(
         self,
         *,
         timeout: float | None,
-        cert_file: str | None = None,
-        key_file: str | None = None,
-        ca_file: str | None = None,
+        tls: TLSSettings | None = None,
         proxies: Mapping[str, str] | None = None,
+        max_answer: int = DEFAULT_MAX_ANSWER,
     ) -> None:
         self.timeout = timeout
-        self.cert_file = cert_file
-        self.key_file = key_file
-        self.ca_file = ca_file
+        self.tls = tls or TLSSettings()
         self.proxies = dict(proxies or {})
-        self._idle: dict[tuple[str, str, int], list[socket.socket]] = {}
+        self.max_answer = max_answer
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
-        # Per URL, and per (method, URL, headers): what does not change from call to call.
-        self._targets: dict[str, _Target] = {}
-        self._heads: dict[tuple[object, ...], tuple[bytes, bytes, bool]] = {}
 
     def request(
         self,
@@ -447,164 +233,134 @@ class HttpClient:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, {}
-        for sockets in idle.values():
-            for sock in sockets:
-                _close(sock)
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
 
     # -- internals -------------------------------------------------------------------
 
     def _exchange(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
     ) -> Response:
-        target = self._targets.get(url)
-        if target is None:
-            target = _target(url)
-            if len(self._targets) >= _MAX_CACHED:
-                self._targets.clear()
-            self._targets[url] = target
-        cache_key = (method, url, *headers.items())
-        head = self._heads.get(cache_key)
-        if head is None:
-            head = self._head(method, target, headers)
-            if len(self._heads) >= _MAX_CACHED:
-                self._heads.clear()
-            self._heads[cache_key] = head
-        start, rest, with_length = head
-        if with_length and (body is not None or method in ("POST", "PUT", "PATCH")):
-            length = b"Content-Length: %d\r\n" % len(body or b"")
-            message = b"".join((start, length, rest, body or b""))
-        else:
-            message = b"".join((start, rest, body or b""))
+        import http.client
+
+        target = _target(url)
+        path, sent = self._route(target, headers)
         key = (target.scheme, target.host, target.port)
-        sock = self._checkout(key) or self._connect(target)
+        connection = self._checkout(key) or self._connection(target)
         try:
-            sock.sendall(message)
-            status, answer_headers, content, reusable = _read_answer(sock, method)
+            try:
+                connection.request(method, path, body, sent)
+            except ssl.SSLError:  # a ValueError too (certificate verification)
+                raise
+            except (http.client.InvalidURL, ValueError) as exc:  # control bytes, non-ASCII
+                raise BadURL(f"cannot send {method} {path[:200]!r}: {exc}") from None
+            answer = connection.getresponse()
+            if 100 <= answer.status < 200:  # http.client skips only 100 Continue
+                raise BadAnswer(f"unexpected interim answer HTTP {answer.status}")
+            content = _read_body(answer, self.max_answer)
         except TimeoutError as exc:
-            _close(sock)
-            raise TimedOut(str(exc) or "timed out") from exc
-        except BlockingIOError as exc:  # the kernel's timeout (_kernel_timeouts)
-            _close(sock)
+            connection.close()
             raise TimedOut(f"timed out after {self.timeout} s") from exc
         except ssl.SSLError as exc:
-            _close(sock)
-            raise TLSFailed(str(exc)) from exc
-        except OSError as exc:
-            _close(sock)
-            raise ConnectFailed(f"connection aborted: {exc!r}") from exc
-        except ConnectFailed:
-            _close(sock)
+            connection.close()
+            raise TLSFailed(_tls_reason(exc)) from exc
+        except (http.client.HTTPException, OSError) as exc:
+            connection.close()
+            raise ConnectFailed(f"connection aborted: {_reason(exc)}") from exc
+        except TransportError:
+            connection.close()
             raise
-        if reusable:
-            with self._lock:
-                self._idle.setdefault(key, []).append(sock)
-        else:
-            _close(sock)
-        return Response(status, content, answer_headers, url)
+        if answer.will_close:
+            connection.close()  # http.client reconnects it on its next request
+        with self._lock:
+            self._idle.setdefault(key, []).append(connection)
+        return Response(answer.status, content, answer.headers, url)
 
-    def _head(
-        self, method: str, target: _Target, headers: Mapping[str, str]
-    ) -> tuple[bytes, bytes, bool]:
-        """(request line and Accept-Encoding, the other header lines and the blank line,
-        whether a Content-Length goes between): the bytes and order http.client sent."""
-        path = target.path
-        sent = {"Host": target.netloc, **headers}
+    def _route(self, target: _Target, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """The request target and headers: absolute form and proxy credentials when an
+        HTTP proxy relays plain http (https goes through a tunnel, see _connection)."""
         proxy = self.proxies.get(target.scheme)
-        if proxy and target.scheme == "http":
-            path = f"http://{target.netloc}{target.path}"  # absolute form, for the proxy
-            auth = _proxy_authorization(proxy)
-            if auth:
-                sent["Proxy-Authorization"] = auth
-        if _ILLEGAL_TARGET(method) or _ILLEGAL_TARGET(path):
-            raise BadURL(f"control characters or spaces in {method} {path!r}")
-        try:
-            start = f"{method} {path} HTTP/1.1\r\n".encode("ascii")
-        except UnicodeEncodeError:
-            raise BadURL(f"non-ASCII characters in {path!r} (quote them)") from None
-        names = {name.lower() for name in sent}
-        if "accept-encoding" not in names:
-            start += b"Accept-Encoding: identity\r\n"
-        with_length = "content-length" not in names and "transfer-encoding" not in names
-        return start, _header_block(sent) + b"\r\n", with_length
+        if proxy is None:
+            return target.path, dict(headers)
+        _proxy_target(proxy, target.scheme)  # refuses what is not an HTTP proxy
+        if target.scheme == "https":
+            return target.path, dict(headers)
+        sent = dict(headers)
+        auth = _proxy_authorization(proxy)
+        if auth:
+            sent["Proxy-Authorization"] = auth
+        return f"http://{_netloc(target)}{target.path}", sent
 
-    def _checkout(self, key: tuple[str, str, int]) -> socket.socket | None:
-        while True:
-            with self._lock:
-                pool = self._idle.get(key)
-                if not pool:
-                    return None
-                sock = pool.pop()
-            if not _dropped(sock):
-                return sock
-            _close(sock)
+    def _checkout(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+        with self._lock:
+            pool = self._idle.get(key)
+            if not pool:
+                return None
+            connection = pool.pop()
+        if _dropped(connection.sock):
+            connection.close()  # http.client opens a new one on the next request
+        return connection
 
-    def _connect(self, target: _Target) -> socket.socket:
+    def _connection(self, target: _Target) -> http.client.HTTPConnection:
+        """A new connection for `target`, not connected yet (http.client connects it)."""
+        import http.client
+
         proxy = self.proxies.get(target.scheme)
         host, port = target.host, target.port
         if proxy:
-            proxy_target = _target(proxy if "://" in proxy else f"http://{proxy}")
+            proxy_target = _proxy_target(proxy, target.scheme)
             host, port = proxy_target.host, proxy_target.port
-        context = self._ssl_context() if target.scheme == "https" else None
-        try:
-            sock = socket.create_connection((host, port), self.timeout)
-        except TimeoutError as exc:
-            raise ConnectFailed(f"connection to {host} port {port} timed out") from exc
-        except OSError as exc:
-            raise ConnectFailed(str(exc)) from exc
-        try:
-            with contextlib.suppress(OSError):  # the option refused: only slower
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if context is not None:
-                if proxy:
-                    _tunnel(sock, target, proxy)
-                sock = context.wrap_socket(sock, server_hostname=target.host)
-            else:
-                _kernel_timeouts(sock, self.timeout)
-        except ssl.SSLError as exc:
-            _close(sock)
-            raise TLSFailed(str(exc)) from exc
-        except TimeoutError as exc:
-            _close(sock)
-            raise ConnectFailed(f"connection to {host} port {port} timed out") from exc
-        except OSError as exc:
-            _close(sock)
-            raise ConnectFailed(str(exc)) from exc
-        except ConnectFailed:
-            _close(sock)
-            raise
-        return sock
+        if target.scheme == "http":
+            return http.client.HTTPConnection(host, port, timeout=self.timeout)
+        connection = http.client.HTTPSConnection(
+            host, port, timeout=self.timeout, context=self._ssl_context()
+        )
+        if proxy:
+            auth = _proxy_authorization(proxy)
+            tunnel_headers = {"Proxy-Authorization": auth} if auth else {}
+            connection.set_tunnel(target.host, target.port, headers=tunnel_headers)
+        return connection
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._context is None:
+            tls = self.tls
             try:
-                if self.ca_file:
-                    context = ssl.create_default_context(cafile=self.ca_file)
-                else:
+                if not tls.verify:
                     context = ssl.create_default_context()
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
-                if self.cert_file:
-                    context.load_cert_chain(self.cert_file, self.key_file)
+                elif tls.ca_file:
+                    context = ssl.create_default_context(cafile=tls.ca_file)
+                else:
+                    context = ssl.create_default_context()  # the system's trust store
+                if tls.cert_file:
+                    context.load_cert_chain(tls.cert_file, tls.key_file)
             except (OSError, ssl.SSLError) as exc:  # FileNotFoundError, bad PEM
                 raise TLSFailed(
-                    f"cannot load the TLS files (cert {self.cert_file}, key {self.key_file}, "
-                    f"CA {self.ca_file}): {exc}"
+                    f"cannot load the TLS files (cert {tls.cert_file}, key {tls.key_file}, "
+                    f"CA {tls.ca_file}): {exc}"
                 ) from exc
             self._context = context
         return self._context
 
 
-def _tunnel(sock: socket.socket, target: _Target, proxy: str) -> None:
-    """Ask an HTTP proxy for a tunnel to `target` (as http.client did: HTTP/1.0 CONNECT)."""
+def _netloc(target: _Target) -> str:
     host = f"[{target.host}]" if ":" in target.host else target.host
-    lines = [f"CONNECT {host}:{target.port} HTTP/1.0\r\n"]
-    auth = _proxy_authorization(proxy)
-    if auth:
-        lines.append(f"Proxy-Authorization: {auth}\r\n")
-    sock.sendall("".join(lines).encode("ascii") + b"\r\n")
-    status, _, _, _ = _read_answer(sock, "HEAD")  # a tunnel answer has no body
-    if status != 200:
-        raise ConnectFailed(f"Tunnel connection failed: HTTP {status} from the proxy")
+    default = 443 if target.scheme == "https" else 80
+    return host if target.port == default else f"{host}:{target.port}"
+
+
+def _proxy_target(proxy: str, scheme: str) -> _Target:
+    """Where an HTTP proxy listens; any other kind of proxy is refused."""
+    proxy_scheme = urlsplit(proxy).scheme.lower() if "://" in proxy else "http"
+    if proxy_scheme != "http":
+        raise BadURL(
+            f"the {scheme} proxy {proxy!r} from the environment (http_proxy, https_proxy or "
+            f"all_proxy) is not an http:// proxy, and slapos reaches masters only directly or "
+            f"through an HTTP proxy: unset it, or list the master's host in no_proxy"
+        )
+    return _target(proxy if "://" in proxy else f"http://{proxy}")
 
 
 def _proxy_authorization(proxy: str) -> str | None:
@@ -615,6 +371,27 @@ def _proxy_authorization(proxy: str) -> str | None:
     return "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
 
 
+def _reason(exc: BaseException) -> str:
+    import http.client
+
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(exc, http.client.BadStatusLine):
+        return f"not an HTTP answer (status line {str(exc)[:80]!r})"
+    if isinstance(exc, http.client.LineTooLong | http.client.HTTPException):
+        return f"malformed answer ({type(exc).__name__}: {exc})"
+    return str(exc) or type(exc).__name__
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the master's certificate could not be verified ({exc.verify_message}): give its "
+            f"CA in master_ca_file"
+        )
+    return str(exc)
+
+
 # -- form encoding ---------------------------------------------------------------------------
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -623,23 +400,12 @@ _QUOTE_PLUS = [
     chr(byte) if byte in _UNRESERVED else "+" if byte == 0x20 else f"%{byte:02X}"
     for byte in range(256)
 ]
-_quoted: dict[str, str] = {}
 
 
 def quote_plus(text: str) -> str:
-    """`urllib.parse.quote_plus(text)`, the same characters, ~3x faster (str.translate).
-
-    Short strings are remembered: a form repeats its names and most of its values.
-    """
-    quoted = _quoted.get(text)
-    if quoted is None:
-        raw = text if text.isascii() else text.encode("utf-8").decode("latin-1")
-        quoted = raw.translate(_QUOTE_PLUS)
-        if len(text) <= 256:
-            if len(_quoted) >= 4096:
-                _quoted.clear()
-            _quoted[text] = quoted
-    return quoted
+    """`urllib.parse.quote_plus(text)`, the same characters, ~3x faster (str.translate)."""
+    raw = text if text.isascii() else text.encode("utf-8").decode("latin-1")
+    return raw.translate(_QUOTE_PLUS)
 
 
 def _quote_value(value: object) -> str:
@@ -649,7 +415,7 @@ def _quote_value(value: object) -> str:
 
 
 def urlencode(query: Mapping[Any, Any] | Sequence[tuple[Any, Any]], doseq: bool = False) -> str:
-    """`urllib.parse.urlencode(query, doseq)`, the same characters, several times faster.
+    """`urllib.parse.urlencode(query, doseq)`, the same characters.
 
     Keys and values are quoted as urlencode's default `quote_plus` does (UTF-8, space as
     `+`, only letters, digits and `_.-~` left as they are); bytes are quoted as bytes,
@@ -664,11 +430,10 @@ def urlencode(query: Mapping[Any, Any] | Sequence[tuple[Any, Any]], doseq: bool 
         if len(query) and not isinstance(query[0], tuple):
             raise TypeError("not a valid non-string sequence or mapping object")
     parts = []
-    known = _quoted.get  # quote_plus's memory, looked up here first: most fields are in it
     for key, value in pairs:
-        name = (known(key) or quote_plus(key)) if type(key) is str else _quote_value(key)
+        name = quote_plus(key) if type(key) is str else _quote_value(key)
         if type(value) is str:
-            parts.append(f"{name}={known(value) or quote_plus(value)}")
+            parts.append(f"{name}={quote_plus(value)}")
         elif not doseq or isinstance(value, bytes):
             parts.append(f"{name}={_quote_value(value)}")
         elif isinstance(value, str):  # a subclass: doseq quotes it as it is, not its str()

@@ -198,6 +198,8 @@ def run_bang(args: argparse.Namespace, ctx: Context) -> int:
         key_file=config.key_file,
         cert_file=config.cert_file,
         master_ca_file=config.master_ca_file,
+        master_tls_verify=config.master_tls_verify,
+        max_answer_size=config.master_max_answer_mb << 20,
     )
     ctx.stderr.write(f"Banging to {config.master_url!r}\n")
     s.registerComputer(config.computer_id).bang(message)

@@ -1,5 +1,5 @@
-"""TLS: the master's certificate is verified against master_ca_file; the client certificate
-is presented on https (mutual TLS)."""
+"""TLS: the master's certificate is verified, against master_ca_file or the system's trust
+store, unless master_tls_verify is off; the client certificate is presented on https."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def url(server: HTTPServer) -> str:
     return f"https://127.0.0.1:{server.server_address[1]}"
 
 
-def connect(server: HTTPServer, pki: dict[str, Path], ca: str | None) -> slap:
+def connect(server: HTTPServer, pki: dict[str, Path], ca: str | None, verify: bool = True) -> slap:
     s = slap()
     s.initializeConnection(
         url(server),
@@ -152,6 +152,7 @@ def connect(server: HTTPServer, pki: dict[str, Path], ca: str | None) -> slap:
         cert_file=str(pki["client_cert"]),
         master_ca_file=str(pki[ca]) if ca else None,
         timeout=5,
+        master_tls_verify=verify,
     )
     return s
 
@@ -169,9 +170,24 @@ def test_master_with_another_ca_is_refused(https_master, pki):
     assert "\n" not in str(info.value)
 
 
-def test_without_ca_file_the_master_is_not_verified_like_upstream(https_master, pki):
+def test_without_ca_file_the_system_trust_store_is_used(https_master, pki):
+    """Upstream never checks the master; we do, against the system's CAs by default."""
     s = connect(https_master, pki, None)
+    with pytest.raises(ConnectionError, match="certificate could not be verified") as info:
+        s.registerComputer("COMP-T").getComputerPartitionList()
+    assert "master_ca_file" in str(info.value)
+    assert https_master.peers == []  # type: ignore[attr-defined]
+
+
+def test_master_tls_verify_off_connects_and_warns(https_master, pki, caplog):
+    with caplog.at_level("WARNING", logger="slapos.slap.session"):
+        s = connect(https_master, pki, "other_ca", verify=False)
     assert s.registerComputer("COMP-T").getComputerPartitionList() == []
+    assert https_master.peers == ["COMP-T"]  # type: ignore[attr-defined]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "master_tls_verify is off" in warnings[0]
+    assert url(https_master) in warnings[0]
 
 
 class TunnelProxy:
@@ -249,7 +265,7 @@ def test_a_proxy_refusing_the_tunnel_is_a_connection_error(https_master, pki, mo
         monkeypatch.delenv("no_proxy", raising=False)
         monkeypatch.delenv("NO_PROXY", raising=False)
         s = connect(https_master, pki, "server_ca")
-        with pytest.raises(ConnectionError, match="Tunnel connection failed: HTTP 403"):
+        with pytest.raises(ConnectionError, match="Tunnel connection failed: 403"):
             s.registerComputer("COMP-T").getComputerPartitionList()
     finally:
         proxy.close()
