@@ -177,6 +177,27 @@ def test_client_config(tmp_path):
     assert cfg.resolve_alias("http://other") == "http://other"
 
 
+def test_master_tls_verify_and_answer_limit(tmp_path):
+    node = load_node_config(write(tmp_path / "slapos.cfg", NODE_CFG))
+    assert (node.master_tls_verify, node.master_max_answer_mb) == (True, 128)
+    text = NODE_CFG.replace(
+        "[networkcache]", "master-tls-verify = false\nmaster_max_answer_mb = 512\n[networkcache]"
+    )
+    node = load_node_config(write(tmp_path / "slapos.cfg", text))
+    assert (node.master_tls_verify, node.master_max_answer_mb) == (False, 512)
+    client = load_client_config(write(tmp_path / "c.cfg", "[slapos]\nmaster_url = http://m\n"))
+    assert (client.master_tls_verify, client.master_max_answer_mb) == (True, 128)
+    text = "[slapos]\nmaster_url = http://m\nmaster_tls_verify = no\nmaster_max_answer_mb = 9\n"
+    client = load_client_config(write(tmp_path / "c.cfg", text))
+    assert (client.master_tls_verify, client.master_max_answer_mb) == (False, 9)
+    for bad, message in (("0", "expected a positive number"), ("x", "expected a whole number")):
+        path = write(
+            tmp_path / "c.cfg", f"[slapos]\nmaster_url = http://m\nmaster_max_answer_mb = {bad}\n"
+        )
+        with pytest.raises(ConfigError, match=r"\[slapos\] master_max_answer_mb: " + message):
+            load_client_config(path)
+
+
 def test_client_config_command_line_master_url_wins(tmp_path):
     path = write(tmp_path / "c.cfg", "[slapos]\nmaster_url = http://m\n")
     assert load_client_config(path, master_url="http://n").master_url == "http://n"
