@@ -60,7 +60,7 @@ def test_sixteen_clients_at_once(upstream: Upstream, proxy: RunningProxy, tmp_pa
     go = tmp_path / "go"
     clients = [
         subprocess.Popen(
-            [str(upstream.python), "-c", CLIENT, proxy.url, str(i), str(go)],
+            [str(upstream.python), "-P", "-c", CLIENT, proxy.url, str(i), str(go)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
