@@ -1,0 +1,113 @@
+"""README.rst's two commands, exactly as written, in a fresh clone, as CI runs them.
+
+`./dev.sh demo` then `./dev.sh test`: no stdin, CI=true, and on PATH a pyenv-like shim
+directory whose `python3.12` fails as pyenv's does when no 3.12 is selected (exit 127), so
+that nothing may take such a shim at its word. The clone is of this checkout's HEAD
+(uncommitted changes are not in it).
+
+`./dev.sh test` runs the whole suite, this test included: run in here it would recurse.
+It is run with arguments selecting a small, fast part of the suite instead; the command
+line, the set-up it does and its exit status are the same.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.common import REPO
+
+URL = re.compile(r"^Demo service: +(http://\S+)$", re.M)
+DEMO_USERS = ("slapsoft", "slapuser0", "slapuser1", "slapuser2")
+PYENV_SHIM = """#!/bin/sh
+echo "pyenv: $(basename "$0"): command not found" >&2
+echo "The '$(basename "$0")' command exists in these Python versions: 3.12.1" >&2
+exit 127
+"""
+
+
+def readme_commands() -> list[str]:
+    """The commands of README.rst's first code block."""
+    text = (REPO / "README.rst").read_text()
+    block = text.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Iterator[Path]:
+    """A fresh clone of this checkout, where partition users can reach it."""
+    path = Path("/tmp") / f"sreadme{secrets.token_hex(3)}"
+    subprocess.run(
+        ["git", "clone", "-q", str(REPO), str(path)], check=True, capture_output=True, timeout=120
+    )
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        if (path / "demo").exists():
+            subprocess.run(
+                [str(path / ".venv" / "bin" / "python"), "-m", "slapos.demo", "demo", "--destroy"],
+                cwd=path, capture_output=True, timeout=120, check=False,
+            )  # fmt: skip
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def as_ci(clone: Path, tmp_path: Path) -> dict[str, str]:
+    shims = tmp_path / "pyenv-shims"
+    shims.mkdir()
+    for name in ("python3.12", "python3.13"):
+        shim = shims / name
+        shim.write_text(PYENV_SHIM)
+        shim.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLAPOS_", "PYTEST_"))}
+    env.update(CI="true", PATH=f"{shims}:{env.get('PATH', '/usr/bin:/bin')}")
+    return env
+
+
+def run(argv: list[str], clone: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=clone, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=900, check=False,
+    )  # fmt: skip
+
+
+def test_the_readme_commands_work_the_first_time(clone, tmp_path):
+    assert readme_commands() == ["./dev.sh demo", "./dev.sh test"]
+    if os.geteuid() == 0:
+        taken = [u.pw_name for u in pwd.getpwall() if u.pw_name in DEMO_USERS]
+        assert not taken, (
+            f"users {taken} exist on this host (a root demo?): the README demo run as root "
+            "creates them; remove that demo first with ./dev.sh demo --destroy"
+        )
+    env = as_ci(clone, tmp_path)
+    demo = run(["./dev.sh", "demo"], clone, env)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    url = URL.search(demo.stdout).group(1)
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        assert b"Hello from SlapOS!" in answer.read()
+    assert f"Remove everything: {clone}/dev.sh demo {clone}/demo --destroy" in demo.stdout
+    again = run(["./dev.sh", "demo"], clone, env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert URL.search(again.stdout).group(1) == url
+
+    # `./dev.sh test`, on a small part of the suite (the whole of it would run this test)
+    tests = run(["./dev.sh", "test", "-q", "-p", "no:cacheprovider",
+                 "tests/unit/cli/test_tree.py"], clone, env)  # fmt: skip
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-3000:]
+    assert re.search(r"\d+ passed", tests.stdout)
+    assert "skipped" not in tests.stdout
+
+    gone = run(["./dev.sh", "demo", "--destroy"], clone, env)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert not (clone / "demo").exists()
+    assert not [u.pw_name for u in pwd.getpwall() if u.pw_name in DEMO_USERS]
