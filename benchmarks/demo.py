@@ -37,7 +37,12 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
 def main() -> int:
     clone = Path(tempfile.mkdtemp(prefix="sdemo-bench", dir="/tmp"))
     clone.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLAPOS_")}
+    # as in a user's shell: bytecode is cached (some CI images set PYTHONDONTWRITEBYTECODE)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SLAPOS_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env["CI"] = "true"
     try:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)

@@ -171,62 +171,56 @@ class Users:
         return [self.software, *(f"{self.base_name}{i}" for i in range(PARTITIONS))]
 
 
-def check_reachable(root: Path, users: Users, runner: Runner) -> None:
+def check_reachable(root: Path, users: Users) -> None:
     """As root, partition users run this Python and work under `root`: can others reach both?
 
-    Tried as user nobody (the partition users do not exist yet). Raises a one-line DemoError
-    saying what is closed and what to do.
+    Read from the permission bits for "others" (the partition users are in no group of
+    root's). Raises a one-line DemoError saying what is closed and what to do.
     """
-    import pwd
+    import sysconfig
 
-    from slapos.system import Credentials
-
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        return
-    probe = (
-        "import os, sys, slapos.demo, zc.buildout, supervisor; "
-        "p = sys.argv[1]\n"
-        "while not os.path.exists(p): p = os.path.dirname(p)\n"
-        "sys.exit(0 if os.access(p, os.X_OK) else 3)"
-    )
-    returncode = runner.run(
-        [sys.executable, "-c", probe, str(root)],
-        cwd=Path("/"),
-        env={"PATH": "/usr/bin:/bin"},
-        user=Credentials(nobody.pw_uid, nobody.pw_gid),
-        timeout=60,
-    ).returncode
-    if returncode == 0:
-        return
-    if returncode == 3:
-        what, closed = f"the demo directory {root}", _closed_ancestor(root)
+    closed = _closed_on_the_way(root)
+    if closed is not None:
+        what = f"the demo directory {root}"
         remedy = "give the demo a DIR they can reach (./dev.sh demo /srv/slapos-demo)"
     else:
         what = f"{sys.executable} (and the slapos it runs)"
-        closed = _closed_ancestor(Path(sys.executable)) or _closed_ancestor(Path(__file__))
         remedy = (
             "clone slapos where other users can read it (e.g. under /opt or /srv) and run "
             "./dev.sh demo there"
         )
+        for needed in (
+            Path(sys.executable),
+            Path(sys.executable).resolve(),
+            Path(sysconfig.get_paths()["purelib"]),
+            Path(__file__).resolve(),
+        ):
+            closed = _closed_on_the_way(needed)
+            if closed is not None:
+                break
+        else:
+            return
     raise DemoError(
         f"as root the demo's partitions run as users {users.software} and "
-        f"{users.base_name}0..{PARTITIONS - 1}, who cannot reach {what}"
-        + (f" ({closed} is closed to other users)" if closed else "")
-        + f": {remedy}"
-        + (f", or let them through with: chmod o+x {closed}" if closed else "")
+        f"{users.base_name}0..{PARTITIONS - 1}, who cannot reach {what} ({closed} is "
+        f"closed to other users): {remedy}, or let them through with: chmod o+rx {closed}"
     )
 
 
-def _closed_ancestor(path: Path) -> Path | None:
-    """The first directory on the way to `path` that other users cannot traverse."""
-    for parent in [*reversed(path.absolute().parents), path]:
+def _closed_on_the_way(path: Path) -> Path | None:
+    """The first existing directory or file on the way to `path` that others cannot use."""
+    import stat
+
+    for step in [*reversed(path.absolute().parents), path.absolute()]:
         try:
-            if parent.is_dir() and not parent.stat().st_mode & 0o001:
-                return parent
+            mode = step.stat().st_mode
+        except FileNotFoundError:
+            return None  # what does not exist yet is made reachable by the demo
         except OSError:
-            return None
+            return step
+        wanted = stat.S_IXOTH if stat.S_ISDIR(mode) else stat.S_IROTH
+        if not mode & wanted:
+            return step
     return None
 
 
@@ -287,7 +281,7 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
     ctx = Context.from_process()
     privileged = os.geteuid() == 0
     if privileged:
-        check_reachable(layout.root, users, ctx.runner)
+        check_reachable(layout.root, users)
     layout.root.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.root, 0o755)  # partition users (when run as root) go through it
     port = _choose_port(layout)

@@ -207,5 +207,5 @@ def test_demo_as_root_in_a_closed_directory_says_why_in_one_line(workdir, node_p
     assert done.returncode == 1
     [line] = done.stderr.strip().splitlines()
     assert f"cannot reach the demo directory {closed}/demo ({closed} is closed" in line
-    assert f"chmod o+x {closed}" in line
+    assert f"chmod o+rx {closed}" in line
     assert not (closed / "demo").exists()
