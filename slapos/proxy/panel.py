@@ -75,10 +75,19 @@ def guard(app: ProxyApp, request: Request) -> None:
         return  # not a browser
     if site is not None and site not in ("same-origin", "none"):
         raise Forbidden(f"cross-site request refused ({site})")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
+    if origin is not None and origin not in _own_origins(request):
         raise Forbidden(f"cross-site request refused (origin {origin})")
     if request.header(TOKEN_HEADER) != token(app):
         raise Forbidden(f"missing or stale {TOKEN_HEADER}: reload the panel")
+
+
+def _own_origins(request: Request) -> set[str]:
+    """This proxy's origin as the browser sees it, behind one reverse proxy too."""
+    hosts = {request.host}
+    forwarded = request.header("X-Forwarded-Host")
+    if forwarded:
+        hosts.add(forwarded.split(",")[-1].strip())
+    return {f"{request.scheme}://{host}" for host in hosts}
 
 
 def _asset(app: ProxyApp, request: Request, name: str) -> Response:

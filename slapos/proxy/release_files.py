@@ -145,13 +145,15 @@ def http_proxy(app: ProxyApp, request: Request) -> Response:
         raise Forbidden(f"{url} is not a file of a software release known to this proxy")
     status, headers, body = download(url, request.method)
     content_type = headers.get("Content-Type") or "application/octet-stream"
-    return Response(
-        body,
-        520 if status >= 500 else status,
-        content_type,
-        # the file is shown by the panel, never rendered by the browser as a page
-        headers=[("Content-Disposition", "attachment"), ("X-Content-Type-Options", "nosniff")],
-    )
+    # the file is shown by the panel, never rendered by the browser as a page
+    extra = [("Content-Disposition", "attachment"), ("X-Content-Type-Options", "nosniff")]
+    location = headers.get("Location")
+    if location and 300 <= status < 400:
+        # a redirect is followed through /http_proxy/ again (and its checks)
+        target = urlsplit(urljoin(url, location))
+        proxied = f"{request.base_url}/http_proxy/{target.scheme}/{target.netloc}{target.path}"
+        extra.append(("Location", proxied + (f"?{target.query}" if target.query else "")))
+    return Response(body, 520 if status >= 500 else status, content_type, headers=extra)
 
 
 # ---- schemas ------------------------------------------------------------------------------

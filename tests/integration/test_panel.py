@@ -269,13 +269,22 @@ def test_trees_tree_nodes_and_search(browser: Browser, world: World) -> None:
     assert "WebSite-db" in result.text and "database" in result.text
     browser.screenshot("search")
 
-    # a phone: the list becomes cards, nothing wider than the screen
+    # a phone: tables become cards, no page is wider than the screen
     browser.resize(390, 844)
-    driver.get(f"{world.proxy.url}/panel/#/")
-    css(driver, "#trees tbody tr")
-    width = driver.execute_script("return document.documentElement.scrollWidth")
-    assert width <= 390, width
-    browser.screenshot("phone-trees")
+    for page, ready in (
+        ("", "#trees tbody tr"),
+        ("tree/WebSite", '.instance[data-title="WebSite"]'),
+        ("request", '[name="site-name"]'),
+        ("nodes", ".card.node"),
+    ):
+        driver.get(f"{world.proxy.url}/panel/#/{page}")
+        if page == "request":
+            css(driver, "#rq-url").send_keys(world.schema_release)
+            css(driver, "#rq-title").click()
+        css(driver, ready)
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 390, (page, width)
+        browser.screenshot(f"phone-{page.split('/')[0] or 'trees'}")
 
 
 def fill(driver: Any, name: str, value: str) -> None:

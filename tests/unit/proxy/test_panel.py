@@ -162,6 +162,10 @@ def test_browsers_need_the_same_origin_and_the_token(app: ProxyApp) -> None:
         assert answer.status == 403, headers
     accepted = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin", TOKEN_HEADER: token}
     assert rpc(app, method, accepted).status == 200
+    # behind a reverse proxy that rewrites Host, its X-Forwarded-Host/-Proto name the origin
+    behind = {"Origin": "https://panel.test", "X-Forwarded-Host": "panel.test",
+              "X-Forwarded-Proto": "https", TOKEN_HEADER: token}  # fmt: skip
+    assert rpc(app, method, behind).status == 200
     # a legacy SLAP call from a browser on another site is refused as well
     legacy = call(app, "POST", "/supplySupply", b"url=x&computer_id=COMP",
                   {"Origin": "https://evil.test"})  # fmt: skip
@@ -196,6 +200,12 @@ class Files(http.server.BaseHTTPRequestHandler):
     root: Path
 
     def do_GET(self) -> None:
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/sr/in.json?v=1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path == "/endless":
             self.send_response(200)
             self.end_headers()
@@ -265,6 +275,9 @@ def test_http_proxy_reads_files_of_known_releases_only(app: ProxyApp, release_se
     assert answer.headers["Content-Disposition"] == "attachment"
     assert call(app, "GET", f"/http_proxy/http/{host}/sr/none.json").status == 404
     assert call(app, "HEAD", f"/http_proxy/http/{host}/sr/in.json").body == b""
+    moved = call(app, "GET", f"/http_proxy/http/{host}/moved")
+    assert moved.status == 302
+    assert moved.headers["Location"] == f"{ORIGIN}/http_proxy/http/{host}/sr/in.json?v=1"
     too_big = call(app, "GET", f"/http_proxy/http/{host}/endless")
     assert too_big.status == 502 and str(MAX_BYTES) in too_big.text
     other = call(app, "GET", "/http_proxy/http/127.0.0.2:1/sr/software.cfg.json")
