@@ -188,12 +188,41 @@ class SlapOSArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if message.startswith("argument COMMAND: invalid choice"):
             word = message.split("invalid choice: ", 1)[1].split("'")[1]
-            words = [*self.prog.split()[1:], word]
+            prefix = self.prog.split()[1:]
+            choices = [
+                name
+                for action in self._actions
+                if isinstance(action, argparse._SubParsersAction)
+                for name in action.choices
+            ]
+            close = close_match(word, choices)
+            hint = f"did you mean '{' '.join([*prefix, close])}'? " if close else ""
             raise UnknownCommandError(
-                f"the command '{' '.join(words)}' does not exist (see 'slapos --help')"
+                f"the command '{' '.join([*prefix, word])}' does not exist "
+                f"({hint}see 'slapos {' '.join([*prefix, '--help'])}')"
             )
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def unrecognized(self, extras: list[str]) -> NoReturn:
+        """Arguments no parser took: this command's usage, and the option meant, if any."""
+        options = [o for action in self._actions for o in action.option_strings]
+        for token in extras:
+            name = token.split("=", 1)[0]
+            if name.startswith("-") and name not in options:
+                close = close_match(name, [o for o in options if o.startswith("--")])
+                self.error(
+                    f"no such option: {name}" + (f" (did you mean {close}?)" if close else "")
+                )
+        self.error(f"unrecognized arguments: {' '.join(extras)}")
+
+
+def close_match(word: str, candidates: list[str]) -> str | None:
+    """The candidate `word` most likely is a typo of (pip's "did you mean")."""
+    import difflib
+
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 class PassthroughParser(SlapOSArgumentParser):
@@ -359,6 +388,7 @@ def add_command(
     finally:
         sub._parser_class = parser_class
     add_global_options(parser)
+    parser.set_defaults(command_parser=parser)  # whose usage a leftover argument gets
     root.commands.append(CommandInfo(words, group, help, parser, hidden))
     return parser
 
@@ -377,7 +407,7 @@ def add_group(
     )
     add_global_options(parser)
     child = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    parser.set_defaults(handler=group_help(parser))
+    parser.set_defaults(handler=group_help(parser), command_parser=parser)
     return parser, child
 
 

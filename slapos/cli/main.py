@@ -157,7 +157,10 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
         sys.stdout, sys.stderr = ctx.stdout, ctx.stderr
     try:
         try:
-            args = parser.parse_args(argv)
+            args, extras = parser.parse_known_args(argv)
+            if extras:
+                leaf: SlapOSArgumentParser = getattr(args, "command_parser", parser)
+                leaf.unrecognized(extras)
         except ParserExit as exc:
             return exc.status
         except SlapOSError as exc:
@@ -169,6 +172,8 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
         sys.stdout, sys.stderr = old_out, old_err
     ctx = ctx or Context.from_process()
     _setup_logging(args, ctx)
+    if getattr(args, "group_cfg", None) and getattr(args, "cfg", None) is None:
+        args.cfg = args.group_cfg  # `slapos node --cfg X [COMMAND]`
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:  # no command at all: the grouped listing
         ctx.stdout.write(parser.format_help())

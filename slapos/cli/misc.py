@@ -57,8 +57,12 @@ def run_help(args: argparse.Namespace, ctx: Context) -> int:
         for c in sorted(members, key=lambda c: c.name):
             ctx.stdout.write(f"  {c.name.ljust(width)}  {c.help}\n")
         return 0
+    from slapos.cli._common import close_match
+
+    close = close_match(" ".join(words), [c.name for c in root.commands if not c.hidden])
+    hint = f"did you mean 'slapos help {close}'? " if close else ""
     raise UnknownCommandError(
-        f"the command '{' '.join(words)}' does not exist (see 'slapos --help')"
+        f"the command '{' '.join(words)}' does not exist ({hint}see 'slapos --help')"
     )
 
 

@@ -115,6 +115,7 @@ def test_configure_local_in_an_unwritable_place_is_one_line(tmp_path):
 
 # ---- as root, in a network namespace: users, addresses --------------------------------
 
+
 @pytest.mark.root
 def test_configure_local_as_root_on_an_interface(short_dir):
     # users of its own: a demo or a real node on this host may own slapsoft/slapuserN

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from slapos.cli._common import SlapOSArgumentParser, add_group
+from slapos.cli._common import NODE_CFG_HELP, SlapOSArgumentParser, add_group
 
 AREAS = (
     "slapos.cli.node.software",
@@ -43,6 +43,8 @@ def areas_for(words: tuple[str, ...]) -> tuple[str, ...]:
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
     node, node_sub = add_group(sub, "node", help="manage this SlapOS node")
+    # bare `slapos node` is `slapos node status`: its --cfg is accepted here too
+    node.add_argument("--cfg", dest="group_cfg", help=NODE_CFG_HELP)
     areas = areas_for(getattr(root, "command_words", ()))
     for name in areas:
         importlib.import_module(name).register(node_sub, root)

@@ -177,7 +177,12 @@ def test_unknown_command_exits_5_with_one_line(argv, tmp_path):
 def test_bad_option_is_a_usage_error(tmp_path):
     ctx = Context.for_test(tmp_path)
     assert main(["supply", "--no-such-option", "a", "b"], ctx=ctx) == 2
-    assert "unrecognized arguments: --no-such-option" in ctx.stderr.getvalue()
+    assert "slapos supply: error: no such option: --no-such-option" in ctx.stderr.getvalue()
+    ctx = Context.for_test(tmp_path)
+    assert main(["supply", "a", "b", "c"], ctx=ctx) == 2
+    err = ctx.stderr.getvalue()
+    assert err.startswith("usage: slapos supply ")
+    assert "slapos supply: error: unrecognized arguments: c" in err
 
 
 def test_verbose_and_quiet_exclude_each_other(tmp_path):
@@ -234,3 +239,36 @@ def test_bare_node_means_node_status():
     args = build_parser().parse_args(["node"])
     assert args.supervisor_action == "status"
     assert args.supervisor_args == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [
+        (["reqest", "a", "b"], "did you mean 'request'? see 'slapos --help'"),
+        (["node", "sofware"], "did you mean 'node software'? see 'slapos node --help'"),
+        (["service", "lst"], "did you mean 'service list'?"),
+    ],
+)
+def test_a_mistyped_command_gets_a_suggestion(argv, meant, tmp_path):
+    ctx = Context.for_test(tmp_path)
+    assert main(argv, ctx=ctx) == 5
+    [line] = ctx.stderr.getvalue().strip().splitlines()
+    assert meant in line
+
+
+def test_a_mistyped_option_gets_the_commands_usage_and_a_suggestion(tmp_path):
+    ctx = Context.for_test(tmp_path)
+    assert main(["request", "--paramters", "a=b", "x", "y"], ctx=ctx) == 2
+    err = ctx.stderr.getvalue()
+    assert err.startswith("usage: slapos request ")
+    assert err.rstrip().endswith(
+        "slapos request: error: no such option: --paramters (did you mean --parameters?)"
+    )
+
+
+def test_options_of_bare_node_are_those_of_node_status(tmp_path):
+    missing = tmp_path / "nowhere" / "slapos.cfg"
+    for argv in (["node", "--cfg", str(missing)], ["node", "--cfg", str(missing), "status"]):
+        ctx = Context.for_test(tmp_path)
+        assert main(argv, ctx=ctx) == 1
+        assert f"configuration file does not exist: {missing}" in ctx.stderr.getvalue()
