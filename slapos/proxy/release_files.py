@@ -3,7 +3,8 @@ release's parameter schemas (`<software_url>.json` and the JSON schemas it names
 
 Only files of releases this proxy knows (supplied to a computer or used by an instance)
 are read: over http(s), URLs on the same host as such a release; on disk, files in the
-directory tree of such a release's parent directory. Every download is capped in size
+directory tree of such a release's parent directory. The request form may also read the
+schema of an http(s) release typed by the user, not supplied yet. Every download is capped in size
 (`MAX_BYTES`) and time (`TIMEOUT`), so the panel cannot make the proxy fetch anything
 else or hang on it.
 
@@ -164,6 +165,9 @@ def release_schema(app: ProxyApp, software_url: str) -> dict[str, Any]:
     from slapos.slap.schema import SoftwareReleaseSchema
 
     releases: set[str] = app.read(known_releases)
+    if urlsplit(software_url).scheme in ("http", "https"):
+        # a URL typed in the request form: requesting it makes the node fetch it anyway
+        releases.add(software_url)
     problems: list[str] = []
     documents: dict[str, Any] = {}
 

@@ -234,10 +234,10 @@ async function pageTree(title) {
 
 /* ---- request ----------------------------------------------------------------------- */
 
-function keyValueEditor(parameters) {
+function keyValueEditor(parameters, why) {
   const box = document.createElement("div");
   box.className = "kv-editor";
-  box.innerHTML = `<p class="help">This release has no parameter schema: parameters are sent as text, as <code>slapos request --parameters key=value</code> does.</p>
+  box.innerHTML = `<p class="help">No parameter schema for this release${why ? ` (${esc(why)})` : ""}: parameters are sent as text, as <code>slapos request --parameters key=value</code> does.</p>
     <table class="kv"><thead><tr><th scope="col">Name</th><th scope="col">Value</th><th></th></tr></thead><tbody></tbody></table>
     <button type="button" class="button" data-add>Add a parameter</button>`;
   const body = box.querySelector("tbody");
@@ -307,6 +307,7 @@ async function pageRequest(query) {
   const urlInput = form.querySelector("#rq-url");
   const typeSelect = form.querySelector("#rq-type");
   let schemaInfo = null;
+  let schemaProblem = "";
   let editor = null;
   if (existing) {
     urlInput.value = existing.software_release_uri;
@@ -330,7 +331,7 @@ async function pageRequest(query) {
       editor = { element: built.element, read: () => ({ ...built.read(), serialisation }) };
       form.querySelector("#rq-schema-note").textContent = `Form from the release's schema; parameters are sent as ${serialisation}.`;
     } else {
-      editor = keyValueEditor(existing ? existing.parameters : {});
+      editor = keyValueEditor(existing ? existing.parameters : {}, schemaInfo ? "" : schemaProblem);
       form.querySelector("#rq-schema-note").textContent = "";
     }
     holder.replaceChildren(editor.element);
@@ -338,12 +339,14 @@ async function pageRequest(query) {
   const loadSchema = async () => {
     const url = urlInput.value.trim();
     schemaInfo = null;
+    schemaProblem = "";
     typeSelect.replaceChildren();
     if (url) {
       try {
         schemaInfo = await rpc("slapos.get.WIP.software_release_schema", { software_release_uri: url });
+        schemaProblem = schemaInfo.problem_list[0] || "";
       } catch (error) {
-        form.querySelector("#rq-schema-note").textContent = `Cannot read the release's schema: ${error.message}`;
+        schemaProblem = error.message;
       }
     }
     if (schemaInfo && schemaInfo.software_type_list.length) {

@@ -313,6 +313,14 @@ def test_release_schema_over_http_and_on_disk(
         assert any("missing.json" in p for p in document["problem_list"])
 
 
+def test_release_schema_of_a_typed_http_release(app: ProxyApp, release_server: str) -> None:
+    typed = f"{release_server}/sr/software.cfg"  # not supplied, not used: typed in the form
+    answer = rpc(app, "slapos.get.WIP.software_release_schema", software_release_uri=typed)
+    assert [t["key"] for t in answer.json()["software_type_list"]] == ["default", "front"]
+    host = release_server.split("://")[1]
+    assert call(app, "GET", f"/http_proxy/http/{host}/sr/in.json").status == 403
+
+
 def test_release_schema_of_an_unknown_or_schemaless_release(app: ProxyApp, tmp_path: Path) -> None:
     (tmp_path / "local").mkdir()
     local = write_release(tmp_path / "local")
