@@ -23,6 +23,8 @@ class ExitCode(enum.IntEnum):
     FORMAT_OFFLINE_SUCCESS = 2
     #: node instance: master unreachable, local services started from what is on disk.
     OFFLINE_SUCCESS = 3
+    #: node instance|software|report --dry-run: a real run would change something.
+    CHANGES_PENDING = 4
     #: unknown command, or a root-only command run by another user (upstream value).
     NOT_ROOT = 5
     UNKNOWN_COMMAND = 5

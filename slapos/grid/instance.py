@@ -15,21 +15,36 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slapos.config import NodeConfig
 from slapos.errors import ExitCode, PromiseError, SlapOSError
+from slapos.grid import instance_plan as plan
 from slapos.grid import partition as part
 from slapos.grid import supervisor as sv
+from slapos.grid.instance_io import (
+    clean_free_partition,
+    connect_master,
+    is_free,
+    local_partition,
+    offline_errors,
+    parameters_of,
+    partition_log,
+    read_last_report,
+    retention_delay_of,
+    software_type_of,
+    software_url_of,
+    write_last_report,
+)
+from slapos.grid.runrecord import Applied, RunRecord, Step, buildout_part, promise_step
 from slapos.grid.utils import software_hash
 from slapos.system import Clock, Runner
 
 log = logging.getLogger(__name__)
 
-INSTANCE_LOG_ROTATE = 20 * 1024 * 1024
 STARTED, STOPPED, DESTROYED = "started", "stopped", "destroyed"
 
 
@@ -92,138 +107,19 @@ class Node:
     is_root: bool
 
 
-def connect_master(config: NodeConfig) -> Any:
-    """The slap library's Computer object for this node (upstream's API)."""
-    from slapos import slap
+def failing_step(exc: BaseException, message: str) -> Step:
+    """The step a processing error names: a buildout part and command, or the partition."""
+    from slapos.grid.buildout import BuildoutFailed
 
-    s = slap.slap()
-    s.initializeConnection(
-        config.master_url,
-        key_file=config.key_file,
-        cert_file=config.cert_file,
-        master_ca_file=config.master_ca_file,
-        master_tls_verify=config.master_tls_verify,
-        max_answer_size=config.master_max_answer_mb << 20,
-    )
-    return s.registerComputer(config.computer_id)
-
-
-def offline_errors() -> tuple[type[BaseException], ...]:
-    """Errors meaning "the master cannot be reached": go offline rather than fail.
-
-    The slap library reports every transport failure as its ConnectionError.
-    """
-    from slapos.slap import exception as slap_exc
-
-    return (slap_exc.ConnectionError, slap_exc.ServerError)
-
-
-def software_url_of(cp: Any) -> str | None:
-    try:
-        sr = cp.getSoftwareRelease()
-        url = sr.getURI() if sr is not None else None
-    except (SlapOSError, AttributeError):  # a free partition has no release
-        return None
-    return url or None
-
-
-def parameters_of(cp: Any) -> dict[str, Any]:
-    try:
-        return dict(cp.getInstanceParameterDict() or {})
-    except (SlapOSError, AttributeError):
-        return {}
-
-
-def filter_dict_of(cp: Any) -> dict[str, Any]:
-    value = getattr(cp, "_filter_dict", None)
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def retention_delay_of(cp: Any) -> float:
-    raw = filter_dict_of(cp).get("retention_delay", "0")
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        log.warning("%s: invalid retention_delay %r, using 0", cp.getId(), raw)
-        return 0.0
-
-
-def software_type_of(cp: Any) -> str:
-    return str(parameters_of(cp).get("slap_software_type") or "")
-
-
-def local_partition(config: NodeConfig, cp: Any) -> part.Partition:
-    url = software_url_of(cp)
-    return part.Partition(
-        partition_id=cp.getId(),
-        path=config.instance_root / cp.getId(),
-        software_url=url,
-        software_path=config.software_root / software_hash(url) if url else None,
-        certificate_repository=config.certificate_repository_path,
-    )
-
-
-def is_free(cp: Any) -> bool:
-    return bool(cp.getState() == DESTROYED and software_url_of(cp) is None)
-
-
-def clean_free_partition(path: Path) -> None:
-    """A free partition keeps no slapgrid state (node.md §5.3)."""
-    import shutil
-
-    for name in (".slapgrid", ".timestamp"):
-        p = path / name
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        left = [n for n in os.listdir(path) if n != ".slapos-resource"]
-        if left:
-            log.warning("free partition %s is not empty: %s", path.name, ", ".join(sorted(left)))
-
-
-def read_last_report(p: part.Partition) -> str | None:
-    try:
-        return (p.path / ".slapgrid" / "last-report").read_text().strip()
-    except OSError:
-        return None
-
-
-def write_last_report(p: part.Partition, state: str) -> None:
-    path = p.path / ".slapgrid" / "last-report"
-    with contextlib.suppress(OSError):  # only an optimisation: the worst case is one more call
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(state + "\n")
-
-
-@contextlib.contextmanager
-def partition_log(partition: part.Partition, is_root: bool) -> Iterator[Path]:
-    """Copy slapos.grid logging to <partition>/.slapgrid/log/instance.log meanwhile."""
-    path = partition.instance_log
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
-    if is_root:
-        st = partition.path.stat()
-        for p in (path.parent.parent, path.parent):
-            os.chown(p, st.st_uid, st.st_gid)
-    with contextlib.suppress(FileNotFoundError):
-        if path.stat().st_size >= INSTANCE_LOG_ROTATE:
-            os.replace(path, path.with_name(path.name + ".1"))
-    handler = logging.FileHandler(path)
-    handler.setLevel(logging.DEBUG)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)-8s %(name)s %(message)s"))
-    logger = logging.getLogger("slapos.grid")
-    old_level = logger.level
-    if logger.getEffectiveLevel() > logging.DEBUG:
-        logger.setLevel(logging.DEBUG)  # the file gets everything; console handlers filter
-    logger.addHandler(handler)
-    try:
-        yield path
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        handler.close()
+    if isinstance(exc, BuildoutFailed):
+        return Step(
+            "buildout",
+            name=buildout_part(exc.output),
+            command=" ".join(exc.completed.argv),
+            message=exc.reason,
+            exit_status=exc.completed.returncode,
+        )
+    return Step("partition", message=message)
 
 
 class Services:
@@ -271,6 +167,10 @@ class InstanceEngine:
         self.options = options
         self._computer = computer
         self.progress = progress or (lambda text: log.info("%s", text))
+        self._told: list[str] = []  # what this partition's processing told the master
+        self._services_done = "keep"  # what it did to its services
+        #: supervisord's processes by group, read once per run when a skip needs them
+        self._processes: dict[str, dict[str, Any]] | None = None
 
     # ---- top level -----------------------------------------------------------------
 
@@ -279,8 +179,8 @@ class InstanceEngine:
             self._computer = connect_master(self.config)
         return self._computer
 
-    def prepare_supervisord(self) -> None:
-        command = sv.watchdog_command(
+    def _watchdog_command(self) -> str:
+        return sv.watchdog_command(
             self.config.master_url,
             self.config.computer_id,
             self.config.instance_root,
@@ -288,6 +188,9 @@ class InstanceEngine:
             master_ca_file=self.config.master_ca_file,
             master_tls_verify=self.config.master_tls_verify,
         )
+
+    def prepare_supervisord(self) -> None:
+        command = self._watchdog_command()
         launch = self.options.supervisord and not self.config.forbid_supervisord_automatic_launch
         self.services.prepare(self.node, command, launch)
 
@@ -300,6 +203,62 @@ class InstanceEngine:
         except errors as exc:
             log.warning("master unreachable (%s): offline mode, starting local services", exc)
             return self.run_offline()
+
+    def plan_run(self) -> plan.NodePlan:
+        """What a run with these options would do; reads, never writes (--dry-run)."""
+        result = plan.NodePlan(self.config.computer_id, self.config.master_url)
+        result.supervisord = self._supervisord_plan()
+        try:
+            cps = self.partitions()
+            services = self._service_states()
+            now = self.node.clock.time()
+            for cp in cps:
+                if self.options.only_cp and cp.getId() not in self.options.only_cp:
+                    continue
+                obs = self.observe(cp, services, dry=True)
+                result.partitions.append(plan.plan_partition(obs, self.plan_options(), now))
+        except offline_errors() as exc:
+            result.offline = (
+                f"master unreachable ({exc}): a real run goes offline and starts every "
+                "service supervisord knows"
+            )
+        return result
+
+    def _service_states(self, detail: bool = False) -> dict[str, dict[str, Any]] | None:
+        """group -> program -> state (or supervisord's whole process info with `detail`);
+        None when supervisord cannot be reached."""
+        if not sv.SupervisordPaths.of(self.config.instance_root).socket.exists():
+            return None
+        try:
+            with sv.connect(self.config.instance_root, timeout=10) as s:
+                processes = s.all_processes()
+        except (sv.SupervisorError, OSError) as exc:
+            log.debug("supervisord states unknown: %s", exc)
+            return None
+        states: dict[str, dict[str, Any]] = {}
+        for info in processes:
+            name = str(info.get("name"))
+            value = info if detail else str(info.get("statename"))
+            states.setdefault(str(info.get("group")), {})[name] = value
+        return states
+
+    def _supervisord_plan(self) -> str:
+        """What a run would do to supervisord itself ("" when nothing)."""
+        root = self.config.instance_root
+        paths = sv.SupervisordPaths.of(root)
+        wanted = sv.supervisord_config_text(paths, self._watchdog_command())
+        done = []
+        try:
+            if paths.config.read_text() != wanted:
+                done.append(f"{paths.config} rewritten")
+        except FileNotFoundError:
+            done.append(f"{paths.config} written")
+        except OSError as exc:
+            done.append(f"{paths.config} unreadable here ({exc.strerror}): may be rewritten")
+        launch = self.options.supervisord and not self.config.forbid_supervisord_automatic_launch
+        if launch and not sv.supervisord_alive(root):
+            done.append("supervisord started (it is not running)")
+        return "; ".join(done)
 
     def partitions(self) -> list[Any]:
         cps = list(self.computer().getComputerPartitionList())
@@ -314,6 +273,7 @@ class InstanceEngine:
 
     def _run_online(self) -> ProcessResult:
         result = ProcessResult()
+        self._processes = None
         for cp in self.partitions():
             pid = cp.getId()
             if self.options.only_cp and pid not in self.options.only_cp:
@@ -355,77 +315,212 @@ class InstanceEngine:
 
     # ---- one partition -------------------------------------------------------------
 
-    def process_one(self, cp: Any) -> Outcome:
-        """Process one partition; errors become the outcome, connection loss propagates."""
-        start = time.monotonic()
+    def observe(
+        self, cp: Any, services: dict[str, dict[str, str]] | None = None, *, dry: bool = False
+    ) -> plan.Observation:
+        """What the node sees of `cp`; with `dry`, nothing is changed, not even a bad file."""
         pid = cp.getId()
-        if is_free(cp):
+        url = software_url_of(cp)
+        path = self.config.instance_root / pid
+        slapgrid = path / ".slapgrid"
+        directory = path.is_dir()
+        software_path = self.config.software_root / software_hash(url) if url else None
+        local_ts, mtime = None, None
+        with contextlib.suppress(OSError):
+            local_ts = (path / ".timestamp").read_text().strip()
+            mtime = (path / ".timestamp").stat().st_mtime
+        periodicity = part.read_periodicity(
+            software_path, self.config.maximum_periodicity, remove_bad=not dry
+        )
+        installed = software_path is not None and (
+            (software_path / "instance.cfg").exists() or (software_path / "template.cfg").exists()
+        )
+        return plan.Observation(
+            partition_id=pid,
+            requested_state=cp.getState(),
+            software_url=url,
+            software_type=software_type_of(cp),
+            parameters=parameters_of(cp),
+            directory_exists=directory,
+            software_installed=installed,
+            local_timestamp=local_ts,
+            local_timestamp_mtime=mtime,
+            periodicity=periodicity,
+            applied=Applied.read(slapgrid) if directory else None,
+            last_run=RunRecord.read(slapgrid) if directory else None,
+            services=None if services is None else services.get(pid, {}),
+            dirty_free=slapgrid.exists() or (path / ".timestamp").exists(),
+        )
+
+    def plan_options(self) -> plan.Options:
+        return plan.Options(force=self.options.force, force_stop=self.options.force_stop)
+
+    def process_one(self, cp: Any) -> Outcome:
+        """Plan one partition, then carry the plan out."""
+        start = time.monotonic()
+        obs = self.observe(cp)
+        decision = plan.plan_partition(obs, self.plan_options(), self.node.clock.time())
+        return self.execute(cp, obs, decision, start)
+
+    def execute(
+        self, cp: Any, obs: plan.Observation, decision: plan.PartitionPlan, start: float
+    ) -> Outcome:
+        """Carry out `decision`; errors become the outcome, connection loss propagates."""
+        pid = decision.partition_id
+        stype = decision.software_type
+        if decision.action == plan.FREE:
             path = self.config.instance_root / pid
             if path.is_dir():
                 clean_free_partition(path)
             return Outcome(pid, "free")
-        stype = software_type_of(cp)
         p = local_partition(self.config, cp)
-        if not p.path.is_dir():
+        if decision.action == plan.FAIL:
             message = f"partition directory {p.path} does not exist (run 'slapos node format')"
             self._post_error(cp, message)
             return Outcome(pid, "failed", time.monotonic() - start, message, stype)
+        self._told = []
+        self._services_done = "keep"
         log_file = p.instance_log
+        step: Step | None = None
         try:
-            status = self._process(cp, p)
+            if decision.action == plan.SKIP:
+                step = self._skip(cp, p, decision)
+                status = "skipped"
+            else:
+                self._process(cp, p, decision, obs)
+                status = "processed"
         except PromiseError as exc:
             self._post_error(cp, str(exc))
             write_last_report(p, "error")
-            return Outcome(
+            outcome = Outcome(
                 pid, "promise-failed", time.monotonic() - start, str(exc), stype, log_file
             )
+            return self._record(obs, decision, outcome, promise_step(str(exc)))
         except offline_errors():
             raise
         except (SlapOSError, OSError) as exc:
             message = str(exc) or type(exc).__name__
             self._post_error(cp, message)
             write_last_report(p, "error")
-            return Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
+            outcome = Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
+            return self._record(obs, decision, outcome, failing_step(exc, message))
         except Exception as exc:
             # A bug met on one partition (a release's odd files...) must not stop the others:
             # reported like any failure, with the traceback in the partition's log.
             log.debug("%s: unexpected error", pid, exc_info=True)
             message = f"internal error: {type(exc).__name__}: {exc}"
             self._post_error(cp, message)
-            return Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
-        return Outcome(pid, status, time.monotonic() - start, "", stype, log_file)
+            outcome = Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
+            return self._record(obs, decision, outcome, Step("partition", message=message))
+        error = step.message if step is not None else ""
+        outcome = Outcome(pid, status, time.monotonic() - start, "", stype, log_file)
+        return self._record(obs, decision, outcome, step, error)
+
+    def _record(
+        self,
+        obs: plan.Observation,
+        decision: plan.PartitionPlan,
+        outcome: Outcome,
+        step: Step | None,
+        error: str = "",
+    ) -> Outcome:
+        """Remember the outcome in .slapgrid/last-run.json (for `node explain`)."""
+        record = RunRecord(
+            partition_id=outcome.partition_id,
+            status=outcome.status,
+            at=self.node.clock.time(),
+            seconds=round(outcome.seconds, 3),
+            requested_state=decision.requested_state,
+            software_url=decision.software_url,
+            software_type=decision.software_type,
+            action=decision.action,
+            reasons=[r.code for r in decision.reasons],
+            services=self._services_done,
+            master=list(self._told),
+            error=outcome.error or error,
+            step=step,
+            log=str(outcome.log_file or ""),
+        )
+        last = obs.last_run
+        if (
+            last is not None
+            and outcome.status == "skipped"
+            and last.status == "skipped"
+            and (last.error, last.step, last.master) == (record.error, record.step, record.master)
+        ):
+            return outcome  # nothing new: spare a write per partition and run
+        try:
+            record.write(self.config.instance_root / outcome.partition_id / ".slapgrid")
+        except OSError as exc:
+            log.warning("%s: cannot record the run's outcome: %s", outcome.partition_id, exc)
+        return outcome
 
     def _post_error(self, cp: Any, message: str) -> None:
         try:
             cp.error(message)
+            self._told.append("error")
         except offline_errors():
             raise
         except SlapOSError as exc:
             log.warning("%s: could not report the error to the master: %s", cp.getId(), exc)
 
-    def _process(self, cp: Any, p: part.Partition) -> str:
-        state = cp.getState()
+    def _skip(self, cp: Any, p: part.Partition, decision: plan.PartitionPlan) -> Step | None:
+        """An up-to-date partition: only its promises, in anomaly mode, when started.
+
+        A program supervisord does not keep running is remembered (for `node explain`)
+        even when no promise notices it: the run does not restart it.
+        """
+        if not decision.check_promises:
+            return None
+        error = self._check_anomaly(cp, p)
+        problem = self._program_problem(p.partition_id)
+        if problem is not None:
+            return problem
+        return None if error is None else promise_step(str(error))
+
+    def _program_problem(self, partition_id: str) -> Step | None:
+        """A program of the partition that supervisord does not keep running, if any."""
+        if self._processes is None:
+            states = self._service_states(detail=True)
+            self._processes = {} if states is None else states
+        for name, info in sorted(self._processes.get(partition_id, {}).items()):
+            if info["statename"] in ("RUNNING", "STARTING"):
+                continue
+            status = info.get("exitstatus")
+            return Step(
+                "supervisord",
+                name=f"{partition_id}:{name}",
+                message=f"{name} is {info['statename']}: {info.get('description') or ''}".strip(),
+                exit_status=int(status) if isinstance(status, int) else None,
+                state=str(info["statename"]),
+            )
+        return None
+
+    def _process(
+        self, cp: Any, p: part.Partition, decision: plan.PartitionPlan, obs: plan.Observation
+    ) -> None:
+        state = decision.requested_state
         params = parameters_of(cp)
         timestamp = str(params["timestamp"]) if "timestamp" in params else None
         with contextlib.suppress(FileNotFoundError):
             p.transaction_file.unlink()
-        periodicity = part.read_periodicity(p.software_path, self.config.maximum_periodicity)
         if self.options.force_stop and state == STARTED:
             timestamp = None
-        if not self.options.force and part.is_up_to_date(
-            p, timestamp, periodicity, self.node.clock.time()
-        ):
-            if state == STARTED and not self.options.force_stop:
-                self._check_anomaly(cp, p)
-            return "skipped"
+        if timestamp is not None and not self.options.force and obs.periodicity != 0:
+            # not up to date: the old .timestamp is stale (upstream removes it too)
+            with contextlib.suppress(FileNotFoundError):
+                p.timestamp_file.unlink()
         with partition_log(p, self.node.is_root):
             log.info("processing partition %s (requested state %s)", p.partition_id, state)
+            for reason in decision.reasons:
+                log.info("%s: %s", p.partition_id, reason.text)
             self._refresh_certificates(cp, p)
             with contextlib.suppress(FileNotFoundError):
                 p.error_log.unlink()
             try:
-                self._deploy(cp, p, state)
+                self._deploy(cp, p, decision)
             except PromiseError:
+                self._applied(cp, decision, timestamp)
                 raise
             except Exception as exc:
                 p.error_log.write_text(str(exc))
@@ -433,9 +528,24 @@ class InstanceEngine:
                     with contextlib.suppress(PromiseError, SlapOSError, OSError):
                         self._run_promises(p, force=True)
                 raise
+        self._applied(cp, decision, timestamp)
         if timestamp is not None:
             p.timestamp_file.write_text(timestamp)
-        return "processed"
+
+    def _applied(self, cp: Any, decision: plan.PartitionPlan, timestamp: str | None) -> None:
+        """Remember what this processing applied: the next plan says what changed since."""
+        applied = Applied(
+            requested_state=decision.requested_state,
+            software_url=decision.software_url,
+            software_type=decision.software_type,
+            parameters=parameters_of(cp),
+            timestamp=timestamp,
+            at=self.node.clock.time(),
+        )
+        try:
+            applied.write(self.config.instance_root / decision.partition_id / ".slapgrid")
+        except OSError as exc:
+            log.warning("%s: cannot record what was applied: %s", decision.partition_id, exc)
 
     def _refresh_certificates(self, cp: Any, p: part.Partition) -> None:
         if self.config.certificate_repository_path is None:
@@ -487,30 +597,38 @@ class InstanceEngine:
             debug=self.options.buildout_debug or self.config.buildout_debug,
         )
 
-    def _deploy(self, cp: Any, p: part.Partition, state: str) -> None:
+    def _deploy(self, cp: Any, p: part.Partition, decision: plan.PartitionPlan) -> None:
         root = self.config.instance_root
+        state = decision.requested_state
         if state == STARTED:
             self._install(cp, p)
-            if self.options.force_stop:
+            if decision.services == "stop":
+                self._services_done = "stop"
                 self.services.stop(root, p.partition_id)
                 return
+            self._services_done = "start"
             self.services.start(root, p.partition_id, p.path)
             self._run_promises(p, force=True)
             cp.started()
+            self._told.append("started")
             write_last_report(p, "started")
             self._send_transaction(cp, p)
         elif state == STOPPED:
             try:
                 self._install(cp, p)
             finally:
+                self._services_done = "stop"
                 self.services.stop(root, p.partition_id)
             with contextlib.suppress(SlapOSError):
                 cp.stopped()
+                self._told.append("stopped")
             self._send_transaction(cp, p)
         elif state == DESTROYED:
+            self._services_done = "stop"
             self.services.stop(root, p.partition_id)
             with contextlib.suppress(SlapOSError):
                 cp.stopped()
+                self._told.append("stopped")
         else:
             raise SlapOSError(f"unsupported requested state {state!r}")
 
@@ -556,7 +674,7 @@ class InstanceEngine:
         if error is not None:
             raise error
 
-    def _check_anomaly(self, cp: Any, p: part.Partition) -> None:
+    def _check_anomaly(self, cp: Any, p: part.Partition) -> PromiseError | None:
         """Up-to-date started partition: promises in anomaly mode, report only changes."""
         try:
             status = cp.getAccessStatus()
@@ -575,11 +693,13 @@ class InstanceEngine:
                 self._refresh_certificates(cp, p)
                 self._post_error(cp, str(exc))
                 write_last_report(p, "error")
-            return
+            return exc
         if (status is None and last != "started") or is_error:
             self._refresh_certificates(cp, p)
             cp.started()
+            self._told.append("started")
             write_last_report(p, "started")
+        return None
 
     # ---- offline and promise-only runs ---------------------------------------------
 

@@ -336,7 +336,7 @@ def _make_writable_and_retry(func: object, path: str, exc_info: object) -> None:
             os.unlink(path)
 
 
-def read_periodicity(software_path: Path | None, default: int) -> int:
+def read_periodicity(software_path: Path | None, default: int, *, remove_bad: bool = True) -> int:
     """`<software>/periodicity` overrides maximum_periodicity; a bad file is removed."""
     if software_path is None:
         return default
@@ -346,6 +346,8 @@ def read_periodicity(software_path: Path | None, default: int) -> int:
     except FileNotFoundError:
         return default
     except (ValueError, OSError) as exc:
+        if not remove_bad:
+            return default
         log.error("removing unreadable %s: %s", path, exc)
         with contextlib.suppress(OSError):
             path.unlink()

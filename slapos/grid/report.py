@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slapos.errors import ExitCode, SlapOSError
-from slapos.grid import buildout
+from slapos.grid import buildout, instance_io
 from slapos.grid import instance as inst
 from slapos.grid import partition as part
 from slapos.system import Credentials
@@ -54,9 +54,9 @@ class ReportEngine:
     def run(self) -> ReportResult:
         self._engine.prepare_supervisord()
         result = ReportResult()
-        partitions = [cp for cp in self._engine.partitions() if not inst.is_free(cp)]
+        partitions = [cp for cp in self._engine.partitions() if not instance_io.is_free(cp)]
         for cp in partitions:
-            p = inst.local_partition(self.config, cp)
+            p = instance_io.local_partition(self.config, cp)
             if not p.path.is_dir():
                 continue
             self._run_report_scripts(cp, p, result)
@@ -64,12 +64,12 @@ class ReportEngine:
         for cp in partitions:
             if cp.getState() != inst.DESTROYED:
                 continue
-            p = inst.local_partition(self.config, cp)
+            p = instance_io.local_partition(self.config, cp)
             if not p.path.is_dir():
                 continue
             try:
                 self._destroy(cp, p, result)
-            except inst.offline_errors():
+            except instance_io.offline_errors():
                 raise
             except (SlapOSError, OSError) as exc:
                 log.error("%s: destruction failed: %s", p.partition_id, exc)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from slapos.cli._common import Context, SlapOSArgumentParser, add_command, add_node_cfg
 from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
+from slapos.cli.node.dry_run import add_dry_run_options
 
 if TYPE_CHECKING:
     from slapos.config import NodeConfig
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="Update a single or a list of computer partitions (ie.:slappartX, slappartY), this "
         "option will make all other computer partitions be ignored.",
     )
+    add_dry_run_options(p)
     p.set_defaults(handler=run_instance)
 
     p = add_command(
@@ -135,13 +137,17 @@ def run_instance(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.grid.instance import InstanceEngine, InstanceOptions
     from slapos.system import PidFile
 
-    node = _node(args, ctx)
     options = InstanceOptions(
         force=bool(args.force or args.all),
         force_stop=bool(args.force_stop),
         only_cp=_only(args.only_cp),
         buildout_debug=bool(args.buildout_debug),
     )
+    if args.dry_run:
+        from slapos.cli.node.dry_run import run_instance_dry_run
+
+        return run_instance_dry_run(args, ctx, options)
+    node = _node(args, ctx)
     with PidFile(_pidfile(args, node.config, "instance", "instance")):
         _random_delay(args, node.config, ctx)
         return InstanceEngine(node, options).run().exit_code

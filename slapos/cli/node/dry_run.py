@@ -1,0 +1,133 @@
+"""`slapos node instance --dry-run`: print the plan of a run, change nothing.
+
+The plan comes from the planner the real run executes (slapos.grid.instance_plan), so it
+says what the run would do. Exit 0 when a run would change nothing, 4 (CHANGES_PENDING)
+when it would, as `terraform plan -detailed-exitcode` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any, TextIO
+
+from slapos.cli._common import Context
+from slapos.errors import ExitCode
+
+if TYPE_CHECKING:
+    from slapos.grid.instance import InstanceOptions
+    from slapos.grid.instance_plan import NodePlan, PartitionPlan
+
+COLOURS = {
+    "process": "\033[1;33m",
+    "fail": "\033[1;31m",
+    "skip": "\033[0;32m",
+    "free": "\033[2m",
+    "key": "\033[1m",
+}
+RESET = "\033[0m"
+
+
+def add_dry_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="Print what a run would do and why, change nothing (exit 0: nothing to do, "
+        "4: a run would change something)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="--dry-run output: human-readable text (default) or JSON for scripts",
+    )
+
+
+def use_colour(stream: TextIO, environ: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(
+        isatty is not None
+        and isatty()
+        and "NO_COLOR" not in environ
+        and environ.get("TERM") != "dumb"
+    )
+
+
+def paint(text: str, what: str, colour: bool) -> str:
+    return f"{COLOURS[what]}{text}{RESET}" if colour and what in COLOURS else text
+
+
+def run_instance_dry_run(args: argparse.Namespace, ctx: Context, options: InstanceOptions) -> int:
+    """No pid file, no delay, no root needed: nothing here writes."""
+    from slapos.cli.node._grid_options import slapgrid_overrides
+    from slapos.grid.instance import InstanceEngine, Node
+
+    config = ctx.node_config(args, slapgrid_overrides(args))
+    node = Node(config, ctx.runner, ctx.clock, ctx.environ, ctx.is_root)
+    result = InstanceEngine(node, options).plan_run()
+    if args.format == "json":
+        json.dump(result.to_dict(), ctx.stdout, indent=2, sort_keys=True)
+        ctx.stdout.write("\n")
+    else:
+        ctx.stdout.write(render_node_plan(result, use_colour(ctx.stdout, ctx.environ)))
+    return ExitCode.CHANGES_PENDING if result.changes_something else ExitCode.OK
+
+
+def render_node_plan(result: NodePlan, colour: bool = False) -> str:
+    """The plan as an operator reads it in a terminal."""
+    lines = [f"plan of 'slapos node instance' on {result.computer_id} ({result.master_url})"]
+    if result.supervisord:
+        lines.append(f"supervisord: {result.supervisord}")
+    if result.offline:
+        lines.append(paint(f"offline: {result.offline}", "fail", colour))
+    for p in result.partitions:
+        if p.action != "free" or p.reasons:
+            lines.extend(render_partition(p, colour))
+    free = [p.partition_id for p in result.partitions if p.action == "free" and not p.reasons]
+    if free:
+        lines.extend(["", paint(f"free: {', '.join(free)}", "free", colour)])
+    counts: dict[str, int] = {}
+    for p in result.partitions:
+        counts[p.action] = counts.get(p.action, 0) + 1
+    words = {"process": "to process", "skip": "up to date", "free": "free", "fail": "failing"}
+    summary = ", ".join(f"{counts[a]} {w}" for a, w in words.items() if counts.get(a))
+    verdict = (
+        "a real run would change something (exit 4)"
+        if result.changes_something
+        else "a real run would change nothing (exit 0)"
+    )
+    lines.append("")
+    lines.append(f"{summary or 'no partition'}: {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def render_partition(p: PartitionPlan, colour: bool = False) -> list[str]:
+    from slapos.grid.instance_plan import MASTER_WORDS
+
+    label = p.partition_id
+    if p.action == "free":
+        extra = f" ({p.reasons[0].text})" if p.reasons else ""
+        return ["", paint(f"{label}: free", "free", colour) + extra]
+    if p.software_type:
+        label += f" [{p.software_type}]"
+    word = {"process": "process", "skip": "skip", "fail": "fail"}.get(p.action, p.action)
+    head = f"{label} {p.requested_state}: {paint(word, p.action, colour)}"
+    lines = ["", head]
+
+    def field(name: str, text: str) -> None:
+        lines.append(f"  {paint(name.ljust(9), 'key', colour)} {text}")
+
+    for i, reason in enumerate(p.reasons):
+        field("why" if i == 0 else "", reason.text)
+        for change in reason.changes:
+            old = "(absent)" if change.old is None else repr(change.old)
+            new = "(absent)" if change.new is None else repr(change.new)
+            lines.append(f"              {change.key}: {old} -> {new}")
+    if p.expected_failure:
+        field("fails", paint(p.expected_failure, "fail", colour))
+    if p.services != "none" or p.services_detail:
+        detail = f" ({p.services_detail})" if p.services_detail else ""
+        field("services", f"{p.services}{detail}")
+    for i, code in enumerate(p.master):
+        field("master" if i == 0 else "", MASTER_WORDS.get(code, code))
+    return lines

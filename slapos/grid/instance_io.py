@@ -1,0 +1,159 @@
+"""What the instance engine reads of the master's partition objects and writes beside a
+partition's files: accessors on the slap library's objects, the free-partition cleaning,
+the per-partition log. Split from slapos.grid.instance to keep both readable.
+
+Must not import slapos.cli.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from slapos.config import NodeConfig
+from slapos.errors import SlapOSError
+from slapos.grid import partition as part
+from slapos.grid.utils import software_hash
+
+log = logging.getLogger(__name__)
+
+INSTANCE_LOG_ROTATE = 20 * 1024 * 1024
+DESTROYED = "destroyed"
+
+
+def connect_master(config: NodeConfig) -> Any:
+    """The slap library's Computer object for this node (upstream's API)."""
+    from slapos import slap
+
+    s = slap.slap()
+    s.initializeConnection(
+        config.master_url,
+        key_file=config.key_file,
+        cert_file=config.cert_file,
+        master_ca_file=config.master_ca_file,
+        master_tls_verify=config.master_tls_verify,
+        max_answer_size=config.master_max_answer_mb << 20,
+    )
+    return s.registerComputer(config.computer_id)
+
+
+def offline_errors() -> tuple[type[BaseException], ...]:
+    """Errors meaning "the master cannot be reached": go offline rather than fail.
+
+    The slap library reports every transport failure as its ConnectionError.
+    """
+    from slapos.slap import exception as slap_exc
+
+    return (slap_exc.ConnectionError, slap_exc.ServerError)
+
+
+def software_url_of(cp: Any) -> str | None:
+    try:
+        sr = cp.getSoftwareRelease()
+        url = sr.getURI() if sr is not None else None
+    except (SlapOSError, AttributeError):  # a free partition has no release
+        return None
+    return url or None
+
+
+def parameters_of(cp: Any) -> dict[str, Any]:
+    try:
+        return dict(cp.getInstanceParameterDict() or {})
+    except (SlapOSError, AttributeError):
+        return {}
+
+
+def filter_dict_of(cp: Any) -> dict[str, Any]:
+    value = getattr(cp, "_filter_dict", None)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def retention_delay_of(cp: Any) -> float:
+    raw = filter_dict_of(cp).get("retention_delay", "0")
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        log.warning("%s: invalid retention_delay %r, using 0", cp.getId(), raw)
+        return 0.0
+
+
+def software_type_of(cp: Any) -> str:
+    return str(parameters_of(cp).get("slap_software_type") or "")
+
+
+def local_partition(config: NodeConfig, cp: Any) -> part.Partition:
+    url = software_url_of(cp)
+    return part.Partition(
+        partition_id=cp.getId(),
+        path=config.instance_root / cp.getId(),
+        software_url=url,
+        software_path=config.software_root / software_hash(url) if url else None,
+        certificate_repository=config.certificate_repository_path,
+    )
+
+
+def is_free(cp: Any) -> bool:
+    return bool(cp.getState() == DESTROYED and software_url_of(cp) is None)
+
+
+def clean_free_partition(path: Path) -> None:
+    """A free partition keeps no slapgrid state (node.md §5.3)."""
+    import shutil
+
+    for name in (".slapgrid", ".timestamp"):
+        p = path / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        left = [n for n in os.listdir(path) if n != ".slapos-resource"]
+        if left:
+            log.warning("free partition %s is not empty: %s", path.name, ", ".join(sorted(left)))
+
+
+def read_last_report(p: part.Partition) -> str | None:
+    try:
+        return (p.path / ".slapgrid" / "last-report").read_text().strip()
+    except OSError:
+        return None
+
+
+def write_last_report(p: part.Partition, state: str) -> None:
+    path = p.path / ".slapgrid" / "last-report"
+    with contextlib.suppress(OSError):  # only an optimisation: the worst case is one more call
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(state + "\n")
+
+
+@contextlib.contextmanager
+def partition_log(partition: part.Partition, is_root: bool) -> Iterator[Path]:
+    """Copy slapos.grid logging to <partition>/.slapgrid/log/instance.log meanwhile."""
+    path = partition.instance_log
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    if is_root:
+        st = partition.path.stat()
+        for p in (path.parent.parent, path.parent):
+            os.chown(p, st.st_uid, st.st_gid)
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_size >= INSTANCE_LOG_ROTATE:
+            os.replace(path, path.with_name(path.name + ".1"))
+    handler = logging.FileHandler(path)
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)-8s %(name)s %(message)s"))
+    logger = logging.getLogger("slapos.grid")
+    old_level = logger.level
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.DEBUG)  # the file gets everything; console handlers filter
+    logger.addHandler(handler)
+    try:
+        yield path
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        handler.close()

@@ -1,0 +1,337 @@
+"""`slapos node instance --dry-run` on a real node (our proxy, tests/data/sr-instance,
+real buildout and supervisord): each scenario's plan, then the real run, which must do
+what the plan said.
+
+Every dry run here is made by a user who cannot write the node (as root: a user of its
+own with only CAP_DAC_READ_SEARCH, so it reads everything and writes nothing; otherwise
+the node is made read-only for the time of the dry run), against a master that refuses
+every write; the node's files are compared before and after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.common import wait_for
+from tests.fixtures.grid_instance import BuiltSoftware, InstanceNode, RecordedMaster, Recorder
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+
+@pytest.fixture
+def master(proxy):  # type: ignore[no-untyped-def]
+    return proxy
+
+
+@pytest.fixture
+def sr_url(built_sr_instance: BuiltSoftware) -> str:
+    return built_sr_instance.url
+
+
+@pytest.fixture
+def reader() -> Iterator[str | None]:
+    """As root, a user that may read everything (CAP_DAC_READ_SEARCH) and write nothing."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    name = f"slro{os.getpid() % 100000}"
+    subprocess.run(["useradd", "-M", "-U", "-s", "/bin/sh", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+        subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def node(master, recorder, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:
+    n = instance_node_factory(
+        RecordedMaster(recorder.url, master.computer_id),
+        partitions=3,
+        extra="promise_timeout = 5\n",
+        software=built_sr_instance,
+    )
+    n.slap().registerSupply().supply(sr_url, master.computer_id)
+    return n
+
+
+def request(node: InstanceNode, sr_url: str, name: str, state: str = "started", **params: str):
+    return (
+        node.slap()
+        .registerOpenOrder()
+        .request(
+            sr_url,
+            name,
+            partition_parameter_kw={k.replace("_", "-"): v for k, v in params.items()},
+            state=state,
+        )
+    )
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """path -> (mode, size, mtime) of everything under `root` (sockets included)."""
+    seen = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            seen[path] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return seen
+
+
+@contextlib.contextmanager
+def read_only(root: Path) -> Iterator[None]:
+    """Not root: take the write bits off the tree, so that any write fails (EACCES)."""
+    modes = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            path = os.path.normpath(os.path.join(dirpath, name))
+            st = os.lstat(path)
+            if not os.path.islink(path):
+                modes[path] = st.st_mode
+                os.chmod(path, st.st_mode & ~0o222)
+    try:
+        yield
+    finally:
+        for path, mode in modes.items():
+            os.chmod(path, mode)
+
+
+def dry_run(
+    node: InstanceNode,
+    recorder: Recorder,
+    reader: str | None,
+    *args: str,
+    as_reader: bool = True,
+) -> tuple[int, dict[str, Any], str]:
+    """`node instance --dry-run --format json` then the text form: (code, plan, text)."""
+    before = snapshot(node.base)
+    calls = len(recorder.calls)
+    recorder.refuse_writes = True
+    try:
+        results = []
+        for form in ("json", "text"):
+            argv = [
+                str(node.python),
+                "-m",
+                "slapos",
+                "node",
+                "instance",
+                "--dry-run",
+                "--format",
+                form,
+                *args,
+                "--cfg",
+                str(node.config),
+            ]
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent"}
+            if as_reader and reader is not None:
+                argv = [
+                    "setpriv",
+                    f"--reuid={reader}",
+                    f"--regid={reader}",
+                    "--clear-groups",
+                    "--inh-caps=+dac_read_search",
+                    "--ambient-caps=+dac_read_search",
+                    "--",
+                    *argv,
+                ]
+            guard = (
+                read_only(node.base) if as_reader and reader is None else contextlib.nullcontext()
+            )
+            with guard:
+                done = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=120, env=env, check=False
+                )
+            assert done.returncode in (0, 4), done.stderr
+            assert "Traceback" not in done.stderr, done.stderr
+            results.append(done)
+    finally:
+        recorder.refuse_writes = False
+    assert [c for c in recorder.calls[calls:] if c[0] == "POST"] == []
+    assert snapshot(node.base) == before, "the dry run changed the node"
+    assert results[0].returncode == results[1].returncode
+    return results[0].returncode, json.loads(results[0].stdout), results[1].stdout
+
+
+def by_id(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["partition_id"]: p for p in plan["partitions"]}
+
+
+def last_run(node: InstanceNode, partition_id: str) -> dict[str, Any]:
+    path = node.partition(partition_id) / ".slapgrid" / "last-run.json"
+    return json.loads(path.read_text())
+
+
+def assert_run_did(node: InstanceNode, plan: dict[str, Any], recorder: Recorder, calls: int):
+    """The run that followed `plan` did what it said, partition by partition."""
+    for p in plan["partitions"]:
+        pid = p["partition_id"]
+        if p["action"] == "free":
+            continue
+        record = last_run(node, pid)
+        assert record["action"] == p["action"], (pid, record, p)
+        assert record["reasons"] == [r["code"] for r in p["reasons"]], (pid, record, p)
+        posted = {
+            path
+            for method, path, form in recorder.calls[calls:]
+            if method == "POST" and form.get("computer_partition_id") == pid
+        }
+        if p["action"] == "skip":
+            assert record["status"] == "skipped"
+            assert not posted & {"softwareInstanceError", "stoppedComputerPartition"}
+            continue
+        if record["status"] == "failed":  # buildout failed: services untouched, error told
+            assert record["services"] == "keep" and record["master"] == ["error"]
+            assert "softwareInstanceError" in posted
+            continue
+        assert record["services"] == p["services"], (pid, record, p)
+        if record["status"] == "processed":
+            told = [c for c in p["master"] if c in ("started", "stopped", "error")]
+            assert record["master"] == told, (pid, record, p)
+            wire = {"started": "startedComputerPartition", "stopped": "stoppedComputerPartition"}
+            assert {wire[c] for c in told} <= posted
+
+
+def run(node: InstanceNode, recorder: Recorder, plan: dict[str, Any], expected: int) -> str:
+    calls = len(recorder.calls)
+    done = node.slapos("node", "instance")
+    assert done.returncode == expected, done.stderr
+    assert_run_did(node, plan, recorder, calls)
+    return done.stderr
+
+
+def save_example(name: str, text: str) -> None:
+    """The docs show real output: tests write it to docs/examples/ (checked in)."""
+    DOCS.mkdir(exist_ok=True)
+    (DOCS / name).write_text(text)
+
+
+def test_plans_match_runs(
+    node: InstanceNode, sr_url: str, recorder: Recorder, reader: str | None
+) -> None:
+    # a new instance: processed, never seen before
+    web = request(node, sr_url, "web", password="hunter2", promise="none").getId()
+    code, plan, text = dry_run(node, recorder, reader)
+    assert code == 4
+    p = by_id(plan)[web]
+    assert p["action"] == "process" and p["reasons"][0]["code"] == "never-processed"
+    assert p["services"] == "start" and p["master"] == ["connection-parameters", "started"]
+    assert f"{web} [default] started: process" in text
+    assert "hunter2" not in text + json.dumps(plan)
+    run(node, recorder, plan, 0)
+
+    # nothing to do: exit 0, every partition skipped or free
+    code, plan, text = dry_run(node, recorder, reader)
+    assert code == 0, text
+    assert by_id(plan)[web]["action"] == "skip"
+    assert text.rstrip().endswith("a real run would change nothing (exit 0)")
+    run(node, recorder, plan, 0)
+
+    # changed parameters, one of them secret; the promise now fails
+    request(node, sr_url, "web", password="s3cret", promise="fail")
+    code, plan, text = dry_run(node, recorder, reader)
+    assert code == 4
+    [reason] = by_id(plan)[web]["reasons"]
+    assert reason["code"] == "parameters"
+    changes = {c["key"]: (c["old"], c["new"]) for c in reason["changes"]}
+    assert changes == {"password": ("***", "***"), "promise": ("none", "fail")}
+    assert "promise: 'none' -> 'fail'" in text
+    assert "s3cret" not in text and "hunter2" not in text
+    save_example("dry-run-parameters.txt", text)
+    stderr = run(node, recorder, plan, 2)
+    assert "web check failed on purpose" in stderr
+    record = last_run(node, web)
+    assert record["status"] == "promise-failed"
+    assert record["step"]["kind"] == "promise" and record["step"]["name"] == "check-web"
+
+    # the failed promise is remembered: the next run processes again, and says why
+    code, plan, text = dry_run(node, recorder, reader)
+    assert code == 4
+    [reason] = by_id(plan)[web]["reasons"]
+    assert reason["code"] == "promise-failed"
+    assert "a promise failed last run: Promise 'check-web' failed" in text
+    run(node, recorder, plan, 2)
+
+    # a failing buildout part, beside a partition that is fine
+    request(node, sr_url, "web", promise="")
+    bad = request(node, sr_url, "bad", fail_buildout="1", promise="none").getId()
+    code, plan, text = dry_run(node, recorder, reader)
+    assert code == 4
+    assert by_id(plan)[bad]["reasons"][0]["code"] == "never-processed"
+    run(node, recorder, plan, 1)
+    step = last_run(node, bad)["step"]
+    assert step["kind"] == "buildout" and step["name"] == "web"
+    assert "instance failed on purpose" in step["message"]
+    code, plan, text = dry_run(node, recorder, reader)
+    assert by_id(plan)[bad]["reasons"][0]["code"] == "last-run-failed"
+    assert "last run failed: buildout failed" in text
+
+    # state changes: stopped, then destroyed
+    request(node, sr_url, "bad", state="destroyed")
+    request(node, sr_url, "web", state="stopped", promise="")
+    code, plan, text = dry_run(node, recorder, reader)
+    assert code == 4
+    p = by_id(plan)[web]
+    assert [r["code"] for r in p["reasons"]] == ["state"]
+    assert "requested state changed: started -> stopped" in text
+    assert p["services"] == "stop" and "stopped" in p["master"]
+    d = by_id(plan)[bad]
+    assert d["requested_state"] == "destroyed" and d["services"] == "stop"
+    save_example("dry-run-states.txt", text)
+    run(node, recorder, plan, 0)
+    code, plan, _ = dry_run(node, recorder, reader)
+    assert code == 0
+    assert node.slapos("node", "report").returncode == 0
+    code, plan, _ = dry_run(node, recorder, reader)
+    assert code == 0 and by_id(plan)[bad]["action"] == "free"
+
+
+def test_stopped_service_and_force(
+    node: InstanceNode, sr_url: str, recorder: Recorder, reader: str | None
+) -> None:
+    from slapos.grid import supervisor
+
+    web = request(node, sr_url, "web").getId()
+    assert node.slapos("node", "instance").returncode == 0
+    with supervisor.connect(node.instance_root) as sv:
+        sv.stop_group(web)
+    # the operator's own dry run (not the read-only user: supervisord's socket is the
+    # node's) sees the stopped program; the run leaves it stopped, its promise fails
+    code, plan, text = dry_run(node, recorder, reader, as_reader=False)
+    assert code == 0
+    p = by_id(plan)[web]
+    assert p["action"] == "skip" and p["check_promises"]
+    assert "web-on-watch STOPPED" in p["services_detail"]
+    assert "not restarted by this run: web-on-watch" in text
+    save_example("dry-run-stopped-service.txt", text)
+    run(node, recorder, plan, 0)
+    step = last_run(node, web)["step"]
+    assert step["kind"] == "supervisord" and step["name"] == f"{web}:web-on-watch"
+    assert step["state"] == "STOPPED"
+
+    # --force: processed again, and that restarts it
+    code, plan, text = dry_run(node, recorder, reader, "--force")
+    assert code == 4
+    assert [r["code"] for r in by_id(plan)[web]["reasons"]] == ["force"]
+    run_forced = node.slapos("node", "instance", "--force")
+    assert run_forced.returncode == 0, run_forced.stderr
+    assert last_run(node, web)["reasons"] == ["force"]
+    wait_for(
+        lambda: (
+            supervisor.process_states(node.instance_root, [f"{web}:web-on-watch"]).get(
+                f"{web}:web-on-watch"
+            )
+            == "RUNNING"
+        ),
+        10,
+        "the service to run again",
+    )
