@@ -395,7 +395,9 @@ class InstanceEngine:
             outcome = Outcome(
                 pid, "promise-failed", time.monotonic() - start, str(exc), stype, log_file
             )
-            return self._record(obs, decision, outcome, promise_step(str(exc)))
+            self._processes = None  # the services just started: their states now
+            step = self._program_problem(pid) or promise_step(str(exc))
+            return self._record(obs, decision, outcome, step)
         except offline_errors():
             raise
         except (SlapOSError, OSError) as exc:

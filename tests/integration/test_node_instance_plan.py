@@ -209,8 +209,27 @@ def run(node: InstanceNode, recorder: Recorder, plan: dict[str, Any], expected: 
     return done.stderr
 
 
-def save_example(name: str, text: str) -> None:
-    """The docs show real output: tests write it to docs/examples/ (checked in)."""
+def explain(node: InstanceNode, partition_id: str) -> str:
+    done = node.slapos("node", "explain", partition_id)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def save_example(node: InstanceNode, name: str, text: str) -> None:
+    """The docs show real output: tests write it to docs/examples/ (checked in), with the
+    test's temporary paths and port replaced by stable ones so that the file only changes
+    when the output does."""
+    import re
+
+    for real, stable in (
+        (node.instance_root, "/srv/slapgrid"),
+        (node.software_root, "/opt/slapgrid"),
+        (node.config, "/etc/opt/slapos/slapos.cfg"),
+        (node.python, "/opt/slapos/bin/python"),
+    ):
+        text = text.replace(str(real), stable)
+    text = re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:8080", text)
+    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(,\d+)?", "2026-12-06 01:15:12", text)
     DOCS.mkdir(exist_ok=True)
     (DOCS / name).write_text(text)
 
@@ -246,12 +265,19 @@ def test_plans_match_runs(
     assert changes == {"password": ("***", "***"), "promise": ("none", "fail")}
     assert "promise: 'none' -> 'fail'" in text
     assert "s3cret" not in text and "hunter2" not in text
-    save_example("dry-run-parameters.txt", text)
+    save_example(node, "dry-run-parameters.txt", text)
     stderr = run(node, recorder, plan, 2)
     assert "web check failed on purpose" in stderr
     record = last_run(node, web)
     assert record["status"] == "promise-failed"
     assert record["step"]["kind"] == "promise" and record["step"]["name"] == "check-web"
+    told = explain(node, web)
+    assert f"{web} [default] started: PROMISE FAILED, last run " in told
+    assert "  step      promise 'check-web': web check failed on purpose\n" in told
+    assert f"{web}/.slapgrid/promise/log/check-web.log (last " in told
+    assert (
+        f"  rerun     slapos node instance --cfg {node.config} --only-cp {web} --force -v" in told
+    )
 
     # the failed promise is remembered: the next run processes again, and says why
     code, plan, text = dry_run(node, recorder, reader)
@@ -271,6 +297,15 @@ def test_plans_match_runs(
     step = last_run(node, bad)["step"]
     assert step["kind"] == "buildout" and step["name"] == "web"
     assert "instance failed on purpose" in step["message"]
+    told = explain(node, bad)
+    assert "  step      buildout part 'web': instance failed on purpose (fail-buildout)" in told
+    assert f"  command   {node.partition(bad)}/sbin/buildout" in told or "bin/buildout" in told
+    assert "slapos.grid.buildout Error: instance failed on purpose (fail-buildout)" in told
+    save_example(node, "explain-buildout.txt", told)
+    everything = node.slapos("node", "explain")
+    assert everything.returncode == 0, everything.stderr
+    assert f"{web} [default] started: processed, last run " in everything.stdout
+    assert f"{bad} [default] started: FAILED, last run " in everything.stdout
     code, plan, text = dry_run(node, recorder, reader)
     assert by_id(plan)[bad]["reasons"][0]["code"] == "last-run-failed"
     assert "last run failed: buildout failed" in text
@@ -286,7 +321,7 @@ def test_plans_match_runs(
     assert p["services"] == "stop" and "stopped" in p["master"]
     d = by_id(plan)[bad]
     assert d["requested_state"] == "destroyed" and d["services"] == "stop"
-    save_example("dry-run-states.txt", text)
+    save_example(node, "dry-run-states.txt", text)
     run(node, recorder, plan, 0)
     code, plan, _ = dry_run(node, recorder, reader)
     assert code == 0
@@ -311,8 +346,8 @@ def test_stopped_service_and_force(
     p = by_id(plan)[web]
     assert p["action"] == "skip" and p["check_promises"]
     assert "web-on-watch STOPPED" in p["services_detail"]
-    assert "not restarted by this run: web-on-watch" in text
-    save_example("dry-run-stopped-service.txt", text)
+    assert "this run does not restart web-on-watch" in text
+    save_example(node, "dry-run-stopped-service.txt", text)
     run(node, recorder, plan, 0)
     step = last_run(node, web)["step"]
     assert step["kind"] == "supervisord" and step["name"] == f"{web}:web-on-watch"
@@ -335,3 +370,26 @@ def test_stopped_service_and_force(
         10,
         "the service to run again",
     )
+
+
+def test_port_in_use_explained(
+    node: InstanceNode, sr_url: str, recorder: Recorder, reader: str | None
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        web = request(node, sr_url, "web", port=str(port)).getId()
+        code, plan, _ = dry_run(node, recorder, reader)
+        assert code == 4
+        run(node, recorder, plan, 2)
+        step = last_run(node, web)["step"]
+        assert step["kind"] == "supervisord" and step["name"] == f"{web}:web-on-watch"
+        told = explain(node, web)
+    assert f"  step      program {web}:web-on-watch is " in told
+    assert "  hint      another process holds the port" in told
+    assert f"{web}/.{web}_web.log (last " in told
+    assert "Address already in use" in told
+    save_example(node, "explain-port-in-use.txt", told)

@@ -18,6 +18,7 @@ AREAS = (
     "slapos.cli.node.supervisor",
     "slapos.cli.node.setup",
     "slapos.cli.node.collect",
+    "slapos.cli.node.explain",
 )
 
 
@@ -31,6 +32,7 @@ AREA_OF = {
     "promise": "slapos.cli.node.instance",
     "prune": "slapos.cli.node.instance",
     "bang": "slapos.cli.node.instance",
+    "explain": "slapos.cli.node.explain",
 }
 
 

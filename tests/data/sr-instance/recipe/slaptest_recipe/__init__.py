@@ -16,6 +16,7 @@ parameters steer it for the tests:
   promise=none      no promise at all
   runner=1          the service goes to etc/run (not watched by the watchdog)
   child=NAME        also request a child instance NAME of the same release (no promise)
+  port=N            the service listens on port N (else a free port, kept in var/port)
 """
 
 import os
@@ -125,6 +126,8 @@ class Instance:
         except (OSError, ValueError):
             port = _free_port(ip)
             _write(port_file, str(port), 0o644)
+        if params.get("port"):
+            port = int(params["port"])
         url = "http://%s:%s/" % (ip, port)
         folder = "run" if params.get("runner") else "service"
         other = "service" if folder == "run" else "run"
