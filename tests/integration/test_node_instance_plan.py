@@ -229,6 +229,8 @@ def save_example(node: InstanceNode, name: str, text: str) -> None:
     ):
         text = text.replace(str(real), stable)
     text = re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:8080", text)
+    text = re.sub(r"/opt/slapgrid/[0-9a-f]{32}", "/opt/slapgrid/" + "5f1c0d6e" * 4, text)
+    text = re.sub(r"\(\d+s ago\)", "(1s ago)", text)
     text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(,\d+)?", "2026-12-06 01:15:12", text)
     DOCS.mkdir(exist_ok=True)
     (DOCS / name).write_text(text)
