@@ -189,14 +189,15 @@ class WriteFile(Action):
     path: str
     content: bytes
     mode: int = 0o644
-    #: keep the previous content in this zip archive first (computer_xml history).
+    #: the zip archive that keeps every version of the file (computer_xml history): the
+    #: content replaced goes there first, and the first version once written.
     archive: str | None = None
 
     def argv(self) -> tuple[str, ...]:
         return ("write", self.path)
 
     def describe(self) -> str:
-        kept = f" (previous version kept in {self.archive})" if self.archive else ""
+        kept = f" (versions kept in {self.archive})" if self.archive else ""
         return f"write {self.path} ({len(self.content)} bytes, mode {self.mode:04o}){kept}"
 
     @property

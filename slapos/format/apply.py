@@ -19,6 +19,7 @@ import pwd
 import random
 import shutil
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -207,6 +208,7 @@ def prepare(config: FormatConfig, runner: Runner, rng: random.Random | None = No
     files = [str(config.computer_xml), *(f"{p}/{RESOURCE_FILE}" for p in paths[2:])]
     if config.computer_json is not None:
         files.append(str(config.computer_json))
+    paths.append(f"{config.computer_xml}.zip")
     host = read_host_state(config, runner, paths, files)
     if config.instance_storage_home is not None:
         for data in host.storage_dirs:
@@ -231,17 +233,24 @@ def _ids(user: str, group: str) -> tuple[int, int]:
 
 
 def _archive(path: Path, archive: Path) -> None:
+    """Add the content of `path` to `archive` as `<name>.YYYYMMDD-HH:MM` (upstream's names:
+    two versions archived in the same minute share a name, both are kept)."""
     name = f"{path.name}.{time.strftime('%Y%m%d-%H:%M')}"
     content = path.read_bytes()
+
+    def add() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name"
+            with zipfile.ZipFile(archive, "a") as zf:
+                zf.writestr(name, content, zipfile.ZIP_DEFLATED)
+
     try:
-        with zipfile.ZipFile(archive, "a") as zf:
-            zf.writestr(name, content, zipfile.ZIP_DEFLATED)
+        add()
     except (zipfile.BadZipFile, OSError):
         broken = archive.with_name(archive.name + time.strftime("_broken_%Y%m%d-%H:%M"))
         log.warning("%s is not a valid zip archive: moved to %s", archive, broken)
         shutil.move(archive, broken)
-        with zipfile.ZipFile(archive, "a") as zf:
-            zf.writestr(name, content, zipfile.ZIP_DEFLATED)
+        add()
 
 
 def apply_action(action: act.Action, runner: Runner) -> None:
@@ -260,9 +269,12 @@ def apply_action(action: act.Action, runner: Runner) -> None:
             os.chown(action.path, *_ids(action.user, action.group))
         elif isinstance(action, act.WriteFile):
             target = Path(action.path)
-            if action.archive and target.exists():
-                _archive(target, Path(action.archive))
+            archive = Path(action.archive) if action.archive else None
+            if archive and target.exists():
+                _archive(target, archive)
             write_file_atomic_bytes(target, action.content, action.mode)
+            if archive and not archive.exists():  # the history starts with this version
+                _archive(target, archive)
         else:
             done = runner.run(action.argv(), timeout=120)
             if not done.ok:

@@ -16,23 +16,32 @@ Layouts:
   root_check = false), partitions owned by the caller, addresses as on lo; everything lives
   under the directories given.
 
+Without network changes node format gives partitions no address (upstream's rule), so the
+last two layouts list them in a slapformat definition file (`input_definition_file`, the
+way upstream's standalone node does): the node address 127.0.0.1, and partition i gets the
+(i+1)-th address of the network and ::1; without root, the partitions' user is the caller.
+Upstream's node format reads the same files.
+
 Must not import slapos.cli: the CLI passes `run_format` in.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import logging
 import os
+import pwd
 import shlex
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from slapos.errors import ExitCode, SlapOSError
-from slapos.format.templates import NodeSettings, node_config, render_ini
+from slapos.format.templates import Entry, NodeSettings, node_config, render_ini
 from slapos.system import Runner, write_file_atomic
 
 log = logging.getLogger(__name__)
@@ -78,6 +87,13 @@ class LocalSettings:
         return self.config_dir / "slapos.cfg"
 
     @property
+    def definition_file(self) -> Path | None:
+        """The slapformat definition file giving partition addresses, when format cannot."""
+        if self.privileged and self.alter_network:
+            return None
+        return self.home / "slapformat-definition.cfg"
+
+    @property
     def proxy_config(self) -> Path:
         return self.config_dir / "slapos-proxy.cfg"
 
@@ -97,8 +113,12 @@ def node_settings(s: LocalSettings) -> NodeSettings:
     if not s.privileged:
         extra_slapos += (("root_check", "false"),)
         extra_format += (("alter_user", "false"),)
-    if not (s.privileged and s.alter_network):
-        extra_format += (("alter_network", "false"), ("partition_has_ipv6_range", "false"))
+    if s.definition_file is not None:
+        extra_format += (
+            ("alter_network", "false"),
+            ("partition_has_ipv6_range", "false"),
+            ("input_definition_file", str(s.definition_file)),
+        )
     cache: tuple[tuple[str, str], ...] = ()
     if s.shacache:
         base = f"{s.master_url}/shacache"
@@ -178,8 +198,61 @@ def _generate_signing_key(path: Path) -> None:
     write_file_atomic(path, pem.decode(), 0o600)
 
 
+def partition_addresses(s: LocalSettings) -> list[ipaddress.IPv4Address]:
+    """The IPv4 address of each partition in the definition file: the network's first."""
+    network = ipaddress.IPv4Network(s.ipv4_local_network)
+    addresses = list(itertools.islice(network.hosts(), s.partition_amount))
+    if len(addresses) < s.partition_amount:
+        raise ConfigureLocalError(
+            f"--ipv4-local-network {network} has fewer addresses than the "
+            f"{s.partition_amount} partitions"
+        )
+    return addresses
+
+
+def definition_text(s: LocalSettings) -> str:
+    """The slapformat definition file of the layouts without network changes."""
+    from slapos.config import IniFile
+    from slapos.format.addressing import netmask6
+    from slapos.format.config import load_format_config
+
+    config = load_format_config(IniFile.read(s.node_config))
+    network = ipaddress.IPv4Network(s.ipv4_local_network)
+    if not network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+        log.warning(
+            "%s is not inside 127.0.0.0/8: partition addresses are not configured on any "
+            "interface, services cannot listen on them",
+            network,
+        )
+    # without root, partitions belong to the caller (upstream's format looks the user up)
+    user = None if s.privileged else pwd.getpwuid(os.geteuid()).pw_name
+    v6 = f"::1/{netmask6(128)}"
+    sections: list[tuple[str, Sequence[Entry]]] = [
+        ("computer", [("address", "127.0.0.1/255.255.255.255")])
+    ]
+    for index, v4 in enumerate(partition_addresses(s)):
+        sections.append(
+            (
+                f"partition_{index}",
+                [
+                    ("address", f"{v4}/255.255.255.255 {v6}"),
+                    ("pathname", config.partition_reference(index)),
+                    ("user", user or config.partition_user(index)),
+                    ("network_interface", f"{config.tap_base_name}{index}"),
+                ],
+            )
+        )
+    return render_ini(
+        sections,
+        "partitions of this node for `slapos node format` (input_definition_file), written "
+        "by\n`slapos configure local`: format does not configure addresses here",
+    )
+
+
 def write_files(s: LocalSettings) -> None:
     """slapos.cfg, slapos-proxy.cfg, slapos-client.cfg; the directories they name."""
+    if s.definition_file is not None:
+        partition_addresses(s)  # refused before anything is written
     for directory in (s.config_dir, s.instance_root, s.software_root, s.home):
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o755)
@@ -193,6 +266,8 @@ def write_files(s: LocalSettings) -> None:
     write_file_atomic(s.node_config, node_config(node_settings(s), header), 0o644)
     write_file_atomic(s.proxy_config, proxy_config_text(s), 0o644)
     write_file_atomic(s.client_config, client_config_text(s), 0o644)
+    if s.definition_file is not None:
+        write_file_atomic(s.definition_file, definition_text(s), 0o644)
     if s.shacache:
         key = s.instance_root / "shacache" / "signing-key.pem"
         if not key.exists():

@@ -2,10 +2,10 @@
 
 A `Computer` holds its partitions (user, directory, addresses, IPv6 range, tap, tun). It is
 stored as upstream stores it: an xml_marshaller document of a plain dictionary
-(`computer_xml`, pretty-printed), optionally a JSON twin (`computer_json`), one
-`.slapos-resource` JSON file per partition, and the INI "computer definition" files
-(`-i` / `-o`). The dictionaries keep upstream's keys so that masters, and nodes of both
-implementations, read each other's files.
+(`computer_xml`, pretty-printed; written and read with `slapos.slap.marshal`), optionally a
+JSON twin (`computer_json`), one `.slapos-resource` JSON file per partition, and the INI
+"computer definition" files (`-i` / `-o`). The dictionaries keep upstream's keys so that
+masters, and nodes of both implementations, read each other's files.
 
 Pure data and (de)serialisation; file writing happens in apply.py. Must not import slapos.cli.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import configparser
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -217,23 +218,51 @@ class Computer:
 # ---- XML / JSON ----------------------------------------------------------------------
 
 
+_TOKEN = re.compile(r"<[^>]*>|[^<]+")
+
+
+def pretty_xml(document: str) -> bytes:
+    """A compact marshalled document laid out as upstream writes computer_xml.
+
+    Upstream re-parses the document and pretty-prints it with lxml: one element per line,
+    two spaces per level, `<tag/>` for an element without text, a final newline. The
+    marshalled document has no whitespace between elements, so this is a matter of
+    re-indenting its tokens; the text is kept byte for byte (`&#13;` stays escaped).
+    """
+    tokens = _TOKEN.findall(document)
+    lines: list[str] = []
+    depth, i = 0, 0
+    while i < len(tokens):
+        token = tokens[i]
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if token.startswith("</"):
+            depth -= 1
+            lines.append("  " * depth + token)
+        elif token.endswith("/>"):
+            lines.append("  " * depth + token)
+        elif nxt.startswith("</"):  # <string></string>: no text
+            lines.append("  " * depth + token[:-1] + "/>")
+            i += 1
+        elif not nxt.startswith("<") and nxt:  # a leaf and its text
+            lines.append("  " * depth + token + nxt + tokens[i + 2])
+            i += 2
+        else:
+            lines.append("  " * depth + token)
+            depth += 1
+        i += 1
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
 def dumps_xml(computer: Computer) -> bytes:
     """The marshalled, pretty-printed computer_xml content (what upstream writes)."""
-    import lxml.etree
-    from xml_marshaller import xml_marshaller
-
-    raw = xml_marshaller.dumps(computer.to_dict())
-    root = lxml.etree.fromstring(raw)
-    result: bytes = lxml.etree.tostring(root, pretty_print=True)
-    return result
+    return pretty_xml(marshal(computer))
 
 
 def marshal(computer: Computer) -> str:
     """The compact marshalled form posted to the master."""
-    from xml_marshaller import xml_marshaller
+    from slapos.slap import marshal as codec
 
-    data: bytes = xml_marshaller.dumps(computer.to_dict())
-    return data.decode("utf-8")
+    return codec.dumps(computer.to_dict())
 
 
 def dumps_json(computer: Computer) -> str:
@@ -242,13 +271,13 @@ def dumps_json(computer: Computer) -> str:
 
 def loads_xml(data: bytes, where: Path | str) -> dict[str, Any]:
     """Parse a computer_xml document (refusing anything but plain data)."""
-    from xml_marshaller import xml_marshaller
+    from slapos.slap import marshal as codec
 
     if b"<object" in data:
         raise ConfigError(f"{where}: refusing to load a computer description holding objects")
     try:
-        loaded = xml_marshaller.loads(data)
-    except Exception as exc:  # the marshaller raises bare Exception/ExpatError subclasses
+        loaded = codec.loads(data)
+    except codec.MarshalError as exc:
         raise ConfigError(f"{where}: not a valid computer description: {exc}") from None
     if not isinstance(loaded, dict) or not isinstance(loaded.get("partition_list", []), list):
         raise ConfigError(f"{where}: not a valid computer description")

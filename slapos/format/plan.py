@@ -25,6 +25,7 @@ from slapos.format.actions import (
     DeleteRoute,
     SetLinkUp,
     SetSysctl,
+    WriteFile,
 )
 from slapos.format.config import FormatConfig, FormatInputError
 from slapos.format.model import (
@@ -151,7 +152,13 @@ def plan_format(
     known_users = {p.user.name for p in previous.partition_list} if previous else set()
     _check_user_clash(config, host, parts, known_users)
     planner = Planner(config, host, rng)
-    planner.base = _base_address(config, host, previous.address if previous else None)
+    # Upstream reads the node's address from its interface, except for a definition file
+    # without network changes: then the file's [computer] address is the node's address.
+    from_interface = partitions is None or bool(
+        config.alter_network and config.interface_name and config.ipv4_local_network
+    )
+    if from_interface or config.alter_network:
+        planner.base = _base_address(config, host, previous.address if previous else None)
     if config.alter_network and planner.base is None:
         raise FormatError(
             f"{config.ipv6_interface_name} must have at least one global IPv6 address "
@@ -176,6 +183,10 @@ def plan_format(
         planner.ensure_dir(str(config.certificate_repository_path), 0o700, None, parents=True)
 
     base = planner.base
+    if from_interface:
+        address, netmask = (str(base.addr), base.netmask) if base else (None, None)
+    else:
+        address, netmask = (previous.address, previous.netmask) if previous else (None, None)
     computer = Computer(
         reference=config.computer_id,
         software_root=software_root,
@@ -188,11 +199,11 @@ def plan_format(
             ipv6_interface=config.ipv6_interface_name or "",
             ipv6_prefixshift=config.ipv6_prefixshift,
         )
-        if config.interface_name
+        if config.interface_name and from_interface
         else None,
         partition_list=tuple(done),
-        address=str(base.addr) if base else None,
-        netmask=base.netmask if base else None,
+        address=address,
+        netmask=netmask,
         ipv6_interface=config.ipv6_interface,
         partition_has_ipv6_range=config.partition_has_ipv6_range,
         software_user=config.software_user,
@@ -209,18 +220,30 @@ def plan_format(
         planner.ensure_file(
             str(Path(partition.path) / RESOURCE_FILE), partition.resource_json().encode()
         )
-    xml = str(config.computer_xml)
-    planner.ensure_file(xml, dumps_xml(computer), 0o644, archive=f"{xml}.zip")
+    _plan_computer_xml(planner, computer)
     if config.computer_json is not None:
         planner.ensure_file(str(config.computer_json), dumps_json(computer).encode())
-    if not config.alter_network and computer.partition_list and config.ipv4_local_network:
-        net = config.ipv4_local_network
-        if not net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
-            planner.warnings.append(
-                f"alter_network is false: partition addresses from {net} are not configured "
-                "on any interface (on lo, a network inside 127.0.0.0/8 works without that)"
-            )
+    bare = [p.reference for p in done if not p.address_list]
+    if bare:
+        planner.warnings.append(
+            f"alter_network is false: {', '.join(bare)} have no address (node format gives "
+            "addresses only when it configures them; list them in input_definition_file)"
+        )
     return FormatPlan(computer, tuple(planner.actions), tuple(planner.warnings))
+
+
+def _plan_computer_xml(planner: Planner, computer: Computer) -> None:
+    """computer_xml, and its history `<computer_xml>.zip` (dated copies of each version).
+
+    Upstream rewrites the file when it changed or when the archive is missing, putting the
+    file it replaces in the archive first. Ours also archives the very first version, so
+    that the history exists from the first run and a second run changes nothing.
+    """
+    xml = str(planner.config.computer_xml)
+    archive = f"{xml}.zip"
+    content = dumps_xml(computer)
+    if planner.host.files.get(xml) != content or archive not in planner.host.paths:
+        planner.actions.append(WriteFile(xml, content, 0o644, archive))
 
 
 def _plan_network_setup(planner: Planner, count: int) -> None:
@@ -265,27 +288,12 @@ def _plan_partition(
     if config.alter_user:
         planner.ensure_user(user.name, path, (software_user,))
     owner = user.name if config.alter_user or user.name in planner.host.users else "root"
-    if config.alter_network:
+    if config.alter_network:  # else addresses stay as they are (none for new partitions)
         partition = _plan_partition_network(planner, index, partition, owner, pool)
-    elif not partition.address_list:
-        partition = replace(partition, address_list=_unconfigured_addresses(planner, index))
     planner.ensure_dir(path, PARTITION_MODE, user.name if config.alter_user else None)
     for extra in storage:
         planner.ensure_dir(extra, PARTITION_MODE, user.name if config.alter_user else None)
     return partition
-
-
-def _unconfigured_addresses(planner: Planner, index: int) -> tuple[Address, ...]:
-    """alter_network false: addresses are chosen, not configured (upstream gave none)."""
-    result = []
-    if planner.config.ipv4_local_network is not None:
-        result.append(Address(planner.new_local_ipv4(), LOCAL_NETMASK))
-    if planner.base is not None:
-        v6 = planner.partition_ipv6(index)
-        result.append(Address(str(v6.addr), v6.netmask))
-    else:  # no global IPv6 (an unprivileged node on lo): the loopback address
-        result.append(Address("::1", ad.netmask6(128)))
-    return tuple(result)
 
 
 def _plan_partition_network(

@@ -128,12 +128,9 @@ class Planner:
             if entry is None or user is None or (entry.uid, entry.gid) != (user.uid, gid):
                 self.actions.append(ChangeOwner(path, owner, owner))
 
-    def ensure_file(
-        self, path: str, content: bytes, mode: int = 0o644, archive: str | None = None
-    ) -> None:
+    def ensure_file(self, path: str, content: bytes, mode: int = 0o644) -> None:
         if self.host.files.get(path) != content:
-            keep = archive if archive and path in self.host.files else None
-            self.actions.append(WriteFile(path, content, mode, keep))
+            self.actions.append(WriteFile(path, content, mode))
 
     # ---- network -------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ def shutdown(base: Path, prefix: tuple[str, ...] = ()) -> None:
         )  # fmt: skip
 
 
-def test_configure_local_without_root(short_dir):
+def test_configure_local_without_root(short_dir, upstream):
     port = free_port()
     ctx = Context.for_test(short_dir, euid=1000)
     try:
@@ -82,8 +82,22 @@ def test_configure_local_without_root(short_dir):
         connection.initializeConnection(f"http://127.0.0.1:{port}")
         partitions = connection.registerComputer("local_computer").getComputerPartitionList()
         assert sorted(p.getId() for p in partitions) == ["slappart0", "slappart1", "slappart2"]
+        # format configures no address here: the definition file written beside gives them
+        node_format = IniFile.read(short_dir / "etc" / "slapos.cfg")
+        definition = short_dir / "slapformat-definition.cfg"
+        assert node_format.get("slapformat", "input_definition_file") == str(definition)
         resource = json.loads((short_dir / "srv" / "slappart1" / ".slapos-resource").read_text())
-        assert resource["address_list"][0]["addr"].startswith("127.10.")
+        assert [a["addr"] for a in resource["address_list"]] == ["127.10.0.2", "::1"]
+        shown = Context.for_test(short_dir)
+        proxy_cfg = str(short_dir / "etc" / "slapos-proxy.cfg")
+        assert main(["proxy", "show", "--cfg", proxy_cfg, "--computers"], shown) == 0
+        assert "local_computer 127.0.0.1" in " ".join(shown.stdout.getvalue().split())
+        # upstream's node format takes the same files and finds the same partitions
+        resources = {p: p.read_bytes() for p in (short_dir / "srv").glob("*/.slapos-resource")}
+        done = upstream.run("node", "format", "--cfg", str(short_dir / "etc" / "slapos.cfg"),
+                            "--now")  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert {p: p.read_bytes() for p in resources} == resources
         # the client configuration works as it is
         listed = Context.for_test(short_dir)
         assert (

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import ipaddress
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import stat
 import subprocess
 import sys
 import textwrap
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,8 +92,10 @@ def test_unprivileged_format_is_idempotent_and_offline_is_exit_2(tmp_path):
         assert stat.S_IMODE(part.stat().st_mode) == 0o750
         resource = json.loads((part / ".slapos-resource").read_text())
         assert resource["reference"] == f"slappart{i}"
-        v4 = ipaddress.ip_address(resource["address_list"][0]["addr"])
-        assert v4 in ipaddress.ip_network("127.10.0.0/16")
+        assert resource["address_list"] == []  # alter_network false: none given (upstream)
+    assert "slappart0, slappart1, slappart2 have no address" in ctx.stderr.getvalue()
+    first = (tmp_path / "slapos.xml").read_bytes()
+    assert history(tmp_path) == [first]  # the history starts with the first version
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     rc, ctx = fmt(cfg, "-n", euid=1000)
     assert ctx.stdout.getvalue() == "local_computer: nothing to change\n"
@@ -102,7 +105,16 @@ def test_unprivileged_format_is_idempotent_and_offline_is_exit_2(tmp_path):
     cfg.write_text(cfg.read_text().replace("partition_amount = 3", "partition_amount = 4"))
     fmt(cfg, euid=1000)
     assert (tmp_path / "srv" / "slappart3" / ".slapos-resource").exists()
-    assert (tmp_path / "slapos.xml.zip").exists()
+    assert history(tmp_path) == [first, first]
+    assert b"slappart3" in (tmp_path / "slapos.xml").read_bytes()
+
+
+def history(directory: Path) -> list[bytes]:
+    """The versions kept in slapos.xml.zip, oldest first (names checked: upstream's)."""
+    with zipfile.ZipFile(directory / "slapos.xml.zip") as archive:
+        names = archive.namelist()
+        assert all(re.fullmatch(r"slapos\.xml\.\d{8}-\d\d:\d\d", n) for n in names), names
+        return [archive.read(n) for n in names]
 
 
 def test_root_check_and_bad_input(tmp_path):
@@ -308,21 +320,140 @@ def test_user_base_name_clash_is_refused_before_any_change(tmp_path, netns, name
         pytest.fail("the software user was created although format was refused")
 
 
+def definition(path: Path, partitions: int = 3, user: str = "slapuser") -> Path:
+    """A definition file as upstream's standalone node writes one (addresses on lo)."""
+    text = "[computer]\naddress = 127.0.0.1/255.255.255.255\n"
+    for i in range(partitions):
+        text += textwrap.dedent(f"""
+            [partition_{i}]
+            address = 127.10.0.{i + 1}/255.255.255.255 ::1/ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+            pathname = slappart{i}
+            user = {user}{i if user == "slapuser" else ""}
+            network_interface =
+            """)  # fmt: skip
+    path.write_text(text)
+    return path
+
+
 def test_definition_files_round_trip(tmp_path):
     cfg = node_cfg(tmp_path)
-    definition = tmp_path / "definition.cfg"
-    rc, _ = fmt(cfg, euid=1000)
+    given = definition(tmp_path / "given.cfg")
+    rc, _ = fmt(cfg, "-i", str(given), euid=1000)
     assert rc == 2
-    rc, _ = fmt(cfg, "-o", str(definition), euid=1000)
-    text = definition.read_text()
-    assert "[partition_2]" in text and "pathname = slappart2" in text
     before = json.loads((tmp_path / "slapos.json").read_text())
-    (tmp_path / "slapos.xml").unlink()
-    rc, _ = fmt(cfg, "-i", str(definition), euid=1000)
-    after = json.loads((tmp_path / "slapos.json").read_text())
-    assert [p["address_list"] for p in after["partition_list"]] == [
-        p["address_list"] for p in before["partition_list"]
+    assert (before["address"], before["netmask"]) == ("127.0.0.1", "255.255.255.255")
+    assert before["interface"] is None  # as upstream: no interface without alter_network
+    assert [a["addr"] for a in before["partition_list"][2]["address_list"]] == [
+        "127.10.0.3",
+        "::1",
     ]
+    written = tmp_path / "definition.cfg"
+    rc, _ = fmt(cfg, "-i", str(given), "-o", str(written), euid=1000)
+    text = written.read_text()
+    assert "[partition_2]" in text and "pathname = slappart2" in text
+    (tmp_path / "slapos.xml").unlink()
+    rc, _ = fmt(cfg, "-i", str(written), euid=1000)
+    after = json.loads((tmp_path / "slapos.json").read_text())
+    assert after == before
+
+
+def format_both(base: Path, upstream, **slapformat: str) -> dict[str, dict]:
+    """Upstream, then ours, format the same configuration in base/upstream and base/ours;
+    each one's JSON (paths made alike, versions dropped), resources and XML history."""
+    results = {}
+    for who in ("upstream", "ours"):
+        where = base / who
+        where.mkdir()
+        cfg = node_cfg(where, **slapformat)
+        if who == "upstream":
+            done = upstream.run("node", "format", "--cfg", str(cfg), "--now", timeout=300)
+            rc, err = done.returncode, done.stderr
+        else:
+            rc, ctx = fmt(cfg, euid=0)
+            err = ctx.stderr.getvalue()
+        assert rc in (0, 2), err[-2000:]
+        xml = (where / "slapos.xml").read_bytes()
+        assert not (where / "slapos.xml.zip").exists() or who == "ours"
+        if who == "upstream":  # upstream starts its history on the second run
+            assert upstream.run("node", "format", "--cfg", str(cfg), "--now").returncode in (0, 2)
+        computer = json.loads((where / "slapos.json").read_text().replace(str(where), "X"))
+        for key in ("python_version", "slapos_version"):
+            computer.pop(key)
+        results[who] = {
+            "computer": computer,
+            "resources": {
+                p.parent.name: p.read_text().replace(str(where), "X")
+                for p in (where / "srv").glob("*/.slapos-resource")
+            },
+            "history_is_the_first_version": history(where) == [xml],
+        }
+    return results
+
+
+@pytest.mark.upstream
+def test_a_definition_file_node_is_formatted_as_upstream_does(tmp_path, upstream, upstream_proxy):
+    """Upstream's standalone layout: addresses from a definition file, no network change;
+    the node's own address is the file's, and the master shows it."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    shown = {}
+    for who in ("upstream", "ours"):
+        (tmp_path / who).mkdir()
+        given = definition(tmp_path / who / "given.cfg", partitions=2, user=me)
+        got = format_both(
+            tmp_path / who, upstream, master_url=upstream_proxy.url, partition_amount="2",
+            partition_base_name="slappart", input_definition_file=str(given),
+        )  # fmt: skip
+        assert got["upstream"] == got["ours"]
+        computer = got["ours"]["computer"]
+        assert (computer["address"], computer["interface"]) == ("127.0.0.1", None)
+        part = computer["partition_list"][1]
+        assert [a["addr"] for a in part["address_list"]] == ["127.10.0.2", "::1"]
+        # the master: upstream's proxy shows the node's address, whoever formatted
+        show = upstream.run("proxy", "show", "--cfg", str(upstream_proxy.config), "--computers")
+        shown[who] = show.stdout.split()
+    assert shown["upstream"] == shown["ours"]
+    assert "127.0.0.1" in shown["ours"] and "255.255.255.255" in shown["ours"]
+
+
+@pytest.mark.root
+@pytest.mark.upstream
+def test_without_alter_network_partitions_get_no_address_as_upstream(tmp_path, netns, names,
+                                                                      upstream):  # fmt: skip
+    """alter_network false on an interface with a global IPv6: the node's address is the
+    interface's and partitions get none, in the computer description and .slapos-resource,
+    as upstream."""
+    base, soft = names
+    results = {}
+    for who in ("upstream", "ours"):
+        where = tmp_path / who
+        where.mkdir()
+        cfg = node_cfg(
+            where, interface_name="v0", partition_amount="2", partition_base_name="slappart",
+            tap_base_name="slaptap",  # upstream has no default for these two ("None0")
+            user_base_name=base, software_user=soft,
+            # upstream needs the partition users; ours finds them made (homes elsewhere)
+            alter_user="true" if who == "upstream" else "false",
+        )  # fmt: skip
+        if who == "upstream":
+            argv = [str(upstream.slapos), "node", "format", "--cfg", str(cfg), "--now"]
+            done = sh("ip", "netns", "exec", netns, *argv, check=False)
+        else:
+            done = format_in(netns, cfg)
+        assert done.returncode == 2, done.stderr[-2000:]  # formatted, no master
+        computer = json.loads((where / "slapos.json").read_text().replace(str(where), "X"))
+        for key in ("python_version", "slapos_version"):
+            computer.pop(key)
+        resources = {
+            p.parent.name: p.read_text().replace(str(where), "X")
+            for p in (where / "srv").glob("*/.slapos-resource")
+        }
+        results[who] = (computer, resources)
+    assert results["ours"] == results["upstream"]
+    computer = results["ours"][0]
+    assert computer["address"] == "2001:db8:1:2::1"
+    assert [p["address_list"] for p in computer["partition_list"]] == [[], []]
+    on_v0 = {a for a in addresses(ns_links(netns)["v0"]) if not a.startswith("fe80:")}
+    assert on_v0 == {"2001:db8:1:2::1"}  # nothing added to the interface
 
 
 def test_boot_formats_bangs_and_removes_timestamps(tmp_path, upstream_proxy):

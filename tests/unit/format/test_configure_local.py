@@ -63,3 +63,43 @@ def test_root_layouts_and_shacache(tmp_path):
     write_files(on_lo)
     config = load_format_config(IniFile.read(on_lo.node_config))
     assert (config.alter_user, config.alter_network) == (True, False)
+
+
+def test_layouts_without_network_changes_give_addresses_in_a_definition_file(tmp_path):
+    import os
+    import pwd
+
+    import pytest
+
+    from slapos.format.configure_local import ConfigureLocalError
+    from slapos.format.model import read_definition
+
+    for privileged in (False, True):
+        s = settings(tmp_path / str(privileged), privileged=privileged, partition_amount=3)
+        write_files(s)
+        config = load_format_config(IniFile.read(s.node_config))
+        assert (
+            config.input_definition_file
+            == s.definition_file
+            == s.home / ("slapformat-definition.cfg")
+        )
+        computer, partitions = read_definition(s.definition_file.read_text(), "x", 3)
+        assert computer == {"address": "127.0.0.1/255.255.255.255"}
+        assert [p["address"].split()[0] for p in partitions] == [
+            "127.10.0.1/255.255.255.255",
+            "127.10.0.2/255.255.255.255",
+            "127.10.0.3/255.255.255.255",
+        ]
+        assert all(p["address"].split()[1].startswith("::1/ffff:") for p in partitions)
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        users = [p["user"] for p in partitions]
+        assert users == (["slapuser0", "slapuser1", "slapuser2"] if privileged else [me] * 3)
+        assert [p["pathname"] for p in partitions] == ["slappart0", "slappart1", "slappart2"]
+    on_eth0 = settings(tmp_path / "eth0", privileged=True, alter_network=True)
+    write_files(on_eth0)
+    assert on_eth0.definition_file is None
+    assert load_format_config(IniFile.read(on_eth0.node_config)).input_definition_file is None
+    tiny = settings(tmp_path / "tiny", ipv4_local_network="127.10.0.0/31", partition_amount=3)
+    with pytest.raises(ConfigureLocalError, match="fewer addresses than the 3 partitions"):
+        write_files(tiny)
+    assert not (tmp_path / "tiny").exists()  # refused before anything is written

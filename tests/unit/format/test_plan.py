@@ -69,6 +69,8 @@ def simulate(host: HostState, actions: tuple[act.Action, ...]) -> HostState:
             paths[a.path] = replace(paths[a.path], uid=users[a.user].uid, gid=groups[a.group])
         elif isinstance(a, act.WriteFile):
             files[a.path] = a.content
+            if a.archive:
+                paths[a.archive] = PathEntry(0, 0, 0o644)
         elif isinstance(a, act.AddTuntap):
             links[a.name] = Link(a.name, (), a.mode, a.owner)
         elif isinstance(a, act.AddAddress):
@@ -184,7 +186,8 @@ def test_tap_gateway_gives_taps_ipv4(tmp_path):
     assert "ip route add 192.168.5.2 dev slaptap0" in argvs(plan)
 
 
-def test_without_root_no_command_is_planned(tmp_path):
+def test_without_root_no_command_is_planned_and_partitions_get_no_address(tmp_path):
+    """alter_network false: nothing configured, so no address given (upstream's rule)."""
     config = make_config(
         tmp_path,
         alter_user=False,
@@ -195,10 +198,65 @@ def test_without_root_no_command_is_planned(tmp_path):
     plan = plan_format(config, None, fresh_host(), random.Random(1))
     assert plan.actions and all(not a.is_command for a in plan.actions)
     assert not any(isinstance(a, act.ChangeOwner) for a in plan.actions)
-    for partition in plan.computer.partition_list:
-        assert ipaddress.IPv4Address(partition.ipv4.addr) in config.ipv4_local_network
-        assert partition.ipv6.addr == "::1"  # lo has no global IPv6
-    assert len({p.ipv4.addr for p in plan.computer.partition_list}) == 2
+    assert [p.address_list for p in plan.computer.partition_list] == [(), ()]
+    assert plan.warnings == (
+        "alter_network is false: slappart0, slappart1 have no address (node format gives "
+        "addresses only when it configures them; list them in input_definition_file)",
+    )
+    assert plan.computer.address is None  # lo has no global IPv6
+
+
+def test_without_alter_network_known_addresses_stay(tmp_path):
+    config = make_config(tmp_path)
+    first, after, _ = run_twice(config, fresh_host())
+    previous = previous_of(after.files[str(config.computer_xml)])
+    quiet = replace(config, alter_network=False, partition_amount=3)
+    plan = plan_format(quiet, previous, after, random.Random(3))
+    partitions = plan.computer.partition_list
+    assert partitions[:2] == first.computer.partition_list
+    assert partitions[2].address_list == ()
+    assert plan.computer.address == "2001:db8:1:2::1"  # still the interface's
+
+
+def test_definition_file_without_network_changes_gives_the_computer_address(tmp_path):
+    from slapos.format.model import Address, Computer, Partition, User, VirtualInterface
+
+    config = make_config(tmp_path, alter_network=False, alter_user=False)
+    given = [
+        Partition(
+            reference=f"part{i}",
+            path=str(tmp_path / "srv" / f"part{i}"),
+            user=User("nobody"),
+            tap=VirtualInterface(""),
+            address_list=(Address("127.0.0.1", "255.255.255.255"),),
+        )
+        for i in range(2)
+    ]
+    described = Computer("COMP-1", "", "", address="127.0.0.1", netmask="255.255.255.255")
+    plan = plan_format(config, described, fresh_host(), random.Random(1), partitions=given)
+    assert (plan.computer.address, plan.computer.netmask) == ("127.0.0.1", "255.255.255.255")
+    assert plan.computer.interface is None  # as upstream: no interface without alter_network
+    assert [p.address_list for p in plan.computer.partition_list] == [
+        (Address("127.0.0.1", "255.255.255.255"),)
+    ] * 2
+    # with network changes, the interface decides, as for a node without definition file
+    bare = [replace(p, address_list=()) for p in given]
+    plan = plan_format(replace(config, alter_network=True), described, fresh_host(),
+                       random.Random(1), partitions=bare)  # fmt: skip
+    assert plan.computer.address == "2001:db8:1:2::1" and plan.computer.interface is not None
+
+
+def test_computer_xml_history_starts_with_the_first_version(tmp_path):
+    config = make_config(tmp_path)
+    first, after, second = run_twice(config, fresh_host())
+    xml, archive = str(config.computer_xml), f"{config.computer_xml}.zip"
+    writes = [a for a in first.actions if isinstance(a, act.WriteFile) and a.path == xml]
+    assert [w.archive for w in writes] == [archive]
+    assert second.actions == ()
+    # an XML without its archive (written by upstream's first run) is archived once
+    lost = replace(after, paths={k: v for k, v in after.paths.items() if k != archive})
+    again = plan_format(config, previous_of(after.files[xml]), lost, random.Random(2))
+    assert [(a.path, a.archive) for a in again.actions] == [(xml, archive)]
 
 
 def test_resource_file_holds_upstream_keys(tmp_path):
