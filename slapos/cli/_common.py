@@ -1,6 +1,8 @@
 """What every command shares: the Context, global options, --cfg, root checks.
 
-Import-light: standard library and slapos.errors / slapos.config only.
+Import-light: standard library and slapos.errors / slapos.config only, and not even
+dataclasses or pathlib at import time (`slapos request --help` imports this module and
+argparse, and little else).
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ import io
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from slapos.errors import NotImplementedYetError, NotRootError, UnknownCommandError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from slapos.config import ClientConfig, NodeConfig
     from slapos.system import Clock, Runner
 
@@ -31,18 +33,31 @@ CLIENT_CFG_HELP = (
 )
 
 
-@dataclass
 class Context:
     """The world a command runs in. Production values are built once, here."""
 
-    stdout: TextIO
-    stderr: TextIO
-    stdin: TextIO
-    environ: Mapping[str, str]
-    euid: int
-    runner: Runner
-    clock: Clock
-    cwd: Path = field(default_factory=Path.cwd)
+    def __init__(
+        self,
+        *,
+        stdout: TextIO,
+        stderr: TextIO,
+        stdin: TextIO,
+        environ: Mapping[str, str],
+        euid: int,
+        runner: Runner,
+        clock: Clock,
+        cwd: Path | None = None,
+    ) -> None:
+        from pathlib import Path
+
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdin = stdin
+        self.environ = environ
+        self.euid = euid
+        self.runner = runner
+        self.clock = clock
+        self.cwd = Path.cwd() if cwd is None else cwd
 
     @classmethod
     def from_process(cls) -> Context:
@@ -91,12 +106,16 @@ class Context:
     # ---- configuration --------------------------------------------------------------
     def expand(self, path: str) -> Path:
         """Expand `~` against this context's HOME."""
+        from pathlib import Path
+
         if path.startswith("~"):
             home = self.environ.get("HOME") or os.path.expanduser("~")
             path = home + path[1:]
         return Path(path)
 
     def node_config_path(self, cfg: str | None) -> Path:
+        from pathlib import Path
+
         from slapos.config import NODE_CONFIG_DEFAULT, NODE_CONFIG_ENV
 
         if cfg is not None:
@@ -162,13 +181,24 @@ class ParserExit(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
 class CommandInfo:
-    words: tuple[str, ...]
-    group: str
-    help: str
-    parser: argparse.ArgumentParser
-    hidden: bool = False
+    """One leaf command: its words, listing group and help, and its parser."""
+
+    __slots__ = ("group", "help", "hidden", "parser", "words")
+
+    def __init__(
+        self,
+        words: tuple[str, ...],
+        group: str,
+        help: str,
+        parser: argparse.ArgumentParser,
+        hidden: bool = False,
+    ) -> None:
+        self.words = words
+        self.group = group
+        self.help = help
+        self.parser = parser
+        self.hidden = hidden
 
     @property
     def name(self) -> str:

@@ -8,23 +8,49 @@ import argparse
 from typing import TypeAlias
 
 from slapos.cli._common import (
+    Context,
+    Handler,
     SlapOSArgumentParser,
     add_client_cfg,
     add_command,
     add_group,
 )
-from slapos.cli.client_handlers import (
-    run_computer_info,
-    run_computer_list,
-    run_computer_token,
-    run_configure_client,
-    run_request,
-    run_service_info,
-    run_service_list,
-    run_supply,
-)
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _handler(name: str) -> Handler:
+    """The handler `name` of slapos.cli.client_handlers, imported only when it runs."""
+
+    def run(args: argparse.Namespace, ctx: Context) -> int:
+        from slapos.cli import client_handlers
+
+        return int(getattr(client_handlers, name)(args, ctx))
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
+
+run_request = _handler("run_request")
+run_supply = _handler("run_supply")
+run_service_list = _handler("run_service_list")
+run_service_info = _handler("run_service_info")
+run_computer_list = _handler("run_computer_list")
+run_computer_info = _handler("run_computer_info")
+run_computer_token = _handler("run_computer_token")
+run_configure_client = _handler("run_configure_client")
+
+#: The commands `register` builds for each first word (all of them without one): one
+#: command's help or run builds that command's parser only.
+PARTS = {
+    "request": ("request",),
+    "supply": ("supply",),
+    "remove": ("supply",),
+    "service": ("service",),
+    "list": ("service",),
+    "info": ("service",),
+    "computer": ("computer",),
+}
 
 
 def add_format_option(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +63,19 @@ def add_format_option(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
+    words = getattr(root, "command_words", ())
+    parts = PARTS.get(words[0], ()) if words else ()
+    for part, build in (
+        ("request", _register_request),
+        ("supply", _register_supply),
+        ("service", _register_service),
+        ("computer", _register_computer),
+    ):
+        if not parts or part in parts:
+            build(sub, root)
+
+
+def _register_request(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,
@@ -90,6 +129,8 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     add_format_option(p)
     p.set_defaults(handler=run_request)
 
+
+def _register_supply(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     for name, desc, state in (
         ("supply", "supply a Software to a node", "available"),
         ("remove", "remove a Software from a node", "destroyed"),
@@ -100,6 +141,8 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         p.add_argument("node", help="Target node")
         p.set_defaults(handler=run_supply, software_state=state)
 
+
+def _register_service(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     _, service = add_group(sub, "service", help="manage your services (instances)")
     for words, hidden in ((("service",), False), ((), True)):
         target = service if words else sub
@@ -128,6 +171,8 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         add_format_option(p)
         p.set_defaults(handler=run_service_info)
 
+
+def _register_computer(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     _, computer = add_group(sub, "computer", help="manage your computers (nodes)")
     p = add_command(
         computer,
