@@ -347,6 +347,12 @@ def test_request_through_the_schema_form(browser: Browser, world: World) -> None
         "database": {"size": 20},
     }
 
+    # the page waits for the node, then shows what it publishes without a reload
+    assert "Waiting for the node" in text_of(driver, ".notice-wait")
+    world.partition("Blog").setConnectionDict({"url": "https://blog.example.test/"})
+    css(driver, '.instance[data-title="Blog"] a[href="https://blog.example.test/"]', timeout=20)
+    assert not all_css(driver, ".notice-wait")
+
     # update parameters: the form comes back filled with the current values
     css(driver, 'a[href="#/request?title=Blog"]').click()
     wait(driver, lambda d: css(d, '[name="workers"]').get_attribute("value") == "4")
@@ -404,6 +410,15 @@ def test_start_stop_destroy(browser: Browser, world: World) -> None:
     wait(driver, lambda d: "destroyed" in css(d, "h1").text)
     assert world.requested_state("WebSite") == "destroyed"
     assert world.partition("WebSite").getState() == "destroyed"
+
+    # a shared instance is gone as soon as it is destroyed: back to the list
+    driver.get(f"{world.proxy.url}/panel/#/tree/Front")
+    css(driver, '.instance[data-title="Front"]')
+    assert not all_css(driver, 'button[data-state="stopped"]')  # a shared one has no state
+    css(driver, 'button[data-state="destroyed"]').click()
+    css(driver, "dialog#confirm #confirm-ok").click()
+    css(driver, "#trees tbody tr")
+    assert "Front" not in text_of(driver, "#trees")
 
 
 def test_panel_keeps_working_when_the_proxy_restarts(tmp_path: Path, browser: Browser) -> None:

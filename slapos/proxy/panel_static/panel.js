@@ -198,6 +198,7 @@ async function pageTree(title) {
   const data = await rpc("slapos.allDocs.WIP.instance_tree_instance_list", { title });
   const instances = data.result_list;
   const root = instances.find((i) => i.title === title && i.root_instance_title === title) || instances[0];
+  const waiting = instances.some((i) => i.state === "started" && !Object.keys(i.connection_parameters || {}).length);
   const actions = [];
   if (!root.shared) {
     actions.push(`<button type="button" class="button" data-state="started" ${root.state === "started" ? "disabled" : ""}>Start</button>`);
@@ -213,6 +214,7 @@ async function pageTree(title) {
     </div>
     <div id="tree-message"></div>
     <p class="muted">${instances.length} instance${instances.length === 1 ? "" : "s"} · release <span title="${esc(root.software_release_uri)}">${esc(shortUrl(root.software_release_uri))}</span> · type ${esc(root.software_type)}</p>
+    ${waiting ? '<p class="notice notice-wait" role="status">Waiting for the node to publish connection parameters: this page refreshes itself.</p>' : ""}
     <div class="cards">${instances.map((i) => instanceCard(i, title)).join("")}</div>`;
   main.querySelector(".actions").addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-state]");
@@ -224,12 +226,17 @@ async function pageTree(title) {
         title, software_release_uri: root.software_release_uri, software_type: root.software_type,
         parameters: root.parameters || {}, state, shared: !!root.shared,
       });
+      if (state === "destroyed" && root.shared) {
+        location.hash = "#/";  // a shared instance is gone at once: back to the list
+        return;
+      }
       await route();
       document.getElementById("tree-message").innerHTML = `<div class="notice notice-ok" role="status">${esc(title)} is now requested ${esc(state)}.</div>`;
     } catch (error) {
       document.getElementById("tree-message").innerHTML = errorBox(error);
     }
   });
+  if (waiting) refreshLater(10000);
 }
 
 /* ---- request ----------------------------------------------------------------------- */
@@ -479,6 +486,15 @@ const PAGES = [
   [/^\/search$/, "search", (m, q) => pageSearch(q)],
 ];
 let retry = null;
+
+/* Show the page again in `ms`, unless the user is busy with a dialog or a hidden tab. */
+function refreshLater(ms) {
+  clearTimeout(retry);
+  retry = setTimeout(() => {
+    if (document.visibilityState === "visible" && !document.querySelector("dialog[open]")) route();
+    else refreshLater(ms);
+  }, ms);
+}
 
 async function route() {
   clearTimeout(retry);
