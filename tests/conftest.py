@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.upstream",
     "tests.fixtures.proxy",
+    "tests.fixtures.postgres",
     "tests.fixtures.grid",
     "tests.fixtures.grid_instance",
     "tests.fixtures.browser",

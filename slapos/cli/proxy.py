@@ -1,4 +1,5 @@
-"""`slapos proxy start|show`: the stand-alone master and a look into its database."""
+"""`slapos proxy start|show|migrate`: the stand-alone master, a look into its database,
+and a checked copy of that database into another (sqlite to PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         proxy, root, ("proxy", "start"), group="other", help="minimalist, stand-alone SlapOS Master"
     )
     add_node_cfg(p)
-    p.add_argument("-u", "--database-uri", help="URI for sqlite database")
+    p.add_argument(
+        "-u", "--database-uri", help="database: a sqlite file path or a postgresql:// URI"
+    )
     p.add_argument("--port", type=int, help="Port to use")
     p.add_argument("--host", help="Host to use")
     p.add_argument("--local-software-release-root", help="Root path for local Software Releases")
@@ -33,7 +36,9 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         proxy, root, ("proxy", "show"), group="other", help="display proxy instances and parameters"
     )
     add_node_cfg(p)
-    p.add_argument("-u", "--database-uri", help="URI for sqlite database")
+    p.add_argument(
+        "-u", "--database-uri", help="database: a sqlite file path or a postgresql:// URI"
+    )
     for flag, text in (
         ("--computers", "view computer information"),
         ("--software", "view software releases"),
@@ -50,6 +55,25 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="output format: aligned tables (default) or JSON",
     )
     p.set_defaults(handler=run_show)
+
+    p = add_command(
+        proxy,
+        root,
+        ("proxy", "migrate"),
+        group="other",
+        help="copy the proxy database into another one (sqlite to PostgreSQL), checked",
+    )
+    add_node_cfg(p)
+    p.add_argument(
+        "-u", "--database-uri", help="the database to copy (default: database_uri of --cfg)"
+    )
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="URI",
+        help="the empty target database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME",
+    )
+    p.set_defaults(handler=run_migrate)
 
 
 def _config_path(args: argparse.Namespace, ctx: Context, *, optional: bool) -> Path | None:
@@ -90,4 +114,25 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     )
     wanted = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
     show(config.database_uri, wanted, ctx.stdout, fmt=args.format)
+    return 0
+
+
+def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.proxy.config import load_proxy_config
+    from slapos.proxy.migrate import migrate
+
+    config = load_proxy_config(
+        _config_path(args, ctx, optional=args.database_uri is not None),
+        {"database_uri": args.database_uri},
+        for_start=False,
+    )
+    report = migrate(config.database_uri, args.to)
+    copied = ", ".join(f"{count} {table}18" for table, count in report.counts.items())
+    print(f"copied {report.source} into {report.target}: {copied or 'no rows'}", file=ctx.stdout)
+    print(
+        f"checked: every table has the same rows, {report.computers} computers and "
+        f"{report.partitions} partitions read the same",
+        file=ctx.stdout,
+    )
+    print("now point [slapproxy] database_uri at the target and start the proxy", file=ctx.stdout)
     return 0

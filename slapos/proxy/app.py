@@ -155,6 +155,12 @@ class PayloadTooLarge(ProxyHTTPError):
     status = 413
 
 
+class DatabaseUnavailable(ProxyHTTPError):
+    """The database did not answer (busy, down, or the connection lost twice)."""
+
+    status = 503
+
+
 @dataclass
 class Response:
     body: bytes | str = b""
@@ -184,12 +190,17 @@ Handler = Callable[["ProxyApp", Request], Response]
 
 
 class ProxyApp:
-    """The WSGI callable; holds one database connection per serving thread."""
+    """The WSGI callable; holds one database connection per serving thread.
+
+    Several processes may serve one database (sqlite file or PostgreSQL): what one commits
+    is seen by the others at once, because both caches here are checked against the
+    database's `generation` counter (bumped by every write transaction) before use.
+    """
 
     def __init__(
         self,
         config: ProxyConfig,
-        database: str | Path,
+        database: str | Path | dbmod.Database,
         *,
         clock: Callable[[], float] | None = None,
         connection: sqlite3.Connection | None = None,
@@ -197,12 +208,18 @@ class ProxyApp:
         from slapos.proxy import hateoas, jsonrpc, legacy, panel
 
         self.config = config
-        self.database = str(database)
+        self.db = (
+            database if isinstance(database, dbmod.Database) else dbmod.open_database(database)
+        )
+        #: the database as shown in logs and messages (a PostgreSQL password masked)
+        self.database = self.db.shown
         self.now = clock or time.time
         self.run_id = os.urandom(16).hex()  # not `secrets`: hashlib costs memory
         #: idle database connections, taken by one request at a time (list.pop/append
         #: are atomic): a new connection (open + PRAGMAs) is made only when all are busy
-        self._idle: list[sqlite3.Connection] = []
+        self._idle: list[Any] = []
+        #: the pool belongs to this process: a forked worker opens its own connections
+        self._pid = os.getpid()
         #: a single connection shared by every thread (in-memory databases)
         self._shared = connection
         self._shared_lock = threading.RLock()
@@ -214,8 +231,10 @@ class ProxyApp:
         #: sqlite has one writer at a time: serving threads queue here (a prompt hand-over)
         #: rather than in sqlite's busy handler, which sleeps and polls
         self._write_lock = threading.Lock()
-        #: (partition, computer) -> addresses, for writers (see Store.address_cache)
+        #: (partition, computer) -> addresses, for writers (see Store.address_cache),
+        #: valid while the database generation is `_addresses_generation`
         self._addresses: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self._addresses_generation: int | None = None
         #: computer id -> (generation, marshalled getFullComputerInformation answer)
         self.computer_cache: dict[str, tuple[int, str]] = {}
         self.routes: dict[str, tuple[frozenset[str], Handler]] = {}
@@ -231,25 +250,32 @@ class ProxyApp:
         self._cache_lock = threading.Lock()
         conn = self._checkout()
         try:
-            dbmod.initialize(conn, self.database)
+            self.db.initialize(conn)
             self._rebase_local_software(conn)
         finally:
             self._checkin(conn)
+        # no connection is kept open before serving: a server forking workers after this
+        # point must not share one
+        self.close()
 
     # ---- database ---------------------------------------------------------------------
     #: idle connections kept open; more concurrent requests open (and then close) more
     POOL_SIZE = 8
 
-    def _checkout(self) -> sqlite3.Connection:
+    def _checkout(self) -> Any:
         if self._shared is not None:
             self._shared_lock.acquire()
             return self._shared
+        if self._pid != os.getpid():
+            # forked: these connections are the parent's; dropped, never closed (closing
+            # a PostgreSQL one would end the parent's session)
+            self._idle, self._pid = [], os.getpid()
         try:
             return self._idle.pop()
         except IndexError:
-            return dbmod.connect(self.database)
+            return self.db.connect()
 
-    def _checkin(self, conn: sqlite3.Connection) -> None:
+    def _checkin(self, conn: Any) -> None:
         if self._shared is not None:
             self._shared_lock.release()
         elif len(self._idle) < self.POOL_SIZE:
@@ -262,13 +288,52 @@ class ProxyApp:
         while self._idle:
             self._idle.pop().close()
 
+    def _run(self, work: Callable[[Any], Any]) -> Any:
+        """`work(connection)`; a connection found lost is replaced and `work` retried once,
+        then (or when the database is busy) DatabaseUnavailable, answered 503."""
+        db = self.db
+        for attempt in (1, 2):
+            try:
+                conn = self._checkout()
+            except dbmod.DatabaseError as exc:
+                if attempt == 1:
+                    log.warning("%s; retrying once", exc)
+                    continue
+                raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+            try:
+                result = work(conn)
+            except db.unavailable as exc:
+                if self._shared is None and db.lost(conn, exc):
+                    db.discard(conn)
+                    if attempt == 1:
+                        log.warning(
+                            "lost the connection to %s (%s); retrying once",
+                            self.database,
+                            _one_line(str(exc)),
+                        )
+                        continue
+                else:
+                    self._checkin(conn)
+                raise DatabaseUnavailable(f"database unavailable: {_one_line(str(exc))}") from exc
+            except BaseException:
+                self._checkin(conn)
+                raise
+            self._checkin(conn)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def current_generation(self) -> int:
+        """The database's write counter now (one query, outside any transaction)."""
+        return self._run(lambda conn: dbmod.Store(conn).generation())  # type: ignore[no-any-return]
+
     @property
     def generation(self) -> int:
+        """Write transactions committed through this process (tests, logs)."""
         return self._generation
 
     def master(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         request: Request | None = None,
         address_cache: dict[tuple[str, str], tuple[tuple[str, str], ...]] | None = None,
     ) -> Master:
@@ -282,21 +347,29 @@ class ProxyApp:
         )
 
     def write(self, request: Request | None, action: Callable[[Master], Any]) -> Any:
-        """Run `action` in one BEGIN IMMEDIATE transaction; invalidates cached answers."""
-        conn = self._checkout()
-        try:
-            with self._write_lock:
-                # the address cache is only used by writers, one at a time (this lock)
-                try:
-                    with dbmod.write_transaction(conn):
-                        result = action(self.master(conn, request, self._addresses))
-                except BaseException:
-                    self._addresses.clear()  # it may hold what was rolled back
-                    raise
-        finally:
-            self._checkin(conn)
+        """Run `action` in one write transaction; bumps the database generation."""
+        result = self._run(lambda conn: self._write(conn, request, action))
         with self._generation_lock:
             self._generation += 1
+        return result
+
+    def _write(self, conn: Any, request: Request | None, action: Callable[[Master], Any]) -> Any:
+        with self._write_lock:
+            # the address cache is only used by writers, one at a time (this lock and the
+            # database's own writer lock): the generation read here is exact
+            try:
+                with self.db.write_transaction(conn):
+                    store = dbmod.Store(conn)
+                    generation = store.generation()
+                    if generation != self._addresses_generation:
+                        self._addresses.clear()  # another process may have reformatted
+                    result = action(self.master(conn, request, self._addresses))
+                    store.bump_generation()
+                self._addresses_generation = generation + 1
+            except BaseException:
+                self._addresses.clear()  # it may hold what was rolled back
+                self._addresses_generation = None
+                raise
         return result
 
     def request_instance(
@@ -316,12 +389,13 @@ class ProxyApp:
         )
 
     def read(self, action: Callable[[Master], Any]) -> Any:
-        conn = self._checkout()
-        try:
-            with dbmod.read_transaction(conn):
+        """Run `action` on one consistent snapshot."""
+
+        def work(conn: Any) -> Any:
+            with self.db.read_transaction(conn):
                 return action(self.master(conn))
-        finally:
-            self._checkin(conn)
+
+        return self._run(work)
 
     def issue_certificate(self, computer_id: str, partition_id: str | None) -> dict[str, str]:
         """The certificate a node or partition should use (empty without a CA key)."""
@@ -346,14 +420,16 @@ class ProxyApp:
 
         return self.write(None, issue)  # type: ignore[no-any-return]
 
-    def _rebase_local_software(self, conn: sqlite3.Connection) -> None:
+    def _rebase_local_software(self, conn: Any) -> None:
         from slapos.proxy.localsr import rebase
 
         new_root = self.config.local_software_release_root
         if new_root is None:
             return
-        with dbmod.write_transaction(conn):
-            rebase(dbmod.Store(conn), new_root, self.database)
+        with self.db.write_transaction(conn):
+            store = dbmod.Store(conn)
+            rebase(store, new_root, self.db.path)
+            store.bump_generation()
 
     # ---- WSGI -------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -405,12 +481,15 @@ class ProxyApp:
                 if request.path == prefix or request.path.startswith(prefix + "/"):
                     return handler(self, request)
             return text(f"unknown route {request.path}", 404)
+        except DatabaseUnavailable as exc:
+            log.warning("%s on %s", exc, request.path)
+            return text(_one_line(str(exc)), exc.status)
         except ProxyHTTPError as exc:
             return text(_one_line(str(exc)), exc.status)
         except MarshalError as exc:
             return text(f"bad marshalled value: {_one_line(str(exc))}", 400)
-        except sqlite3.OperationalError as exc:
-            log.warning("database busy on %s: %s", request.path, exc)
+        except self.db.unavailable as exc:
+            log.warning("database unavailable on %s: %s", request.path, exc)
             return text(f"database unavailable: {_one_line(str(exc))}", 503)
         except _Mounted:
             return None
@@ -471,11 +550,12 @@ def create_app(
     *,
     clock: Callable[[], float] | None = None,
 ) -> ProxyApp:
-    """The proxy WSGI application over the sqlite database `db` (default: the config's).
+    """The proxy WSGI application over the database `db` (default: the config's).
 
-    `db` is a path, or an open connection whose file the serving threads then open
-    themselves (one connection per thread); an in-memory connection is shared by all
-    threads, one transaction at a time.
+    `db` is a `database_uri` (sqlite path, `sqlite:///PATH`, `postgresql://...`), or an
+    open sqlite connection whose file the serving threads then open themselves (one
+    connection per thread); an in-memory connection is shared by all threads, one
+    transaction at a time.
     """
     if isinstance(db, sqlite3.Connection):
         rows = db.execute("PRAGMA database_list").fetchall()

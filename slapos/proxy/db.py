@@ -1,12 +1,19 @@
-"""Every SQL statement of the proxy: connection setup, migrations, queries.
+"""The proxy's storage: the `Store` queries, the `Database` backends, sqlite's own code.
 
 The table layout is slapos.core's proxy schema version 18 (tables `computer18`,
-`partition18`...), so an upstream database opens here and the other way round. Our own
-revisions on top of it (indexes) are numbered by `PRAGMA user_version`.
+`partition18`...), so an upstream sqlite database opens here and the other way round. Our
+own revisions on top of it (indexes) are numbered by `PRAGMA user_version`.
 
-Callers hold one `sqlite3.Connection` per thread (autocommit mode) and wrap each HTTP
-request in `write_transaction()` (BEGIN IMMEDIATE: writers queue up instead of failing
-or reading stale rows) or `read_transaction()`; a crash mid-request rolls back in full.
+`open_database(uri)` picks the backend: a path or `sqlite:///PATH` is sqlite (this
+module), `postgresql://...` is PostgreSQL (`slapos.proxy.pgdb`). `Store` speaks the SQL
+both understand (`?` parameters, explicit column lists, `ORDER BY rowid`, no
+`INSERT OR REPLACE`), so every rule of the master runs unchanged on either.
+
+Callers hold one connection per serving thread (autocommit mode) and wrap each HTTP
+request in a write transaction (sqlite: BEGIN IMMEDIATE; PostgreSQL: one advisory lock:
+writers queue up instead of failing or reading stale rows) or a read transaction (one
+snapshot); a crash mid-request rolls back in full. Every write transaction bumps the
+`generation` row of config18, which caches of other processes read to stay exact.
 Only query parameters, never string formatting of values.
 
 Imports only the standard library and slapos.errors.
@@ -17,11 +24,11 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from slapos.errors import SlapOSError
 
@@ -39,11 +46,27 @@ TABLES = (
     "partition_network",
     "forwarded_partition_request",
 )
+#: rows answered by `SELECT *` in sqlite, in schema order (PostgreSQL adds a rowid column)
+COLUMNS = {
+    "config": ("name", "value"),
+    "software": ("url", "computer_reference", "requested_state"),
+    "computer": ("reference", "address", "netmask"),
+    "slave": ("reference", "computer_reference", "connection_xml", "hosted_by", "requester_id"),
+    "partition_network": (
+        "partition_reference", "computer_reference", "reference", "address", "netmask",
+    ),
+    "forwarded_partition_request": ("partition_reference", "master_url"),
+}  # fmt: skip
+#: config18 row counting write transactions (cache invalidation across processes)
+GENERATION = "generation"
 PARTITION_COLUMNS = (
     "reference", "computer_reference", "slap_state", "software_release", "xml",
     "connection_xml", "slave_instance_list", "software_type", "partition_reference",
     "requested_by", "requester_id", "requested_state", "timestamp",
 )  # fmt: skip
+COLUMNS["partition"] = PARTITION_COLUMNS
+_SELECT = {table: ", ".join(columns) for table, columns in COLUMNS.items()}
+_PARTITIONS = f"SELECT {_SELECT['partition']} FROM partition18"
 _REVISIONS = {
     1: (
         "CREATE INDEX IF NOT EXISTS partition18_instance"
@@ -59,6 +82,105 @@ _REVISIONS = {
 
 class DatabaseError(SlapOSError):
     """The database cannot be opened, migrated or written."""
+
+
+class Connection(Protocol):
+    """What `Store` needs of a connection: sqlite3.Connection, or pgdb's adapter."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Database:
+    """One storage backend: opens connections, owns their transactions and schema."""
+
+    #: how the database is named in messages (a PostgreSQL password masked)
+    shown: str
+    #: the sqlite file (backups are written next to it); None for a server
+    path: str | None = None
+    #: errors that mean "the database cannot answer now" (answered 503)
+    unavailable: tuple[type[BaseException], ...] = ()
+
+    def connect(self) -> Connection:
+        raise NotImplementedError
+
+    def write_transaction(self, conn: Any) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def read_transaction(self, conn: Any) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def initialize(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def table_versions(self, conn: Any) -> dict[str, str]:
+        raise NotImplementedError
+
+    def lost(self, conn: Any, exc: BaseException) -> bool:
+        """Whether `exc` means the connection is gone (then a new one may succeed)."""
+        return False
+
+    def discard(self, conn: Any) -> None:
+        """Forget a broken connection."""
+        try:
+            conn.close()
+        except Exception:  # it is broken already: nothing more to release
+            log.debug("closing a broken connection", exc_info=True)
+
+
+class SqliteDatabase(Database):
+    """A sqlite file in WAL mode (or `:memory:`)."""
+
+    unavailable = (sqlite3.OperationalError,)
+
+    def __init__(self, path: str) -> None:
+        self.path = self.shown = path
+
+    def connect(self) -> sqlite3.Connection:
+        return connect(self.path or ":memory:")
+
+    def write_transaction(self, conn: Any) -> AbstractContextManager[Any]:
+        return write_transaction(conn)
+
+    def read_transaction(self, conn: Any) -> AbstractContextManager[Any]:
+        return read_transaction(conn)
+
+    def initialize(self, conn: Any) -> None:
+        initialize(conn, self.path)
+
+    def table_versions(self, conn: Any) -> dict[str, str]:
+        return table_versions(conn)
+
+
+def is_postgresql(uri: str) -> bool:
+    return uri.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(uri: str) -> str:
+    """`sqlite:///relative`, `sqlite:////absolute` (SQLAlchemy's spelling) or a plain path."""
+    if uri.startswith("sqlite:///"):
+        return uri[len("sqlite:///") :] or ":memory:"
+    if uri.startswith("sqlite://"):
+        return ":memory:"
+    return uri
+
+
+def open_database(uri: str | Path) -> Database:
+    """The backend for `[slapproxy] database_uri` (nothing is connected yet)."""
+    uri = str(uri)
+    if is_postgresql(uri):
+        try:
+            from slapos.proxy import pgdb
+        except ImportError as exc:
+            raise DatabaseError(
+                f"a PostgreSQL database_uri needs psycopg 3: pip install 'slapos[postgresql]'"
+                f" ({exc})"
+            ) from exc
+        return pgdb.PostgresDatabase(uri)
+    return SqliteDatabase(sqlite_path(uri))
 
 
 def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
@@ -158,6 +280,7 @@ def initialize(conn: sqlite3.Connection, database_path: str | Path | None = None
                         conn.execute(statement)
             if revision < REVISION:
                 conn.execute(f"PRAGMA user_version = {REVISION}")
+            Store(conn).ensure_generation()
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot initialise the proxy database: {exc}") from exc
 
@@ -224,11 +347,14 @@ def _rebase_requested_by(rows: list[dict[str, Any]]) -> None:
 
 
 class Store:
-    """Typed access to the tables, on one connection (the caller owns the transaction)."""
+    """Typed access to the tables, on one connection (the caller owns the transaction).
+
+    Rows read like sqlite3.Row (by name or index, `dict(row)`) on both backends.
+    """
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         address_cache: dict[tuple[str, str], tuple[tuple[str, str], ...]] | None = None,
     ) -> None:
         self.conn = conn
@@ -236,12 +362,11 @@ class Store:
         #: transactions; only format_computer writes partition_network18, and it empties it
         self.address_cache = address_cache
 
-    def _one(self, query: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(query, args).fetchone()
-        return row
+    def _one(self, query: str, args: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(query, args).fetchone()
 
-    def _all(self, query: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(query, args).fetchall()
+    def _all(self, query: str, args: Sequence[Any] = ()) -> list[Any]:
+        return list(self.conn.execute(query, args).fetchall())
 
     # ---- config -----------------------------------------------------------------------
     def get_config(self, name: str) -> str | None:
@@ -249,21 +374,43 @@ class Store:
         return None if row is None else row[0]
 
     def set_config(self, name: str, value: str) -> None:
+        self.conn.execute("DELETE FROM config18 WHERE name=?", (name,))
+        self.conn.execute("INSERT INTO config18 (name, value) VALUES (?, ?)", (name, value))
+
+    def ensure_generation(self) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO config18 (name, value) VALUES (?, ?)", (name, value)
+            "INSERT INTO config18 (name, value) VALUES (?, '0') ON CONFLICT DO NOTHING",
+            (GENERATION,),
+        )
+
+    def generation(self) -> int:
+        """How many write transactions were committed (read it inside the transaction)."""
+        value = self.get_config(GENERATION)
+        return int(value) if value and value.isdigit() else 0
+
+    def bump_generation(self) -> None:
+        self.conn.execute(
+            "UPDATE config18 SET value=CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE name=?",
+            (GENERATION,),
         )
 
     # ---- computers --------------------------------------------------------------------
-    def computer(self, reference: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM computer18 WHERE reference=?", (reference,))
+    def computer(self, reference: str) -> Any:
+        return self._one(
+            f"SELECT {_SELECT['computer']} FROM computer18 WHERE reference=?", (reference,)
+        )
 
-    def computers(self, reference: str | None = None) -> list[sqlite3.Row]:
+    def computers(self, reference: str | None = None) -> list[Any]:
         if reference is None:
-            return self._all("SELECT * FROM computer18 ORDER BY rowid")
-        return self._all("SELECT * FROM computer18 WHERE reference=?", (reference,))
+            return self._all(f"SELECT {_SELECT['computer']} FROM computer18 ORDER BY rowid")
+        return self._all(
+            f"SELECT {_SELECT['computer']} FROM computer18 WHERE reference=?", (reference,)
+        )
 
     def add_computer(self, reference: str) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO computer18 (reference) VALUES (?)", (reference,))
+        self.conn.execute(
+            "INSERT INTO computer18 (reference) VALUES (?) ON CONFLICT DO NOTHING", (reference,)
+        )
 
     def format_computer(
         self,
@@ -275,8 +422,10 @@ class Store:
         """Upsert the computer, drop unlisted partitions, reset addresses (§5.4)."""
         if self.address_cache is not None:
             self.address_cache.clear()
+        # delete then insert, as sqlite's INSERT OR REPLACE: the row moves to the end
+        self.conn.execute("DELETE FROM computer18 WHERE reference=?", (reference,))
         self.conn.execute(
-            "INSERT OR REPLACE INTO computer18 (reference, address, netmask) VALUES (?, ?, ?)",
+            "INSERT INTO computer18 (reference, address, netmask) VALUES (?, ?, ?)",
             (reference, address, netmask),
         )
         listed = [partition_id for partition_id, _ in partitions]
@@ -301,7 +450,8 @@ class Store:
         )
         for partition_id, addresses in partitions:
             self.conn.execute(
-                "INSERT OR IGNORE INTO partition18 (reference, computer_reference) VALUES (?, ?)",
+                "INSERT INTO partition18 (reference, computer_reference) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (partition_id, reference),
             )
             self.conn.executemany(
@@ -312,15 +462,19 @@ class Store:
             )
 
     # ---- software releases ------------------------------------------------------------
-    def software_list(self, computer: str) -> list[sqlite3.Row]:
+    def software_list(self, computer: str) -> list[Any]:
         return self._all(
-            "SELECT * FROM software18 WHERE computer_reference=? ORDER BY rowid", (computer,)
+            f"SELECT {_SELECT['software']} FROM software18 WHERE computer_reference=?"
+            " ORDER BY rowid",
+            (computer,),
         )
 
     def supply(self, computer: str, url: str, state: str) -> None:
+        # delete then insert, as upstream's INSERT OR REPLACE: a re-supplied release
+        # moves to the end of the list
+        self.remove_software(computer, url)
         self.conn.execute(
-            "INSERT OR REPLACE INTO software18 (url, computer_reference, requested_state)"
-            " VALUES (?, ?, ?)",
+            "INSERT INTO software18 (url, computer_reference, requested_state) VALUES (?, ?, ?)",
             (url, computer, state),
         )
 
@@ -330,16 +484,14 @@ class Store:
         )
 
     # ---- partitions -------------------------------------------------------------------
-    def partition(self, reference: str, computer: str) -> sqlite3.Row | None:
+    def partition(self, reference: str, computer: str) -> Any:
         return self._one(
-            "SELECT * FROM partition18 WHERE reference=? AND computer_reference=?",
+            f"{_PARTITIONS} WHERE reference=? AND computer_reference=?",
             (reference, computer),
         )
 
-    def partitions(
-        self, computer: str | None = None, *, busy_only: bool = False
-    ) -> list[sqlite3.Row]:
-        query, args = "SELECT * FROM partition18 WHERE 1", []
+    def partitions(self, computer: str | None = None, *, busy_only: bool = False) -> list[Any]:
+        query, args = f"{_PARTITIONS} WHERE 1=1", []
         if computer is not None:
             query += " AND computer_reference=?"
             args.append(computer)
@@ -347,56 +499,56 @@ class Store:
             query += " AND slap_state!='free'"
         return self._all(query + " ORDER BY rowid", args)
 
-    def instance(self, title: str, requested_by: str) -> sqlite3.Row | None:
+    def instance(self, title: str, requested_by: str) -> Any:
         """The partition holding instance (title, tree root title), on any computer."""
         return self._one(
-            "SELECT * FROM partition18 WHERE partition_reference=? AND requested_by=?"
+            f"{_PARTITIONS} WHERE partition_reference=? AND requested_by=?"
             " AND slap_state!='free' ORDER BY rowid",
             (title, requested_by),
         )
 
-    def instances_titled(self, title: str) -> list[sqlite3.Row]:
+    def instances_titled(self, title: str) -> list[Any]:
         return self._all(
-            "SELECT * FROM partition18 WHERE partition_reference=? AND slap_state!='free'"
-            " ORDER BY rowid",
+            f"{_PARTITIONS} WHERE partition_reference=? AND slap_state!='free' ORDER BY rowid",
             (title,),
         )
 
-    def root_partitions(self, title: str | None = None) -> list[sqlite3.Row]:
-        query = "SELECT * FROM partition18 WHERE slap_state!='free' AND requested_by=''"
+    def root_partitions(self, title: str | None = None) -> list[Any]:
+        query = f"{_PARTITIONS} WHERE slap_state!='free' AND requested_by=''"
         if title is None:
             return self._all(query + " ORDER BY rowid")
         return self._all(query + " AND partition_reference=? ORDER BY rowid", (title,))
 
-    def tree_partitions(self, root_title: str) -> list[sqlite3.Row]:
+    def tree_partitions(self, root_title: str) -> list[Any]:
         return self._all(
-            "SELECT * FROM partition18 WHERE slap_state!='free'"
+            f"{_PARTITIONS} WHERE slap_state!='free'"
             " AND ((partition_reference=? AND requested_by='') OR requested_by=?) ORDER BY rowid",
             (root_title, root_title),
         )
 
     def children_titles(self, root_title: str) -> list[str]:
-        return [
+        # sorted here: code point order on both backends (PostgreSQL collations differ)
+        return sorted(
             row[0]
             for row in self._all(
                 "SELECT partition_reference FROM partition18 WHERE requested_by=?"
-                " AND slap_state!='free' ORDER BY partition_reference",
+                " AND slap_state!='free'",
                 (root_title,),
             )
-        ]
+        )
 
-    def free_partition(self, computer: str) -> sqlite3.Row | None:
+    def free_partition(self, computer: str) -> Any:
         return self._one(
-            "SELECT * FROM partition18 WHERE slap_state='free' AND computer_reference=?"
+            f"{_PARTITIONS} WHERE slap_state='free' AND computer_reference=?"
             " ORDER BY rowid LIMIT 1",
             (computer,),
         )
 
     def host_candidates(
         self, computer: str, software_release: str, software_type: str, reference: str | None
-    ) -> sqlite3.Row | None:
+    ) -> Any:
         query = (
-            "SELECT * FROM partition18 WHERE slap_state!='free' AND software_release=?"
+            f"{_PARTITIONS} WHERE slap_state!='free' AND software_release=?"
             " AND computer_reference=?"
         )
         args: list[Any] = [software_release, computer]
@@ -496,24 +648,28 @@ class Store:
             result.setdefault(row[0], []).append((row[1], row[2]))
         return result
 
-    def network(self) -> list[sqlite3.Row]:
+    def network(self) -> list[Any]:
         return self._all(
-            "SELECT n.* FROM partition_network18 n JOIN partition18 p"
+            "SELECT n.partition_reference, n.computer_reference, n.reference, n.address,"
+            " n.netmask FROM partition_network18 n JOIN partition18 p"
             " ON p.reference=n.partition_reference AND p.computer_reference=n.computer_reference"
             " WHERE p.slap_state!='free' ORDER BY n.partition_reference, n.rowid"
         )
 
     # ---- shared instances -------------------------------------------------------------
-    def shared(self, reference: str, computer: str | None = None) -> sqlite3.Row | None:
+    def shared(self, reference: str, computer: str | None = None) -> Any:
         if computer is None:
-            return self._one("SELECT * FROM slave18 WHERE reference=? ORDER BY rowid", (reference,))
+            return self._one(
+                f"SELECT {_SELECT['slave']} FROM slave18 WHERE reference=? ORDER BY rowid",
+                (reference,),
+            )
         return self._one(
-            "SELECT * FROM slave18 WHERE reference=? AND computer_reference=?",
+            f"SELECT {_SELECT['slave']} FROM slave18 WHERE reference=? AND computer_reference=?",
             (reference, computer),
         )
 
-    def shared_list(self) -> list[sqlite3.Row]:
-        return self._all("SELECT * FROM slave18 ORDER BY rowid")
+    def shared_list(self) -> list[Any]:
+        return self._all(f"SELECT {_SELECT['slave']} FROM slave18 ORDER BY rowid")
 
     def add_shared(self, reference: str, computer: str, hosted_by: str, requester_id: str) -> None:
         self.conn.execute(
@@ -546,8 +702,9 @@ class Store:
                 (title, master_url),
             )
         else:
+            self.remember_forward(title, master_url, forget=True)
             self.conn.execute(
-                "INSERT OR REPLACE INTO forwarded_partition_request18"
+                "INSERT INTO forwarded_partition_request18"
                 " (partition_reference, master_url) VALUES (?, ?)",
                 (title, master_url),
             )
@@ -569,5 +726,5 @@ class Store:
     def table_rows(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         if table not in TABLES:
             raise ValueError(f"unknown table {table}")
-        cursor = self.conn.execute(f"SELECT * FROM {table}{SCHEMA_VERSION}")
-        return [d[0] for d in cursor.description], [tuple(row) for row in cursor]
+        rows = self._all(f"SELECT {_SELECT[table]} FROM {table}{SCHEMA_VERSION} ORDER BY rowid")
+        return list(COLUMNS[table]), [tuple(row) for row in rows]

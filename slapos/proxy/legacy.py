@@ -64,11 +64,14 @@ def _dict_field(request: Request, name: str) -> dict[str, Any]:
 
 def full_computer_information(app: ProxyApp, request: Request) -> Response:
     computer_id = request.field("computer_id")
-    generation = app.generation
     cached = app.computer_cache.get(computer_id)
-    if cached is not None and cached[0] == generation:
+    if cached is not None and cached[0] == app.current_generation():
         return _xml(cached[1])
-    body = dumps(app.read(lambda m: m.computer_document(computer_id)))
+    # the generation read in the same snapshot as the document: exact, whoever wrote
+    generation, document = app.read(
+        lambda m: (m.store.generation(), m.computer_document(computer_id))
+    )
+    body = dumps(document)
     app.computer_cache[computer_id] = (generation, body)
     return _xml(body)
 

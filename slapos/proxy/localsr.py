@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 KEY = "local_software_release_root"
 
 
-def rebase(store: Store, new_root: str, database: str) -> None:
+def rebase(store: Store, new_root: str, database: str | None) -> None:
+    """`database`: the sqlite file to back up first (None: a server, backed up by its
+    administrator)."""
     current = store.get_config(KEY) or os.sep
     if current == new_root:
         return
@@ -28,11 +30,11 @@ def rebase(store: Store, new_root: str, database: str) -> None:
     if not relative.startswith(os.pardir + os.sep) or os.path.basename(relative) == os.pardir:
         log.info("not rebasing local software releases: %s and %s nest", new_root, current)
         return
-    if database != ":memory:":
+    if database and database != ":memory:":
         backup = f"{database}-backup-{datetime.now().isoformat(timespec='seconds')}.sql"
         log.info("backing the database up to %s before rebasing local URLs", backup)
         with open(backup, "w", encoding="utf-8") as out:
-            for line in store.conn.iterdump():
+            for line in store.conn.iterdump():  # type: ignore[attr-defined]
                 if line not in ("BEGIN TRANSACTION;", "COMMIT;"):
                     out.write(f"{line}\n")
 

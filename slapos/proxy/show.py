@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from slapos.errors import SlapOSError
-from slapos.proxy.db import SCHEMA_VERSION, table_versions
+from slapos.proxy.db import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    Database,
+    DatabaseError,
+    is_postgresql,
+    open_database,
+    sqlite_path,
+)
 from slapos.proxy.marshal import MarshalError, xml2dict
 
 SECTIONS = ("computers", "software", "partitions", "slaves", "params", "network")
@@ -52,40 +60,55 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[
     return [rule, line(columns), rule, *(line(row) for row in cells), rule]
 
 
-def _open(database: str) -> sqlite3.Connection:
-    if database != ":memory:" and not Path(database).exists():
+def _open(uri: str) -> tuple[Database, Any]:
+    """The database and one connection to it, checked to hold the proxy tables."""
+    database = uri if is_postgresql(uri) else sqlite_path(uri)
+    if not is_postgresql(uri) and database != ":memory:" and not Path(database).exists():
         raise ShowError(f"database {database} does not exist (check database_uri or -u)")
     try:
-        conn = sqlite3.connect(database, timeout=30)
-        versions = set(table_versions(conn).values())
-    except sqlite3.Error as exc:
-        raise ShowError(f"cannot read database {database}: {exc}") from exc
+        backend = open_database(uri)
+        if is_postgresql(uri):
+            conn: Any = backend.connect()
+        else:
+            conn = sqlite3.connect(database, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.create_function("md5", 1, lambda s: hashlib.md5(str(s).encode()).hexdigest())
+    except DatabaseError as exc:
+        raise ShowError(str(exc)) from exc
+    errors: tuple[type[BaseException], ...] = (*backend.unavailable, sqlite3.Error)
+    try:
+        versions = set(backend.table_versions(conn).values())
+    except errors as exc:
+        conn.close()
+        raise ShowError(f"cannot read database {backend.shown}: {exc}") from exc
     if SCHEMA_VERSION not in versions:
+        conn.close()
         found = ", ".join(sorted(versions)) or "none"
         raise ShowError(
-            f"database {database} has no proxy tables of schema {SCHEMA_VERSION} "
+            f"database {backend.shown} has no proxy tables of schema {SCHEMA_VERSION} "
             f"(found: {found}); start the proxy once on it to create or migrate them"
         )
-    conn.row_factory = sqlite3.Row
-    conn.create_function("md5", 1, lambda s: hashlib.md5(str(s).encode()).hexdigest())
-    return conn
+    return backend, conn
 
 
-def _query(conn: sqlite3.Connection, section: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    table = _TABLES[section] + SCHEMA_VERSION
+def _query(conn: Any, section: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    base = _TABLES[section]
+    table = base + SCHEMA_VERSION
+    names = list(COLUMNS[base])
+    columns = ", ".join(names)
     query = {
-        "software": f"SELECT *, md5(url) AS md5 FROM {table}",
-        "partitions": f"SELECT * FROM {table} WHERE slap_state<>'free'",
-    }.get(section, f"SELECT * FROM {table}")
-    cursor = conn.execute(query)
+        "software": f"SELECT {columns}, md5(url) AS md5 FROM {table}",
+        "partitions": f"SELECT {columns} FROM {table} WHERE slap_state<>'free'",
+    }.get(section, f"SELECT {columns} FROM {table}")
+    if section == "software":
+        names.append("md5")
     skipped = _SKIPPED.get(section, ())
-    names = [d[0] for d in cursor.description]
     keep = [i for i, name in enumerate(names) if name not in skipped]
-    rows = [tuple(row[i] for i in keep) for row in cursor]
+    rows = [tuple(row[i] for i in keep) for row in conn.execute(query + " ORDER BY rowid")]
     return [names[i] for i in keep], rows
 
 
-def _params(conn: sqlite3.Connection) -> list[tuple[str, str, str, list[tuple[str, str | None]]]]:
+def _params(conn: Any) -> list[tuple[str, str, str, list[tuple[str, str | None]]]]:
     result = []
     for row in conn.execute(
         f"SELECT reference, partition_reference, software_type, connection_xml"
@@ -113,7 +136,7 @@ def _shown_value(name: str, text: str | None) -> str | None:
     return text
 
 
-def _network(conn: sqlite3.Connection) -> dict[str, list[str]]:
+def _network(conn: Any) -> dict[str, list[str]]:
     addresses: dict[str, list[str]] = {}
     for row in conn.execute(
         f"SELECT n.partition_reference, n.address FROM partition_network{SCHEMA_VERSION} n"
@@ -128,12 +151,13 @@ def _network(conn: sqlite3.Connection) -> dict[str, list[str]]:
 def show(database: str, sections: Sequence[str], out: TextIO, *, fmt: str = "text") -> None:
     """Write the chosen sections (in SECTIONS order) of `database` to `out`."""
     wanted = [s for s in SECTIONS if s in sections]
-    conn = _open(database)
+    backend, conn = _open(database)
+    shown = backend.shown
     try:
         if fmt == "json":
-            out.write(json.dumps(_as_json(conn, database, wanted), indent=2, sort_keys=True) + "\n")
+            out.write(json.dumps(_as_json(conn, shown, wanted), indent=2, sort_keys=True) + "\n")
             return
-        lines = [f"Using database: {database}"]
+        lines = [f"Using database: {shown}"]
         for index, section in enumerate(wanted):
             lines.extend(_section_lines(conn, section))
             if index < len(wanted) - 1:
@@ -143,7 +167,7 @@ def show(database: str, sections: Sequence[str], out: TextIO, *, fmt: str = "tex
         conn.close()
 
 
-def _section_lines(conn: sqlite3.Connection, section: str) -> list[str]:
+def _section_lines(conn: Any, section: str) -> list[str]:
     if section == "params":
         lines = []
         for reference, title, software_type, items in _params(conn):
@@ -161,7 +185,7 @@ def _section_lines(conn: sqlite3.Connection, section: str) -> list[str]:
     return [title, *render_table(columns, rows)]
 
 
-def _as_json(conn: sqlite3.Connection, database: str, sections: Sequence[str]) -> dict[str, Any]:
+def _as_json(conn: Any, database: str, sections: Sequence[str]) -> dict[str, Any]:
     document: dict[str, Any] = {"database": database}
     for section in sections:
         if section == "params":

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.fixtures.proxy import start_proxy
+import pytest
+
+from tests.fixtures.proxy import BACKENDS, backend_uri, start_proxy
 from tests.fixtures.upstream import Upstream, start_upstream_proxy
 
 #: step -> (our value, 1.26.1's value): where we deliberately answer differently.
@@ -41,8 +43,13 @@ def _run(upstream: Upstream, url: str, computer: str) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def test_same_answers_as_upstream(upstream: Upstream, tmp_path: Path) -> None:
-    ours_gen = start_proxy(tmp_path / "ours", computer_id="COMP-LOCAL")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_answers_as_upstream(
+    upstream: Upstream, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    ours_gen = start_proxy(
+        tmp_path / "ours", computer_id="COMP-LOCAL", database_uri=backend_uri(request, backend)
+    )
     theirs_gen = start_upstream_proxy(upstream, tmp_path / "theirs", computer_id="COMP-LOCAL")
     ours_proxy = next(ours_gen)
     theirs_proxy = next(theirs_gen)

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
-from tests.fixtures.proxy import start_proxy
+from tests.fixtures.proxy import BACKENDS, backend_uri, start_proxy
 from tests.fixtures.upstream import Upstream, start_upstream_proxy
 
 SR = "http://sr.example.invalid/software.cfg"
@@ -152,8 +153,13 @@ def _run(url: str) -> list[Any]:
     return answers
 
 
-def test_jsonrpc_same_as_upstream(upstream: Upstream, tmp_path: Path) -> None:
-    ours_gen = start_proxy(tmp_path / "ours", computer_id="COMP-LOCAL")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_jsonrpc_same_as_upstream(
+    upstream: Upstream, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    ours_gen = start_proxy(
+        tmp_path / "ours", computer_id="COMP-LOCAL", database_uri=backend_uri(request, backend)
+    )
     theirs_gen = start_upstream_proxy(upstream, tmp_path / "theirs", computer_id="COMP-LOCAL")
     try:
         ours, theirs = _run(next(ours_gen).url), _run(next(theirs_gen).url)

@@ -64,6 +64,7 @@ def node_base() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.parametrize("proxy", ["sqlite", "postgresql"], indirect=True)
 def test_upstream_node_installs_deploys_and_destroys(
     upstream: Upstream, proxy: RunningProxy, node_base: Path
 ) -> None:
