@@ -726,5 +726,8 @@ class Store:
     def table_rows(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         if table not in TABLES:
             raise ValueError(f"unknown table {table}")
-        rows = self._all(f"SELECT {_SELECT[table]} FROM {table}{SCHEMA_VERSION} ORDER BY rowid")
+        query = f"SELECT {_SELECT[table]} FROM {table}{SCHEMA_VERSION}"
+        if table == "config":  # no rowid in sqlite (WITHOUT ROWID): by name, in code point order
+            return list(COLUMNS[table]), sorted(tuple(row) for row in self._all(query))
+        rows = self._all(query + " ORDER BY rowid")
         return list(COLUMNS[table]), [tuple(row) for row in rows]
