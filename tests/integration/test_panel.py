@@ -37,6 +37,8 @@ SCHEMA = {
         "ratio": {"type": "number", "title": "Ratio", "default": 0.5},
         "debug": {"type": "boolean", "title": "Debug", "default": False},
         "flavour": {"type": "string", "enum": ["small", "large"], "default": "small"},
+        "tls": {"type": "boolean", "title": "TLS"},
+        "tags": {"type": "array", "items": {"type": "string"}, "title": "Tags"},
         "database": {
             "type": "object",
             "title": "Database",
@@ -335,6 +337,7 @@ def test_request_through_the_schema_form(browser: Browser, world: World) -> None
     from selenium.webdriver.support.ui import Select
 
     Select(css(driver, '[name="flavour"]')).select_by_visible_text("large")
+    css(driver, '[name="tags"]').send_keys("red\nblue")
     css(driver, '#request button[type="submit"]').click()
     css(driver, '.instance[data-title="Blog"]')  # the tree page of the new instance
     parameters = world.partition("Blog").getInstanceParameterDict()
@@ -344,8 +347,9 @@ def test_request_through_the_schema_form(browser: Browser, world: World) -> None
         "ratio": 0.5,
         "debug": True,
         "flavour": "large",
+        "tags": ["red", "blue"],
         "database": {"size": 20},
-    }
+    }  # "tls" has no default and was left unset: not sent
 
     # the page waits for the node, then shows what it publishes without a reload
     assert "Waiting for the node" in text_of(driver, ".notice-wait")

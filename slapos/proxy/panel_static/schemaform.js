@@ -142,6 +142,11 @@ const SchemaForm = (() => {
         input.append(opt);
       });
       get = () => (input.value === "" ? undefined : schema.enum[Number(input.value)]);
+    } else if (type === "boolean" && initial === undefined && !required) {
+      // no default: "not set" must stay possible, a checkbox would always send false
+      input = el("select", { id, name: path });
+      for (const [value, text] of [["", "—"], ["true", "true"], ["false", "false"]]) input.append(el("option", { value, text }));
+      get = () => (input.value === "" ? undefined : input.value === "true");
     } else if (type === "boolean") {
       input = el("input", { id, name: path, type: "checkbox" });
       input.checked = initial === true || initial === "true";
