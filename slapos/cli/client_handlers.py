@@ -173,7 +173,10 @@ def _validate(schema: Any, reference: str, software: str, parameters: Mapping[st
         return
     problems = schema.validate(parameters)
     for problem in schema.problems:  # no schema is fine: nothing to validate against
-        log.info("no schema, parameters not validated: %s", problem)
+        if problem in schema.absent:
+            log.debug("no schema, parameters not validated: %s", problem)
+        else:
+            log.info("no schema, parameters not validated: %s", problem)
     if problems:
         log.warning(
             "Request parameters do not validate against schema definition:\n  %s",

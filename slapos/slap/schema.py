@@ -28,7 +28,11 @@ Fetcher = Callable[[str], Any]
 
 
 class SchemaUnavailable(Exception):
-    pass
+    """A JSON document could not be read; `missing` when there is none (no file, HTTP 404)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def fetch_json(url: str, timeout: float = FETCH_TIMEOUT) -> Any:
@@ -43,7 +47,11 @@ def fetch_json(url: str, timeout: float = FETCH_TIMEOUT) -> Any:
         path = urlsplit(url).path if url.startswith("file:") else url
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except Exception as exc:  # any failure means "no schema": the request goes on
-        raise SchemaUnavailable(f"unable to load JSON {url} ({_reason(exc)})") from exc
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        missing = isinstance(exc, FileNotFoundError) or status == 404
+        raise SchemaUnavailable(
+            f"unable to load JSON {url} ({_reason(exc)})", missing=missing
+        ) from exc
 
 
 def _reason(exc: BaseException) -> str:
@@ -53,7 +61,14 @@ def _reason(exc: BaseException) -> str:
         if marker in text:
             text = text[text.index(marker) :]
             break
-    text = text.rstrip(")\"' ")
+    # requests' nested reprs end in closing brackets and quotes that open nowhere here
+    while text and text[-1] in ")\"' ":
+        last = text[-1]
+        if last == ")" and text.count("(") >= text.count(")"):
+            break
+        if last in "\"'" and text.count(last) % 2 == 0:
+            break
+        text = text[:-1]
     return f"{type(exc).__name__}: {text[:160]}"
 
 
@@ -71,6 +86,9 @@ class SoftwareReleaseSchema:
         self._cache: dict[str, Any] = {}
         #: Human-readable problems met while reading schemas (shown as warnings).
         self.problems: list[str] = []
+        #: Those of `problems` that only say a document does not exist (a release without
+        #: a schema is normal).
+        self.absent: list[str] = []
 
     def _read(self, url: str) -> Any:
         if url not in self._cache:
@@ -78,6 +96,8 @@ class SoftwareReleaseSchema:
                 self._cache[url] = self._fetch(url)
             except SchemaUnavailable as exc:
                 self.problems.append(str(exc))
+                if exc.missing:
+                    self.absent.append(str(exc))
                 self._cache[url] = None
         return self._cache[url]
 

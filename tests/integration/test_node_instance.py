@@ -111,6 +111,9 @@ def test_whole_loop(node: InstanceNode, sr_url: str) -> None:
     assert fetch(url) is None
     report = node.slapos("node", "report")
     assert report.returncode == 0, report.stderr
+    said = (report.stdout + report.stderr).splitlines()
+    assert [line for line in said if line.endswith(f"{partition_id}: destroyed")] != []
+    assert len([line for line in said if f"{partition_id}: destroyed" in line]) == 1  # once
     assert os.listdir(path) == []
     assert path.stat().st_mode & 0o777 == 0o750
     again = request(node, sr_url, "web2")

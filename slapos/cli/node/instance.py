@@ -171,9 +171,7 @@ def run_report(args: argparse.Namespace, ctx: Context) -> int:
     node = _node(args, ctx)
     with PidFile(_pidfile(args, node.config, "report", "report")):
         _random_delay(args, node.config, ctx)
-        result = ReportEngine(node).run()
-    for pid in result.destroyed:
-        ctx.stderr.write(f"{pid}: destroyed\n")
+        result = ReportEngine(node).run()  # logs "<partition>: destroyed", once each
     return result.exit_code
 
 

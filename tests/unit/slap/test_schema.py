@@ -41,6 +41,14 @@ def test_serialisation_lookup(tmp_path):
     missing = SoftwareReleaseSchema(str(tmp_path / "nope" / "software.cfg"))
     assert missing.serialisation() is None
     assert missing.problems and "unable to load JSON" in missing.problems[0]
+    assert missing.absent == missing.problems  # no schema at all: normal, said at DEBUG
+    # the reason keeps its quotes balanced
+    assert missing.problems[0].endswith("software.cfg.json')")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "software.cfg.json").write_text("{not json")
+    schema = SoftwareReleaseSchema(str(tmp_path / "b" / "software.cfg"))
+    assert schema.serialisation() is None
+    assert schema.problems and schema.absent == []
 
 
 def test_validation_json_in_xml_with_relative_ref(tmp_path):
