@@ -195,6 +195,35 @@ def _instance_status(partition: ComputerPartition) -> tuple[str | None, dict[str
         return None, None
 
 
+def supply_state(connection: slap, software: str, node: str) -> str | None:
+    """Whether `software` is supplied to `node`: "available", "destroyed" (being removed),
+    "absent" (never supplied), or None when the master does not tell this client."""
+    try:
+        releases = connection.registerComputer(node).getSoftwareReleaseList()
+    except Exception as exc:  # a real master may refuse: then say nothing
+        log.debug("cannot read the releases supplied to %s: %s", node, exc)
+        return None
+    for release in releases:
+        if release.getURI() == software:
+            return release.getState()
+    return "absent"
+
+
+def _deployment_hint(connection: slap, software: str, partition: Any) -> str:
+    """Why an allocated instance has no connection parameters yet, from what the master says."""
+    node = str(getattr(partition, "_computer_id", "") or "")
+    where = f"{node}/{getattr(partition, '_partition_id', '?')}"
+    if node and supply_state(connection, software, node) in ("absent", "destroyed"):
+        return (
+            f"allocated to {where}, but its software release is not supplied to {node} "
+            f"(slapos supply {software} {node})"
+        )
+    return (
+        f"allocated to {where}, no node has deployed it yet (is slapos node software, then "
+        f"slapos node instance, running on {node or 'that node'}?)"
+    )
+
+
 def run_request(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.slap import NotFoundError
     from slapos.slap.schema import SoftwareReleaseSchema
@@ -212,6 +241,7 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
     order = connection.registerOpenOrder()
     deadline = ctx.clock.monotonic() + args.timeout
     delay = 1.0
+    hint = ""
     while True:
         try:
             partition = order.request(
@@ -227,12 +257,16 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
             raise MasterError(str(exc)) from None
         state, connection_dict = _instance_status(partition)
         ready = state is not None and (state != "started" or bool(connection_dict))
+        if state is not None and not hint and not args.slave:
+            hint = _deployment_hint(connection, software, partition)
+            if "not supplied" in hint:
+                log.warning("%s: %s", args.reference, hint)
         if not args.wait or ready:
             break
         remaining = deadline - ctx.clock.monotonic()
         if remaining <= 0:
             break
-        what = "not allocated yet" if state is None else f"{state}, no connection parameters yet"
+        what = "not allocated to a partition yet" if state is None else f"{state}, {hint}"
         log.info("waiting for %s: %s (%ds left)", args.reference, what, max(0, int(remaining)))
         ctx.clock.sleep(min(delay, remaining))
         delay = min(delay * 1.5, 10.0)
@@ -296,11 +330,18 @@ def run_supply(args: argparse.Namespace, ctx: Context) -> int:
 
     config = ctx.client_config(args)
     connection = connect(config)
+    software = resolve_software(connection, config, args.software_url)
     if args.software_state == "destroyed":
+        if supply_state(connection, software, args.node) == "absent":
+            log.warning(
+                "%s is not supplied to %s (unknown there): nothing to remove",
+                args.software_url,
+                args.node,
+            )
+            return ExitCode.OK
         log.info("Requesting deletion of %s Software Release...", args.software_url)
     else:
         log.info("Requesting software installation of %s...", args.software_url)
-    software = resolve_software(connection, config, args.software_url)
     try:
         connection.registerSupply().supply(software, args.node, args.software_state)
     except NotFoundError as exc:

@@ -225,7 +225,9 @@ def test_wait_until_connection_parameters(cli):
     clock = PublishingClock()
     code, out, err = cli("request", "inst", SR, "--wait", "--timeout", "60", clock=clock)
     assert code == 0, err
-    assert err.count("waiting for inst: started, no connection parameters yet") == 2
+    # SR was never supplied: said once as a warning, then on each wait line
+    assert err.count(f"but its software release is not supplied to {cli.computer_id}") == 3
+    assert err.count("waiting for inst: started, allocated to ") == 2
     assert out == "{'url': 'http://ready'}\n"
 
     class Clock(PublishingClock):
@@ -316,3 +318,25 @@ def test_product_and_alias_resolution(upstream, tmp_path):
         assert "No Software Release corresponding to" in err
     finally:
         gen.close()
+
+
+def test_remove_of_a_release_never_supplied_says_so(cli):
+    never = "http://example.invalid/never-supplied/software.cfg"
+    code, _, err = cli("remove", never, cli.computer_id)
+    assert code == 0, err
+    assert f"{never} is not supplied to {cli.computer_id} (unknown there): nothing to remove" in err
+    assert "Done." not in err
+    assert cli("supply", SR, cli.computer_id)[0] == 0
+    code, _, err = cli("remove", SR, cli.computer_id)
+    assert code == 0, err
+    assert f"Requesting deletion of {SR}" in err and "Done." in err
+
+
+def test_request_of_a_release_supplied_nowhere_warns(cli):
+    code, _, err = cli("request", "lonely", SR)
+    assert code == 0, err
+    assert f"but its software release is not supplied to {cli.computer_id}" in err
+    assert cli("supply", SR, cli.computer_id)[0] == 0
+    code, _, err = cli("request", "lonely", SR)
+    assert code == 0, err
+    assert "not supplied" not in err

@@ -56,18 +56,26 @@ def test_wait_through_not_ready_then_connection(tmp_path, fake_master):  # noqa:
         (408, ""),
         (408, ""),
         (200, answer({})),
+        (403, ""),  # what is supplied to COMP-1: this client may not know
         (200, answer({"_": json.dumps({"url": "http://ready"})})),
     ]
     clock = Clock()
     code, out, err = run(tmp_path, fake_master.url, "--wait", "--timeout", "100", clock=clock)
     assert code == 0, err
     assert out == "{'url': 'http://ready'}\n"
-    assert err.count("waiting for inst: not allocated yet") == 2
-    assert err.count("waiting for inst: started, no connection parameters yet") == 1
+    assert err.count("waiting for inst: not allocated to a partition yet") == 2
+    assert (
+        err.count(
+            "waiting for inst: started, allocated to COMP-1/slappart3, no node has deployed it yet "
+            "(is slapos node software, then slapos node instance, running on COMP-1?)"
+        )
+        == 1
+    )
     assert clock.sleeps == [1.0, 1.5, 2.25]
-    assert len(fake_master.requests) == 4  # the same request, re-sent: it is idempotent
-    forms = {r.body for r in fake_master.requests}
-    assert len(forms) == 1
+    requests = fake_master.calls("/requestComputerPartition")
+    assert len(requests) == 4  # the same request, re-sent: it is idempotent
+    assert len({r.body for r in requests}) == 1
+    assert len(fake_master.calls("/getFullComputerInformation")) == 1  # asked once
 
 
 def test_wait_gives_up(tmp_path, fake_master):  # noqa: F811
