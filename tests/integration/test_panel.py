@@ -131,10 +131,10 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(proxy: RunningProxy, tmp_path: Path) -> Iterator[World]:
+    """The `proxy` fixture (sqlite; PostgreSQL with an indirect parameter) with data."""
     with serve_releases(tmp_path / "releases") as (schema_release, plain_release):
-        for proxy in start_proxy(tmp_path / "proxy"):
-            yield populate(proxy, schema_release, plain_release)
+        yield populate(proxy, schema_release, plain_release)
 
 
 def populate(proxy: RunningProxy, schema_release: str, plain_release: str) -> World:
@@ -207,6 +207,7 @@ def open_panel(browser: Browser, world: World, fragment: str = "") -> Any:
 # ---- tests ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("proxy", ["sqlite", "postgresql"], indirect=True)
 def test_trees_tree_nodes_and_search(browser: Browser, world: World) -> None:
     assert f"web panel: {world.proxy.url}/panel/" in world.proxy.log.read_text()
     driver = open_panel(browser, world)
@@ -301,6 +302,7 @@ def field_error(driver: Any, name: str) -> str:
     return str(error.text)
 
 
+@pytest.mark.parametrize("proxy", ["sqlite", "postgresql"], indirect=True)
 def test_request_through_the_schema_form(browser: Browser, world: World) -> None:
     driver = open_panel(browser, world, "panel/#/request")
     url = css(driver, "#rq-url")
