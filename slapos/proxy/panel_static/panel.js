@@ -29,6 +29,10 @@ async function rpc(method, body) {
     showBanner("The proxy does not answer: is it running? Retrying…");
     throw new PanelError("the proxy does not answer", { cause: "offline" });
   }
+  if (answer.status === 503) {  // its database is unavailable for a moment
+    showBanner("The proxy cannot reach its database. Retrying…");
+    throw new PanelError("the proxy's database is unavailable", { cause: "offline" });
+  }
   hideBanner();
   const data = await answer.json().catch(() => null);
   if (!answer.ok) throw new PanelError((data && data.title) || `HTTP ${answer.status}`);
