@@ -224,7 +224,9 @@ async function pageTree(title) {
     const button = event.target.closest("button[data-state]");
     if (!button) return;
     const state = button.dataset.state;
-    if (state === "destroyed" && !(await confirmDialog(`Destroy ${title}?`, `The node will destroy ${title} and the ${instances.length - 1} other instance(s) of its tree, with their data. This cannot be undone.`, "Destroy"))) return;
+    const others = instances.length - 1;
+    const what = others ? ` and the ${others === 1 ? "other instance" : `${others} other instances`} of its tree` : "";
+    if (state === "destroyed" && !(await confirmDialog(`Destroy ${title}?`, `The node will destroy ${title}${what}, with ${others ? "their" : "its"} data. This cannot be undone.`, "Destroy"))) return;
     try {
       await rpc("slapos.post.v0.software_instance", {
         title, software_release_uri: root.software_release_uri, software_type: root.software_type,
