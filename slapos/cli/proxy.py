@@ -86,6 +86,7 @@ def _config_path(args: argparse.Namespace, ctx: Context, *, optional: bool) -> P
 def run_start(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.cli.logsetup import add_file_log
     from slapos.proxy.config import load_proxy_config
+    from slapos.proxy.panel import panel_url
     from slapos.proxy.server import serve
 
     config = load_proxy_config(
@@ -99,7 +100,7 @@ def run_start(args: argparse.Namespace, ctx: Context) -> int:
     )
     if config.log_file and not getattr(args, "log_file", None):
         add_file_log(str(ctx.expand(config.log_file)))
-    serve(config, on_ready=lambda url: log.info("web panel: %s/panel/", url))
+    serve(config, on_ready=lambda url: log.info("web panel: %s", panel_url(url)))
     return 0
 
 

@@ -47,6 +47,17 @@ _SECURITY = [
 ]
 
 
+def panel_url(server_url: str) -> str:
+    """The panel's address for a person: a wildcard listening address becomes loopback."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server_url)
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(parts.hostname or "")
+    if host is not None:
+        server_url = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    return server_url.rstrip("/") + "/panel/"
+
+
 def token(app: ProxyApp) -> str:
     """The panel token, made on first use and kept in the database."""
     stored: str | None = app.read(lambda m: m.store.get_config(_TOKEN_CONFIG))

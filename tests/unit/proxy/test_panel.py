@@ -16,7 +16,7 @@ import pytest
 from slapos.proxy.app import ProxyApp, create_app
 from slapos.proxy.config import ProxyConfig, TLSConfig
 from slapos.proxy.httpserver import PEER_KEY
-from slapos.proxy.panel import TOKEN_HEADER
+from slapos.proxy.panel import TOKEN_HEADER, panel_url
 from slapos.proxy.release_files import MAX_BYTES, bundle
 
 ORIGIN = "http://127.0.0.1"
@@ -114,6 +114,19 @@ def test_root_redirects_to_the_panel_which_carries_its_token(app: ProxyApp) -> N
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["Cache-Control"] == "no-store"
     assert call(app, "POST", "/panel/").status == 405
+
+
+@pytest.mark.parametrize(
+    ("server", "panel"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/panel/"),
+        ("https://0.0.0.0:8443", "https://127.0.0.1:8443/panel/"),
+        ("http://[::]:80", "http://[::1]:80/panel/"),
+        ("http://[fd46::1]:5000", "http://[fd46::1]:5000/panel/"),
+    ],
+)
+def test_the_logged_panel_address_is_one_a_browser_opens(server: str, panel: str) -> None:
+    assert panel_url(server) == panel
 
 
 def test_static_files_are_cached_by_etag(app: ProxyApp) -> None:
