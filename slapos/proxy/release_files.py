@@ -3,7 +3,8 @@ release's parameter schemas (`<software_url>.json` and the JSON schemas it names
 
 Only files of releases this proxy knows (supplied to a computer or used by an instance)
 are read: over http(s), URLs on the same host as such a release; on disk, files in the
-directory tree of such a release's parent directory. The request form may also read the
+directory tree of such a release's parent directory (its own directory when that parent
+is `/`). Schemas are read only from `.json` files. The request form may also read the
 schema of an http(s) release typed by the user, not supplied yet. Every download is capped in size
 (`MAX_BYTES`) and time (`TIMEOUT`), so the panel cannot make the proxy fetch anything
 else or hang on it.
@@ -76,8 +77,11 @@ def allowed(url: str, releases: set[str]) -> bool:
             release_path = _local_path(release)
             if release_path is None:
                 continue
-            root = os.path.dirname(os.path.dirname(os.path.realpath(release_path)))
-            if real.startswith(root.rstrip("/") + "/"):
+            directory = os.path.dirname(os.path.realpath(release_path))
+            root = os.path.dirname(directory)
+            if root == "/":  # never the whole file system
+                root = directory
+            if root != "/" and real.startswith(root + "/"):
                 return True
         return False
     parts = urlsplit(url)
@@ -218,6 +222,8 @@ def release_schema(app: ProxyApp, software_url: str) -> dict[str, Any]:
 def _fetch_json(url: str, releases: set[str]) -> Any:
     """The JSON document at `url`, or the SchemaUnavailable saying why not (kept, so
     that a missing file is asked for once)."""
+    if not url.endswith(".json"):
+        return SchemaUnavailable(f"{url} is not read: schemas are .json files")
     release = url.removesuffix(".json")
     if not allowed(url, releases) and not (url.endswith(".json") and allowed(release, releases)):
         return SchemaUnavailable(f"{url} is not a file of a software release known to this proxy")

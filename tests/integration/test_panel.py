@@ -370,6 +370,46 @@ def test_request_through_the_schema_form(browser: Browser, world: World) -> None
     assert json.loads(parameters["_"])["workers"] == 6
 
 
+VALIDATOR_CASES: list[tuple[dict[str, Any], Any, list[str]]] = [
+    ({"type": "integer"}, 3, []),
+    ({"type": "integer"}, 3.5, ["must be integer"]),
+    ({"type": ["string", "null"]}, None, []),
+    ({"enum": ["a", 1]}, "b", ['must be one of "a", 1']),
+    ({"const": {"x": 1}}, {"x": 1}, []),
+    ({"type": "number", "minimum": 1, "exclusiveMaximum": 5}, 5, ["must be less than 5"]),
+    ({"type": "number", "multipleOf": 0.5}, 1.25, ["must be a multiple of 0.5"]),
+    ({"type": "string", "pattern": "^[a-z]+$"}, "Ab", ["must match ^[a-z]+$"]),
+    ({"type": "string", "maxLength": 2}, "abc", ["must have at most 2 characters"]),
+    ({"type": "array", "items": {"type": "string"}, "minItems": 3}, ["a", 1],
+     ["must have at least 3 items", "[1] must be string"]),
+    ({"type": "object", "required": ["a"], "properties": {"b": {"type": "boolean"}},
+      "additionalProperties": False}, {"b": "x", "c": 1},
+     ["a is required", "b must be boolean", "c is not allowed here"]),
+    ({"type": "object", "additionalProperties": {"type": "integer"}}, {"n": "1"},
+     ["n must be integer"]),
+    ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, 1,
+     ["must match exactly one of the allowed forms"]),
+    ({"anyOf": [{"type": "integer"}, {"type": "string"}]}, True,
+     ["must match one of the allowed forms"]),
+    ({"allOf": [{"type": "integer"}, {"minimum": 2}]}, 1, ["must be at least 2"]),
+]  # fmt: skip
+
+
+def test_the_browser_validator(browser: Browser, proxy: RunningProxy) -> None:
+    """schemaform.js's validator on what release schemas use (run in the page)."""
+    driver = browser.driver
+    driver.get(f"{proxy.url}/panel/")
+    css(driver, "main")
+    for schema, value, expected in VALIDATOR_CASES:
+        problems = driver.execute_script(
+            "return SchemaForm.validate(arguments[0], arguments[1])"
+            ".map((p) => (p.path ? p.path + ' ' : '') + p.message)",
+            schema,
+            value,
+        )
+        assert problems == expected, (schema, value)
+
+
 def test_release_without_schema_uses_the_key_value_editor(browser: Browser, world: World) -> None:
     driver = open_panel(browser, world, "panel/#/request")
     css(driver, "#rq-url").send_keys(world.plain_release)

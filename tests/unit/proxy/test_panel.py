@@ -17,7 +17,7 @@ from slapos.proxy.app import ProxyApp, create_app
 from slapos.proxy.config import ProxyConfig, TLSConfig
 from slapos.proxy.httpserver import PEER_KEY
 from slapos.proxy.panel import TOKEN_HEADER, panel_url
-from slapos.proxy.release_files import MAX_BYTES, bundle
+from slapos.proxy.release_files import MAX_BYTES, allowed, bundle
 
 ORIGIN = "http://127.0.0.1"
 
@@ -346,6 +346,18 @@ def test_release_schema_of_an_unknown_or_schemaless_release(app: ProxyApp, tmp_p
     populate(app, str(plain))
     answer = rpc(app, "slapos.get.WIP.software_release_schema", software_release_uri=str(plain))
     assert answer.json()["software_type_list"] == [] and answer.json()["serialisation"] is None
+
+
+def test_files_of_a_release_on_disk() -> None:
+    releases = {"/srv/sr/web/software.cfg", "/top.cfg", "/one/software.cfg", "http://h/x.cfg"}
+    assert allowed("/srv/sr/web/x.json", releases)
+    assert allowed("/srv/sr/stack/x.json", releases)  # `../stack/`, as releases refer
+    assert allowed("file:///srv/sr/web/x.json", releases)
+    assert not allowed("/srv/other/x.json", releases)
+    assert allowed("/one/x.json", releases) and not allowed("/etc/x.json", releases)
+    assert not allowed("/top.json", releases)  # a release in / opens nothing
+    assert allowed("http://h/y.json", releases) and not allowed("http://g/y.json", releases)
+    assert not allowed("ftp://h/y.json", releases)
 
 
 def test_bundle_stops_on_a_schema_that_refers_to_itself() -> None:
