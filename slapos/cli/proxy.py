@@ -83,6 +83,43 @@ def _config_path(args: argparse.Namespace, ctx: Context, *, optional: bool) -> P
     return path
 
 
+#: The name `slapos configure local` (and the demo) gives the proxy's configuration, next to
+#: the node's slapos.cfg and the client's slapos-client.cfg.
+PROXY_CONFIG_NAME = "slapos-proxy.cfg"
+
+
+def _database_config_path(args: argparse.Namespace, ctx: Context) -> Path | None:
+    """The configuration that names the proxy's database, for show and migrate.
+
+    Given a node or client configuration (no database_uri), the proxy's configuration next
+    to it is read instead, and said so; with none given and no default, one line says what
+    to pass.
+    """
+    from slapos.config import IniFile
+    from slapos.errors import ConfigError
+
+    given = getattr(args, "cfg", None)
+    path = _config_path(args, ctx, optional=args.database_uri is not None)
+    if path is None or args.database_uri is not None:
+        return path
+    if not path.exists():
+        if given is None:
+            raise ConfigError(
+                f"no proxy configuration: {path} does not exist (pass the proxy's with --cfg, "
+                f"e.g. DIR/etc/{PROXY_CONFIG_NAME} as slapos configure local writes it, "
+                "or the database with --database-uri)"
+            )
+        return path
+    ini = IniFile.read(path)
+    if any(ini.get(section, "database_uri") for section in ("slapproxy", "slapos")):
+        return path
+    sibling = path.parent / PROXY_CONFIG_NAME
+    if sibling != path and sibling.exists():
+        log.info("%s names no database: reading the proxy's configuration, %s", path, sibling)
+        return sibling
+    return path
+
+
 def run_start(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.cli.logsetup import add_file_log
     from slapos.proxy.config import load_proxy_config
@@ -109,9 +146,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.proxy.show import SECTIONS, show
 
     config = load_proxy_config(
-        _config_path(args, ctx, optional=args.database_uri is not None),
-        {"database_uri": args.database_uri},
-        for_start=False,
+        _database_config_path(args, ctx), {"database_uri": args.database_uri}, for_start=False
     )
     wanted = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
     show(config.database_uri, wanted, ctx.stdout, fmt=args.format)
@@ -123,9 +158,7 @@ def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.proxy.migrate import migrate
 
     config = load_proxy_config(
-        _config_path(args, ctx, optional=args.database_uri is not None),
-        {"database_uri": args.database_uri},
-        for_start=False,
+        _database_config_path(args, ctx), {"database_uri": args.database_uri}, for_start=False
     )
     report = migrate(config.database_uri, args.to)
     copied = ", ".join(f"{count} {table}18" for table, count in report.counts.items())

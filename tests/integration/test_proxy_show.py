@@ -99,3 +99,27 @@ def test_show_errors(tmp_path: Path) -> None:
     config.write_text("[slapproxy]\nport = 1\n")
     result = _ours("--cfg", str(config))
     assert result.returncode == 1 and "database_uri is required" in result.stderr
+
+
+def test_show_finds_the_proxy_configuration_of_a_local_node(tmp_path: Path) -> None:
+    """Without --cfg, one line says what to pass; given the node's or the client's
+    configuration of `configure local`, the proxy's one beside it is read (and said)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    bare = subprocess.run(
+        [sys.executable, "-m", "slapos", "proxy", "show"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False, env=env,
+    )  # fmt: skip
+    assert bare.returncode == 1
+    [line] = bare.stderr.strip().splitlines()
+    assert "no proxy configuration: /etc/opt/slapos/slapos.cfg does not exist" in line
+    assert "slapos-proxy.cfg" in line
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "slapos.cfg").write_text("[slapos]\ncomputer_id = local_computer\n")
+    (etc / "slapos-client.cfg").write_text("[slapos]\nmaster_url = http://127.0.0.1:9\n")
+    (etc / "slapos-proxy.cfg").write_text(f"[slapproxy]\ndatabase_uri = {tmp_path}/none.db\n")
+    for name in ("slapos.cfg", "slapos-client.cfg"):
+        result = _ours("--cfg", str(etc / name))
+        assert result.returncode == 1  # the database named there does not exist
+        assert f"reading the proxy's configuration, {etc / 'slapos-proxy.cfg'}" in result.stderr
+        assert f"{tmp_path}/none.db" in result.stderr
