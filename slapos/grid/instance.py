@@ -142,9 +142,24 @@ class Services:
         sv.stop_partition(instance_root, partition_id, all_files=all_files)
 
     def start_all(self, instance_root: Path) -> None:
+        """Start every partition's services (offline mode).
+
+        Only partitions' program groups: other programs of this supervisord (the local
+        proxy of `configure local`) keep the state their admin left them in.
+        """
+        partitions = [
+            entry
+            for entry in os.listdir(instance_root)
+            if not entry.startswith(".")
+            and entry not in ("etc", "var")
+            and (instance_root / entry).is_dir()
+        ]
         with sv.connect(instance_root) as s:
             s.reload()
-            s.start_all(wait=False)
+            groups = {str(p["group"]) for p in s.all_processes()}
+            for group in sorted(groups):
+                if any(group == pid or group.startswith(f"{pid}-") for pid in partitions):
+                    s.start_group(group)
 
     def states(self, instance_root: Path, names: list[str]) -> dict[str, str]:
         return sv.process_states(instance_root, names)

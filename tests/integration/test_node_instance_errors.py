@@ -148,8 +148,16 @@ def test_master_down_offline_mode(node: InstanceNode, sr_url: str, recorder: Rec
     pid = request(node, sr_url, "web").getId()
     assert node.slapos("node", "instance").returncode == 0
     url = request(node, sr_url, "web").getConnectionParameter("url")
+    # a program of the node's supervisord that is no partition's (as configure local's
+    # proxy), which its admin stopped: offline mode leaves it stopped
+    supervisor.add_program(
+        node.instance_root,
+        supervisor.Program(name="extra", command="sleep 600", autostart=True, startsecs=0),
+    )
+    supervisor.apply(node.instance_root)
     with supervisor.connect(node.instance_root) as sv:
         sv.stop_group(pid)
+        sv.stop_group("extra")
     assert fetch(url) is None
     recorder.down = True
     done = node.slapos("node", "instance")
@@ -157,6 +165,8 @@ def test_master_down_offline_mode(node: InstanceNode, sr_url: str, recorder: Rec
     assert "offline mode" in done.stderr
     assert "Traceback" not in done.stderr
     wait_for(lambda: fetch(url), 10, "the service to be started offline")
+    with supervisor.connect(node.instance_root) as sv:
+        assert sv.process_info("extra:extra")["statename"] == "STOPPED"
 
 
 def test_watchdog_bangs_then_reprocessed(
