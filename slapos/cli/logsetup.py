@@ -87,7 +87,7 @@ def setup_logging(
     if log_file:
         add_file_log(log_file)
     # Third-party chatter stays at WARNING on the console even with -v.
-    for noisy in ("urllib3", "charset_normalizer", "waitress"):
+    for noisy in ("urllib3", "charset_normalizer"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 3 else logging.WARNING)
 
 

@@ -40,7 +40,6 @@ from slapos.proxy.service import (
 )
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("slapos.proxy.access")
 
 MAX_BODY = 64 * 1024 * 1024
 StartResponse = Callable[..., Any]
@@ -81,7 +80,7 @@ class Request:
                 raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
             try:
                 self._body = self.environ["wsgi.input"].read(length) if length > 0 else b""
-            except ValueError as exc:  # httpserver.BodyError: malformed, truncated, too large
+            except ValueError as exc:  # a server-side body error: malformed, truncated, too large
                 if getattr(exc, "status", None) == 413:
                     raise PayloadTooLarge(str(exc)) from None
                 raise BadRequest(f"cannot read the request body: {exc}") from None
@@ -433,7 +432,6 @@ class ProxyApp:
 
     # ---- WSGI -------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
         request = Request(environ)
         response = self.dispatch(request)
         if response is None:  # a mounted WSGI application answered itself
@@ -443,18 +441,6 @@ class ProxyApp:
         headers = [("Content-Type", response.content_type), ("Content-Length", str(size))]
         headers.extend(response.headers)
         start_response(f"{response.status} {_REASONS.get(response.status, 'Unknown')}", headers)
-        if access_log.isEnabledFor(logging.INFO):
-            query = environ.get("QUERY_STRING")
-            access_log.info(
-                '%s "%s %s%s" %d %d %.1fms',
-                environ.get("REMOTE_ADDR", "-"),
-                request.method,
-                request.path,
-                f"?{query}" if query else "",
-                response.status,
-                size,
-                (time.perf_counter() - started) * 1000,
-            )
         if request.method == "HEAD":
             return []
         if response.file is not None:

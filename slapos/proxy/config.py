@@ -10,8 +10,9 @@ Must not import slapos.cli.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,45 @@ KNOWN_KEYS = frozenset(
         "shacache_metadata_directory", "shacache_signing_key_path", "shacache_upstream_cache_url",
         "shacache_upstream_dir_url", "tls_certificate", "tls_key", "tls_ca", "threads",
         "master_url", "software_root", "instance_root", "tls_ca_key", "http_server",
+        "workers", "max_connections", "keepalive_timeout", "handshake_timeout", "head_timeout",
+        "read_timeout", "stop_timeout", "max_body_size", "max_cache_body_size",
+        "body_spool_size", "max_request_line", "max_header_fields", "max_header_field_size",
     }
 )  # fmt: skip
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How `slapos proxy start` serves HTTP (gunicorn); every limit is a [slapproxy] key."""
+
+    #: server processes on the same address (gunicorn workers); 1: no separate arbiter
+    workers: int = 1
+    #: requests served at once by each process
+    threads: int = 8
+    #: open connections per process (idle keep-alive ones included); more wait in the backlog
+    max_connections: int = 2048
+    #: an idle keep-alive connection is closed after this many seconds
+    keepalive_timeout: float = 120.0
+    #: the TLS handshake must be done this long after the connection is accepted
+    handshake_timeout: float = 10.0
+    #: the whole request head must have arrived this long after it started (or after the
+    #: connection was accepted)
+    head_timeout: float = 10.0
+    #: each read of a request body and each write of an answer
+    read_timeout: float = 60.0
+    #: on SIGTERM, requests in progress get this long to finish
+    stop_timeout: float = 10.0
+    #: request bodies: refused (413) above this size...
+    max_body_size: int = 64 * MiB
+    #: ...except uploads to the built-in shacache (/shacache/, when configured)
+    max_cache_body_size: int = 32 * 1024 * MiB
+    #: bodies larger than this are spooled to a temporary file while they arrive
+    body_spool_size: int = 1 * MiB
+    max_request_line: int = 8190
+    max_header_fields: int = 100
+    max_header_field_size: int = 8190
 
 
 @dataclass(frozen=True)
@@ -73,9 +111,7 @@ class ProxyConfig:
     shacache_upstream_dir_url: str | None = None
     multimaster: Mapping[str, MultimasterEntry] = field(default_factory=dict)
     tls: TLSConfig | None = None
-    threads: int = 4
-    #: `builtin` (slapos.proxy.httpserver) or `waitress`
-    http_server: str = "builtin"
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -118,9 +154,13 @@ def load_proxy_config(
             raise ConfigError(f"{where}: [slapproxy] port must be between 0 and 65535, got {port}")
         computer_id = need("computer_id")
     tls = _tls(merged, where)
-    http_server = _http_server(merged.get("http_server", "builtin"), where)
-    if tls is not None and http_server == "waitress":
-        raise ConfigError(f"{where}: [slapproxy] http_server = waitress cannot serve TLS (tls_*)")
+    if "http_server" in merged:
+        log.warning(
+            "%s: [slapproxy] http_server = %s is ignored: the proxy is always served by gunicorn "
+            "(remove the key)",
+            where,
+            merged["http_server"],
+        )
     return ProxyConfig(
         path=path,
         database_uri=database_uri,
@@ -138,21 +178,50 @@ def load_proxy_config(
         shacache_upstream_dir_url=merged.get("shacache_upstream_dir_url"),
         multimaster=_multimaster(ini),
         tls=tls,
-        threads=parse_int(merged.get("threads", "4"), f"{where}: [slapproxy] threads"),
-        http_server=http_server,
+        serving=_serving(merged, where),
     )
 
 
-HTTP_SERVERS = ("builtin", "waitress")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": MiB, "g": 1024 * MiB}
 
 
-def _http_server(value: str, where: str) -> str:
-    name = value.strip().lower()
-    if name not in HTTP_SERVERS:
-        raise ConfigError(
-            f"{where}: [slapproxy] http_server must be builtin or waitress, got {value!r}"
-        )
-    return name
+def _size(value: str, where: str) -> int:
+    """`65536`, `64M`, `64MiB`, `32G`: a number of bytes (binary units)."""
+    match = re.fullmatch(r"(\d+)\s*([kmg]?)(?:i?b)?", value.strip().lower())
+    if match is None:
+        raise ConfigError(f"{where}: expected a size in bytes (e.g. 65536, 64M, 2G), got {value!r}")
+    return int(match[1]) * _SIZE_UNITS[match[2]]
+
+
+def _seconds(value: str, where: str) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        raise ConfigError(f"{where}: expected a number of seconds, got {value.strip()!r}") from None
+    if not 0 < seconds < 1e6:
+        raise ConfigError(f"{where}: expected a number of seconds above 0, got {value.strip()!r}")
+    return seconds
+
+
+def _serving(merged: Mapping[str, str], where: str) -> ServingConfig:
+    values: dict[str, Any] = {}
+    for spec in fields(ServingConfig):
+        text = merged.get(spec.name)
+        if text is None:
+            continue
+        key = f"{where}: [slapproxy] {spec.name}"
+        if spec.type in ("float", float):
+            values[spec.name] = _seconds(text, key)
+        elif spec.name.endswith("_size"):
+            values[spec.name] = _size(text, key)
+        else:
+            values[spec.name] = parse_int(text, key)
+            if values[spec.name] < 1:
+                raise ConfigError(f"{key} must be at least 1, got {values[spec.name]}")
+    serving = ServingConfig(**values)
+    if serving.threads > serving.max_connections:
+        raise ConfigError(f"{where}: [slapproxy] threads must not exceed max_connections")
+    return serving
 
 
 def _products(text: str, where: str) -> dict[str, str]:

@@ -1,76 +1,135 @@
-"""Serve the proxy until SIGTERM/SIGINT: the built-in server (slapos.proxy.httpserver,
-one thread per connection, optional TLS) or, with `http_server = waitress`, waitress.
+"""Serve the proxy with gunicorn until SIGTERM/SIGINT.
 
-IPv6 hosts are accepted with or without brackets. The access log is the
-`slapos.proxy.access` logger (one INFO line per request). On SIGTERM or SIGINT the
-listening socket closes, requests in progress finish (up to a few seconds) and the
-database connections are closed; `serve()` then returns normally.
+gunicorn is embedded (its `BaseApplication`), with our worker class
+(`slapos.proxy.worker.ProxyWorker`: gthread plus deadlines) and our WSGI layer
+(`slapos.proxy.wsgi`: body limits and spooling, the client certificate's name) in
+front of the application. The listening socket is made here, so that an address in use
+is one line at once (gunicorn would retry for 5 s), and IPv6 hosts are accepted with or
+without brackets.
+
+* `workers = 1` (the default): the worker runs in this process; no arbiter, no fork.
+* `workers = N > 1`: gunicorn's arbiter forks N workers sharing the socket, restarts one
+  that dies, and stops them all on SIGTERM/SIGINT. The application (and its database
+  checks and migrations) is made once, before the fork; each worker then opens its own
+  database connections (the application's caches are checked against the database's
+  generation counter, so another process's writes are seen at once).
+
+On SIGTERM or SIGINT the listening socket closes, requests in progress get
+`stop_timeout` seconds to finish, and `serve()` returns normally.
 
 Must not import slapos.cli.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
-import warnings
-from collections.abc import Callable, Iterator
-from types import FrameType
+import math
+import os
+import resource
+import socket
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from slapos.errors import SlapOSError
 from slapos.proxy.app import ProxyApp, create_app
-from slapos.proxy.config import ProxyConfig
+from slapos.proxy.config import ProxyConfig, ServingConfig
+from slapos.proxy.wsgi import BodyLimits, ServerLayer
 
 log = logging.getLogger(__name__)
-
-
-class _Stop(Exception):
-    pass
 
 
 class ListenError(SlapOSError):
     """The configured host/port cannot be bound (in use, no such address...)."""
 
 
-def _send_at_once() -> dict[str, Any]:
-    """Answers are one buffer each: let the worker thread send it at once instead of
-    handing it to the main loop (about 40 % more requests/s on loopback). waitress 3
-    deprecates the knob: use it while it exists, silently."""
-    import warnings
-
-    import waitress.adjustments
-
-    if not hasattr(waitress.adjustments.Adjustments, "send_bytes"):
-        return {}
-    warnings.filterwarnings(
-        "ignore", message="send_bytes will be removed", category=DeprecationWarning
-    )
-    return {"send_bytes": 1}
+class ServeError(SlapOSError):
+    """The server could not start its workers or stopped on an error."""
 
 
 def listen_address(host: str, port: int) -> str:
-    """waitress `listen` syntax: `[::1]:5000`, `127.0.0.1:5000`."""
+    """`[::1]:5000`, `127.0.0.1:5000`: how the address is shown."""
     host = host.strip()
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"{host}:{port}"
 
 
-#: SLAP calls (useComputer reports, big parameter sets) stay well under this.
-MAX_SLAP_BODY = 64 * 1024 * 1024
-#: Software release binaries uploaded to the built-in shacache can be gigabytes; waitress
-#: spools large bodies to a temporary file, so this costs disk, not memory.
-MAX_CACHE_BODY = 32 * 1024 * 1024 * 1024
+def body_limits(config: ProxyConfig) -> BodyLimits:
+    """Request body limits: large uploads only where a shacache is served."""
+    serving = config.serving
+    cache = config.shacache_content_directory is not None
+    return BodyLimits(
+        max_body=serving.max_body_size,
+        max_cache_body=serving.max_cache_body_size if cache else serving.max_body_size,
+        spool=serving.body_spool_size,
+    )
 
 
-def max_body_size(config: ProxyConfig) -> int:
-    """The largest request body the proxy accepts: big only where a shacache is served."""
-    if config.shacache_content_directory is not None:
-        return MAX_CACHE_BODY
-    return MAX_SLAP_BODY
+def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening socket on the first address `host` resolves to (IPv4 or IPv6)."""
+    name = host.strip().strip("[]")
+    shown = listen_address(host, port)
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            name or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        raise ListenError(f"cannot listen on {shown}: {getattr(exc, 'strerror', None) or exc}")
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {shown}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def _raise_file_limit(serving: ServingConfig) -> None:
+    """Room for every allowed connection: the soft limit up to the hard one if needed."""
+    wanted = serving.max_connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning(
+            "max_connections = %d but only %d file descriptors are allowed (ulimit -n)",
+            serving.max_connections,
+            target,
+        )
+
+
+def _gunicorn_settings(config: ProxyConfig) -> dict[str, Any]:
+    serving = config.serving
+    settings: dict[str, Any] = {
+        "worker_class": "slapos.proxy.worker.ProxyWorker",
+        "workers": serving.workers,
+        "threads": serving.threads,
+        "worker_connections": serving.max_connections,
+        "keepalive": math.ceil(serving.keepalive_timeout),
+        "graceful_timeout": math.ceil(serving.stop_timeout),
+        # the worker's heartbeat: its event loop beats each second, whatever the requests do
+        "timeout": 60,
+        "limit_request_line": serving.max_request_line,
+        "limit_request_fields": serving.max_header_fields,
+        "limit_request_field_size": serving.max_header_field_size,
+        "logger_class": "slapos.proxy.worker.ProxyLog",
+        "preload_app": True,
+        # the application reads X-Forwarded-* itself (one reverse-proxy hop, any peer)
+        "forwarded_allow_ips": "",
+        "proc_name": "slapos-proxy",
+        "control_socket_disable": True,
+    }
+    if config.tls is not None:
+        settings.update(certfile=str(config.tls.certificate), keyfile=str(config.tls.key))
+    return settings
 
 
 def serve(
@@ -79,120 +138,146 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     app: ProxyApp | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or KeyboardInterrupt); `on_ready(url)` once listening."""
-    app = app or create_app(config)
-    if config.http_server == "waitress":
-        return _serve_waitress(config, app, on_ready)
-    import ssl
-
-    from slapos.proxy.httpserver import HTTPServer, Limits
-
+    """Run until SIGTERM/SIGINT; `on_ready(url)` once listening."""
     context = None
     if config.tls is not None:
+        import ssl
+
         from slapos.proxy.tls import server_context
 
         try:
             context = server_context(config.tls)
         except (OSError, ssl.SSLError) as exc:
             raise ListenError(f"cannot load the TLS certificate, key or CA: {exc}") from exc
-    address = listen_address(config.host, config.port)
+    app = app or create_app(config)
+    app.close()  # workers share nothing but the database: no connection crosses the fork
+    sock = listen(config.host, config.port)
     try:
-        server = HTTPServer(
-            app,
-            config.host,
-            config.port,
-            ssl_context=context,
-            limits=Limits(max_body=max_body_size(config), timeout=120.0),
+        _raise_file_limit(config.serving)
+        host, port = sock.getsockname()[:2]
+        scheme = "https" if config.tls is not None else "http"
+        url = f"{scheme}://{listen_address(host, port)}"
+        certificates = ""
+        if config.tls is not None:
+            required = "client certificates required" if config.tls.ca else "no client certificates"
+            certificates = f"{required}, "
+        workers = config.serving.workers
+        log.info(
+            "slapos proxy serving %s (%s%d process%s x %d threads, database %s, computer %s)",
+            url,
+            certificates,
+            workers,
+            "es" if workers > 1 else "",
+            config.serving.threads,
+            app.database,
+            config.computer_id,
         )
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-    certificates = ""
-    if config.tls is not None:
-        required = "client certificates required" if config.tls.ca else "no client certificates"
-        certificates = f"{required}, "
-    log.info(
-        "slapos proxy serving %s (%sdatabase %s, computer %s)",
-        server.url,
-        certificates,
-        app.database,
-        config.computer_id,
-    )
-    if on_ready is not None:
-        on_ready(server.url)
-    with _stop_signals():
-        try:
-            server.serve_forever()
-        except (_Stop, KeyboardInterrupt) as exc:
-            log.info("slapos proxy stopping (%s)", exc or "interrupted")
-        finally:
-            server.stop(grace=5.0)
-            app.close()
-            log.info("slapos proxy stopped")
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT raise _Stop in the main thread while serving."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, stop)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _serve_waitress(
-    config: ProxyConfig, app: ProxyApp, on_ready: Callable[[str], None] | None
-) -> None:
-    """`http_server = waitress`: the event-loop server with a worker pool (no TLS)."""
-    import waitress.server
-
-    address = listen_address(config.host, config.port)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "send_bytes will be removed", DeprecationWarning)
-            server: Any = waitress.server.create_server(
-                app,
-                listen=address,
-                threads=max(1, config.threads),
-                ident="slapos-proxy",
-                max_request_body_size=max_body_size(config),
-                channel_timeout=120,
-                connection_limit=1000,
-                **_send_at_once(),
-            )
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-    except ValueError as exc:  # waitress: unparsable host
-        raise ListenError(f"cannot listen on {address}: {exc}") from exc
-    host, port = server.effective_host, server.effective_port
-    shown = f"[{host}]" if ":" in str(host) else host
-    url = f"http://{shown}:{port}"
-    log.info(
-        "slapos proxy serving %s with waitress (database %s, computer %s)",
-        url,
-        app.database,
-        config.computer_id,
-    )
+        application = _Application(
+            ServerLayer(app, body_limits(config)), config, context, sock.family
+        )
+        listener = application.listener(sock)
+    except BaseException:
+        sock.close()
+        raise
     if on_ready is not None:
         on_ready(url)
-    with _stop_signals():
+    try:
+        if workers > 1:
+            application.run_arbiter(listener)
+        else:
+            application.run_worker(listener)
+    finally:
+        app.close()
+    log.info("slapos proxy stopped")
+
+
+def _application_class() -> type:
+    """gunicorn's BaseApplication, imported when a proxy starts (not for `--help`)."""
+    from gunicorn.app.base import BaseApplication
+
+    return BaseApplication  # type: ignore[no-any-return]
+
+
+class _Application:
+    """The embedded gunicorn application: settings from ProxyConfig, our WSGI callable."""
+
+    def __init__(
+        self, wsgi: ServerLayer, config: ProxyConfig, context: Any, family: socket.AddressFamily
+    ) -> None:
+        settings = _gunicorn_settings(config)
+        if context is not None:
+            settings["ssl_context"] = lambda _conf, _default: context
+        base = _application_class()
+
+        class Embedded(base):  # type: ignore[misc,valid-type]
+            def load_config(self) -> None:
+                for key, value in settings.items():
+                    self.cfg.set(key, value)
+
+            def load(self) -> ServerLayer:
+                return wsgi
+
+        self.gunicorn: Any = Embedded()
+        self.gunicorn.serving = config.serving
+        self.family = family
+
+    def listener(self, sock: socket.socket) -> Any:
+        """Our listening socket as one of gunicorn's listeners."""
+        from gunicorn import sock as gsock
+
+        kind = gsock.TCP6Socket if self.family == socket.AF_INET6 else gsock.TCPSocket
+        address = sock.getsockname()[:2]
+        return kind(address, self.gunicorn.cfg, _quiet_log(), fd=sock.detach())
+
+    def run_worker(self, listener: Any) -> None:
+        """One worker, in this process."""
+        from slapos.proxy.worker import ProxyLog, ProxyWorker
+
+        cfg = self.gunicorn.cfg
+        self.gunicorn.in_process = True
+        worker = ProxyWorker(
+            1, os.getppid(), [listener], self.gunicorn, cfg.timeout, cfg, ProxyLog(cfg)
+        )
         try:
-            server.run()
-        except (_Stop, KeyboardInterrupt) as exc:
-            log.info("slapos proxy stopping (%s)", exc or "interrupted")
+            worker.init_process()
+        except SystemExit as exc:  # gunicorn's way out of a worker (e.g. a second SIGQUIT)
+            if exc.code not in (None, 0):
+                raise ServeError(f"the server stopped with status {exc.code}") from None
         finally:
-            server.close()
-            try:
-                server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
-            except Exception:  # already shut down by close(): nothing left to wait for
-                log.debug("task dispatcher already stopped", exc_info=True)
-            app.close()
-            log.info("slapos proxy stopped")
+            listener.close()
+            worker.tmp.close()
+
+    def run_arbiter(self, listener: Any) -> None:
+        """N workers forked by gunicorn's arbiter; returns when they have all stopped."""
+        from gunicorn.arbiter import Arbiter
+
+        class ProxyArbiter(Arbiter):  # type: ignore[misc]
+            #: a fresh table per arbiter (gunicorn's is a class attribute)
+            def __init__(self, app: Any) -> None:
+                self.WORKERS = {}
+                super().__init__(app)
+
+            def handle_int(self) -> None:  # SIGINT: as gracefully as SIGTERM
+                raise StopIteration
+
+        parent = os.getpid()
+        arbiter = ProxyArbiter(self.gunicorn)
+        arbiter.LISTENERS = [listener]
+        try:
+            arbiter.run()
+        except SystemExit as exc:
+            if os.getpid() != parent:  # a worker's end: never run the caller's code
+                logging.shutdown()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(exc.code if isinstance(exc.code, int) else 1)
+            if exc.code not in (None, 0):
+                raise ServeError(
+                    f"the server stopped with status {exc.code} (see the messages above)"
+                ) from None
+
+
+def _quiet_log() -> Any:
+    from slapos.proxy.worker import ProxyLog
+
+    return ProxyLog(None)

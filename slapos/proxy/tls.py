@@ -1,8 +1,7 @@
 """Optional https with client certificates for the proxy.
 
-With `tls_certificate`/`tls_key` set, the built-in server (slapos.proxy.httpserver)
-speaks https, keep-alive included (the handshake happens in the connection's own thread,
-so a slow client cannot stall others). With `tls_ca` set, every call must present a
+With `tls_certificate`/`tls_key` set, the proxy speaks https, keep-alive included (see
+slapos.proxy.server). With `tls_ca` set, every call must present a
 certificate signed by that CA, and its subject common name decides what it may do:
 
 * `<computer_id>/<partition_id>`: a partition; it may act only on that partition's data
@@ -23,7 +22,7 @@ import logging
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from slapos.proxy.httpserver import PEER_KEY
+from slapos.proxy.wsgi import PEER_KEY
 from slapos.proxy.service import Forbidden
 
 if TYPE_CHECKING:

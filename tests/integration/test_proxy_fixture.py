@@ -34,8 +34,8 @@ def test_upstream_library_formats_and_requests(upstream: Upstream, proxy: Runnin
     assert json.loads(result.stdout.splitlines()[-1]) == ["slappart0", "started", "1"]
 
 
-@pytest.mark.parametrize("server", ["builtin", "waitress"])
-def test_log_file_key_ipv6_and_clean_shutdown(tmp_path: Path, server: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_log_file_key_ipv6_and_clean_shutdown(tmp_path: Path, workers: int) -> None:
     import os
     import signal
     import subprocess
@@ -50,7 +50,7 @@ def test_log_file_key_ipv6_and_clean_shutdown(tmp_path: Path, server: str) -> No
     config = tmp_path / "slapos-proxy.cfg"
     config.write_text(
         f"[slapos]\ncomputer_id = C\n[slapproxy]\nhost = ::1\nport = {port}\n"
-        f"database_uri = {tmp_path}/db\nlog_file = {log_file}\nhttp_server = {server}\n"
+        f"database_uri = {tmp_path}/db\nlog_file = {log_file}\nworkers = {workers}\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "slapos", "proxy", "start", "--cfg", str(config)],

@@ -7,7 +7,7 @@ import sys
 
 HEAVY = [
     "requests", "urllib3", "lxml", "cryptography", "IPython", "supervisor", "psutil",
-    "netifaces", "pyroute2", "xml_marshaller", "waitress", "zc.buildout", "sqlite3",
+    "netifaces", "pyroute2", "xml_marshaller", "gunicorn", "zc.buildout", "sqlite3",
     "jsonschema", "yaml", "slapos.slap", "slapos.proxy", "slapos.grid", "slapos.format",
     "slapos.collect", "slapos.cache",
 ]  # fmt: skip

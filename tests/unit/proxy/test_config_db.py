@@ -48,11 +48,14 @@ def test_keys_spellings_sections_and_overrides(tmp_path: Path) -> None:
         ("[slapproxy]\nport = 1\ndatabase_uri = x\n", "computer_id is required"),
         ("[slapos]\ncomputer_id = C\n[slapproxy]\nport = x\ndatabase_uri = x\n", "whole number"),
         ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\ntls_key=/k\n", "go together"),
-        ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nhttp_server=flask\n", "builtin or"),
+        ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nworkers=0\n", "at least 1"),
+        ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nthreads=x\n", "whole number"),
+        ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nhead_timeout=0\n", "above 0"),
+        ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nread-timeout=x\n", "seconds"),
+        ("[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nmax_body_size=1T\n", "a size"),
         (
-            "[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nhttp_server=waitress\n"
-            "tls_certificate=/c\ntls_key=/k\n",
-            "cannot serve TLS",
+            "[slapproxy]\nport=1\ndatabase_uri=x\ncomputer_id=c\nthreads=9\nmax_connections=8\n",
+            "must not exceed",
         ),
     ],
 )
@@ -186,3 +189,28 @@ def test_write_transaction_never_leaves_a_transaction_open(tmp_path: Path) -> No
     with write_transaction(conn):
         conn.execute("INSERT INTO p VALUES (2)")
     assert conn.execute("SELECT id FROM p").fetchall() == [(2,)]
+
+
+def test_serving_keys_have_defaults_and_accept_units(tmp_path: Path) -> None:
+    base = "[slapos]\ncomputer_id = C\n[slapproxy]\nport = 1\ndatabase_uri = x\n"
+    default = load_proxy_config(_write(tmp_path, base)).serving
+    assert (default.workers, default.threads, default.max_body_size) == (1, 8, 64 * 1024**2)
+    serving = load_proxy_config(
+        _write(
+            tmp_path,
+            base + "workers = 3\nmax-body-size = 2M\nmax_cache_body_size = 1GiB\n"
+            "body_spool_size = 4096\nhead_timeout = 2.5\n",
+        )
+    ).serving
+    assert serving.workers == 3 and serving.max_body_size == 2 * 1024**2
+    assert serving.max_cache_body_size == 1024**3 and serving.body_spool_size == 4096
+    assert serving.head_timeout == 2.5
+
+
+def test_http_server_key_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = "[slapos]\ncomputer_id = C\n[slapproxy]\nport = 1\ndatabase_uri = x\n"
+    config = load_proxy_config(_write(tmp_path, text + "http_server = waitress\n"))
+    assert config.serving.workers == 1
+    assert "http_server = waitress is ignored" in caplog.text

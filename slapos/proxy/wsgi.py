@@ -1,0 +1,165 @@
+"""The thin WSGI layer between the HTTP server (gunicorn) and the proxy application.
+
+What the server does not do for us, and nothing more (no parsing: the server frames and
+validates requests):
+
+* request bodies: refused with 413 past `max_body_size` (`max_cache_body_size` for
+  uploads to the built-in shacache), before anything is read when Content-Length says so;
+  bodies of SLAP calls are read here in pieces and spooled to a temporary file past
+  `body_spool_size`, so that slow or large bodies cost disk, not memory, until they are
+  complete; the application then sees a `wsgi.input` of known `CONTENT_LENGTH`, chunked
+  requests included. Shacache uploads are streamed to the cache application as they come,
+  counted against their limit;
+* the client certificate: with TLS, the common name of the certificate the client
+  presented is put in the environ under `PEER_KEY` (read once per connection).
+
+Must not import slapos.cli.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import ssl
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+#: environ key: the common name of the client certificate (TLS with tls_ca only)
+PEER_KEY = "slapos.peer_common_name"
+_PEER_ATTRIBUTE = "_slapos_peer_common_name"
+_PIECE = 64 * 1024
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    max_body: int
+    #: for `/shacache/...` when the proxy serves a shacache (else equal to max_body)
+    max_cache_body: int
+    spool: int
+
+
+class BodyTooLarge(Exception):
+    """Raised by the counting stream given to the shacache application."""
+
+
+class _Counted(io.RawIOBase):
+    """A request body read as it arrives, refused past `limit` bytes (chunked uploads)."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._seen = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._stream.read(size if size is not None and size >= 0 else _PIECE)
+        self._seen += len(data)
+        if self._seen > self._limit:
+            raise BodyTooLarge(f"request body larger than {self._limit} bytes")
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def peer_common_name(sock: Any) -> str | None:
+    """The common name of the certificate the TLS peer presented (None without one)."""
+    try:
+        return getattr(sock, _PEER_ATTRIBUTE)  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
+    name = None
+    try:
+        certificate = sock.getpeercert()
+    except (OSError, ValueError):  # not connected any more, or no handshake
+        certificate = None
+    for rdn in (certificate or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                name = str(value)
+    try:
+        setattr(sock, _PEER_ATTRIBUTE, name)
+    except AttributeError:  # a socket type without a __dict__: look again next time
+        pass
+    return name
+
+
+class ServerLayer:
+    """Wrap `app` (see the module docstring)."""
+
+    def __init__(self, app: WSGIApp, limits: BodyLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        sock = environ.get("gunicorn.socket")
+        if isinstance(sock, ssl.SSLSocket):
+            environ[PEER_KEY] = peer_common_name(sock)
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if not length_text and not chunked:
+            return self.app(environ, start_response)
+        cache = environ.get("PATH_INFO", "").startswith("/shacache/")
+        limit = self.limits.max_cache_body if cache else self.limits.max_body
+        length = int(length_text) if length_text.isdigit() else None
+        if length is not None and length > limit:
+            return _too_large(start_response, limit)
+        if cache:  # the cache application streams the upload to disk itself
+            if length is None:
+                environ["wsgi.input"] = _Counted(environ["wsgi.input"], limit)
+            try:
+                return self.app(environ, start_response)
+            except BodyTooLarge:
+                return _too_large(start_response, limit)
+        body = _spool(environ["wsgi.input"], length, limit, self.limits.spool)
+        if body is None:
+            return _too_large(start_response, limit)
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = body
+        return self.app(environ, start_response)
+
+
+def _spool(
+    stream: IO[bytes], length: int | None, limit: int, spool: int
+) -> tuple[IO[bytes], str] | None:
+    """The whole body, in memory up to `spool` bytes and in a temporary file past that,
+    with its length; None if it is larger than `limit`."""
+    if length is not None and length <= spool:
+        data = stream.read(length)
+        return io.BytesIO(data), str(len(data))
+    body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=spool, prefix="slapos-proxy-body-")  # noqa: SIM115 - unlinked at once; freed with the environ
+    size = 0
+    while length is None or size < length:
+        piece = stream.read(_PIECE if length is None else min(_PIECE, length - size))
+        if not piece:
+            break
+        size += len(piece)
+        if size > limit:
+            body.close()
+            return None
+        body.write(piece)
+    body.seek(0)
+    return body, str(size)
+
+
+def _too_large(start_response: StartResponse, limit: int) -> list[bytes]:
+    text = f"request body larger than {limit} bytes\n".encode()
+    start_response(
+        "413 Payload Too Large",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text)))],
+    )
+    # the rest of the body is not read: the connection cannot carry another request
+    force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+    if force_close is not None:
+        force_close()
+    return [text]
