@@ -1,0 +1,387 @@
+"""`slapos proxy start` over raw sockets on loopback: framing, limits, deadlines, memory.
+
+Every malformed request is refused (400/413/414/431/501) and its connection closed; the
+same requests go through h11 (a strict, independent HTTP/1.1 parser) and nothing h11
+refuses gets through us. Idle sockets, plain or TLS, do not stall a normal request, and
+request bodies trickling in do not grow the proxy's memory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import h11
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from slapos.proxy.marshal import loads
+from tests.fixtures.proxy import start_proxy
+from tests.fixtures.upstream import RunningProxy
+
+MiB = 1024 * 1024
+
+#: malformed requests: each must be refused with this status and the connection closed
+MALFORMED = {
+    "cl and te": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+    ),
+    "te and cl": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Length: 5\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+    ),
+    "differing lengths": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        400,
+    ),
+    "signed length": (b"POST /getRunId HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\nab", 400),
+    "negative length": (b"POST /getRunId HTTP/1.1\r\nHost: x\r\nContent-Length: -2\r\n\r\n", 400),
+    "vt before chunked": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    "nbsp after chunked": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n",
+        501,
+    ),
+    "chunk size with a space": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b" 2\r\nab\r\n0\r\n\r\n",
+        400,
+    ),
+    "chunk size in 0x": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0x2\r\nab\r\n0\r\n\r\n",
+        400,
+    ),
+    "length in a trailer": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\nContent-Length: 40\r\n\r\n",
+        400,
+    ),
+    "bare lf in a header": (b"GET /getRunId HTTP/1.1\r\nHost: x\r\nX-A: 1\nX-B: 2\r\n\r\n", 400),
+    "cr in a value": (b"GET /getRunId HTTP/1.1\r\nHost: x\rz\r\n\r\n", 400),
+    "nul in a value": (b"GET /getRunId HTTP/1.1\r\nHost: x\x00z\r\n\r\n", 400),
+    "control byte in a value": (b"GET /getRunId HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", 400),
+    "control byte in the path": (b"GET /get\x01RunId HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "nul in the path": (b"GET /get\x00RunId HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "obsolete folding": (b"GET /getRunId HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n", 400),
+    "space before colon": (b"GET /getRunId HTTP/1.1\r\nHost: x\r\nX-A : 1\r\n\r\n", 400),
+    "two hosts": (b"GET /getRunId HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    "request line too long": (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "too many fields": (
+        b"GET /getRunId HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: y\r\n" % i for i in range(200))
+        + b"\r\n",
+        431,
+    ),
+    "field too large": (
+        b"GET /getRunId HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 20000 + b"\r\n\r\n",
+        431,
+    ),
+    "body over the limit": (
+        b"POST /getRunId HTTP/1.1\r\nHost: x\r\nContent-Length: 70000000\r\n\r\nabc",
+        413,
+    ),
+}
+
+#: well-formed requests, answered by the application
+VALID = {
+    "get": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "post with a length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    "post chunked": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;ext=1\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    ),
+    "http/1.0": b"GET / HTTP/1.0\r\n\r\n",
+    "tab in a value": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\tb\r\n\r\n",
+}
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[RunningProxy]:
+    """Our proxy with short deadlines (the tests wait for them)."""
+    yield from start_proxy(tmp_path / "proxy", extra_config="head_timeout = 3\n")
+
+
+def _exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[bytes, bool]:
+    """Send `data`, read until the proxy closes (or `timeout`): (all bytes, closed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:  # refused before everything was sent
+            pass
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            return received, False
+        except ConnectionResetError:
+            pass
+        return received, True
+
+
+def _statuses(received: bytes) -> list[int]:
+    return [
+        int(line.split(b" ")[1]) for line in received.split(b"\r\n") if line.startswith(b"HTTP/1.")
+    ]
+
+
+def _port(proxy: RunningProxy) -> int:
+    return int(proxy.url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_requests_are_refused_and_the_connection_closed(
+    proxy: RunningProxy, name: str
+) -> None:
+    data, status = MALFORMED[name]
+    # a second, valid request behind it must never be answered (no smuggling)
+    received, closed = _exchange(_port(proxy), data + b"GET /getRunId HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _statuses(received) == [status], received[:300]
+    assert closed, "the connection must be closed after a refused request"
+
+
+def test_absolute_looking_paths_are_not_rewritten(proxy: RunningProxy) -> None:
+    for path in (b"/hateoas/x://y/getRunId", b"/shacache/a://b/getRunId", b"/x://y/getRunId"):
+        received, _ = _exchange(
+            _port(proxy), b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path
+        )
+        assert _statuses(received) == [404], (path, received[:300])
+
+
+def test_valid_requests_are_served_with_keep_alive(proxy: RunningProxy) -> None:
+    with socket.create_connection(("127.0.0.1", _port(proxy)), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        for name, data in VALID.items():
+            if name == "http/1.0":
+                continue
+            sock.sendall(data)
+            assert reader.readline().startswith(b"HTTP/1.1 200 "), name
+            length = 0
+            while (line := reader.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            assert reader.read(length).startswith(b"slapos proxy"), name
+
+
+def test_chunked_post_to_supply_supply_is_read(proxy: RunningProxy) -> None:
+    form = urlencode({"url": "http://sr/chunked.cfg", "computer_id": proxy.computer_id,
+                      "state": "available"}).encode()  # fmt: skip
+    body = (
+        b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (form[:10], form[10:]))
+        + b"0\r\n\r\n"
+    )
+    received, _ = _exchange(
+        _port(proxy),
+        b"POST /supplySupply HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n" + body,
+    )
+    assert _statuses(received) == [200], received
+    answer, _ = _exchange(
+        _port(proxy),
+        b"GET /getFullComputerInformation?computer_id=%s HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\n\r\n" % proxy.computer_id.encode(),
+    )
+    computer = loads(answer.split(b"\r\n\r\n", 1)[1].decode())
+    releases = computer.state["_software_release_list"]
+    urls = [software.state["_software_release"] for software in releases]
+    assert urls == ["http://sr/chunked.cfg"]
+
+
+def _proxy_pid(proxy: RunningProxy) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(proxy.config).encode() in cmdline and b"proxy" in cmdline:
+                return int(entry.name)
+    raise AssertionError("no proxy process")
+
+
+def _memory_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(field)
+
+
+def test_memory_stays_bounded_while_large_bodies_trickle_in(proxy: RunningProxy) -> None:
+    pid = _proxy_pid(proxy)
+    size = 60 * MiB
+    piece = b"x" * MiB
+    sockets = []
+    try:
+        for _ in range(8):
+            sock = socket.create_connection(("127.0.0.1", _port(proxy)), timeout=30)
+            sock.sendall(
+                b"POST /requestComputerPartition HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: %d\r\n\r\n" % size
+            )
+            sockets.append(sock)
+        for sent in range(size // MiB - 1):  # all but the last MiB, in turns
+            for sock in sockets:
+                sock.sendall(piece if sent < size // MiB - 2 else piece[:-1])
+        time.sleep(0.5)  # the last pieces reach the proxy
+        peak = _memory_mib(pid, "VmHWM")
+        assert peak < 100, f"the proxy's peak RSS reached {peak:.0f} MiB"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _answer_time(port: int, context: ssl.SSLContext | None = None) -> float:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        sock = context.wrap_socket(raw) if context is not None else raw
+        sock.sendall(b"GET /getRunId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert _statuses(received) == [200]
+    return time.monotonic() - started
+
+
+def _idle_sockets(port: int, count: int) -> list[socket.socket]:
+    idle = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        idle.append(sock)
+    return idle
+
+
+def test_a_thousand_idle_sockets_do_not_stall_a_request(proxy: RunningProxy) -> None:
+    idle = _idle_sockets(_port(proxy), 1000)
+    try:
+        # a few that started a request and stalled, holding threads until their deadline
+        for sock in idle[:4]:
+            sock.sendall(b"GET /getRunId HTTP/1.1\r\nHo")
+        assert max(_answer_time(_port(proxy)) for _ in range(3)) < 1.0
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_idle_connections_are_closed_after_the_head_deadline(proxy: RunningProxy) -> None:
+    started = time.monotonic()
+    silent, _ = _exchange(_port(proxy), b"", timeout=15)
+    partial, _ = _exchange(_port(proxy), b"GET /getRunId HTTP/1.1\r\nHost: x\r\n", timeout=15)
+    assert silent == partial == b""
+    assert time.monotonic() - started < 2 * (3 + 1.5)  # head_timeout = 3, checked each second
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "proxy")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key_path = directory / "server.crt", directory / "server.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )  # fmt: skip
+    )
+    return cert, key_path
+
+
+def test_tls_sockets_that_never_handshake_do_not_stall_a_request(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path / "pki")
+    running = start_proxy(
+        tmp_path / "proxy",
+        extra_config=f"tls_certificate = {cert}\ntls_key = {key}\nhandshake_timeout = 3\n",
+    )
+    proxy = next(running)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        port = _port(proxy)
+        assert _answer_time(port, context) < 1.0
+        idle = _idle_sockets(port, 1000)
+        try:
+            for sock in idle[:4]:  # a handshake started and never finished
+                sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+            assert max(_answer_time(port, context) for _ in range(3)) < 1.0
+            started = time.monotonic()
+            idle[0].settimeout(10)
+            assert idle[0].recv(100) == b""  # closed at the handshake deadline
+            assert time.monotonic() - started < 5
+        finally:
+            for sock in idle:
+                sock.close()
+    finally:
+        next(running, None)
+
+
+# ---- differential: the same requests through h11 -----------------------------------
+
+
+def _h11_accepts(data: bytes) -> bool:
+    """Whether h11, as a server, reads `data` as one complete, valid request."""
+    conn = h11.Connection(our_role=h11.SERVER, max_incomplete_event_size=16 * 1024)
+    conn.receive_data(data)
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                return False  # incomplete: never answered
+            if isinstance(event, h11.Request):
+                hosts = [value for name, value in event.headers if name == b"host"]
+                if len(hosts) > 1:  # RFC 9112 3.2: "MUST respond with 400"; h11 leaves it to us
+                    return False
+            if isinstance(event, h11.EndOfMessage):
+                return True
+    except h11.RemoteProtocolError:
+        return False
+
+
+#: framing only: the body size limit is ours, h11 has none
+FRAMING = [name for name in MALFORMED if name != "body over the limit"]
+#: what h11 accepts and we refuse, on purpose: RFC 9112 lets a server refuse both lengths
+#: (6.1: "ought to be handled as an error"), bare LF (2.2) and obsolete folding (5.2),
+#: which is how requests get smuggled between two parsers; h11 ignores fields in a
+#: trailer and lets control bytes through; and it has no size limits
+STRICTER = {
+    "cl and te", "te and cl", "length in a trailer", "bare lf in a header",
+    "control byte in a value", "obsolete folding", "request line too long",
+    "too many fields", "field too large",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [*FRAMING, *VALID])
+def test_differential_against_h11(proxy: RunningProxy, name: str) -> None:
+    data = MALFORMED[name][0] if name in MALFORMED else VALID[name]
+    received, _ = _exchange(_port(proxy), data, timeout=5)
+    statuses = _statuses(received)
+    ours = bool(statuses) and statuses[0] < 400
+    theirs = _h11_accepts(data)
+    if theirs:
+        assert ours or name in STRICTER, f"{name}: h11 accepts, we answer {statuses}"
+        assert name not in STRICTER or not ours
+    else:
+        assert not ours, f"{name}: h11 refuses, we answer {statuses}"
