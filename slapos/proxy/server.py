@@ -75,7 +75,8 @@ def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
             name or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except (OSError, UnicodeError) as exc:
-        raise ListenError(f"cannot listen on {shown}: {getattr(exc, 'strerror', None) or exc}")
+        reason = getattr(exc, "strerror", None) or exc
+        raise ListenError(f"cannot listen on {shown}: {reason}") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -254,7 +255,7 @@ class _Application:
         class ProxyArbiter(Arbiter):  # type: ignore[misc]
             #: a fresh table per arbiter (gunicorn's is a class attribute)
             def __init__(self, app: Any) -> None:
-                self.WORKERS = {}
+                self.WORKERS: dict[int, Any] = {}
                 super().__init__(app)
 
             def handle_int(self) -> None:  # SIGINT: as gracefully as SIGTERM

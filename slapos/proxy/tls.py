@@ -22,8 +22,8 @@ import logging
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from slapos.proxy.wsgi import PEER_KEY
 from slapos.proxy.service import Forbidden
+from slapos.proxy.wsgi import PEER_KEY
 
 if TYPE_CHECKING:
     from slapos.proxy.app import Request

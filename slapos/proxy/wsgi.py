@@ -18,6 +18,7 @@ Must not import slapos.cli.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import ssl
@@ -88,10 +89,8 @@ def peer_common_name(sock: Any) -> str | None:
         for key, value in rdn:
             if key == "commonName":
                 name = str(value)
-    try:
+    with contextlib.suppress(AttributeError):  # no __dict__: look again next time
         setattr(sock, _PEER_ATTRIBUTE, name)
-    except AttributeError:  # a socket type without a __dict__: look again next time
-        pass
     return name
 
 
