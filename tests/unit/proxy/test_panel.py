@@ -15,9 +15,9 @@ import pytest
 
 from slapos.proxy.app import ProxyApp, create_app
 from slapos.proxy.config import ProxyConfig, TLSConfig
-from slapos.proxy.httpserver import PEER_KEY
 from slapos.proxy.panel import TOKEN_HEADER, panel_url
 from slapos.proxy.release_files import MAX_BYTES, allowed, bundle
+from slapos.proxy.wsgi import PEER_KEY
 
 ORIGIN = "http://127.0.0.1"
 
