@@ -15,7 +15,8 @@ bad chunk sizes, bare LF, control bytes, folded lines...); what this subclass ad
   down, which ends the read its thread is blocked in;
 * once the head is in, each read of the body and each write of the answer times out
   after `read_timeout`;
-* SIGINT stops as gracefully as SIGTERM; an accept() that fails for lack of file
+* SIGINT stops as gracefully as SIGTERM, and the listening socket is closed as soon as
+  the worker stops (requests in progress finish); an accept() that fails for lack of file
   descriptors or memory is retried after a pause instead of ending the worker.
 
 Also here: `ProxyLog`, gunicorn's logger interface on the standard `logging` loggers
@@ -81,6 +82,14 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
     def init_signals(self) -> None:
         super().init_signals()
         signal.signal(signal.SIGINT, self.handle_exit)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            # stopping: refuse new connections at once rather than let them wait in the
+            # backlog until the requests in progress are done (gunicorn closes at the end)
+            for listener in self.sockets:
+                listener.close()
 
     def accept(self, listener: Any) -> None:
         try:
