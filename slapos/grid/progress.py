@@ -29,7 +29,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^Installing (?P<x>[^\s]+)\.$"), "installing part {x}"),
     (re.compile(r"^Updating (?P<x>[^\s]+)\.$"), "updating part {x}"),
     (re.compile(r"^Uninstalling (?P<x>[^\s]+)\.$"), "uninstalling part {x}"),
-    (re.compile(r"^Develop: '(?P<x>.+)'$"), "developing {x}"),
+    (
+        re.compile(r"^Develop: '(?P<x>.+)'$"),
+        "developing {x} (pip install -e, with its build requirements)",
+    ),
     (re.compile(r"^Getting distribution for '(?P<x>.+)'\.$"), "getting {x}"),
     (re.compile(r"^Downloading (?P<x>\S+)"), "downloading {x}"),
     (re.compile(r"^Generated script '(?P<x>.+)'\.$"), "generated {x}"),

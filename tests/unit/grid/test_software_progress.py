@@ -27,7 +27,10 @@ from tests.unit.grid._software_fakes import FakeClock
         ("Installing gcc.", "installing part gcc"),
         ("Updating instance-profile.", "updating part instance-profile"),
         ("Uninstalling old.", "uninstalling part old"),
-        ("Develop: '/srv/src/my.recipe/'", "developing my.recipe"),
+        (
+            "Develop: '/srv/src/my.recipe/'",
+            "developing my.recipe (pip install -e, with its build requirements)",
+        ),
         ("Getting distribution for 'zc.recipe.egg>=2'.", "getting zc.recipe.egg>=2"),
         ("Downloading https://x/y/gcc-13.tar.gz", "downloading gcc-13.tar.gz"),
         ("  Installing gcc.", None),  # the "While:" trace repeats it indented
