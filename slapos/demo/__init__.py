@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import io
 import logging
 import os
 import socket
@@ -298,10 +299,22 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
     )
     node, client = str(layout.node_config), str(layout.client_config)
 
+    # what request prints for a script (the instance's state and connection parameters,
+    # empty yet) is not for the reader of the demo: its commands' stdout is set aside
+    quiet = Context(
+        stdout=io.StringIO(),
+        stderr=ctx.stderr,
+        stdin=ctx.stdin,
+        environ=ctx.environ,
+        euid=ctx.euid,
+        runner=ctx.runner,
+        clock=ctx.clock,
+    )
+
     def step(title: str, *argv: str, ok: tuple[int, ...] = (0,)) -> int:
         out.write(f"==> {title}\n")
         out.flush()
-        rc = main(list(argv), ctx)
+        rc = main(list(argv), quiet)
         if rc not in ok:
             raise DemoError(f"{title} failed (slapos {' '.join(argv)}: exit {rc})")
         return rc
@@ -353,11 +366,10 @@ def _build_and_deploy(
     from slapos.format.boot import remove_timestamps
 
     node = str(layout.node_config)
+    # only the demo's release: others a user supplied to this node are not the demo's affair
+    build = ("node", "software", "--cfg", node, "--only-sr", layout.software_url)
     for attempt in range(3):
-        if (
-            step("building it (slapos node software)", "node", "software", "--cfg", node, ok=(0, 1))
-            == 0
-        ):
+        if step("building it (slapos node software)", *build, ok=(0, 1)) == 0:
             break
         if attempt == 2:
             raise DemoError(f"node software failed: see the logs under {layout.software_root}")
