@@ -16,7 +16,7 @@ snapshot); a crash mid-request rolls back in full. Every write transaction bumps
 `generation` row of config18, which caches of other processes read to stay exact.
 Only query parameters, never string formatting of values.
 
-Imports only the standard library and slapos.errors.
+Imports only the standard library, slapos.errors and slapos.proxy.status (SQL only).
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from slapos.errors import SlapOSError
+from slapos.proxy import status
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "18"
 #: our revision of the v18 layout (PRAGMA user_version).
-REVISION = 1
+REVISION = 2
 TABLES = (
     "config",
     "software",
@@ -77,6 +78,8 @@ _REVISIONS = {
         "CREATE INDEX IF NOT EXISTS partition_network18_partition"
         " ON partition_network18 (computer_reference, partition_reference)",
     ),
+    # what nodes report, kept (slapos.proxy.status)
+    2: (status.TABLE_SQL,),
 }
 
 

@@ -16,6 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
+from slapos.proxy import status
 from slapos.proxy.marshal import dict2xml
 from slapos.proxy.service import BadRequest, Master, NotFound, shared_entries
 
@@ -193,7 +194,7 @@ def _partition_document(master: Master, title: str) -> dict[str, Any]:
     if not rows:
         raise NotFound(f"no instance tree {title!r}")
     row = rows[0]
-    return _service_document(
+    document = _service_document(
         reference=row["partition_reference"],
         requested_state=row["requested_state"],
         xml=row["xml"],
@@ -202,6 +203,21 @@ def _partition_document(master: Master, title: str) -> dict[str, Any]:
         software_type=row["software_type"],
         shared=0,
     )
+    document["news"] = {"instance": _tree_news(master, row)}
+    return document
+
+
+def _tree_news(master: Master, root: Any) -> list[dict[str, Any]]:
+    """What the nodes last reported for each instance of the tree, as a master's news.
+
+    Upstream's proxy sends no news (`service info` says "unsupported"); a real master
+    sends one entry per instance, `#access ...` or `#error ...`, which we keep too."""
+    entries = []
+    for row in master.store.tree_partitions(root["requested_by"] or root["partition_reference"]):
+        found = status.of_instance(master.store.conn, row["computer_reference"], row["reference"])
+        if found is not None and found.title == row["partition_reference"]:
+            entries.append(status.news_entry(found))
+    return entries
 
 
 def _shared_document(master: Master, title: str) -> dict[str, Any]:

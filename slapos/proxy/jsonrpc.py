@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from slapos.proxy import status
 from slapos.proxy.jsonrpc_schema import InvalidInput, validate
 from slapos.proxy.marshal import WireObject, dict2xml, xml2dict
 from slapos.proxy.service import (
@@ -94,8 +95,16 @@ def partition_json(master: Master, row: Any) -> dict[str, Any]:
         "computer_guid": row["computer_reference"],
         "compute_partition_id": row["reference"],
         "processing_timestamp": int(row["timestamp"] or 0),
-        "access_status_message": "",
+        "access_status_message": status.access_status_message(_status_of(master, row)),
     }
+
+
+def _status_of(master: Master, row: Any) -> status.Status | None:
+    """The last report about the instance on this partition (not a former occupant's)."""
+    found = status.of_instance(master.store.conn, row["computer_reference"], row["reference"])
+    if found is None or found.title != (row["partition_reference"] or ""):
+        return None
+    return found
 
 
 def shared_json(master: Master, shared: Any) -> dict[str, Any]:
@@ -348,13 +357,63 @@ def m_supply(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
 
 
 def m_installation_state(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    computer_id, url = body["computer_guid"], body["software_release_uri"]
     if body["reported_state"] != "destroyed":
+        _keep_software(app, request, computer_id, url, body["reported_state"], "")
         return _success("Ignored")
-    app.write(
-        request,
-        lambda m: m.store.remove_software(body["computer_guid"], body["software_release_uri"]),
-    )
+
+    def remove(m: Master) -> None:
+        m.store.remove_software(computer_id, url)
+        status.forget(m.store.conn, status.SOFTWARE, computer_id, url)
+
+    app.write(request, remove)
     return _success("Destroyed")
+
+
+def _keep_software(
+    app: ProxyApp, request: Request, computer_id: str, url: str, state: str, message: str
+) -> None:
+    def keep(m: Master) -> None:
+        _registered(m, computer_id)
+        status.record(
+            m.store.conn, status.SOFTWARE, computer_id, url, state, now=m.now(), message=message
+        )
+
+    app.write(request, keep)
+
+
+def _keep_instance(app: ProxyApp, request: Request, guid: str, state: str, message: str) -> None:
+    title, requested_by, shared = parse_guid(guid)
+    if shared:
+        return  # a shared instance has no partition of its own: its host reports
+
+    def keep(m: Master) -> None:
+        row = m.store.instance(title, requested_by)
+        if row is None:
+            raise Forbidden(f"No software instance {guid} found.")
+        status.record(
+            m.store.conn,
+            status.INSTANCE,
+            row["computer_reference"],
+            row["reference"],
+            state,
+            now=m.now(),
+            message=message,
+            title=title,
+        )
+
+    app.write(request, keep)
+
+
+def m_installation_error(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    computer_id, url = body["computer_guid"], body["software_release_uri"]
+    _keep_software(app, request, computer_id, url, status.ERROR, body["message"])
+    return _success("Ignored")
+
+
+def m_instance_error(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
+    _keep_instance(app, request, body["instance_guid"], status.ERROR, body["message"])
+    return _success("Ignored")
 
 
 def m_ignored(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
@@ -363,6 +422,7 @@ def m_ignored(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
 
 def m_instance_state(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
     if body["reported_state"] != "destroyed":
+        _keep_instance(app, request, body["instance_guid"], body["reported_state"], "")
         return _success("Ignored")
     title, requested_by, shared = parse_guid(body["instance_guid"])
     if shared:
@@ -372,7 +432,12 @@ def m_instance_state(app: ProxyApp, request: Request, body: dict[str, Any]) -> A
         row = m.store.instance(title, requested_by)
         if row is None:
             raise Forbidden(f"No software instance {body['instance_guid']} found.")
-        return m.destroyed(row["reference"], row["computer_reference"])
+        reason = m.destroyed(row["reference"], row["computer_reference"])
+        if not reason:
+            status.forget(
+                m.store.conn, status.INSTANCE, row["computer_reference"], row["reference"]
+            )
+        return reason
 
     reason = app.write(request, run)
     if reason:
@@ -432,7 +497,32 @@ def m_format(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
 
 
 def m_status(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
-    return {"text": "Unknown (not implemented)"}
+    """What the computer's node last reported, per instance and per installation.
+
+    `text` stays a one-line summary (the schema's only key); the lists are ours."""
+    computer_id = body["computer_guid"]
+
+    def run(m: Master) -> Any:
+        _registered(m, computer_id)
+        found = status.of_computer(m.store.conn, computer_id)
+        current = {
+            r["reference"]: r["partition_reference"] or "" for r in m.store.partitions(computer_id)
+        }
+        instances = [
+            s.to_dict()
+            for s in found
+            if s.kind == status.INSTANCE and current.get(s.reference) == s.title
+        ]
+        software = [s.to_dict() for s in found if s.kind == status.SOFTWARE]
+        failing = sum(1 for s in [*instances, *software] if s["status"] == status.ERROR)
+        text = f"{len(instances)} instance(s) and {len(software)} installation(s) reported"
+        return {
+            "text": f"{text}, {failing} failing" if failing else text,
+            "instance_list": instances,
+            "software_installation_list": software,
+        }
+
+    return app.read(run)
 
 
 METHODS: dict[str, Method] = {
@@ -448,9 +538,9 @@ METHODS: dict[str, Method] = {
     "slapos.allDocs.v0.compute_node_software_installation_list": m_installations,
     "slapos.post.v0.software_installation": m_supply,
     "slapos.put.v0.software_installation_reported_state": m_installation_state,
-    "slapos.put.v0.software_installation_error": m_ignored,
+    "slapos.put.v0.software_installation_error": m_installation_error,
     "slapos.put.v0.software_instance_reported_state": m_instance_state,
-    "slapos.put.v0.software_instance_error": m_ignored,
+    "slapos.put.v0.software_instance_error": m_instance_error,
     "slapos.put.v0.software_instance_connection_parameter": m_connection,
     "slapos.put.v0.software_instance_bang": m_bang,
     "slapos.put.v0.software_instance_title": m_title,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from slapos.proxy import status
 from slapos.proxy.marshal import WireObject, dumps, loads
 from slapos.proxy.service import (
     USER,
@@ -156,28 +157,69 @@ def supply(app: ProxyApp, request: Request) -> Response:
 
 def destroyed_software(app: ProxyApp, request: Request) -> Response:
     url, computer_id = request.field("url"), request.field("computer_id")
-    app.write(request, lambda m: m.store.remove_software(computer_id, url))
+
+    def remove(m: Master) -> None:
+        m.store.remove_software(computer_id, url)
+        status.forget(m.store.conn, status.SOFTWARE, computer_id, url)
+
+    app.write(request, remove)
     return _text("OK")
 
 
-def ignored(app: ProxyApp, request: Request) -> Response:
-    """Software release reports the proxy does not keep (building, available, error)."""
-    computer_id = request.field("computer_id")
+def software_report(state: str) -> Handler:
+    """buildingSoftwareRelease, availableSoftwareRelease, softwareReleaseError: kept.
 
-    def check(m: Master) -> None:
-        if m.store.computer(computer_id) is None and computer_id != m.computer_id:
-            raise NotFound(f"computer {computer_id!r} is not registered")
+    The answer stays upstream's proxy's ("Ignored"): nodes do not read it."""
 
-    app.read(check)
-    return _text("Ignored")
+    def handler(app: ProxyApp, request: Request) -> Response:
+        computer_id = request.field("computer_id")
+        url = request.field("url")
+        message = request.form.get("error_log") or ""
+
+        def keep(m: Master) -> None:
+            if m.store.computer(computer_id) is None and computer_id != m.computer_id:
+                raise NotFound(f"computer {computer_id!r} is not registered")
+            status.record(
+                m.store.conn,
+                status.SOFTWARE,
+                computer_id,
+                url,
+                state,
+                now=m.now(),
+                message=message,
+            )
+
+        app.write(request, keep)
+        return _text("Ignored")
+
+    return handler
 
 
-def ignored_partition(app: ProxyApp, request: Request) -> Response:
-    """Partition reports the proxy does not keep (started, stopped, error)."""
-    computer_id = request.field("computer_id")
-    partition_id = request.field("computer_partition_id")
-    app.read(lambda m: m.partition_or_404(partition_id, computer_id))
-    return _text("Ignored")
+def partition_report(state: str) -> Handler:
+    """startedComputerPartition, stoppedComputerPartition, softwareInstanceError: kept."""
+
+    def handler(app: ProxyApp, request: Request) -> Response:
+        computer_id = request.field("computer_id")
+        partition_id = request.field("computer_partition_id")
+        message = request.form.get("error_log") or ""
+
+        def keep(m: Master) -> None:
+            row = m.partition_or_404(partition_id, computer_id)
+            status.record(
+                m.store.conn,
+                status.INSTANCE,
+                computer_id,
+                partition_id,
+                state,
+                now=m.now(),
+                message=message,
+                title=row["partition_reference"] or "",
+            )
+
+        app.write(request, keep)
+        return _text("Ignored")
+
+    return handler
 
 
 def ignored_usage(app: ProxyApp, request: Request) -> Response:
@@ -238,7 +280,14 @@ def publish_connection(app: ProxyApp, request: Request) -> Response:
 def destroyed_partition(app: ProxyApp, request: Request) -> Response:
     computer_id = request.field("computer_id")
     partition_id = request.field("computer_partition_id")
-    reason = app.write(request, lambda m: m.destroyed(partition_id, computer_id))
+
+    def destroy(m: Master) -> str | None:
+        reason: str | None = m.destroyed(partition_id, computer_id)
+        if not reason:
+            status.forget(m.store.conn, status.INSTANCE, computer_id, partition_id)
+        return reason
+
+    reason = app.write(request, destroy)
     return _text(reason or "OK")
 
 
@@ -304,13 +353,13 @@ def routes() -> dict[str, tuple[frozenset[str], Handler]]:
         "supplySupply": (POST, supply),
         "loadComputerConfigurationFromXML": (POST, load_computer_configuration),
         "setComputerPartitionConnectionXml": (POST, publish_connection),
-        "buildingSoftwareRelease": (POST, ignored),
-        "availableSoftwareRelease": (POST, ignored),
-        "softwareReleaseError": (POST, ignored),
+        "buildingSoftwareRelease": (POST, software_report("building")),
+        "availableSoftwareRelease": (POST, software_report("available")),
+        "softwareReleaseError": (POST, software_report(status.ERROR)),
         "destroyedSoftwareRelease": (POST, destroyed_software),
-        "softwareInstanceError": (POST, ignored_partition),
-        "startedComputerPartition": (POST, ignored_partition),
-        "stoppedComputerPartition": (POST, ignored_partition),
+        "softwareInstanceError": (POST, partition_report(status.ERROR)),
+        "startedComputerPartition": (POST, partition_report("started")),
+        "stoppedComputerPartition": (POST, partition_report("stopped")),
         "destroyedComputerPartition": (POST, destroyed_partition),
         "useComputer": (POST, ignored_usage),
         "computerBang": (POST, computer_bang),
