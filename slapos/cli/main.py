@@ -36,6 +36,7 @@ FAMILIES = (
     "slapos.cli.configure",
     "slapos.cli.cache",
     "slapos.cli.misc",
+    "slapos.cli.explain",
 )
 
 #: Which family defines each first command word: `slapos request --help` builds only the
@@ -54,6 +55,7 @@ FIRST_WORDS = {
     "configure": "slapos.cli.configure",
     "cachelookup": "slapos.cli.cache",
     "cache": "slapos.cli.cache",
+    "explain": "slapos.cli.explain",
 }
 _GLOBAL_WITH_VALUE = ("--log-file", "--logfile", "--log_file")
 

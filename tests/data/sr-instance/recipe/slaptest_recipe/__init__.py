@@ -16,6 +16,7 @@ parameters steer it for the tests:
   promise=none      no promise at all
   runner=1          the service goes to etc/run (not watched by the watchdog)
   child=NAME        also request a child instance NAME of the same release (no promise)
+  child-fail=1      ... whose buildout fails (fail-buildout=1)
   port=N            the service listens on port N (else a free port, kept in var/port)
 """
 
@@ -159,7 +160,10 @@ class Instance:
             try:
                 cp.request(
                     self.options["software-release-url"], "default", params["child"],
-                    partition_parameter_kw={"promise": "none"},
+                    partition_parameter_kw=dict(
+                        {"promise": "none"},
+                        **({"fail-buildout": "1"} if params.get("child-fail") else {})
+                    ),
                 )
             except ResourceNotReady:
                 pass  # allocated later: the next run asks again
