@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
+from slapos.proxy import status
 from slapos.proxy.db import (
     SCHEMA_VERSION,
     TABLES,
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 #: pg_advisory_xact_lock key held by every write transaction ("slapos" in ASCII)
 WRITE_LOCK = 0x736C61706F73
 #: our revision of the layout below (table slapos_schema)
-REVISION = 1
+REVISION = 2
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS config18 (
   name TEXT PRIMARY KEY,
@@ -110,6 +111,8 @@ _REVISIONS = {
         "CREATE INDEX IF NOT EXISTS partition_network18_partition"
         " ON partition_network18 (computer_reference, partition_reference)",
     ),
+    # what nodes report, kept (slapos.proxy.status: portable SQL, same as sqlite)
+    2: (status.TABLE_SQL,),
 }
 
 

@@ -9,8 +9,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
+from tests.fixtures.proxy import BACKENDS
 from tests.fixtures.slap import format_computer
 from tests.fixtures.upstream import RunningProxy
 
@@ -24,6 +26,7 @@ def rpc(proxy: RunningProxy, method: str, **body: Any) -> Any:
     return answer.json()
 
 
+@pytest.mark.parametrize("proxy", BACKENDS, indirect=True)
 def test_reports_are_kept_and_served(proxy: RunningProxy) -> None:
     from slapos.slap import slap
 
