@@ -32,6 +32,7 @@ KNOWN_KEYS = frozenset(
         "workers", "max_connections", "keepalive_timeout", "handshake_timeout", "head_timeout",
         "read_timeout", "stop_timeout", "max_body_size", "max_cache_body_size",
         "body_spool_size", "max_request_line", "max_header_fields", "max_header_field_size",
+        "panel_host_list",
     }
 )  # fmt: skip
 
@@ -112,6 +113,9 @@ class ProxyConfig:
     multimaster: Mapping[str, MultimasterEntry] = field(default_factory=dict)
     tls: TLSConfig | None = None
     serving: ServingConfig = field(default_factory=ServingConfig)
+    #: host names the web panel answers under besides addresses, localhost and this
+    #: machine's name (docs/panel.rst: DNS rebinding)
+    panel_host_list: tuple[str, ...] = ()
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -179,6 +183,7 @@ def load_proxy_config(
         multimaster=_multimaster(ini),
         tls=tls,
         serving=_serving(merged, where),
+        panel_host_list=split_lines(merged.get("panel_host_list", "").replace(",", "\n")),
     )
 
 

@@ -8,7 +8,10 @@ Cross-site protection: a browser sends `Origin` and `Sec-Fetch-Site` with every 
 POST that carries either must come from this proxy's own origin and carry the panel's
 token (`X-SlapOS-Panel-Token`, written into the panel's page, kept in the database so
 that an open panel survives a restart). Clients that are not browsers (the slap library,
-nodes, `slapos` commands) send neither header and are not concerned.
+nodes, `slapos` commands) send neither header and are not concerned. The page with the
+token and those POSTs are refused under a host name the proxy does not know as its own
+(`trusted_host`): a page of another site whose name was made to point at the proxy's
+address (DNS rebinding) would be same-origin otherwise.
 
 Must not import slapos.cli.
 """
@@ -75,15 +78,50 @@ def token(app: ProxyApp) -> str:
     return app.write(None, make)  # type: ignore[no-any-return]
 
 
+def trusted_host(app: ProxyApp, request: Request) -> bool:
+    """Whether the browser reached us under a name that cannot be an attacker's
+    (DNS rebinding): an address, localhost, this machine's name, `host` or a name of
+    `panel_host_list`."""
+    import ipaddress
+    import socket
+
+    host = (request.header("Host") or "").strip().lower()
+    if host.startswith("["):
+        name = host[1 : host.find("]")]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass  # a name: checked below
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    names = {app.config.host.strip("[]").lower(), socket.gethostname().lower()}
+    names.update(n.lower().rstrip(".") for n in app.config.panel_host_list)
+    return name in names
+
+
+def _refuse_host(request: Request) -> Forbidden:
+    name = request.header("Host") or ""
+    return Forbidden(
+        f"the panel does not answer under the name {name!r}: add it to panel_host_list "
+        "in [slapproxy] if it is this proxy's"
+    )
+
+
 def guard(app: ProxyApp, request: Request) -> None:
-    """Refuse (403) a state-changing call a browser makes for another site or without
-    the panel's token; see the module docstring."""
+    """Refuse (403) a state-changing call a browser makes for another site, under an
+    untrusted name or without the panel's token; see the module docstring."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     origin = request.header("Origin")
     site = request.header("Sec-Fetch-Site")
     if origin is None and site is None:
         return  # not a browser
+    if not trusted_host(app, request):
+        raise _refuse_host(request)
     if site is not None and site not in ("same-origin", "none"):
         raise Forbidden(f"cross-site request refused ({site})")
     if origin is not None and origin not in _own_origins(request):
@@ -111,6 +149,8 @@ def _asset(app: ProxyApp, request: Request, name: str) -> Response:
     body = path.read_bytes()
     headers = list(_SECURITY)
     if name == "index.html":
+        if not trusted_host(app, request):
+            raise _refuse_host(request)
         body = body.replace(b"{{token}}", token(app).encode())
         headers.append(("Cache-Control", "no-store"))
         return Response(body, 200, _TYPES[suffix], headers)

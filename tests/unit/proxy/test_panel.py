@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,6 +184,39 @@ def test_browsers_need_the_same_origin_and_the_token(app: ProxyApp) -> None:
     legacy = call(app, "POST", "/supplySupply", b"url=x&computer_id=COMP",
                   {"Origin": "https://evil.test"})  # fmt: skip
     assert legacy.status == 403 and "cross-site" in legacy.text
+
+
+def test_names_that_could_be_an_attackers_are_refused(tmp_path: Path) -> None:
+    """DNS rebinding: evil.test made to point at the proxy would be same-origin."""
+    app = make_app(tmp_path, panel_host_list=("panel.example",))
+    token = call(app, "GET", "/panel/").text.split('panel-token" content="')[1].split('"')[0]
+    method = "slapos.allDocs.WIP.instance_tree_list"
+    for host, status in (
+        ("evil.test:8080", 403), ("127.0.0.1:8080", 200), ("[::1]:8080", 200),
+        ("localhost:8080", 200), ("app.localhost", 200), ("panel.example", 200),
+        ("PANEL.example.:443", 200), (socket.gethostname(), 200),
+    ):  # fmt: skip
+        page = call(app, "GET", "/panel/", headers={"Host": host})
+        assert page.status == status, host
+        origin = f"http://{host}"
+        headers = {"Host": host, "Origin": origin, TOKEN_HEADER: token}
+        assert rpc(app, method, headers).status == status, host
+    refused = call(app, "GET", "/panel/", headers={"Host": "evil.test"})
+    assert "add it to panel_host_list" in refused.text and token not in refused.text
+    assert call(app, "GET", "/panel/panel.js", headers={"Host": "evil.test"}).status == 200
+    assert rpc(app, method, {"Host": "evil.test"}).status == 200  # not a browser: a node
+
+
+def test_panel_host_list_is_read_from_the_configuration(tmp_path: Path) -> None:
+    from slapos.proxy.config import load_proxy_config
+
+    cfg = tmp_path / "slapos-proxy.cfg"
+    cfg.write_text(
+        "[slapproxy]\nport = 8080\ncomputer_id = COMP\ndatabase_uri = x.db\n"
+        "panel_host_list =\n  panel.example\n  other.example, third.example\n"
+    )
+    config = load_proxy_config(cfg)
+    assert config.panel_host_list == ("panel.example", "other.example", "third.example")
 
 
 # ---- /public/ -------------------------------------------------------------------------------
