@@ -10,7 +10,10 @@ This module imports nothing from slapos.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+
+TYPE_CHECKING = False  # typing is not imported at run time: every command imports this
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 class ExitCode(enum.IntEnum):

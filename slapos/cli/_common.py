@@ -12,12 +12,14 @@ import io
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from slapos.errors import NotImplementedYetError, NotRootError, UnknownCommandError
 
+TYPE_CHECKING = False  # typing is not imported at run time (`slapos COMMAND --help`)
+
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any, NoReturn, TextIO
 
     from slapos.config import ClientConfig, NodeConfig
     from slapos.system import Clock, Runner
@@ -210,6 +212,10 @@ class SlapOSArgumentParser(argparse.ArgumentParser):
 
     commands: list[CommandInfo]
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse would import shutil for the terminal width: the same answer, from os
+        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)  # type: ignore[call-arg]
+
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
             self._print_message(message, sys.stderr)
@@ -245,6 +251,20 @@ class SlapOSArgumentParser(argparse.ArgumentParser):
                     f"no such option: {name}" + (f" (did you mean {close}?)" if close else "")
                 )
         self.error(f"unrecognized arguments: {' '.join(extras)}")
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 def close_match(word: str, candidates: list[str]) -> str | None:

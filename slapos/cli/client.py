@@ -5,7 +5,6 @@ configure client. They read slapos-client.cfg and talk to the master through sla
 from __future__ import annotations
 
 import argparse
-from typing import TypeAlias
 
 from slapos.cli._common import (
     Context,
@@ -15,6 +14,10 @@ from slapos.cli._common import (
     add_command,
     add_group,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time (`slapos request --help`)
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

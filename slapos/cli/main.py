@@ -9,7 +9,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
     CommandInfo,
@@ -22,6 +21,8 @@ from slapos.cli._common import (
 from slapos.cli.entry import version_line
 from slapos.errors import ExitCode, SlapOSError
 from slapos.version import __version__
+
+TYPE_CHECKING = False  # typing is not imported at run time (`slapos COMMAND --help`)
 
 if TYPE_CHECKING:
     import logging
