@@ -1,18 +1,20 @@
 """gunicorn's threaded worker (gthread), with the deadlines the proxy needs.
 
 gunicorn parses and frames every request (it refuses what is ambiguous: both lengths,
-bad chunk sizes, bare LF, control bytes, folded lines...); what this subclass adds:
+bad chunk sizes, bare LF, control bytes, folded lines...); what this subclass changes is
+who waits for a slow client, and for how long:
 
-* a new connection waits in the worker's event loop, not in a thread, until it sends
-  something: a thousand idle sockets cost no thread (gunicorn 27 gives each new
-  connection a thread for up to 5 s first). It is closed if nothing comes within
-  `handshake_timeout` (TLS) or `head_timeout`;
+* the worker's event loop, not a thread, does the TLS handshake and collects each
+  request head (up to `PREREAD` bytes, without blocking); a thread takes the connection
+  only once its head is complete. Idle or slow sockets, plain or TLS, cost no thread: a
+  thousand of them do not delay anyone else (gunicorn 27 gives each new connection a
+  thread for up to 5 s, and reads heads in threads);
 * deadlines, checked by the event loop about once a second: the TLS handshake must be
-  done within `handshake_timeout` of the connection's acceptance, and each request head
-  must be complete within `head_timeout` (from acceptance for a plain connection's first
-  request, from the handshake's end for a TLS one, from the moment a kept-alive
-  connection has something to read otherwise). A connection past its deadline is shut
-  down, which ends the read its thread is blocked in;
+  done `handshake_timeout` after the connection was accepted; each request head must be
+  complete `head_timeout` after it started (after the acceptance, or the handshake, for
+  the first; after its first bytes on a kept-alive connection). A connection past its
+  deadline is closed. A head larger than `PREREAD` is read on by a thread, under the same
+  deadline (the connection is shut down, which ends the thread's read);
 * once the head is in, each read of the body and each write of the answer times out
   after `read_timeout`;
 * SIGINT stops as gracefully as SIGTERM, and the listening socket is closed as soon as
@@ -33,10 +35,14 @@ import logging
 import selectors
 import signal
 import socket
+import ssl
 import time
+from collections import deque
 from functools import partial
 from typing import Any
 
+from gunicorn import http
+from gunicorn import sock as gsock
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from slapos.proxy.config import ServingConfig
@@ -44,23 +50,52 @@ from slapos.proxy.config import ServingConfig
 log = logging.getLogger("slapos.proxy.server")
 access_log = logging.getLogger("slapos.proxy.access")
 
+#: head bytes the event loop collects before a thread takes over (SLAP heads: < 1 KiB)
+PREREAD = 16 * 1024
 _NO_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_WAIT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class _Connection(TConn):  # type: ignore[misc]
-    """A connection that knows its worker's deadlines."""
+    """A connection with the head bytes its worker's event loop has read."""
+
+    initialized: bool
+    parser: Any
+    sock: Any
+    timeout: float | None
 
     def __init__(self, worker: ProxyWorker, sock: socket.socket, client: Any, server: Any) -> None:
         super().__init__(worker.cfg, sock, client, server)
         self.worker = worker
         self.accepted = time.monotonic()
+        #: read by the event loop, not yet given to the parser
+        self.head = bytearray()
+        #: TLS: the event loop has wrapped the socket and finished the handshake
+        self.handshaken = False
+        #: when the head a thread is given must be complete (None: head_timeout from then)
+        self.head_deadline: float | None = None
 
     def init(self) -> None:
         if self.initialized:
             return
-        super().init()
-        if self.cfg.is_ssl:  # handshake done: the first head has its own deadline
-            self.worker.reading[self] = time.monotonic() + self.worker.serving.head_timeout
+        if isinstance(self.sock, ssl.SSLSocket):  # wrapped by the event loop
+            self.initialized = True
+            self.sock.setblocking(True)
+            if not self.handshaken:  # left half-done by the event loop (rare)
+                self.sock.do_handshake()
+                self.handshaken = True
+            self.parser = http.get_parser(self.cfg, self.sock, self.client)
+        else:
+            super().init()
+        self.give_head()
+
+    def give_head(self) -> None:
+        """Hand the bytes the event loop read to the parser (after what it holds)."""
+        if self.head and self.parser is not None:
+            buffer = self.parser.unreader.buf
+            buffer.seek(0, 2)
+            buffer.write(bytes(self.head))
+            self.head.clear()
 
 
 class ProxyWorker(ThreadWorker):  # type: ignore[misc]
@@ -69,7 +104,7 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.serving: ServingConfig = self.app.serving
-        #: connections whose TLS handshake or request head a thread is reading -> deadline.
+        #: connections whose head a thread reads (larger than PREREAD) -> deadline.
         #: Threads add and remove their own entries, the event loop removes expired ones
         #: (single dict operations: atomic, no lock needed).
         self.reading: dict[_Connection, float] = {}
@@ -91,6 +126,7 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
             for listener in self.sockets:
                 listener.close()
 
+    # ---- the event loop: accept, handshake, collect heads ------------------------------
     def accept(self, listener: Any) -> None:
         try:
             client_sock, client_addr = listener.accept()
@@ -104,21 +140,106 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
             raise
         self.nr_conns += 1
         conn = _Connection(self, client_sock, client_addr, listener.getsockname())
-        first = self.serving.handshake_timeout if self.cfg.is_ssl else self.serving.head_timeout
-        conn.timeout = conn.accepted + first
+        if self.cfg.is_ssl:
+            conn.timeout = conn.accepted + self.serving.handshake_timeout
+            try:
+                conn.sock = gsock.ssl_wrap_socket(conn.sock, self.cfg)
+            except (OSError, ValueError) as exc:  # the client is already gone
+                log.debug("cannot start TLS with %s: %s", client_addr, exc)
+                self.nr_conns -= 1
+                conn.close()
+                return
+        else:
+            conn.timeout = conn.accepted + self.serving.head_timeout
         self.pending_conns.append(conn)
         self.poller.register(
             conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
         )
 
+    def on_pending_socket_readable(self, conn: _Connection, client: Any) -> None:
+        """A new connection (or one between two heads) has something to read."""
+        self._collect(conn, self.pending_conns)
+
+    def on_client_socket_readable(self, conn: _Connection, client: Any) -> None:
+        """A kept-alive connection has something to read: a new request, or its end."""
+        self._collect(conn, self.keepalived_conns)
+
+    def _collect(self, conn: _Connection, waiting: deque[_Connection]) -> None:
+        try:
+            state = self._read_head(conn)
+        except (OSError, ssl.SSLError, ValueError) as exc:  # reset, bad handshake
+            log.debug("connection from %s failed: %s", conn.client, exc)
+            state = None
+        if state is False and waiting is self.pending_conns:
+            return  # keep waiting, under the same deadline
+        self.poller.unregister(conn.sock)
+        waiting.remove(conn)
+        if state is None:  # closed by the client, or broken
+            self.nr_conns -= 1
+            conn.close()
+        elif state:
+            conn.data_ready = True
+            if waiting is self.pending_conns:
+                conn.head_deadline = conn.timeout
+            self.enqueue_req(conn)
+        else:  # a kept-alive connection started a head: it has head_timeout to finish it
+            conn.timeout = time.monotonic() + self.serving.head_timeout
+            self.pending_conns.append(conn)
+            self.poller.register(
+                conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
+            )
+
+    def _read_head(self, conn: _Connection) -> bool | None:
+        """Advance the handshake and read what has come, without blocking: True when a
+        thread should take the connection, False to wait for more, None when it is over."""
+        sock = conn.sock
+        if isinstance(sock, ssl.SSLSocket) and not conn.handshaken:
+            try:
+                sock.do_handshake()
+            except ssl.SSLWantReadError:
+                return False
+            except ssl.SSLWantWriteError:
+                return True  # a full send buffer (rare): the thread finishes it, blocking
+            conn.handshaken = True
+            conn.timeout = time.monotonic() + self.serving.head_timeout
+        try:
+            data = sock.recv(PREREAD)
+        except _WAIT:
+            return False
+        if not data:
+            return None
+        conn.head += data
+        while isinstance(sock, ssl.SSLSocket) and sock.pending() and len(conn.head) < PREREAD:
+            conn.head += sock.recv(PREREAD)  # already decrypted: no wait
+        # complete (or a bare-LF end, which gunicorn refuses), or large
+        return len(conn.head) >= PREREAD or b"\n\r\n" in conn.head or b"\n\n" in conn.head
+
+    def murder_pending(self) -> None:
+        """Close the connections past their handshake or head deadline."""
+        now = time.monotonic()
+        expired = [conn for conn in self.pending_conns if conn.timeout <= now]
+        for conn in expired:
+            self.pending_conns.remove(conn)
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                self.poller.unregister(conn.sock)
+            self.nr_conns -= 1
+            conn.close()
+        if expired:
+            log.debug("closed %d connection(s) past their head deadline", len(expired))
+        for conn, deadline in list(self.reading.items()):
+            if deadline <= now and self.reading.pop(conn, None) is not None:
+                log.debug("closing %s: request head not done in time", conn.client)
+                with contextlib.suppress(OSError):  # already closed by its thread
+                    # the plain socket's shutdown (an SSLSocket's would touch its TLS state)
+                    socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+
+    # ---- threads ----------------------------------------------------------------------
     def handle(self, conn: _Connection) -> Any:
-        if conn.initialized:  # a kept-alive connection with a new request coming
-            deadline = time.monotonic() + self.serving.head_timeout
-        elif self.cfg.is_ssl:
-            deadline = conn.accepted + self.serving.handshake_timeout
-        else:
-            deadline = conn.accepted + self.serving.head_timeout
-        self.reading[conn] = deadline
+        # the head is complete, unless larger than PREREAD: then the thread reads on
+        deadline, conn.head_deadline = conn.head_deadline, None
+        self.reading[conn] = deadline or time.monotonic() + self.serving.head_timeout
+        if conn.initialized:
+            conn.give_head()
         try:
             return super().handle(conn)
         finally:
@@ -128,16 +249,6 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
         self.reading.pop(conn, None)
         conn.sock.settimeout(self.serving.read_timeout)
         return super().handle_request(req, conn)
-
-    def murder_pending(self) -> None:
-        super().murder_pending()
-        now = time.monotonic()
-        for conn, deadline in list(self.reading.items()):
-            if deadline <= now and self.reading.pop(conn, None) is not None:
-                log.debug("closing %s: handshake or request head not done in time", conn.client)
-                with contextlib.suppress(OSError):  # already closed by its thread
-                    # the plain socket's shutdown (an SSLSocket's would touch its TLS state)
-                    socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
 
 
 class ProxyLog:
