@@ -1,5 +1,6 @@
-"""`slapos proxy start|show|migrate`: the stand-alone master, a look into its database,
-and a checked copy of that database into another (sqlite to PostgreSQL)."""
+"""`slapos proxy start|show|migrate|revoke`: the stand-alone master, a look into its
+database, a checked copy of that database into another (sqlite to PostgreSQL), and
+revocation of the client certificates it accepts."""
 
 from __future__ import annotations
 
@@ -74,6 +75,26 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="the empty target database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME",
     )
     p.set_defaults(handler=run_migrate)
+
+    p = add_command(
+        proxy,
+        root,
+        ("proxy", "revoke"),
+        group="other",
+        help="refuse a client certificate from now on (with tls_ca)",
+    )
+    add_node_cfg(p)
+    p.add_argument("-u", "--database-uri", help="the database (default: database_uri of --cfg)")
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="an identity (COMP/slappart0, computer:COMP, user:alice) or a certificate's "
+        "exact common name; the certificate the proxy issued for it is revoked, and the "
+        "next one it issues gets a new name",
+    )
+    p.add_argument("--list", action="store_true", help="list the revoked certificate names")
+    p.set_defaults(handler=run_revoke)
 
 
 def _config_path(args: argparse.Namespace, ctx: Context, *, optional: bool) -> Path | None:
@@ -169,4 +190,41 @@ def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
         file=ctx.stdout,
     )
     print("now point [slapproxy] database_uri at the target and start the proxy", file=ctx.stdout)
+    return 0
+
+
+def run_revoke(args: argparse.Namespace, ctx: Context) -> int:
+    import time
+
+    from slapos.errors import UsageError
+    from slapos.proxy import db as dbmod
+    from slapos.proxy.config import load_proxy_config
+    from slapos.proxy.identity import revoke
+    from slapos.proxy.service import Master
+
+    if not args.names and not args.list:
+        raise UsageError("give the NAME of a certificate to revoke, or --list")
+    config = load_proxy_config(
+        _config_path(args, ctx, optional=args.database_uri is not None),
+        {"database_uri": args.database_uri},
+        for_start=False,
+    )
+    database = dbmod.open_database(config.database_uri)
+    conn = database.connect()
+    try:
+        database.initialize(conn)
+        with database.write_transaction(conn):
+            master = Master(dbmod.Store(conn), config.computer_id, time.time)
+            for name in args.names:
+                refused = revoke(master, name, time.time())
+                if refused:
+                    ctx.stdout.write("".join(f"revoked {cn}\n" for cn in refused))
+                else:
+                    ctx.stdout.write(f"{name} was already revoked\n")
+            if args.list:
+                for cn, when in master.store.revoked_certificates():
+                    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
+                    ctx.stdout.write(f"{cn}\t{stamp} UTC\n")
+    finally:
+        conn.close()
     return 0

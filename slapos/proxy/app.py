@@ -27,6 +27,7 @@ from slapos.proxy import db as dbmod
 from slapos.proxy.config import ProxyConfig
 from slapos.proxy.form import parse_form
 from slapos.proxy.forward import target_finder
+from slapos.proxy.identity import authorize, certificate_identity
 from slapos.proxy.marshal import MarshalError
 from slapos.proxy.panel import guard
 from slapos.proxy.service import (
@@ -403,17 +404,23 @@ class ProxyApp:
             return {"certificate": "", "key": ""}
         from slapos.proxy.tls import issue_certificate
 
-        name = f"{computer_id}/{partition_id}" if partition_id else computer_id
-        stored_name = f"certificate/{name}"
+        identity = certificate_identity(computer_id, partition_id)
+        stored_name = f"certificate/{identity}"
 
         def issue(master: Master) -> dict[str, str]:
             stored = master.store.get_config(stored_name)
             if stored is not None:
-                return dict(json.loads(stored))
+                pair = json.loads(stored)
+                return {"certificate": pair["certificate"], "key": pair["key"]}
             assert tls is not None and tls.ca is not None and tls.ca_key is not None
+            # after a revocation, the next free name: COMP/slappart0#1, #2...
+            name, generation = identity, 0
+            while master.store.is_revoked(name):
+                generation += 1
+                name = f"{identity}#{generation}"
             certificate, key = issue_certificate(tls.ca.read_bytes(), tls.ca_key.read_bytes(), name)
             master.store.set_config(
-                stored_name, json.dumps({"certificate": certificate, "key": key})
+                stored_name, json.dumps({"certificate": certificate, "key": key, "name": name})
             )
             return {"certificate": certificate, "key": key}
 
@@ -449,10 +456,7 @@ class ProxyApp:
 
     def dispatch(self, request: Request) -> Response | None:
         try:
-            if self.config.tls is not None and self.config.tls.ca is not None:
-                from slapos.proxy.tls import authorize
-
-                authorize(request)
+            authorize(self, request)
             if request.method not in ("GET", "HEAD"):
                 guard(self, request)
             route = self.routes.get(request.path)
@@ -471,6 +475,10 @@ class ProxyApp:
             log.warning("%s on %s", exc, request.path)
             return text(_one_line(str(exc)), exc.status)
         except ProxyHTTPError as exc:
+            if request.path.startswith("/slapos."):  # JSON-RPC errors are JSON
+                from slapos.proxy.jsonrpc import json_error
+
+                return json_error(exc.status, _one_line(str(exc)))
             return text(_one_line(str(exc)), exc.status)
         except MarshalError as exc:
             return text(f"bad marshalled value: {_one_line(str(exc))}", 400)

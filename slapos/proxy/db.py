@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "18"
 #: our revision of the v18 layout (PRAGMA user_version).
-REVISION = 2
+REVISION = 3
 TABLES = (
     "config",
     "software",
@@ -80,6 +80,12 @@ _REVISIONS = {
     ),
     # what nodes report, kept (slapos.proxy.status)
     2: (status.TABLE_SQL,),
+    # certificates refused from now on, by common name (slapos.proxy.identity); not an
+    # upstream table, so it has no version suffix and upstream ignores it
+    3: (
+        "CREATE TABLE IF NOT EXISTS revoked_certificate ("
+        " common_name VARCHAR(255) PRIMARY KEY, revoked_at REAL)",
+    ),
 }
 
 
@@ -396,6 +402,30 @@ class Store:
             "UPDATE config18 SET value=CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE name=?",
             (GENERATION,),
         )
+
+    def delete_config(self, name: str) -> None:
+        self.conn.execute("DELETE FROM config18 WHERE name=?", (name,))
+
+    # ---- revoked certificates ---------------------------------------------------------
+    def revoke_certificate(self, common_name: str, when: float) -> bool:
+        """Refuse certificates named `common_name` from now on; False if already done."""
+        if self.is_revoked(common_name):
+            return False
+        self.conn.execute(
+            "INSERT INTO revoked_certificate (common_name, revoked_at) VALUES (?, ?)",
+            (common_name, when),
+        )
+        return True
+
+    def is_revoked(self, common_name: str) -> bool:
+        row = self._one("SELECT 1 FROM revoked_certificate WHERE common_name=?", (common_name,))
+        return row is not None
+
+    def revoked_certificates(self) -> list[tuple[str, float]]:
+        rows = self.conn.execute(
+            "SELECT common_name, revoked_at FROM revoked_certificate ORDER BY revoked_at"
+        ).fetchall()
+        return [(str(row[0]), float(row[1] or 0)) for row in rows]
 
     # ---- computers --------------------------------------------------------------------
     def computer(self, reference: str) -> Any:

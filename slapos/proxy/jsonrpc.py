@@ -48,6 +48,11 @@ def _error(status: int, title: str) -> Response:
     )
 
 
+def json_error(status: int, title: str) -> Response:
+    """A JSON-RPC error answer, for errors raised before a method runs (identity)."""
+    return _error(status, title)
+
+
 def _success(title: str) -> dict[str, str]:
     return {"type": "success", "title": title}
 

@@ -325,7 +325,11 @@ def computer_certificate(app: ProxyApp, request: Request) -> Response:
 
 
 def revoke_certificate(app: ProxyApp, request: Request) -> Response:
-    request.field("computer_id")
+    """Revoke the certificate the proxy issued to a computer (Computer.revokeCertificate)."""
+    from slapos.proxy.identity import certificate_identity, revoke
+
+    identity = certificate_identity(request.field("computer_id"), None)
+    app.write(request, lambda m: revoke(m, identity, app.now()))
     return _text("")
 
 

@@ -1,5 +1,6 @@
 """https with client certificates: no certificate, no call; a partition's certificate acts
-only on that partition; the proxy issues partition certificates when it holds the CA key."""
+only on that partition; the proxy issues partition certificates when it holds the CA key
+(the other identity rules: test_proxy_identity.py)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def pki(tmp_path: Path) -> dict[str, Path]:
                        ("ca.key", _key_pem(ca_key))):  # fmt: skip
         (d / name).write_bytes(data)
         files[name] = d / name
-    for name, cn, ip in (("server", "proxy", "127.0.0.1"), ("user", "admin", None)):
+    for name, cn, ip in (("server", "proxy", "127.0.0.1"), ("user", "user:admin", None)):
         cert, key = _certificate(cn, ca_key, ca_name, ip=ip)
         (d / f"{name}.crt").write_bytes(cert)
         (d / f"{name}.key").write_bytes(key)
@@ -145,7 +146,7 @@ def test_client_certificates(tmp_path: Path, pki: dict[str, Path], upstream: Ups
 
         assert register("slappart0").status_code == 200
         denied = register("slappart1")
-        assert denied.status_code == 403 and "may only act on that partition" in denied.text
+        assert denied.status_code == 403 and "may only act on itself" in denied.text
         assert (
             part.get(
                 f"{url}/getFullComputerInformation",

@@ -27,8 +27,10 @@ class Clock:
 
 
 class Client:
-    def __init__(self, app: ProxyApp) -> None:
+    def __init__(self, app: ProxyApp, peer: str | None = None) -> None:
         self.app = app
+        #: the client certificate's common name, as the server layer passes it (TLS)
+        self.peer = peer
 
     def call(
         self,
@@ -48,6 +50,8 @@ class Client:
         }  # fmt: skip
         for key, value in (headers or {}).items():
             environ["HTTP_" + key.upper().replace("-", "_")] = value
+        if self.peer is not None:
+            environ["slapos.peer_common_name"] = self.peer
         status: list[str] = []
         chunks = self.app(environ, lambda s, h: status.append(s))
         return int(status[0].split()[0]), b"".join(chunks).decode()
@@ -67,10 +71,11 @@ class Client:
         state: str | None = None,
         shared: bool = False,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> tuple[int, Any]:
         status, body = self.post(
-            "/requestComputerPartition", software_release=SR, software_type="default",
+            "/requestComputerPartition", headers, software_release=SR, software_type="default",
             partition_reference=title, partition_parameter_xml=dumps(params or {}),
             filter_xml=dumps(extra.pop("filter_kw", {})), state=dumps(state),
             shared_xml=dumps(shared), **extra,
@@ -320,7 +325,7 @@ def test_with_tls_identities_only_the_host_publishes_for_a_shared_instance(tmp_p
 
     tls = TLSConfig(certificate=tmp_path / "c", key=tmp_path / "k", ca=tmp_path / "ca")
     config = ProxyConfig(path=None, database_uri=str(tmp_path / "db"), computer_id="COMP", tls=tls)
-    c = Client(create_app(config))
+    c = Client(create_app(config), peer="user:admin")
     computer = {"reference": "COMP", "partition_list": [
         {"reference": f"slappart{i}", "address_list": []} for i in range(2)]}  # fmt: skip
     c.post("/loadComputerConfigurationFromXML", xml=dumps(computer))

@@ -153,7 +153,8 @@ def test_a_partition_certificate_may_not_use_the_panel(tmp_path: Path) -> None:
     app = make_app(tmp_path, tls=tls)
     partition = call(app, "GET", "/panel/", environ={PEER_KEY: "COMP/slappart0"})
     assert partition.status == 403 and "may not call /panel/" in partition.text
-    assert call(app, "GET", "/panel/", environ={PEER_KEY: "admin"}).status == 200
+    assert call(app, "GET", "/panel/", environ={PEER_KEY: "user:admin"}).status == 200
+    assert call(app, "GET", "/panel/", environ={PEER_KEY: "admin"}).status == 403  # no identity
 
 
 # ---- cross-site guard -----------------------------------------------------------------------
