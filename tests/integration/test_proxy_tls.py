@@ -51,6 +51,11 @@ def _certificate(name: str, issuer_key: ec.EllipticCurvePrivateKey | None = None
 
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Path]:
+    return make_pki(tmp_path)
+
+
+def make_pki(tmp_path: Path) -> dict[str, Path]:
+    """A CA (with its key), a server certificate for 127.0.0.1 and a user:admin one."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
     now = datetime.datetime.now(datetime.UTC)
