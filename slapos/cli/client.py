@@ -227,4 +227,11 @@ def register_configure_client(sub: SubParsers, root: SlapOSArgumentParser) -> No
         help="SlapOS 'credential security' authentication token (if this parameter is omitted, "
         "or is 'ask', the token will be prompted during configuration)",
     )
+    p.add_argument(
+        "--no-master-tls-verify",
+        dest="master_tls_verify",
+        action="store_false",
+        help="do not check the master's certificate (the token is sent anyway: only for a "
+        "test master; upstream never checks it)",
+    )
     p.set_defaults(handler=run_configure_client)

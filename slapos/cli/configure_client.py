@@ -42,12 +42,13 @@ def read_token(args: argparse.Namespace, ctx: Context) -> str:
     return token
 
 
-def request_certificate(master_url_web: str, token: str) -> tuple[str, str]:
+def request_certificate(master_url_web: str, token: str, verify: bool = True) -> tuple[str, str]:
     """POST Person_getCertificate with the token: (certificate, key)."""
     from slapos.slap import AuthenticationError
     from slapos.slap.session import MasterSession
+    from slapos.slap.transport import TLSSettings
 
-    session = MasterSession(master_url_web, timeout=60, retries=0)
+    session = MasterSession(master_url_web, tls=TLSSettings(verify=verify), timeout=60, retries=0)
     try:
         response = session.request(
             "POST",
@@ -91,7 +92,7 @@ def configure_client(args: argparse.Namespace, ctx: Context) -> int:
             )
     token = read_token(args, ctx)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    certificate, key = request_certificate(args.master_url_web, token)
+    certificate, key = request_certificate(args.master_url_web, token, args.master_tls_verify)
     write_file_atomic(key_file, key, mode=0o600)
     write_file_atomic(cert_file, certificate, mode=0o600)
     write_file_atomic(

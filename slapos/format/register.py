@@ -46,26 +46,38 @@ class Registration:
     instance_root: str = "/srv/slapgrid"
     create_tap: bool = False
     dry_run: bool = False
+    #: False: the master's web side is not checked (warned about)
+    master_tls_verify: bool = True
 
 
-def request_certificate(master_url_web: str, node_name: str, token: str) -> tuple[str, str]:
-    """Ask the master's web side for this node's certificate and key."""
+def request_certificate(
+    master_url_web: str, node_name: str, token: str, verify: bool = True
+) -> tuple[str, str]:
+    """Ask the master's web side for this node's certificate and key.
+
+    Its certificate is checked against the system's trust store (upstream never checks
+    it, and the token it sends is the credential)."""
     import requests
     import urllib3
 
     url = f"{master_url_web.rstrip('/')}/{REQUEST_COMPUTER}"
     log.debug("POST %s title=%s", url, node_name)
+    if not verify and url.startswith("https"):
+        log.warning("--no-master-tls-verify: the certificate of %s is not checked", url)
     with warnings_off(urllib3.exceptions.InsecureRequestWarning):
         try:
-            # upstream does not verify the web side's certificate either: the token is the
-            # credential, and the answer is checked below
             answer = requests.post(
                 url,
                 data={"title": node_name},
                 headers={"X-Access-Token": token},
-                verify=False,
+                verify=verify,
                 timeout=TIMEOUT,
             )
+        except requests.exceptions.SSLError:
+            raise MasterError(
+                f"the certificate of {url} could not be verified against the system's trust "
+                "store (--no-master-tls-verify skips the check, for a test master only)"
+            ) from None
         except requests.RequestException as exc:
             raise MasterError(f"cannot reach {url}: {exc}") from None
     if not answer.ok and "Certificate still active." in answer.text:
@@ -190,7 +202,9 @@ def register(reg: Registration) -> str:
             reg.config_dir,
         )
         return "COMP-?"
-    certificate, key = request_certificate(reg.master_url_web, reg.node_name, reg.token)
+    certificate, key = request_certificate(
+        reg.master_url_web, reg.node_name, reg.token, reg.master_tls_verify
+    )
     computer_id = computer_id_of(certificate)
     try:
         path = write_configuration(reg, computer_id, certificate, key)

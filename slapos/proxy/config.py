@@ -16,7 +16,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from slapos.config import IniFile, iter_multimaster_sections, parse_int, split_lines
+from slapos.config import (
+    IniFile,
+    iter_multimaster_sections,
+    parse_bool,
+    parse_int,
+    split_lines,
+)
 from slapos.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -81,6 +87,10 @@ class MultimasterEntry:
     software_release_list: tuple[str, ...] = ()
     computer: str | None = None
     partition: str | None = None
+    #: how that master's certificate is checked: this CA file, else the system's trust
+    #: store; `master_tls_verify = false`: not at all (warned about)
+    master_ca_file: str | None = None
+    master_tls_verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -251,6 +261,11 @@ def _multimaster(ini: IniFile) -> dict[str, MultimasterEntry]:
             software_release_list=split_lines(section.get("software_release_list", "")),
             computer=section.get("computer", "").strip() or None,
             partition=section.get("partition", "").strip() or None,
+            master_ca_file=section.get("master_ca_file", "").strip() or None,
+            master_tls_verify=parse_bool(
+                section.get("master_tls_verify", "true"),
+                f"{ini.path}: [multimaster/{url}] master_tls_verify",
+            ),
         )
     return entries
 

@@ -119,13 +119,20 @@ def forwarder(app: ProxyApp) -> Callable[[str, InstanceRequest, Requester], Wire
             filter_kw["source_instance_id"] = title
         form["filter_xml"] = dumps(filter_kw)
         log.info("forwarding request of %s (state=%s) to %s", title, spec.state, url)
+        verify: bool | str = True
+        if entry is not None:
+            verify = (entry.master_ca_file or True) if entry.master_tls_verify else False
+        if verify is False and url.startswith("https"):
+            log.warning(
+                "[multimaster/%s] master_tls_verify is off: its certificate is not checked", url
+            )
         try:
             answer = requests.post(
                 url.rstrip("/") + "/requestComputerPartition",
                 data=form,
                 headers=headers,
                 timeout=TIMEOUT,
-                verify=False,
+                verify=verify,
                 cert=(cert, key) if url.startswith("https") and cert and key else None,
             )
         except requests.RequestException as exc:

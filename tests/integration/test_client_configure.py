@@ -145,3 +145,50 @@ def test_computer_token_no_longer_supported(tmp_path, fake_master):  # noqa: F81
     code, _out, err = run_token(tmp_path, fake_master)
     assert code == 1
     assert "HTTP 410" in err and "no longer supported" in err
+
+
+def test_configure_client_verifies_the_web_side_before_sending_the_token(tmp_path):
+    """An https web side whose certificate no system CA signed: refused in one line, the
+    token not sent; --no-master-tls-verify goes on (with a warning)."""
+    import http.server
+    import ssl
+    import threading
+
+    from tests.unit.slap.test_tls import issue, make_ca
+
+    seen: list[str] = []
+
+    class Web(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("X-Access-Token", ""))
+            body = json.dumps({"certificate": CERT, "key": KEY}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    cert, key = issue(tmp_path, make_ca(tmp_path, "private-ca"), "web", san=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Web)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    try:
+        code, ctx, cfg = configure(tmp_path, url, "--token", "secret-token")
+        assert code == 1
+        [line] = ctx.stderr.getvalue().strip().splitlines()
+        assert "certificate could not be verified" in line
+        assert seen == [] and not cfg.exists()
+        code, ctx, cfg = configure(
+            tmp_path, url, "--token", "secret-token", "--no-master-tls-verify"
+        )
+        assert code == 0, ctx.stderr.getvalue()
+        assert seen == ["secret-token"] and cfg.exists()
+        assert "master_tls_verify is off" in ctx.stderr.getvalue()
+    finally:
+        server.shutdown()
+        server.server_close()

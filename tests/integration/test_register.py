@@ -166,3 +166,57 @@ def test_register_needs_root(tmp_path, web):
     rc, _ = run(tmp_path, "n", "--token", "t", "--master-url-web", web, euid=1000)
     assert rc == 5
     assert WebSide.requests == []
+
+
+@pytest.fixture
+def https_web(tmp_path: Path) -> Iterator[str]:
+    """The web side over https, with a certificate no system CA signed."""
+    import ssl
+
+    from tests.unit.slap.test_tls import issue, make_ca
+
+    ca = make_ca(tmp_path, "private-ca")
+    cert, key = issue(tmp_path, ca, "web", san=True)
+    WebSide.requests = []
+    WebSide.mode = "ok"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WebSide)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_web_side_certificate_is_verified_before_the_token_is_sent(tmp_path, https_web):
+    cfg = tmp_path / "etc" / "slapos.cfg"
+    argv = ["mynode", "--cfg", str(cfg), "--token", "T0K", "--master-url-web", https_web]
+    rc, _ = run(tmp_path, *argv)
+    assert rc == 1
+    assert WebSide.requests == []  # the token never left
+    assert not cfg.exists()
+    rc, _ = run(tmp_path, *argv, "--no-master-tls-verify")
+    assert rc == 0
+    assert [r["token"] for r in WebSide.requests] == ["T0K"]
+
+
+def test_the_web_side_refusal_is_one_line(tmp_path, https_web):
+    import subprocess
+    import sys
+
+    from tests.fixtures.common import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-m", "slapos", "node", "register", "mynode", "--cfg",
+         str(tmp_path / "slapos.cfg"), "--token", "T", "--master-url-web", https_web],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "could not be verified" in lines[0] and "--no-master-tls-verify" in lines[0]

@@ -156,6 +156,13 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         action="store_true",
         help="Simulate the execution steps (default: False)",
     )
+    p.add_argument(
+        "--no-master-tls-verify",
+        dest="master_tls_verify",
+        action="store_false",
+        help="do not check the master's certificate (the token is sent anyway: only for a "
+        "test master; upstream never checks it)",
+    )
     p.set_defaults(handler=run_register)
 
     p = add_command(
@@ -298,6 +305,7 @@ def run_register(args: argparse.Namespace, ctx: Context) -> int:
         instance_root=args.instance_root or "/srv/slapgrid",
         create_tap=args.create_tap,
         dry_run=args.dry_run,
+        master_tls_verify=args.master_tls_verify,
     )
     computer_id = register(reg)
     if not args.dry_run:
