@@ -88,10 +88,11 @@ def migrate(source_uri: str, target_uri: str) -> MigrateReport:
             store = Store(source_conn)
             before = _tables(store)
             documents = _documents(store)
+            revoked = store.revoked_certificates()
         target_conn = target.connect()
         try:
             target.initialize(target_conn)
-            _copy(target, target_conn, before, documents, report)
+            _copy(target, target_conn, before, documents, report, revoked)
         finally:
             target_conn.close()
     finally:
@@ -105,6 +106,7 @@ def _copy(
     before: dict[str, list[tuple[Any, ...]]],
     documents: dict[str, str],
     report: MigrateReport,
+    revoked: list[tuple[str, float]],
 ) -> None:
     with target.write_transaction(conn):
         store = Store(conn)
@@ -125,6 +127,10 @@ def _copy(
                 rows,
             )
             report.counts[table] = len(rows)
+        for common_name, when in revoked:
+            store.revoke_certificate(common_name, when)
+        if store.revoked_certificates() != revoked:
+            raise MigrateError("revoked certificates differ after the copy; nothing was committed")
         after = _tables(store)
         for table in TABLES:
             if len(after[table]) != len(before[table]):

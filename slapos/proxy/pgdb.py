@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: pg_advisory_xact_lock key held by every write transaction ("slapos" in ASCII)
 WRITE_LOCK = 0x736C61706F73
 #: our revision of the layout below (table slapos_schema)
-REVISION = 2
+REVISION = 3
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS config18 (
   name TEXT PRIMARY KEY,
@@ -113,6 +113,11 @@ _REVISIONS = {
     ),
     # what nodes report, kept (slapos.proxy.status: portable SQL, same as sqlite)
     2: (status.TABLE_SQL,),
+    # certificates refused from now on (slapos.proxy.identity), as sqlite's revision 3
+    3: (
+        "CREATE TABLE IF NOT EXISTS revoked_certificate ("
+        " common_name TEXT PRIMARY KEY, revoked_at DOUBLE PRECISION)",
+    ),
 }
 
 
