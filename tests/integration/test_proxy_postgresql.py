@@ -210,3 +210,35 @@ def test_show_names_a_missing_postgresql_table_set(
     assert result.returncode == 1
     assert "has no proxy tables of schema 18" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_revocation_on_postgresql_and_through_migrate(
+    postgres_server: PostgresServer, postgres_uri: str, tmp_path: Path
+) -> None:
+    """Revoked certificates live in the database on PostgreSQL too, `proxy migrate` copies
+    them, and a proxy on PostgreSQL refuses them."""
+    from slapos.proxy.app import create_app
+    from slapos.proxy.config import ProxyConfig
+    from tests.unit.proxy.test_app import Client
+    from tests.unit.proxy.test_identity import _pki
+
+    config, _ = write_proxy_config(tmp_path / "sqlite", free_port(), "COMP", "")
+    revoked = slapos("proxy", "revoke", "--cfg", str(config), "user:mallory", cwd=tmp_path)
+    assert revoked.returncode == 0, revoked.stderr
+    migrated = slapos("proxy", "migrate", "--cfg", str(config), "--to", postgres_uri, cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    more = slapos("proxy", "revoke", "-u", postgres_uri, "user:eve", "--list", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    lines = more.stdout.splitlines()
+    assert lines[0] == "revoked user:eve"
+    assert [line.split("\t")[0] for line in lines[1:]] == ["user:mallory", "user:eve"]
+
+    app = create_app(ProxyConfig(path=None, database_uri=postgres_uri, computer_id="COMP",
+                                 tls=_pki(tmp_path)))  # fmt: skip
+    try:
+        for name in ("user:mallory", "user:eve"):
+            status, text = Client(app, peer=name).get("/getRunId")
+            assert status == 403 and "has been revoked" in text
+        assert Client(app, peer="user:alice").get("/getRunId")[0] == 200
+    finally:
+        app.close()
