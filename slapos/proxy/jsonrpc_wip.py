@@ -2,8 +2,9 @@
 page, with the fields a page shows, where the `v0` methods would need one call per row.
 
 They are ours (1.26.1 has none of them but `compute_node_list`), so `WIP`: their answers
-may still grow. Every document carries `status`: the node's last report (`{"state",
-"message", "time"}`) once the proxy keeps them (issue #18), `null` until then.
+may still grow. Instances and software installations carry `status`: what the node last
+reported (slapos.proxy.status: `{"state", "message", "time", "error", "error_time"}`,
+times in ISO 8601 UTC), `null` when it has reported nothing yet.
 
 Must not import slapos.cli.
 """
@@ -14,6 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from slapos.proxy import status as reports
 from slapos.proxy.jsonrpc import (
     instance_guid,
     partition_json,
@@ -30,12 +32,47 @@ SEARCH_LIMIT = 200
 _HIDDEN = ("slave_title", "slap_software_type", "slave_reference")
 
 
-def status(master: Master, kind: str, key: tuple[str, ...]) -> dict[str, Any] | None:
-    """The node's last report on an instance or software installation.
+class Reports:
+    """The nodes' last reports, read once per computer for a whole answer."""
 
-    TODO(#18): the proxy keeps no reports yet; the panel shows "no report" for null.
-    """
-    return None
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self._by_computer: dict[str, dict[tuple[str, str], reports.Status]] = {}
+
+    def _get(self, kind: str, computer: str, reference: str) -> reports.Status | None:
+        if computer not in self._by_computer:
+            found = reports.of_computer(self.master.store.conn, computer)
+            self._by_computer[computer] = {(r.kind, r.reference): r for r in found}
+        return self._by_computer[computer].get((kind, reference))
+
+    def instance(self, row: Any) -> dict[str, Any] | None:
+        """The report on the instance a partition row holds (not a former occupant's)."""
+        found = self._get(reports.INSTANCE, row["computer_reference"], row["reference"])
+        if found is None or found.title != (row["partition_reference"] or ""):
+            return None
+        return _status_json(found)
+
+    def software(self, computer: str, url: str) -> dict[str, Any] | None:
+        found = self._get(reports.SOFTWARE, computer, url)
+        return _status_json(found) if found is not None else None
+
+
+def _status_json(found: reports.Status) -> dict[str, Any]:
+    return {
+        "state": found.status,
+        "message": found.message,
+        "time": found.reported_at,
+        "error": found.error,
+        "error_time": found.error_at,
+    }
+
+
+def _worst(statuses: list[dict[str, Any] | None], titles: list[str]) -> dict[str, Any] | None:
+    """A tree's status: its first failing instance's (named), else its root's."""
+    for found, title in zip(statuses, titles, strict=True):
+        if found is not None and found["state"] == reports.ERROR:
+            return {**found, "instance": title}
+    return statuses[0] if statuses else None
 
 
 def _shared_title(reference: str) -> tuple[str, str]:
@@ -43,7 +80,7 @@ def _shared_title(reference: str) -> tuple[str, str]:
     return title, requested_by
 
 
-def _tree_row(master: Master, row: Any, counts: dict[str, int]) -> dict[str, Any]:
+def _tree_row(row: Any, counts: dict[str, int], status: dict[str, Any] | None) -> dict[str, Any]:
     title = row["partition_reference"]
     return {
         "title": title,
@@ -55,22 +92,36 @@ def _tree_row(master: Master, row: Any, counts: dict[str, int]) -> dict[str, Any
         "computer_guid": row["computer_reference"],
         "compute_partition_id": row["reference"],
         "instance_count": 1 + counts.get(title, 0),
-        "status": status(master, "instance", (row["computer_reference"], row["reference"])),
+        "status": status,
     }
 
 
 def m_tree_list(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
     def run(m: Master) -> Any:
         busy = m.store.partitions(busy_only=True)
+        found = Reports(m)
         counts: dict[str, int] = {}
+        members: dict[str, list[Any]] = {}  # tree title -> its partitions, root first
         for row in busy:
+            tree = row["requested_by"] or row["partition_reference"]
+            members.setdefault(tree, [])
             if row["requested_by"]:
                 counts[row["requested_by"]] = counts.get(row["requested_by"], 0) + 1
+                members[tree].append(row)
+            else:
+                members[tree].insert(0, row)
         for shared in m.store.shared_list():
             title, requested_by = _shared_title(shared["reference"])
             if requested_by:
                 counts[requested_by] = counts.get(requested_by, 0) + 1
-        result = [_tree_row(m, row, counts) for row in busy if not row["requested_by"]]
+        result = []
+        for row in busy:
+            if row["requested_by"]:
+                continue
+            tree = members[row["partition_reference"]]
+            titles = [r["partition_reference"] for r in tree]
+            status = _worst([found.instance(r) for r in tree], titles)
+            result.append(_tree_row(row, counts, status))
         hosts = {(row["computer_reference"], row["reference"]): row for row in busy}
         for shared in m.store.shared_list():
             title, requested_by = _shared_title(shared["reference"])
@@ -121,13 +172,12 @@ def m_tree_instances(app: ProxyApp, request: Request, body: dict[str, Any]) -> A
 
     def run(m: Master) -> Any:
         result = []
+        found = Reports(m)
         for row in m.store.tree_partitions(title):
             document = partition_json(m, row)
             document["requested_by"] = row["requester_id"]
             document["hosted_shared_list"] = _hosted(m, row)
-            document["status"] = status(
-                m, "instance", (row["computer_reference"], row["reference"])
-            )
+            document["status"] = found.instance(row)
             result.append(document)
         for shared in m.store.shared_list():
             name, requested_by = _shared_title(shared["reference"])
@@ -156,6 +206,7 @@ def m_compute_node(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any
         if computer is None:
             raise Forbidden(f"{computer_id} is not registered.")
         addresses = m.store.addresses_by_partition(computer_id)
+        found = Reports(m)
         partitions = []
         for row in m.store.partitions(computer_id):
             entry: dict[str, Any] = {
@@ -174,14 +225,14 @@ def m_compute_node(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any
                     software_type=row["software_type"],
                     state=row["requested_state"],
                     shared_count=len(shared_entries(row["slave_instance_list"])),
-                    status=status(m, "instance", (computer_id, row["reference"])),
+                    status=found.instance(row),
                 )
             partitions.append(entry)
         software = [
             {
                 "software_release_uri": r["url"],
                 "state": r["requested_state"],
-                "status": status(m, "software", (computer_id, r["url"])),
+                "status": found.software(computer_id, r["url"]),
             }
             for r in m.store.software_list(computer_id)
         ]

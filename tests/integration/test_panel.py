@@ -166,6 +166,14 @@ def populate(proxy: RunningProxy, schema_release: str, plain_release: str) -> Wo
     root.setConnectionDict(
         {"site": "https://front.example.test/"}, slave_reference=hosted[0]["slave_reference"]
     )
+    # what the node reports: the releases built (one failed), the instances' states
+    for release in s.registerComputer(proxy.computer_id).getSoftwareReleaseList():
+        if release.getURI() == schema_release:
+            release.available()
+        else:
+            release.error("buildout: Couldn't find index page for 'missing-egg'")
+    root.started()
+    world.partition("WebSite-db").error("mysqld: port 3306 already in use")
     return world
 
 
@@ -213,10 +221,11 @@ def test_trees_tree_nodes_and_search(browser: Browser, world: World) -> None:
     driver = open_panel(browser, world)
     assert driver.current_url.startswith(f"{world.proxy.url}/panel/")  # `/` redirects
     css(driver, "#trees tbody tr")
-    rows = [r.text for r in all_css(driver, "#trees tbody tr")]
-    assert any("WebSite" in r and "started" in r and "2" in r for r in rows), rows
-    assert any("Front" in r and "shared" in r for r in rows), rows
-    assert "no report" in rows[0]  # the hook for the node's reports (issue #18)
+    rows = {r.text.split()[0]: r.text for r in all_css(driver, "#trees tbody tr")}
+    assert "started" in rows["WebSite"] and rows["WebSite"].endswith("2"), rows
+    # the tree's node status is its failing instance's, named, with the node's message
+    assert "error WebSite-db: mysqld: port 3306 already in use" in rows["WebSite"], rows
+    assert "shared" in rows["Front"] and "no report" in rows["Front"], rows
     browser.screenshot("trees")
 
     # filter, then sort by title descending
@@ -247,6 +256,8 @@ def test_trees_tree_nodes_and_search(browser: Browser, world: World) -> None:
     assert "Front" in hosted.text and "https://front.example.test/" in hosted.text
     db = css(driver, '.instance[data-title="WebSite-db"]')
     assert "mysql://10.0.0.11:3306/shop" in db.text and "child instance" in db.text
+    assert "error mysqld: port 3306 already in use" in db.text
+    assert root.find_element("css selector", ".facts .badge-started").text == "started"
     browser.screenshot("tree")
 
     # the shared instance's own tree page
@@ -259,7 +270,11 @@ def test_trees_tree_nodes_and_search(browser: Browser, world: World) -> None:
     node = css(driver, ".card.node")
     assert world.proxy.computer_id in node.text
     assert "2 of 8 partitions in use" in node.text
-    assert world.schema_release in node.text and "available" in node.text
+    software = {r.text.split()[0]: r.text for r in all_css(driver, ".node tbody tr")[:2]}
+    assert "available available" in software[world.schema_release], software
+    assert "error Couldn't find index page" in software[world.plain_release].replace(
+        "buildout: ", ""
+    ), software
     assert len(all_css(driver, ".partitions .badge-free")) == 6
     browser.screenshot("nodes")
 

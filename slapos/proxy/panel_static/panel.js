@@ -54,19 +54,29 @@ function shortUrl(url) {
   return parts.length > 2 ? `…/${parts.slice(-2).join("/")}` : url;
 }
 
-const STATE_TEXT = { started: "started", stopped: "stopped", destroyed: "destroyed", available: "available", free: "free", busy: "busy" };
+const STATE_TEXT = { started: 1, stopped: 1, destroyed: 1, available: 1, free: 1, busy: 1, error: 1, building: 1 };
 
 function badge(state, extra) {
   const name = STATE_TEXT[state] ? state : "unknown";
   return `<span class="badge badge-${name}"${extra ? ` title="${esc(extra)}"` : ""}>${esc(state || "unknown")}</span>`;
 }
 
-/* The node's last report (null until the proxy keeps them, issue #18). */
+function when(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? "" : `<time class="muted" datetime="${esc(iso)}" title="${esc(iso)}">${esc(date.toLocaleString())}</time>`;
+}
+
+/* What the node last reported: state, message, when; an older error is still named. */
 function statusCell(status) {
-  if (!status) return '<span class="badge badge-none">no report</span>';
-  const when = status.time ? new Date(status.time * 1000).toLocaleString() : "";
-  const kind = status.state === "error" ? "error" : status.state;
-  return `${badge(kind)}${status.message ? ` <span class="status-message">${esc(status.message)}</span>` : ""}${when ? ` <time class="muted">${esc(when)}</time>` : ""}`;
+  if (!status) return '<span class="badge badge-none" title="the node has reported nothing yet">no report</span>';
+  const where = status.instance ? `<span class="muted">${esc(status.instance)}:</span> ` : "";
+  let html = `${badge(status.state)} ${where}`;
+  if (status.state === "error") html += `<span class="status-message">${esc(status.message)}</span> `;
+  html += when(status.time);
+  if (status.state !== "error" && status.error) {
+    html += `<div class="last-error">last error ${when(status.error_time)}: ${esc(status.error)}</div>`;
+  }
+  return `<span class="status">${html}</span>`;
 }
 
 function value(v) {
@@ -446,11 +456,12 @@ async function pageNodes() {
         ${node.software_installation_list.map((s) => `<tr><td data-label="Software release" class="url">${value(s.software_release_uri)}</td><td data-label="Requested">${badge(s.state)}</td><td data-label="Node status">${statusCell(s.status)}</td></tr>`).join("")}
       </tbody></table></div>` : '<p class="muted">Nothing supplied: <code>slapos supply URL ' + esc(node.computer_guid) + "</code></p>"}
       <h3>Partitions</h3>
-      <div class="table-wrap"><table class="list partitions"><thead><tr><th scope="col">Partition</th><th scope="col">State</th><th scope="col">Instance</th><th scope="col">Requested</th><th scope="col">Addresses</th></tr></thead><tbody>
+      <div class="table-wrap"><table class="list partitions"><thead><tr><th scope="col">Partition</th><th scope="col">State</th><th scope="col">Instance</th><th scope="col">Requested</th><th scope="col">Node status</th><th scope="col">Addresses</th></tr></thead><tbody>
         ${node.partition_list.map((p) => `<tr><td data-label="Partition"><code>${esc(p.compute_partition_id)}</code></td>
           <td data-label="State">${badge(p.slap_state)}</td>
           <td data-label="Instance">${p.title ? `<a href="${treeLink(p.root_instance_title)}">${esc(p.title)}</a>${p.shared_count ? ` <span class="muted">+${p.shared_count} shared</span>` : ""}` : "—"}</td>
           <td data-label="Requested">${p.state ? badge(p.state) : "—"}</td>
+          <td data-label="Node status">${p.title ? statusCell(p.status) : "—"}</td>
           <td data-label="Addresses">${p.ip_list.map(([, ip]) => `<code>${esc(ip)}</code>`).join(" ") || "—"}</td></tr>`).join("")}
       </tbody></table></div></section>`;
     }).join("")}`;

@@ -440,6 +440,18 @@ def test_tree_list_instances_node_and_search(app: ProxyApp) -> None:
     assert search("10.9.9") == [("Site______0", "nested.db")]  # inside the `_` JSON
     assert search("HTTPS://") == [("Site______0", "url"), ("Front______1", "site")]
     assert search("  ") == [] and search("absent") == []
+    # the nodes' reports: the tree shows its failing instance, by name
+    assert rpc(app, "slapos.put.v0.software_instance_error", instance_guid="Site______0",
+               message="port in use").status == 200  # fmt: skip
+    assert rpc(app, "slapos.put.v0.software_installation_reported_state", computer_guid="COMP",
+               software_release_uri=release, reported_state="available").status == 200  # fmt: skip
+    (site,) = [t for t in rpc(app, "slapos.allDocs.WIP.instance_tree_list").json()["result_list"]
+               if t["title"] == "Site"]  # fmt: skip
+    assert (site["status"]["state"], site["status"]["message"]) == ("error", "port in use")
+    assert site["status"]["instance"] == "Site" and site["status"]["time"].endswith("Z")
+    node = rpc(app, "slapos.get.WIP.compute_node", computer_guid="COMP").json()
+    assert node["partition_list"][0]["status"]["error"] == "port in use"
+    assert node["software_installation_list"][0]["status"]["state"] == "available"
     releases = rpc(app, "slapos.allDocs.WIP.software_release_list").json()["result_list"]
     assert releases == [
         {"software_release_uri": release,
