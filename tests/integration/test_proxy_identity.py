@@ -329,6 +329,31 @@ def test_tls_identities(tls_proxy, tmp_path: Path, upstream: Upstream) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["5"]
+    # 1.26.1's library as a node (computer certificate) and as instance code (partition's)
+    result = upstream.python_code(
+        f"""
+        import slapos.slap
+        node = slapos.slap.slap()
+        node.initializeConnection({url!r}, key_file={str(node_files.with_suffix(".key"))!r},
+                                  cert_file={str(node_files.with_suffix(".crt"))!r})
+        print(len(node.registerComputer({COMPUTER!r}).getComputerPartitionList()))
+        node.registerComputerPartition({COMPUTER!r}, "slappart1").error("node report")
+        part = slapos.slap.slap()
+        part.initializeConnection({url!r}, key_file={str(part_files.with_suffix(".key"))!r},
+                                  cert_file={str(part_files.with_suffix(".crt"))!r})
+        cp = part.registerComputerPartition({COMPUTER!r}, "slappart0")
+        cp.setConnectionDict({{"url": "http://a"}})
+        print(cp.request({SR!r}, "default", "grandkid").getId())
+        try:
+            part.registerComputerPartition({COMPUTER!r}, "slappart1").setConnectionDict({{}})
+        except Exception as exc:
+            print("refused", type(exc).__name__)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "5" and lines[1].startswith("slappart"), lines
+    assert lines[2].startswith("refused "), lines
 
     # revoked while the proxy runs: refused at once; the next certificate has a new name
     revoke = subprocess.run(
