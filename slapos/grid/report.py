@@ -40,6 +40,43 @@ class ReportResult:
         return ExitCode.FAILURE if self.failed else ExitCode.OK
 
 
+@dataclass
+class ReportPlan:
+    """What a `node report` run would do (--dry-run)."""
+
+    report_scripts: dict[str, list[str]] = field(default_factory=dict)
+    destroy: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def changes_something(self) -> bool:
+        return bool(self.report_scripts or self.destroy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "report_scripts": self.report_scripts,
+            "destroy": self.destroy,
+            "kept": self.kept,
+            "changes_something": self.changes_something,
+        }
+
+
+def retention_until(p: part.Partition, now: float) -> float | None:
+    """When the retention delay lets the partition go (None: no retention); reads only.
+
+    A delay without a date file means the real run starts the clock now."""
+    try:
+        delay = float((p.path / part.RETENTION_DELAY_FILE).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        delay = 0.0
+    try:
+        return float((p.path / part.RETENTION_DATE_FILE).read_text().strip())
+    except FileNotFoundError:
+        return now + delay * 86400 if delay > 0 else None
+    except ValueError:
+        return float("inf")
+
+
 class ReportEngine:
     def __init__(
         self, node: inst.Node, computer: Any = None, services: inst.Services | None = None
@@ -77,6 +114,54 @@ class ReportEngine:
                 with contextlib.suppress(SlapOSError):
                     cp.error(f"destruction failed: {exc}")
         return result
+
+    def plan(self) -> ReportPlan:
+        """What `run()` would do, read from the master and the partitions; writes nothing."""
+        result = ReportPlan()
+        now = self.node.clock.time()
+        for cp in self._engine.partitions():
+            if instance_io.is_free(cp):
+                continue
+            p = instance_io.local_partition(self.config, cp)
+            if not p.path.is_dir():
+                continue
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                scripts = sorted(os.listdir(p.path / "etc" / "report"))
+                if scripts:
+                    result.report_scripts[p.partition_id] = scripts
+            if cp.getState() != inst.DESTROYED:
+                continue
+            waiting = self._planned_wait(p)
+            if waiting:
+                result.kept[p.partition_id] = waiting
+                continue
+            until = retention_until(p, now)
+            if until is not None and now < until:
+                import time
+
+                when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(until))
+                result.kept[p.partition_id] = f"stopped; retention lock until {when}"
+                continue
+            destroy = " (its sbin/destroy first)" if (p.path / "sbin" / "destroy").exists() else ""
+            result.destroy[p.partition_id] = f"services removed, partition emptied{destroy}"
+        return result
+
+    def _planned_wait(self, p: part.Partition) -> str:
+        """Why the destruction waits for services ("" when it does not)."""
+        from slapos.grid import supervisor
+
+        try:
+            names = (p.path / WAIT_SERVICE_FILE).read_text().split()
+        except FileNotFoundError:
+            return ""
+        try:
+            states = self.services.states(self.config.instance_root, names)
+        except (supervisor.SupervisorError, OSError):
+            return f"stopped; destroyed only once {', '.join(names)} no longer run (unknown)"
+        running = sorted(n for n, st in states.items() if st in ("RUNNING", "STARTING"))
+        if running:
+            return f"stopped; waiting for {', '.join(running)} before destruction"
+        return ""
 
     def _run_report_scripts(self, cp: Any, p: part.Partition, result: ReportResult) -> None:
         folder = p.path / "etc" / "report"

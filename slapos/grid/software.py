@@ -173,6 +173,51 @@ class SoftwareResult:
         return "software releases: " + (", ".join(parts) if parts else "none to process")
 
 
+@dataclass(frozen=True)
+class SoftwareDecision:
+    """What a run does with one supplied release, and why (shared by --dry-run)."""
+
+    url: str
+    action: str  # install | up-to-date | remove | report-destroyed | ignore
+    reason: str
+    path: str
+
+    @property
+    def changes_something(self) -> bool:
+        return self.action in ("install", "remove")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "action": self.action,
+            "reason": self.reason,
+            "path": self.path,
+            "changes_something": self.changes_something,
+        }
+
+
+def decide(release: SuppliedRelease, path: Path, options: SoftwareOptions) -> SoftwareDecision:
+    """The decision for one release (its directory at `path`); reads, never writes."""
+    url = release.url
+    if release.state == "available":
+        if (path / COMPLETED).exists() and not (options.force or options.only):
+            return SoftwareDecision(url, "up-to-date", "installed", str(path))
+        if options.force:
+            why = "--force: rebuilt although installed"
+        elif options.only and (path / COMPLETED).exists():
+            why = "--only-sr: rebuilt although installed"
+        elif path.exists():
+            why = "a previous build did not complete (no .completed)"
+        else:
+            why = "supplied, not installed yet"
+        return SoftwareDecision(url, "install", why, str(path))
+    if release.state == "destroyed":
+        if path.exists():
+            return SoftwareDecision(url, "remove", "supplied as destroyed", str(path))
+        return SoftwareDecision(url, "report-destroyed", "already removed", str(path))
+    return SoftwareDecision(url, "ignore", f"state {release.state}", str(path))
+
+
 def matches_only(url: str, only: Sequence[str]) -> bool:
     """`--only-sr` filter: an item matches by URL or by MD5 (upstream's rule)."""
     digest = software_hash(url)
@@ -239,9 +284,14 @@ class SoftwareEngine:
                     wanted.add(self.config.software_root / software_hash(release.url))
                 if options.only and not matches_only(release.url, options.only):
                     continue
-                if release.state == "available":
+                path = self.config.software_root / software_hash(release.url)
+                decision = decide(release, path, options)
+                if decision.action == "up-to-date":
+                    log.debug("%s is already installed", release.url)
+                    result.up_to_date.append(release.url)
+                elif decision.action == "install":
                     self._install(release.url, options, progress, result)
-                elif release.state == "destroyed":
+                elif decision.action in ("remove", "report-destroyed"):
                     self._destroy(release.url, progress, result)
                 else:
                     log.debug("ignoring %s in state %s", release.url, release.state)
@@ -273,10 +323,6 @@ class SoftwareEngine:
     ) -> None:
         force = options.force or bool(options.only)
         software = self._software(url, options, force)
-        if not force and (software.path / COMPLETED).exists():
-            log.debug("%s is already installed", url)
-            result.up_to_date.append(url)
-            return
         log.info("Installing software release %s ...", url)
         state = progress.start(url)
         software.on_line = lambda text: progress.line(state, text)
@@ -347,13 +393,32 @@ class SoftwareEngine:
             result.failed.append(Failure(url, f"cannot destroy: {reason}"))
             self._report_error(url, traceback.format_exc())
 
+    def plan(self, options: SoftwareOptions) -> tuple[list[SoftwareDecision], list[Path]]:
+        """What `process(options)` would do, release by release, and the directories its
+        garbage collection would remove; reads the master and the disk, writes nothing."""
+        decisions, wanted = [], set()
+        for release in self.master.software_releases():
+            path = self.config.software_root / software_hash(release.url)
+            if release.state == "available":
+                wanted.add(path)
+            if options.only and not matches_only(release.url, options.only):
+                continue
+            decisions.append(decide(release, path, options))
+        garbage = self.garbage(wanted) if options.garbage_collect else []
+        return decisions, garbage
+
+    def garbage(self, wanted: set[Path]) -> list[Path]:
+        """Release directories (with a buildout.cfg) that nobody supplies any more."""
+        return [
+            profile.parent
+            for profile in sorted(self.config.software_root.glob("*/buildout.cfg"))
+            if is_software_hash(profile.parent.name) and profile.parent not in wanted
+        ]
+
     def garbage_collect(self, wanted: set[Path]) -> list[Path]:
         """Remove release directories (with a buildout.cfg) that nobody supplies any more."""
         removed = []
-        for profile in sorted(self.config.software_root.glob("*/buildout.cfg")):
-            path = profile.parent
-            if not is_software_hash(path.name) or path in wanted:
-                continue
+        for path in self.garbage(wanted):
             log.info("Destroying garbage collected software folder %s ...", path)
             try:
                 remove_tree(path)

@@ -111,8 +111,9 @@ def dry_run(
     reader: str | None,
     *args: str,
     as_reader: bool = True,
+    command: str = "instance",
 ) -> tuple[int, dict[str, Any], str]:
-    """`node instance --dry-run --format json` then the text form: (code, plan, text)."""
+    """`node COMMAND --dry-run --format json` then the text form: (code, plan, text)."""
     before = snapshot(node.base)
     calls = len(recorder.calls)
     recorder.refuse_writes = True
@@ -124,7 +125,7 @@ def dry_run(
                 "-m",
                 "slapos",
                 "node",
-                "instance",
+                command,
                 "--dry-run",
                 "--format",
                 form,
@@ -327,9 +328,41 @@ def test_plans_match_runs(
     run(node, recorder, plan, 0)
     code, plan, _ = dry_run(node, recorder, reader)
     assert code == 0
+
+    # node report --dry-run: the destroyed partition would be emptied; then it is
+    code, report, text = dry_run(node, recorder, reader, command="report")
+    assert code == 4
+    assert list(report["destroy"]) == [bad] and report["kept"] == {}
+    assert f"destroy: {bad}: services removed, partition emptied" in text
     assert node.slapos("node", "report").returncode == 0
+    assert os.listdir(node.partition(bad)) == []
+    code, report, text = dry_run(node, recorder, reader, command="report")
+    assert code == 0 and report["destroy"] == {}, text
     code, plan, _ = dry_run(node, recorder, reader)
     assert code == 0 and by_id(plan)[bad]["action"] == "free"
+
+
+def test_software_dry_run(
+    node: InstanceNode, sr_url: str, recorder: Recorder, reader: str | None
+) -> None:
+    code, plan, text = dry_run(node, recorder, reader, command="software")
+    assert code == 0, text
+    [release] = plan["software_releases"]
+    assert (release["url"], release["action"]) == (sr_url, "up-to-date")
+    assert f"up-to-date: {sr_url}" in text
+    code, plan, _ = dry_run(node, recorder, reader, "--only-sr", sr_url, command="software")
+    assert code == 4
+    assert plan["software_releases"][0]["reason"] == "--only-sr: rebuilt although installed"
+
+    supply = node.slap().registerSupply()
+    supply.supply(sr_url + "-new", node.computer_id)
+    supply.supply(sr_url + "-gone", node.computer_id, "destroyed")
+    code, plan, text = dry_run(node, recorder, reader, command="software")
+    assert code == 4
+    actions = {r["url"]: (r["action"], r["reason"]) for r in plan["software_releases"]}
+    assert actions[sr_url + "-new"] == ("install", "supplied, not installed yet")
+    assert actions[sr_url + "-gone"] == ("report-destroyed", "already removed")
+    assert text.rstrip().endswith("a real run would change something (exit 4)")
 
 
 def test_stopped_service_and_force(

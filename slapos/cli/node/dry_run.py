@@ -15,8 +15,13 @@ from slapos.cli._common import Context
 from slapos.errors import ExitCode
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from slapos.config import NodeConfig
     from slapos.grid.instance import InstanceOptions
     from slapos.grid.instance_plan import NodePlan, PartitionPlan
+    from slapos.grid.report import ReportPlan
+    from slapos.grid.software import SoftwareDecision, SoftwareOptions
 
 COLOURS = {
     "process": "\033[1;33m",
@@ -131,3 +136,91 @@ def render_partition(p: PartitionPlan, colour: bool = False) -> list[str]:
     for i, code in enumerate(p.master):
         field("master" if i == 0 else "", MASTER_WORDS.get(code, code))
     return lines
+
+
+# ---- node software --dry-run ------------------------------------------------------------
+
+
+def run_software_dry_run(
+    args: argparse.Namespace, ctx: Context, config: NodeConfig, options: SoftwareOptions
+) -> int:
+    """The releases a `node software` run would build, keep or remove; writes nothing."""
+    from slapos.grid.software import SlapMaster, SoftwareEngine
+
+    engine = SoftwareEngine(config, SlapMaster(config), ctx.runner, ctx.clock, ctx.environ)
+    decisions, garbage = engine.plan(options)
+    changes = bool(garbage) or any(d.changes_something for d in decisions)
+    if args.format == "json":
+        document = {
+            "computer_id": config.computer_id,
+            "master_url": config.master_url,
+            "changes_something": changes,
+            "software_releases": [d.to_dict() for d in decisions],
+            "garbage_collected": [str(p) for p in garbage],
+        }
+        json.dump(document, ctx.stdout, indent=2, sort_keys=True)
+        ctx.stdout.write("\n")
+    else:
+        colour = use_colour(ctx.stdout, ctx.environ)
+        ctx.stdout.write(render_software_plan(config, decisions, garbage, colour))
+    return ExitCode.CHANGES_PENDING if changes else ExitCode.OK
+
+
+def render_software_plan(
+    config: NodeConfig, decisions: list[SoftwareDecision], garbage: list[Path], colour: bool
+) -> str:
+    lines = [f"plan of 'slapos node software' on {config.computer_id} ({config.master_url})"]
+    kind = {"install": "process", "remove": "fail", "up-to-date": "skip"}
+    for d in decisions:
+        word = paint(d.action, kind.get(d.action, "free"), colour)
+        lines.append(f"  {word}: {d.url}")
+        lines.append(f"      {d.reason} ({d.path})")
+    for path in garbage:
+        lines.append(f"  {paint('remove', 'fail', colour)}: {path} (garbage: supplied no more)")
+    changes = bool(garbage) or any(d.changes_something for d in decisions)
+    lines.append("")
+    lines.append(
+        "a real run would change something (exit 4)"
+        if changes
+        else "a real run would change nothing (exit 0)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+# ---- node report --dry-run --------------------------------------------------------------
+
+
+def run_report_dry_run(args: argparse.Namespace, ctx: Context) -> int:
+    """What a `node report` run would do; writes nothing."""
+    from slapos.cli.node._grid_options import slapgrid_overrides
+    from slapos.grid.instance import Node
+    from slapos.grid.report import ReportEngine
+
+    config = ctx.node_config(args, slapgrid_overrides(args))
+    node = Node(config, ctx.runner, ctx.clock, ctx.environ, ctx.is_root)
+    result = ReportEngine(node).plan()
+    if args.format == "json":
+        json.dump(result.to_dict(), ctx.stdout, indent=2, sort_keys=True)
+        ctx.stdout.write("\n")
+    else:
+        ctx.stdout.write(render_report_plan(config, result, use_colour(ctx.stdout, ctx.environ)))
+    return ExitCode.CHANGES_PENDING if result.changes_something else ExitCode.OK
+
+
+def render_report_plan(config: NodeConfig, result: ReportPlan, colour: bool) -> str:
+    lines = [f"plan of 'slapos node report' on {config.computer_id} ({config.master_url})"]
+    for pid, scripts in result.report_scripts.items():
+        lines.append(f"  {paint('run', 'process', colour)}: {pid}: {', '.join(scripts)}")
+    for pid, why in result.destroy.items():
+        lines.append(f"  {paint('destroy', 'fail', colour)}: {pid}: {why}")
+    for pid, why in result.kept.items():
+        lines.append(f"  {paint('keep', 'skip', colour)}: {pid}: {why}")
+    if not (result.report_scripts or result.destroy or result.kept):
+        lines.append("  nothing to report or destroy")
+    lines.append("")
+    lines.append(
+        "a real run would change something (exit 4)"
+        if result.changes_something
+        else "a real run would change nothing (exit 0)"
+    )
+    return "\n".join(lines) + "\n"

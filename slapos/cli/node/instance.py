@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="run instance reports and garbage collection",
     )
     add_slapgrid_options(p, "report")
+    add_dry_run_options(p)
     p.set_defaults(handler=run_report)
 
     p = add_command(
@@ -167,6 +168,11 @@ def run_promise(args: argparse.Namespace, ctx: Context) -> int:
 def run_report(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.grid.report import ReportEngine
     from slapos.system import PidFile
+
+    if args.dry_run:
+        from slapos.cli.node.dry_run import run_report_dry_run
+
+        return run_report_dry_run(args, ctx)
 
     node = _node(args, ctx)
     with PidFile(_pidfile(args, node.config, "report", "report")):

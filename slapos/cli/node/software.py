@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from slapos.cli._common import Context, SlapOSArgumentParser, add_command
 from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
+from slapos.cli.node.dry_run import add_dry_run_options
 
 if TYPE_CHECKING:
     from slapos.grid.progress import Progress
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         "even if is already installed. This option will make all other sofware releases be "
         "ignored.",
     )
+    add_dry_run_options(p)
     p.set_defaults(handler=run_software)
 
 
@@ -101,7 +103,6 @@ def run_software(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.system import PidFile
 
     config = ctx.node_config(args, slapgrid_overrides(args))
-    ctx.require_root(config.root_check)
     only = tuple(x.strip() for x in (args.only_sr or "").split(",") if x.strip())
     options = SoftwareOptions(
         force=bool(args.force or args.all),
@@ -109,6 +110,11 @@ def run_software(args: argparse.Namespace, ctx: Context) -> int:
         garbage_collect=bool(args.garbage_collect),
         buildout_debug=bool(config.buildout_debug),
     )
+    if args.dry_run:
+        from slapos.cli.node.dry_run import run_software_dry_run
+
+        return run_software_dry_run(args, ctx, config, options)
+    ctx.require_root(config.root_check)
     pidfile = Path(config.pidfile_for("software", args.pidfile, PIDFILE_DEFAULTS["software"]))
     with PidFile(pidfile), _sigterm_interrupts():
         if not args.now and config.maximal_delay > 0:

@@ -158,3 +158,20 @@ def test_records_round_trip_and_failing_steps(tmp_path: Path) -> None:
     assert buildout_part("Error: no such file\n") == ""
     step = promise_step("Promise 'check-web' failed with output: down\nmore")
     assert (step.name, step.message) == ("check-web", "down\nmore")
+
+
+def test_software_decisions(tmp_path: Path) -> None:
+    from slapos.grid.software import SoftwareOptions, SuppliedRelease, decide
+
+    path = tmp_path / "abc"
+    wanted = SuppliedRelease("http://sr", "available")
+    assert decide(wanted, path, SoftwareOptions()).action == "install"
+    path.mkdir()
+    assert "did not complete" in decide(wanted, path, SoftwareOptions()).reason
+    (path / ".completed").write_text("")
+    assert decide(wanted, path, SoftwareOptions()).action == "up-to-date"
+    forced = decide(wanted, path, SoftwareOptions(force=True))
+    assert (forced.action, forced.reason) == ("install", "--force: rebuilt although installed")
+    gone = SuppliedRelease("http://sr", "destroyed")
+    assert decide(gone, path, SoftwareOptions()).action == "remove"
+    assert decide(gone, tmp_path / "none", SoftwareOptions()).changes_something is False
