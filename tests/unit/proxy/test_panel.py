@@ -155,6 +155,8 @@ def test_a_partition_certificate_may_not_use_the_panel(tmp_path: Path) -> None:
     assert partition.status == 403 and "may not call /panel/" in partition.text
     assert call(app, "GET", "/panel/", environ={PEER_KEY: "user:admin"}).status == 200
     assert call(app, "GET", "/panel/", environ={PEER_KEY: "admin"}).status == 403  # no identity
+    node = call(app, "GET", "/panel/panel.js", environ={PEER_KEY: "computer:COMP"})
+    assert node.status == 403 and "may not call /panel/panel.js" in node.text
 
 
 # ---- cross-site guard -----------------------------------------------------------------------
