@@ -180,31 +180,34 @@ def check_reachable(root: Path, users: Users) -> None:
     """
     import sysconfig
 
-    closed = _closed_on_the_way(root)
-    if closed is not None:
+    # the interpreter first: a clone in root's home closes both, and the remedy is the same
+    what = f"{sys.executable} (and the slapos it runs)"
+    remedy = (
+        "clone slapos where other users can read it (e.g. under /opt or /srv) and run "
+        "./dev.sh demo there"
+    )
+    closed = None
+    for needed in (
+        Path(sys.executable),
+        Path(sys.executable).resolve(),
+        Path(sysconfig.get_paths()["purelib"]),
+        Path(__file__).resolve(),
+    ):
+        closed = _closed_on_the_way(needed)
+        if closed is not None:
+            break
+    else:
+        closed = _closed_on_the_way(root)
+        if closed is None:
+            return
         what = f"the demo directory {root}"
         remedy = "give the demo a DIR they can reach (./dev.sh demo /srv/slapos-demo)"
-    else:
-        what = f"{sys.executable} (and the slapos it runs)"
-        remedy = (
-            "clone slapos where other users can read it (e.g. under /opt or /srv) and run "
-            "./dev.sh demo there"
-        )
-        for needed in (
-            Path(sys.executable),
-            Path(sys.executable).resolve(),
-            Path(sysconfig.get_paths()["purelib"]),
-            Path(__file__).resolve(),
-        ):
-            closed = _closed_on_the_way(needed)
-            if closed is not None:
-                break
-        else:
-            return
+    # a directory needs only to be traversed (o+x: its listing stays private), a file read
+    mode = "o+x" if closed.is_dir() else "o+r"
     raise DemoError(
         f"as root the demo's partitions run as users {users.software} and "
         f"{users.base_name}0..{PARTITIONS - 1}, who cannot reach {what} ({closed} is "
-        f"closed to other users): {remedy}, or let them through with: chmod o+rx {closed}"
+        f"closed to other users): {remedy}, or let them through with: chmod {mode} {closed}"
     )
 
 

@@ -207,5 +207,21 @@ def test_demo_as_root_in_a_closed_directory_says_why_in_one_line(workdir, node_p
     assert done.returncode == 1
     [line] = done.stderr.strip().splitlines()
     assert f"cannot reach the demo directory {closed}/demo ({closed} is closed" in line
-    assert f"chmod o+rx {closed}" in line
+    assert line.endswith(f"chmod o+x {closed}")
     assert not (closed / "demo").exists()
+
+
+@pytest.mark.root
+def test_demo_as_root_with_slapos_in_a_closed_directory_says_why_in_one_line(workdir, node_python):
+    """A clone in root's home (mode 0700): its Python is out of the partition users' reach."""
+    home = workdir / "home"
+    home.mkdir(mode=0o700)
+    (home / "venv").symlink_to(node_python.parent.parent)  # the same virtualenv, behind `home`
+    python = home / "venv" / "bin" / "python"
+    done = run_demo(python, workdir / "demo", None)
+    assert done.returncode == 1, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"who cannot reach {python} (and the slapos it runs) ({home} is closed" in line
+    assert "clone slapos where other users can read it" in line
+    assert line.endswith(f"chmod o+x {home}")
+    assert not (workdir / "demo").exists()
