@@ -446,6 +446,19 @@ def test_release_without_schema_uses_the_key_value_editor(browser: Browser, worl
     assert (parameters["colour"], parameters["size"]) == ("blue", "3")
     assert "_" not in parameters
 
+    # updating: the editor comes back with the current pairs; a pair removed is gone
+    css(driver, 'a[href="#/request?title=Plain"]').click()
+    wait(driver, lambda d: [k.get_attribute("value") for k in all_css(d, ".kv-key")] == [
+        "colour", "size"])  # fmt: skip
+    size = all_css(driver, ".kv-value")[1]
+    size.clear()
+    size.send_keys("4")
+    all_css(driver, ".kv-editor [data-remove]")[0].click()
+    css(driver, '#request button[type="submit"]').click()
+    css(driver, '.instance[data-title="Plain"]')
+    parameters = world.partition("Plain").getInstanceParameterDict()
+    assert parameters["size"] == "4" and "colour" not in parameters
+
 
 def test_start_stop_destroy(browser: Browser, world: World) -> None:
     driver = open_panel(browser, world, "panel/#/tree/WebSite")
