@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.grid",
     "tests.fixtures.grid_instance",
     "tests.fixtures.browser",
+    "tests.fixtures.corpus",
 ]
 
 ROOT = Path(__file__).resolve().parent

@@ -139,11 +139,13 @@ def buildout_command(
     environ: Mapping[str, str],
     debug: bool = False,
     buildout_binary: Path | None = None,
+    launcher: Path | None = None,
 ) -> Command:
     """`bin/buildout -U ARGS` in `directory` (HOME is the directory, as upstream).
 
     The interpreter named by the script's shebang is called explicitly, which avoids the
-    kernel's limit on shebang length for deep software roots.
+    kernel's limit on shebang length for deep software roots. With `launcher`, that
+    interpreter runs the launcher script, which runs bin/buildout (see offline_eggs.py).
     """
     script = buildout_binary or directory / "bin" / "buildout"
     argv: list[str] = []
@@ -151,6 +153,8 @@ def buildout_command(
         first = f.readline()
         if first.startswith("#!"):
             argv = first[2:].split()
+    if launcher is not None:
+        argv.append(str(launcher))
     argv.append(str(script))
     if debug:
         argv.append("-D")

@@ -29,6 +29,8 @@ TAIL_BEGIN = "# This is beginning of zc.buildout profile's tail added by slapgri
 TAIL_END = "# This is end of zc.buildout profile's tail added by slapgrid"
 RETENTION_DELAY_FILE = ".slapos-retention-lock-delay"
 RETENTION_DATE_FILE = ".slapos-retention-lock-date"
+#: What zc.buildout 5+ appends to eggs-directory (its `eggs-directory-version` default).
+EGGS_DIRECTORY_VERSION = "v5"
 
 
 class PartitionError(SlapOSError):
@@ -269,11 +271,17 @@ class Partition:
         Output goes to the slapos.grid logger at DEBUG, hence to the partition's
         instance.log while the engine processes it.
         """
-        from slapos.grid import buildout
+        from slapos.grid import buildout, offline_eggs
 
         binary = self.buildout_binary(runner, environ)
         command = buildout.buildout_command(
-            self.path, environ=environ, debug=debug, buildout_binary=binary
+            self.path,
+            environ=environ,
+            debug=debug,
+            buildout_binary=binary,
+            argv_extra=eggs_directory_arguments(self.path / "buildout.cfg"),
+            # zc.buildout 5+ offline does not see its own eggs without it
+            launcher=Path(offline_eggs.__file__),
         )
         # Instances keep upstream's umask 022: services of other users read their files.
         command = dataclasses.replace(command, umask=SAFE_UMASK)
@@ -313,6 +321,37 @@ class Partition:
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+def eggs_directory_arguments(profile: Path) -> list[str]:
+    """Buildout options that keep an offline instance on the software's eggs (zc.buildout 5+).
+
+    zc.buildout 5+ appends `eggs-directory-version` (v5) to `eggs-directory` when it
+    starts. An instance profile written the ordinary way names the software's eggs
+    directory, rendered when the software was built: `<software>/eggs/v5`, already
+    versioned. The instance's buildout would look in `<software>/eggs/v5/v5`, which does
+    not exist, and, offline, fail with "We don't have a distribution for ...". When the
+    profile's own [buildout] names an existing directory of eggs under which the versioned
+    one does not exist, the version is dropped on the command line; in every other case
+    (no eggs-directory, a ${...} reference, an unversioned directory) nothing is passed.
+    """
+    import configparser
+
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read_string(profile.read_text(encoding="utf-8", errors="replace"))
+        value = parser.get("buildout", "eggs-directory", fallback="").strip()
+        version = parser.get("buildout", "eggs-directory-version", fallback=None)
+    except (OSError, configparser.Error) as exc:
+        log.debug("cannot read eggs-directory from %s: %s", profile, exc)
+        return []
+    if version is not None or not value.startswith("/") or "${" in value:
+        return []  # the profile chose a version itself, or names no literal path
+    eggs = Path(value)
+    if (eggs / EGGS_DIRECTORY_VERSION).is_dir() or not eggs.is_dir():
+        return []
+    log.debug("%s names versioned eggs %s: not appending %s", profile, eggs, EGGS_DIRECTORY_VERSION)
+    return ["buildout:eggs-directory-version="]
 
 
 def _listdir(path: Path) -> list[str]:

@@ -1,0 +1,176 @@
+"""The release corpus deployed end to end, three ways: our node against our proxy, our node
+against upstream 1.26.1's proxy, upstream's node against our proxy.
+
+Each release of tests/data/corpus/ is built by `node software` from published recipes that
+buildout downloads from the package index (versions pinned in the release), then requested
+with parameters and deployed until its parent instance republishes its child's URL; then
+the service answers, `slapos request` shows the parameters, a second run changes nothing,
+stop/start work, and destroy + `node report` empty the partitions.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.common import free_port, wait_for
+from tests.fixtures.corpus import Corpus, CorpusNode, node_summary
+
+#: (node flavour, master flavour)
+WAYS = [("ours", "ours"), ("ours", "upstream"), ("upstream", "ours")]
+WAY_IDS = ["our-node-our-proxy", "our-node-upstream-proxy", "upstream-node-our-proxy"]
+
+
+def fetch(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
+def http_server_pids(port: str) -> list[int]:
+    """Processes running `python -m http.server ... PORT` (the corpus' service)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "http.server" in cmdline and cmdline[-1:] == [port]:
+            found.append(proc.pid)
+    return sorted(found)
+
+
+def partition_layout(path: Path) -> set[str]:
+    """Relative paths in a partition, node bookkeeping (.slapgrid, .timestamp...) aside."""
+    found = set()
+    for root, dirs, files in os.walk(path):
+        rel = os.path.relpath(root, path)
+        dirs[:] = [d for d in dirs if d not in ("__pycache__", ".slapgrid")]
+        for name in [*files, *dirs]:
+            if rel == "." and name.startswith(".") and name != ".installed.cfg":
+                continue
+            found.add(os.path.normpath(os.path.join(rel, name)))
+    return found
+
+
+def master_for(request: pytest.FixtureRequest, flavour: str) -> Any:
+    return request.getfixturevalue("proxy" if flavour == "ours" else "upstream_proxy")
+
+
+def deploy(cn: CorpusNode, url: str, name: str, key: str, runs: int = 6) -> dict[str, str]:
+    """`node instance` until instance `name` publishes `key`; returns its parameters."""
+    outputs = []
+    for _ in range(runs):
+        done = cn.slapos("node", "instance", "--now")
+        outputs.append(node_summary(done))
+        published = cn.connection(url, name)
+        if published.get(key):
+            return published
+    logs = [
+        f"{log}:\n{log.read_text()[-3000:]}"
+        for log in sorted(cn.node.instance_root.glob("*/.slapgrid/log/instance.log"))
+    ]
+    raise AssertionError(
+        f"{name} never published {key!r}:\n" + "\n----\n".join(outputs[-2:] + logs)
+    )
+
+
+@pytest.fixture(params=WAYS, ids=WAY_IDS)
+def way(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param
+
+
+#: What the "template" release leaves in a partition, whichever node deployed it.
+TEMPLATE_LAYOUT = {
+    ".installed.cfg",
+    "buildout.cfg",
+    "software_release",
+    "etc",
+    "parts",
+    "sbin",
+    "etc/service",
+    "etc/service/http-server",
+    "srv",
+    "srv/www",
+    "srv/www/index.html",
+}
+
+
+@pytest.mark.upstream
+def test_template_release(
+    request: pytest.FixtureRequest, way: tuple[str, str], corpus: Corpus, corpus_node
+) -> None:
+    node_flavour, master_flavour = way
+    master = master_for(request, master_flavour)
+    cn: CorpusNode = corpus_node(master, node_flavour, partitions=3)
+    url = corpus.url("template")
+
+    cn.node.slap().registerSupply().supply(url, master.computer_id)
+    built = cn.slapos("node", "software", "--now")
+    assert built.returncode == 0, node_summary(built)
+    assert (cn.node.software_root / _hash(url) / "instance.cfg").exists()
+
+    port, child_port = str(free_port()), str(free_port())
+    parent = cn.request(url, "parent", {"port": port, "child-port": child_port, "name": "corpus"})
+    parent_id = parent.getId()
+    published = deploy(cn, url, "parent", "child-url")
+    assert published["url"] == f"http://127.0.0.1:{port}/"
+    assert published["child-url"] == f"http://127.0.0.1:{child_port}/"
+    wait_for(lambda: fetch(published["url"]), 20, "the parent's service to answer")
+    assert fetch(published["url"]) == f"hello corpus from {parent_id} (default)"
+    answer = wait_for(lambda: fetch(published["child-url"]), 20, "the child's service")
+    assert isinstance(answer, str)
+    assert answer.startswith("hello child from slappart") and answer.endswith("(child)")
+    child_id = answer.split()[3]
+    assert child_id != parent_id
+
+    shown = cn.slapos(
+        "request", "parent", url, "--parameters", f"port={port}", f"child-port={child_port}",
+        "name=corpus", cfg=cn.client_config(),
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert published["url"] in shown.stdout and published["child-url"] in shown.stdout
+
+    for partition_id in (parent_id, child_id):
+        assert partition_layout(cn.node.partition(partition_id)) == TEMPLATE_LAYOUT
+
+    # a second run changes nothing: same processes, .installed.cfg untouched
+    pids = {p: http_server_pids(p) for p in (port, child_port)}
+    assert all(len(found) == 1 for found in pids.values()), pids
+    installed = cn.node.partition(parent_id) / ".installed.cfg"
+    before = (installed.read_bytes(), installed.stat().st_mtime_ns)
+    again = cn.slapos("node", "instance", "--now")
+    assert again.returncode == 0, node_summary(again)
+    assert {p: http_server_pids(p) for p in (port, child_port)} == pids
+    assert (installed.read_bytes(), installed.stat().st_mtime_ns) == before
+
+    # stop, then start again
+    cn.request(url, "parent", state="stopped")
+    stopped = cn.slapos("node", "instance", "--now")
+    assert stopped.returncode == 0, node_summary(stopped)
+    wait_for(lambda: fetch(published["url"]) is None, 10, "the parent's service to stop")
+    assert fetch(published["child-url"]) is not None
+    cn.request(url, "parent", state="started")
+    started = cn.slapos("node", "instance", "--now")
+    assert started.returncode == 0, node_summary(started)
+    wait_for(lambda: fetch(published["url"]), 10, "the parent's service to answer again")
+
+    # destroy: the node stops the services, `node report` empties the partitions
+    cn.request(url, "parent", state="destroyed")
+    destroyed = cn.slapos("node", "instance", "--now")
+    assert destroyed.returncode == 0, node_summary(destroyed)
+    reported = cn.slapos("node", "report")
+    assert reported.returncode == 0, node_summary(reported)
+    assert fetch(published["url"]) is None
+    assert os.listdir(cn.node.partition(parent_id)) == []
+
+
+def _hash(url: str) -> str:
+    from slapos.grid.utils import software_hash
+
+    return software_hash(url)
