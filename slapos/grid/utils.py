@@ -59,12 +59,45 @@ def human_size(size: int) -> str:
 _NOISE = ("While:", "  ", "Traceback", "An internal error occurred")
 
 
+#: The step of zc.buildout's "While:" block that says it was getting or loading a recipe.
+_RECIPE_STEP = re.compile(
+    r"^\s+(?:Loading zc\.buildout recipe entry (?P<entry>\S+?)\.?"
+    r"|Loading recipe '?(?P<spec>[^'\s]+?)'?\.?"
+    r"|Installing recipe (?P<installing>\S+?)\.?)$"
+)
+
+
 def failure_reason(output: str, returncode: int | None = None) -> str:
     """One line that says why a buildout run failed, taken from its output.
 
     zc.buildout ends a failed run with `Error: <reason>`; an internal error ends with the
-    exception line of the traceback. A killed process says nothing at all.
+    exception line of the traceback. A killed process says nothing at all. When buildout
+    failed while getting or loading a recipe, the reason starts with that recipe's name.
     """
+    reason = _last_reason(output, returncode)
+    recipe = failed_recipe(output)
+    if recipe and recipe not in reason:
+        return f"cannot load recipe {recipe}: {reason}"
+    return reason
+
+
+def failed_recipe(output: str) -> str | None:
+    """The recipe buildout was getting or loading when it failed (its last "While:" step)."""
+    steps = re.split(r"(?m)^While:$", output)
+    if len(steps) < 2:
+        return None
+    block = []
+    for line in steps[-1].splitlines()[1:]:
+        if not line.startswith("  "):
+            break
+        block.append(line)
+    match = _RECIPE_STEP.match(block[-1]) if block else None
+    if match is None:
+        return None
+    return match.group("entry") or match.group("spec") or match.group("installing")
+
+
+def _last_reason(output: str, returncode: int | None) -> str:
     lines = [line.rstrip() for line in output.splitlines() if line.strip()]
     for line in reversed(lines):
         if line.startswith("Error: "):

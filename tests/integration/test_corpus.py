@@ -20,9 +20,9 @@ import pytest
 from tests.fixtures.common import free_port, wait_for
 from tests.fixtures.corpus import Corpus, CorpusNode, node_summary
 
-#: (node flavour, master flavour)
-WAYS = [("ours", "ours"), ("ours", "upstream"), ("upstream", "ours")]
-WAY_IDS = ["our-node-our-proxy", "our-node-upstream-proxy", "upstream-node-our-proxy"]
+#: (node flavour, master flavour); upstream's node: test_template_release_upstream_node
+WAYS = [("ours", "ours"), ("ours", "upstream")]
+WAY_IDS = ["our-node-our-proxy", "our-node-upstream-proxy"]
 
 
 def fetch(url: str) -> str | None:
@@ -113,7 +113,8 @@ def test_template_release(
     cn.node.slap().registerSupply().supply(url, master.computer_id)
     built = cn.slapos("node", "software", "--now")
     assert built.returncode == 0, node_summary(built)
-    assert (cn.node.software_root / _hash(url) / "instance.cfg").exists()
+    software = cn.node.software_root / _hash(url)
+    assert software_layout(software) == TEMPLATE_SOFTWARE_LAYOUT, node_summary(built)
 
     port, child_port = str(free_port()), str(free_port())
     parent = cn.request(url, "parent", {"port": port, "child-port": child_port, "name": "corpus"})
@@ -130,8 +131,14 @@ def test_template_release(
     assert child_id != parent_id
 
     shown = cn.slapos(
-        "request", "parent", url, "--parameters", f"port={port}", f"child-port={child_port}",
-        "name=corpus", cfg=cn.client_config(),
+        "request",
+        "parent",
+        url,
+        "--parameters",
+        f"port={port}",
+        f"child-port={child_port}",
+        "name=corpus",
+        cfg=cn.client_config(),
     )
     assert shown.returncode == 0, shown.stderr
     assert published["url"] in shown.stdout and published["child-url"] in shown.stdout
@@ -170,7 +177,69 @@ def test_template_release(
     assert os.listdir(cn.node.partition(parent_id)) == []
 
 
+#: What `node software` leaves in the release's directory, whichever node built it.
+TEMPLATE_SOFTWARE_LAYOUT = {
+    ".cache",  # pip's, HOME being the software directory while it builds
+    ".completed",
+    ".installed.cfg",
+    "bin",
+    "buildout.cfg",
+    "develop-eggs",
+    "eggs",
+    "extends-cache",
+    "instance.cfg",
+    "parts",
+}
+
+
+def software_layout(path: Path) -> set[str]:
+    return {name for name in os.listdir(path) if name not in (".slapgrid", ".timestamp")}
+
+
+@pytest.mark.upstream
+def test_template_release_upstream_node(
+    request: pytest.FixtureRequest, corpus: Corpus, corpus_node
+) -> None:
+    """Upstream 1.26.1's node against our proxy: it builds the release as ours does, but
+    cannot deploy it: with zc.buildout 5+ it runs the instance profile as written, and
+    zc.buildout appends v5 to the software's (already versioned) eggs directory."""
+    master = master_for(request, "ours")
+    cn: CorpusNode = corpus_node(master, "upstream", partitions=3)
+    url = corpus.url("template")
+    cn.node.slap().registerSupply().supply(url, master.computer_id)
+    built = cn.slapos("node", "software", "--now")
+    assert built.returncode == 0, node_summary(built)
+    software = cn.node.software_root / _hash(url)
+    assert software_layout(software) == TEMPLATE_SOFTWARE_LAYOUT, node_summary(built)
+
+    cn.request(url, "parent", {"port": str(free_port()), "child-port": str(free_port())})
+    done = cn.slapos("node", "instance", "--now")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, node_summary(done)
+    assert f"Permission denied: '{software}/eggs/v5/v5'" in output, node_summary(done)
+
+
 def _hash(url: str) -> str:
     from slapos.grid.utils import software_hash
 
     return software_hash(url)
+
+
+def test_release_whose_recipe_cannot_be_imported(proxy, corpus: Corpus, corpus_node) -> None:
+    """One line names the recipe, the reason and the log; the other release is still built."""
+    cn: CorpusNode = corpus_node(proxy, "ours", partitions=1, shared=False)
+    bad, good = corpus.url("bad-recipe"), corpus.url("template")
+    for url in (bad, good):
+        cn.node.slap().registerSupply().supply(url, proxy.computer_id)
+    done = cn.slapos("node", "software", "--now")
+    assert done.returncode == 1, node_summary(done)
+    log = cn.node.software_root / ".slapgrid" / "log" / f"{_hash(bad)}.log"
+    lines = [line for line in done.stderr.splitlines() if "jinja3" in line]
+    assert lines, node_summary(done)
+    first = lines[0]
+    assert "ERROR" in first and bad in first, first
+    assert "cannot load recipe slapos.recipe.template:jinja3" in first, first
+    assert "ImportError: Entry point ('zc.buildout', 'jinja3') not found" in first, first
+    assert str(log) in first, first
+    assert "Traceback" not in done.stderr
+    assert (cn.node.software_root / _hash(good) / ".completed").exists(), node_summary(done)

@@ -120,6 +120,32 @@ def test_parse_size() -> None:
         ),
         ("Installing x.\n", -9, "buildout was killed by signal 9"),
         ("", 3, "buildout exited with status 3"),
+        (
+            "Restarting.\nWhile:\n  Installing.\n  Getting section p.\n  Initializing section p.\n"
+            "  Loading zc.buildout recipe entry slapos.recipe.template:jinja3.\n\n"
+            "An internal error occurred due to a bug in either zc.buildout or in a\n"
+            "Traceback (most recent call last):\n  File x\n"
+            "ImportError: Entry point ('zc.buildout', 'jinja3') not found\n",
+            1,
+            "cannot load recipe slapos.recipe.template:jinja3: "
+            "ImportError: Entry point ('zc.buildout', 'jinja3') not found",
+        ),
+        (
+            "While:\n  Installing.\n  Getting section p.\n  Initializing section p.\n"
+            "  Installing recipe slapos.recipe.nosuch.\n"
+            "  Getting distribution for 'slapos.recipe.nosuch'.\n"
+            "Error: Couldn't find a distribution for 'slapos.recipe.nosuch'.\n",
+            1,
+            "Couldn't find a distribution for 'slapos.recipe.nosuch'.",
+        ),
+        (
+            "While:\n  Installing.\n  Loading recipe 'slapos.recipe.build'.\n"
+            "Traceback (most recent call last):\n"
+            "ModuleNotFoundError: No module named 'slapos.recipe'\n",
+            1,
+            "cannot load recipe slapos.recipe.build: "
+            "ModuleNotFoundError: No module named 'slapos.recipe'",
+        ),
     ],
 )
 def test_failure_reason(output: str, code: int, reason: str) -> None:
