@@ -21,9 +21,12 @@ say() { printf '%s\n' "dev.sh: $*" >&2; }
 
 install_debian() {
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  # one dpkg-query for all of them (one per package costs ~0.4 s on every ./dev.sh demo)
+  installed=" $(dpkg-query -W -f='${Package} ${Status}\n' $DEBIAN_PACKAGES 2>/dev/null \
+    | awk '/ install ok installed$/ {print $1}' | tr '\n' ' ')"
   missing=""
   for p in $DEBIAN_PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    case "$installed" in *" $p "*) ;; *) missing="$missing $p" ;; esac
   done
   [ -z "$missing" ] && return 0
   say "installing Debian packages:$missing"
