@@ -538,4 +538,9 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
+// the link of the page shown shows it again, fresh (no hashchange then)
+document.querySelector(".top").addEventListener("click", (event) => {
+  const link = event.target.closest("a[href^='#']");
+  if (link && link.getAttribute("href") === (location.hash || "#/")) route();
+});
 route();
