@@ -15,6 +15,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import h11
@@ -185,6 +186,61 @@ def test_valid_requests_are_served_with_keep_alive(shared_proxy: RunningProxy) -
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             assert reader.read(length), name
+
+
+def _read_answer(reader: Any, head: bool = False) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """One answer from a buffered reader: status line, headers (lower-case), body (none
+    for a HEAD request)."""
+    status = reader.readline()
+    headers = {}
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    length = 0 if head else int(headers.get(b"content-length", b"0"))
+    return status, headers, reader.read(length)
+
+
+def test_pipelined_requests_are_answered_in_order(shared_proxy: RunningProxy) -> None:
+    with socket.create_connection(("127.0.0.1", _port(shared_proxy)), timeout=10) as sock:
+        sock.sendall(
+            b"GET /getRunId HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"HEAD /getRunId HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /getRunId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        reader = sock.makefile("rb")
+        first = _read_answer(reader)
+        assert first[0].startswith(b"HTTP/1.1 200 ") and len(first[2]) == 32
+        assert _read_answer(reader)[0].startswith(b"HTTP/1.1 404 ")
+        status, headers, _ = _read_answer(reader, head=True)  # the length, no body
+        assert status.startswith(b"HTTP/1.1 200 ") and headers[b"content-length"] == b"32"
+        last = reader.read()  # the last answer, then the connection closes
+        assert last.startswith(b"HTTP/1.1 200 ") and last.endswith(first[2])
+
+
+def test_http10_closes_unless_keep_alive_is_asked(shared_proxy: RunningProxy) -> None:
+    received, closed = _exchange(_port(shared_proxy), b"GET /getRunId HTTP/1.0\r\n\r\n")
+    assert _statuses(received) == [200] and closed
+    with socket.create_connection(("127.0.0.1", _port(shared_proxy)), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        for _ in range(2):
+            sock.sendall(b"GET /getRunId HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, body = _read_answer(reader)
+            assert status.startswith(b"HTTP/1.0 200 ") and len(body) == 32
+            assert headers[b"connection"].lower() == b"keep-alive"
+
+
+def test_expect_100_continue(shared_proxy: RunningProxy) -> None:
+    with socket.create_connection(("127.0.0.1", _port(shared_proxy)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /supplySupply HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Expect: 100-continue\r\n\r\n" % len(_FORM)
+        )
+        reader = sock.makefile("rb")
+        assert reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert reader.readline() == b"\r\n"
+        sock.sendall(_FORM)
+        assert _read_answer(reader)[0].startswith(b"HTTP/1.1 200 ")
 
 
 def test_chunked_post_to_supply_supply_is_read(proxy: RunningProxy) -> None:
