@@ -129,7 +129,12 @@ def _gunicorn_settings(config: ProxyConfig) -> dict[str, Any]:
         "control_socket_disable": True,
     }
     if config.tls is not None:
-        settings.update(certfile=str(config.tls.certificate), keyfile=str(config.tls.key))
+        settings.update(
+            certfile=str(config.tls.certificate),
+            keyfile=str(config.tls.key),
+            # the worker's event loop does the handshake, without blocking
+            do_handshake_on_connect=False,
+        )
     return settings
 
 

@@ -215,9 +215,14 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
         return len(conn.head) >= PREREAD or b"\n\r\n" in conn.head or b"\n\n" in conn.head
 
     def murder_pending(self) -> None:
-        """Close the connections past their handshake or head deadline."""
+        """Close the connections past their handshake or head deadline; when stopping,
+        also those that have not started a request (nothing to finish)."""
         now = time.monotonic()
-        expired = [conn for conn in self.pending_conns if conn.timeout <= now]
+        expired = [
+            conn
+            for conn in self.pending_conns
+            if conn.timeout <= now or (not self.alive and not conn.head)
+        ]
         for conn in expired:
             self.pending_conns.remove(conn)
             with contextlib.suppress(OSError, KeyError, ValueError):
