@@ -125,9 +125,20 @@ def check_demo(
         )  # fmt: skip
         assert done.returncode == 0, f"{argv}: {done.stdout}{done.stderr}"
     assert f"{directory} --destroy" in first.stdout
+    # a release of the user's own that fails to build does not fail the demo
+    slapos = commands[0][0]
+    client = str(directory / "etc" / "slapos-client.cfg")
+    supplied = subprocess.run(
+        [*prefix, slapos, "supply", str(directory / "nowhere.cfg"), "local_computer",
+         "--cfg", client],
+        capture_output=True, text=True, timeout=120, check=False, env=demo_env(directory.parent),
+        **ids,
+    )  # fmt: skip
+    assert supplied.returncode == 0, supplied.stderr
     again = run_demo(python, directory, user, *extra, prefix=prefix)  # safe, keeps the service
     assert again.returncode == 0, again.stdout + again.stderr
     assert URL.search(again.stdout).group(1) == url
+    assert "software releases: 1 up to date, 1 failed" in again.stderr  # not rebuilt
     # after everything stopped (a reboot), the demo brings the service back
     shutdown(python, directory, user, prefix)
     third = run_demo(python, directory, user, *extra, prefix=prefix)
