@@ -571,3 +571,32 @@ def test_several_workers_answer_from_one_database(tmp_path: Path) -> None:
                 assert len(releases) == k + 1, "a process answered from a stale cache"
     finally:
         next(running, None)
+
+
+def test_tls_pipelined_requests_in_one_record(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path / "pki")
+    running = start_proxy(
+        tmp_path / "proxy", extra_config=f"tls_certificate = {cert}\ntls_key = {key}\n"
+    )
+    proxy = next(running)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        form = _FORM + b"&padding=" + b"p" * 10000  # head and body past gunicorn's 8 KiB read
+        with (
+            socket.create_connection(("127.0.0.1", _port(proxy)), timeout=10) as raw,
+            context.wrap_socket(raw) as sock,
+        ):
+            sock.sendall(  # one write of less than 16 KiB: one TLS record
+                b"POST /supplySupply HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                b"GET /getRunId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                % (len(form), form)
+            )
+            reader = sock.makefile("rb")
+            started = time.monotonic()
+            assert _read_answer(reader)[0].startswith(b"HTTP/1.1 200 ")
+            status, _, body = _read_answer(reader)  # not left in the TLS buffer
+            assert time.monotonic() - started < 2
+            assert status.startswith(b"HTTP/1.1 200 ") and len(body) == 32
+    finally:
+        next(running, None)
