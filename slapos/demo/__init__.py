@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import fnmatch
 import io
 import logging
 import os
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 
 SOFTWARE_NAME = "demo"  # the requested instance's name
 PARTITIONS = 3
+#: What the demo makes in DIR (configure local, node format, the proxy, the release):
+#: all that --destroy removes.
+DEMO_ENTRIES = (
+    "etc", "log", "srv", "soft", "software-release", "var", "slapos.xml*", "slapproxy.db*",
+    "slapformat-definition.cfg",
+)  # fmt: skip
 DEFAULT_PORT = 8080
 
 
@@ -441,7 +448,19 @@ def destroy(root: Path, out: TextIO, runner: Runner) -> None:
                 raise DemoError(f"userdel {user.pw_name} failed: {done.output.strip()}")
             runner.run(["groupdel", user.pw_name])
     out.write(f"==> removing {layout.root}\n")
-    shutil.rmtree(layout.root)
+    for entry in sorted(layout.root.iterdir()):
+        if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in DEMO_ENTRIES):
+            continue  # not the demo's: DIR may be a directory of the user's own
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    left = sorted(entry.name for entry in layout.root.iterdir())
+    if left:
+        out.write(f"The demo is gone; {layout.root} is kept for what is not the demo's: "
+                  f"{', '.join(left)}\n")  # fmt: skip
+        return
+    layout.root.rmdir()
     out.write("The demo is gone.\n")
 
 

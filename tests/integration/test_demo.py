@@ -195,9 +195,10 @@ def test_demo_as_root_offline_then_destroyed(workdir, node_python):
         check_demo(node_python, directory, None, *options, prefix=inside)
         assert (directory / "srv" / "slappart0").stat().st_uid == pwd.getpwnam(users[1]).pw_uid
         assert (directory / "soft").stat().st_uid == pwd.getpwnam(users[0]).pw_uid
+        (directory / "notes.txt").write_text("the user's, not the demo's")
         gone = run_demo(node_python, directory, None, "--destroy", prefix=inside)
         assert gone.returncode == 0, gone.stdout + gone.stderr
-        assert not directory.exists()
+        assert [p.name for p in directory.iterdir()] == ["notes.txt"]  # only the demo's went
         assert not [u.pw_name for u in pwd.getpwall() if u.pw_name in users]
         assert not [g.gr_name for g in grp.getgrall() if g.gr_name in users]
     finally:
