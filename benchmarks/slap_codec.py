@@ -16,22 +16,7 @@ Best of --repeat timeit runs, three rounds; with --baseline (another marshal.py,
 timed on it, alternating, so both columns see the same machine load.
 
 Targets (issue 4): SoftwareInstance answer loads <= 20 us and dumps <= 15 us, small dict
-loads <= 5 us. Measured on the 2-core development machine (2026-11-26, busy: +-20%),
-baseline = 76c72f2 (ElementTree decoder), current = regex fast path + flattened encoder:
-
-    case                                   current   baseline
-    answer ET.XML only (1050 B)               19.8
-    answer loads (proxy, WireObject)          ~20       39.7
-    answer loads (client, slap class)         20.0     (~40)
-    escaped answer loads (1180 B)             20.9      42.3
-    answer dumps (proxy, WireObject)           7.3      17.0
-    answer dumps (client, slap class)          6.9     (~18)
-    small dict loads                           3.5       9.0
-    small dict dumps                           1.4       2.7
-    full info loads (200 partitions)       24.7 ms   36.2 ms
-    full info dumps (1.07 MB)              10.1 ms   12.7 ms
-    xml2dict (10 parameters)                  13.3      19.4
-    dict2xml (10 parameters, all escaped)      9.9      11.2
+loads <= 5 us. Results: benchmarks/RESULTS.rst.
 """
 
 from __future__ import annotations
@@ -52,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.slap_wire import big_computer  # noqa: E402
-from slapos.slap import marshal, wire  # noqa: E402
+from slapos.slap import instance_xml, marshal, wire  # noqa: E402
 
 TRAFFIC = REPO / "tests" / "data" / "wire" / "upstream-1.26.1-traffic.json"
 SMALL_DICT = (
@@ -109,9 +94,9 @@ def main() -> None:
     big = big_computer(args.partitions)
     big_value = wire.loads(big)
     parameters = {f"parameter-{k}": f"value {k} & <{k}>" for k in range(10)}
-    instance_xml = marshal.dict2xml(parameters)
+    instance_document = instance_xml.dict2xml(parameters)
     assert wire.dumps(client_value) == answer and wire.dumps(big_value) == big
-    assert marshal.xml2dict(instance_xml) == parameters
+    assert instance_xml.xml2dict(instance_document) == parameters
     codecs = [marshal] + ([load_baseline(args.baseline)] if args.baseline else [])
     for codec in codecs:
         assert codec.dumps(codec.loads(answer)) == answer
@@ -138,8 +123,8 @@ def main() -> None:
             None,
         ),
         ("full info loads (client, slap class)", None, lambda: wire.loads(big)),
-        ("xml2dict (10 parameters)", lambda m: lambda: m.xml2dict(instance_xml), None),
-        ("dict2xml (10 parameters)", lambda m: lambda: m.dict2xml(parameters), None),
+        ("xml2dict (10 parameters)", None, lambda: instance_xml.xml2dict(instance_document)),
+        ("dict2xml (10 parameters)", None, lambda: instance_xml.dict2xml(parameters)),
     ]
     width = max(len(name) for name, _, _ in cases)
     header = f"{'us per call':>{width + 14}}" + (f"{'baseline':>14}" if args.baseline else "")

@@ -1,17 +1,14 @@
-"""The proxy's codec: the shared, lxml-free one of `slapos.slap.marshal` (re-exported)."""
+"""The proxy's codecs: the shared, lxml-free ones of `slapos.slap` (re-exported)."""
 
 from __future__ import annotations
 
+from slapos.slap.instance_xml import EMPTY_INSTANCE_XML, INSTANCE_XML_HEADER, dict2xml, xml2dict
 from slapos.slap.marshal import (
-    EMPTY_INSTANCE_XML,
-    INSTANCE_XML_HEADER,
     SLAP_MODULE,
     MarshalError,
     WireObject,
-    dict2xml,
     dumps,
     loads,
-    xml2dict,
 )
 
 __all__ = [

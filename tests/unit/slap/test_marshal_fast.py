@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from slapos.slap import marshal, wire
+from slapos.slap import instance_xml, marshal, marshal_fast, wire
 from slapos.slap.marshal import Decoder, MarshalError, WireObject
 from slapos.slap.slap import Computer, ComputerPartition, SoftwareInstance, SoftwareRelease
 
@@ -121,7 +121,7 @@ def random_value(rng: random.Random, depth: int, shared: list[Any]) -> Any:
 
 
 def fast(document: str | bytes, decoder: type[Decoder] = Decoder) -> Any:
-    return marshal._fast_decode(document, decoder.build_object)
+    return marshal_fast.decode(document, decoder.build_object)
 
 
 def slow(document: str | bytes, decoder: type[Decoder] = Decoder) -> Any:
@@ -403,25 +403,25 @@ def test_encoder_string_cache_is_bounded_and_skips_long_strings() -> None:
 
 
 def test_decoder_string_cache_is_bounded() -> None:
-    items = "".join(f"<string>{i}&amp;amp;</string>" for i in range(marshal._FAST_STRINGS_MAX + 9))
+    items = "".join(f"<string>{i}&amp;amp;</string>" for i in range(marshal_fast._FAST_STRINGS_MAX + 9))
     decoded = marshal.loads(f'<marshal><list id="i2">{items}</list></marshal>')
-    assert decoded[-1] == f"{marshal._FAST_STRINGS_MAX + 8}&"
-    assert len(marshal._FAST_STRINGS) <= marshal._FAST_STRINGS_MAX
-    long = "&amp;amp;" * marshal._FAST_CACHED_LENGTH
+    assert decoded[-1] == f"{marshal_fast._FAST_STRINGS_MAX + 8}&"
+    assert len(marshal_fast._FAST_STRINGS) <= marshal_fast._FAST_STRINGS_MAX
+    long = "&amp;amp;" * marshal_fast._FAST_CACHED_LENGTH
     assert marshal.loads(f"<marshal><string>{long}</string></marshal>") == "&" * len(long[::9])
-    assert long not in marshal._FAST_STRINGS
+    assert long not in marshal_fast._FAST_STRINGS
 
 
 def test_decoder_tag_cache_is_bounded_and_keeps_fixed_tags() -> None:
-    count = marshal._FAST_TAGS_MAX + 9
+    count = marshal_fast._FAST_TAGS_MAX + 9
     items = "".join(f'<dictionary id="i{i}"/>' for i in range(3, count + 3))
     decoded = fast(f'<marshal><list id="i2">{items}<none/></list></marshal>')
     assert len(decoded) == count + 1 and decoded[0] == {} and decoded[-1] is None
-    assert len(marshal._FAST_TAGS) <= marshal._FAST_TAGS_MAX
-    assert marshal._FAST_TAGS["/list"] == marshal._FAST_TAGS_FIXED["/list"]
-    tag = 'list id="' + "i" * marshal._FAST_CACHED_LENGTH + '"/'
+    assert len(marshal_fast._FAST_TAGS) <= marshal_fast._FAST_TAGS_MAX
+    assert marshal_fast._FAST_TAGS["/list"] == marshal_fast._FAST_TAGS_FIXED["/list"]
+    tag = 'list id="' + "i" * marshal_fast._FAST_CACHED_LENGTH + '"/'
     assert fast(f"<marshal><{tag}></marshal>") == []
-    assert tag not in marshal._FAST_TAGS
+    assert tag not in marshal_fast._FAST_TAGS
 
 
 # ---------------------------------------------------------------------------------------
@@ -433,8 +433,8 @@ def reference_dict2xml(parameters: dict[Any, Any]) -> str:
     from lxml import etree
 
     root = etree.Element("instance")
-    for key, value in sorted((marshal._param_str(k), v) for k, v in parameters.items()):
-        etree.SubElement(root, "parameter", attrib={"id": key}).text = marshal._param_str(value)
+    for key, value in sorted((instance_xml._param_str(k), v) for k, v in parameters.items()):
+        etree.SubElement(root, "parameter", attrib={"id": key}).text = instance_xml._param_str(value)
     out: bytes = etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="utf-8")
     return out.decode("utf-8")
 
@@ -447,11 +447,11 @@ def test_instance_xml_fast_paths_match_the_references(seed: int) -> None:
             random_string(rng): rng.choice((random_string(rng), "", rng.randint(0, 99), 1.5))
             for _ in range(rng.randrange(6))
         }
-        xml = marshal.dict2xml(parameters)
+        xml = instance_xml.dict2xml(parameters)
         assert xml == reference_dict2xml(parameters)
-        assert marshal._fast_instance(xml) is not None  # taken by the fast path
-        assert marshal.xml2dict(xml) == marshal._slow_xml2dict(xml)
-        assert marshal.xml2dict(xml) == {
+        assert instance_xml._fast_instance(xml) is not None  # taken by the fast path
+        assert instance_xml.xml2dict(xml) == instance_xml._slow_xml2dict(xml)
+        assert instance_xml.xml2dict(xml) == {
             str(k): (str(v) if v != "" else None) for k, v in parameters.items()
         }
 
@@ -496,19 +496,19 @@ INSTANCE_FALLBACK = [
 
 @pytest.mark.parametrize("xml", INSTANCE_PLAIN)
 def test_xml2dict_fast_path_takes_plain_documents(xml: str) -> None:
-    assert marshal._fast_instance(xml) is not None
-    assert marshal.xml2dict(xml) == marshal._slow_xml2dict(xml)
+    assert instance_xml._fast_instance(xml) is not None
+    assert instance_xml.xml2dict(xml) == instance_xml._slow_xml2dict(xml)
 
 
 @pytest.mark.parametrize("xml", INSTANCE_FALLBACK, ids=lambda x: repr(x)[:60])
 def test_xml2dict_leaves_odd_documents_to_elementtree(xml: str) -> None:
     # a bad character reference is found when decoding the text, the others before
-    assert marshal._fast_instance(xml) is None or "&#1;" in xml
-    assert outcome(marshal.xml2dict, xml) == outcome(marshal._slow_xml2dict, xml)
+    assert instance_xml._fast_instance(xml) is None or "&#1;" in xml
+    assert outcome(instance_xml.xml2dict, xml) == outcome(instance_xml._slow_xml2dict, xml)
 
 
 def test_dict2xml_errors_are_unchanged() -> None:
     with pytest.raises(MarshalError, match="no control characters"):
-        marshal.dict2xml({"a": "x\x01"})
+        instance_xml.dict2xml({"a": "x\x01"})
     with pytest.raises(MarshalError, match="no control characters"):
-        marshal.dict2xml({"a\x02": "x"})
+        instance_xml.dict2xml({"a\x02": "x"})
