@@ -10,6 +10,7 @@ Importing this package is cheap: no lxml, xml_marshaller or requests (see transp
 
 from __future__ import annotations
 
+from slapos.slap.entry import OpenOrder, SoftwareProductCollection, Supply, Token, slap
 from slapos.slap.exception import (
     AuthenticationError,
     ConnectionError,
@@ -22,13 +23,8 @@ from slapos.slap.exception import (
 from slapos.slap.slap import (
     Computer,
     ComputerPartition,
-    OpenOrder,
     SoftwareInstance,
-    SoftwareProductCollection,
     SoftwareRelease,
-    Supply,
-    Token,
-    slap,
 )
 
 __all__ = [

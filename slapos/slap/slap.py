@@ -17,9 +17,8 @@ Differences from upstream 1.26.1 (see docs/slap.rst):
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slapos.slap import wire
 from slapos.slap.exception import (
@@ -31,39 +30,43 @@ from slapos.slap.exception import (
     ServerError,
     SlapException,
 )
+from slapos.slap.request import (
+    COMPUTER_PARTITION_REQUEST_LIST_TEMPLATE_FILENAME,
+    DEFAULT_SOFTWARE_TYPE,
+    FALSE_XML,
+    INSTANCE_ROOT_ENVIRON,
+    OLD_DEFAULT_SOFTWARE_TYPE,
+    TRUE_XML,
+    build_request_dict,
+    record_request,
+)
 
-__all__ = [
-    "AuthenticationError",
-    "Computer",
-    "ComputerPartition",
-    "ConnectionError",
-    "HTTPError",
-    "NotFoundError",
-    "OpenOrder",
-    "ResourceNotReady",
-    "ServerError",
-    "SlapException",
-    "SoftwareInstance",
-    "SoftwareProductCollection",
-    "SoftwareRelease",
-    "Supply",
-    "Token",
-    "slap",
-]
+if TYPE_CHECKING:
+    from slapos.slap.entry import OpenOrder, SoftwareProductCollection, Supply, Token, slap
+
+# The wire documents, then upstream's other names, still importable from here.
+__all__ = ["Computer", "ComputerPartition", "SoftwareInstance", "SoftwareRelease"]
+__all__ += ["OpenOrder", "SoftwareProductCollection", "Supply", "Token", "slap"]  # entry.py
+__all__ += ["AuthenticationError", "ConnectionError", "HTTPError", "NotFoundError"]
+__all__ += ["ResourceNotReady", "ServerError", "SlapException"]  # exception.py
+__all__ += ["COMPUTER_PARTITION_REQUEST_LIST_TEMPLATE_FILENAME", "DEFAULT_SOFTWARE_TYPE"]
+__all__ += ["INSTANCE_ROOT_ENVIRON", "OLD_DEFAULT_SOFTWARE_TYPE", "build_request_dict"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOFTWARE_TYPE = "default"
-#: The documents most requests send (wire.dumps is deterministic): made once, not per call.
-_EMPTY_DICT_XML = wire.dumps({})
-_NONE_XML = wire.dumps(None)
-_TRUE_XML = wire.dumps(True)
-_FALSE_XML = wire.dumps(False)
-OLD_DEFAULT_SOFTWARE_TYPE = "RootSoftwareInstance"
-#: `<instance_root>/<partition>/.slapos-request-transaction-<partition>` (node.md §5.9).
-COMPUTER_PARTITION_REQUEST_LIST_TEMPLATE_FILENAME = ".slapos-request-transaction-%s"
-#: Set by slapgrid while it runs a partition's buildout; names the instance root.
-INSTANCE_ROOT_ENVIRON = "SLAPGRID_INSTANCE_ROOT"
+#: Upstream's names defined in slapos.slap.entry (which imports this module): looked up
+#: there on first use, so `from slapos.slap.slap import slap, OpenOrder` keeps working.
+_ENTRY_NAMES = frozenset({"OpenOrder", "SoftwareProductCollection", "Supply", "Token", "slap"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENTRY_NAMES:
+        from slapos.slap import entry
+
+        return getattr(entry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 NO_HATEOAS = "SlapOS Master Hateoas API required for this operation is not available."
 
 
@@ -102,6 +105,14 @@ class SlapDocument:
 class SlapRequester(SlapDocument):
     """Shared `request()` machinery of OpenOrder and ComputerPartition."""
 
+    def getInformation(self, partition_reference: str) -> SoftwareInstance:
+        """The instance tree `partition_reference` as the HATEOAS API describes it (upstream's
+        ComputerPartition.getInformation is broken; ours works from both sides)."""
+        data = self._navigator().getInstanceTreeRootSoftwareInstanceInformation(
+            partition_reference
+        )["data"]
+        return software_instance_from_hateoas(data)
+
     def _requestComputerPartition(
         self, request_dict: dict[str, Any], auth: tuple[str, str] | None = None
     ) -> ComputerPartition:
@@ -131,7 +142,7 @@ class SlapRequester(SlapDocument):
         partition.__dict__.update(attributes)
         self._attach(partition)
         shared_xml = request_dict["shared_xml"]
-        if shared_xml == _TRUE_XML or (shared_xml != _FALSE_XML and wire.loads(shared_xml)):
+        if shared_xml == TRUE_XML or (shared_xml != FALSE_XML and wire.loads(shared_xml)):
             partition._synced = True
             partition._connection_dict = getattr(software_instance, "_connection_dict", None)
             partition._parameter_dict = getattr(software_instance, "_parameter_dict", None)
@@ -200,28 +211,6 @@ class SoftwareRelease(SlapDocument):
             (logger or log).error("cannot report software release error: %s", exc)
 
 
-class SoftwareProductCollection:
-    """`product.NAME` -> the best software release URL of that product."""
-
-    def __init__(self, logger: logging.Logger | None, slap: slap) -> None:
-        self.logger = logger or log
-        self.slap = slap
-        self.get = self.__getattr__
-
-    def __getattr__(self, software_product: str) -> str:
-        if software_product.startswith("__"):
-            raise AttributeError(software_product)
-        self.logger.info("Getting best Software Release corresponding to this Software Product...")
-        urls = self.slap.getSoftwareReleaseListFromSoftwareProduct(software_product)
-        if not urls:
-            raise AttributeError(
-                f"No Software Release corresponding to the Software Product "
-                f"{software_product!r} has been found."
-            )
-        self.logger.info("Found as %s.", urls[0])
-        return str(urls[0])
-
-
 class SoftwareInstance(SlapDocument):
     """Instance data as the master returns it (answer of requestComputerPartition)."""
 
@@ -233,97 +222,6 @@ class SoftwareInstance(SlapDocument):
 
     def __init__(self, **kw: Any) -> None:
         self.__dict__.update(kw)
-
-
-class Supply(SlapDocument):
-    def supply(
-        self, software_release: str, computer_guid: str | None = None, state: str = "available"
-    ) -> None:
-        """Ask `computer_guid` to install (`available`) or remove (`destroyed`) a release."""
-        try:
-            self._connection().post(
-                wire.SUPPLY_SUPPLY,
-                {"url": software_release, "computer_id": computer_guid, "state": state},
-            )
-        except NotFoundError as exc:
-            raise NotFoundError(
-                f"Computer {computer_guid} has not been found by SlapOS Master."
-            ) from exc
-
-
-class Token(SlapDocument):
-    def request(self) -> str:
-        return str(self._navigator().getToken())
-
-
-class OpenOrder(SlapRequester):
-    """Requests instances as a user (not from inside a partition)."""
-
-    def request(
-        self,
-        software_release: str,
-        partition_reference: str,
-        partition_parameter_kw: Mapping[str, Any] | None = None,
-        software_type: str | None = None,
-        filter_kw: Mapping[str, Any] | None = None,
-        state: str | None = None,
-        shared: bool = False,
-    ) -> ComputerPartition:
-        request_dict = build_request_dict(
-            software_release,
-            partition_reference,
-            partition_parameter_kw,
-            software_type,
-            filter_kw,
-            state,
-            shared,
-        )
-        return self._requestComputerPartition(request_dict)
-
-    def getInformation(self, partition_reference: str) -> SoftwareInstance:
-        """The instance tree `partition_reference` as the HATEOAS API describes it."""
-        data = self._navigator().getInstanceTreeRootSoftwareInstanceInformation(
-            partition_reference
-        )["data"]
-        return software_instance_from_hateoas(data)
-
-    def requestComputer(self, computer_reference: str) -> Computer:
-        computer = self._connection().post_document(
-            wire.REQUEST_COMPUTER, {"computer_title": computer_reference}
-        )
-        self._attach(computer)
-        return computer  # type: ignore[no-any-return]
-
-
-def build_request_dict(
-    software_release: str,
-    partition_reference: str,
-    partition_parameter_kw: Mapping[str, Any] | None,
-    software_type: str | None,
-    filter_kw: Mapping[str, Any] | None,
-    state: str | None,
-    shared: bool,
-) -> dict[str, Any]:
-    """The form of requestComputerPartition (protocol.md §3.4)."""
-    parameters = _dict_argument("partition_parameter_kw", partition_parameter_kw)
-    filters = _dict_argument("filter_kw", filter_kw)
-    return {
-        "software_release": software_release,
-        "partition_reference": partition_reference,
-        "partition_parameter_xml": wire.dumps(parameters) if parameters else _EMPTY_DICT_XML,
-        "filter_xml": wire.dumps(filters) if filters else _EMPTY_DICT_XML,
-        "software_type": DEFAULT_SOFTWARE_TYPE if software_type is None else software_type,
-        "state": _NONE_XML if state is None else wire.dumps(state),
-        "shared_xml": _TRUE_XML if shared else _FALSE_XML,
-    }
-
-
-def _dict_argument(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"Unexpected type of {name} '{value}'")
-    return dict(value)
 
 
 def software_instance_from_hateoas(data: Mapping[str, Any]) -> SoftwareInstance:
@@ -482,7 +380,7 @@ class ComputerPartition(SlapRequester):
         self._partition_id = partition_id
         self._request_dict = request_dict
         # Create the (empty) transaction file when run by slapgrid, as upstream does.
-        self._updateTransactionFile(partition_reference=None)
+        record_request(partition_id, None)
 
     def __getinitargs__(self) -> tuple[Any, ...]:
         return (self._computer_id, self._partition_id, self._request_dict)
@@ -491,30 +389,6 @@ class ComputerPartition(SlapRequester):
         return f"<ComputerPartition {self._computer_id!r} {self._partition_id!r}>"
 
     # -- request ---------------------------------------------------------------------
-
-    def _updateTransactionFile(self, partition_reference: str | None = None) -> None:
-        """Record the instances this partition requests (node.md §5.9).
-
-        slapgrid sets SLAPGRID_INSTANCE_ROOT while it runs the partition's buildout; that
-        environment variable is the only channel upstream defines between the two.
-        """
-        instance_root = os.environ.get(INSTANCE_ROOT_ENVIRON, "")
-        if not instance_root or not self._partition_id:
-            return
-        directory = os.path.join(instance_root, self._partition_id)
-        path = os.path.join(
-            directory, COMPUTER_PARTITION_REQUEST_LIST_TEMPLATE_FILENAME % self._partition_id
-        )
-        try:
-            if partition_reference is None:
-                if os.access(directory, os.W_OK) and not os.path.exists(path):
-                    with open(path, "a"):
-                        pass
-            else:
-                with open(path, "a") as transaction:
-                    transaction.write(f"{partition_reference}\n")
-        except OSError as exc:  # a partition we cannot write to: the node will notice
-            log.debug("cannot update %s: %s", path, exc)
 
     def _auth(self) -> tuple[str, str]:
         return (str(self._computer_id), str(self._partition_id))
@@ -543,7 +417,7 @@ class ComputerPartition(SlapRequester):
                 shared,
             ),
         }
-        self._updateTransactionFile(partition_reference)
+        record_request(self._partition_id, partition_reference)
         return self._requestComputerPartition(request_dict, auth=self._auth())
 
     # -- reports (POST, with X-SlapPartition) ------------------------------------------
@@ -714,108 +588,3 @@ class ComputerPartition(SlapRequester):
             wire.GET_HOSTING_SUBSCRIPTION_IP_LIST,
             {"computer_id": self._computer_id, "computer_partition_id": self._partition_id},
         )
-
-    def getInformation(self, partition_reference: str) -> SoftwareInstance:
-        """An instance of this partition's tree, through HATEOAS (broken upstream)."""
-        data = self._navigator().getInstanceTreeRootSoftwareInstanceInformation(
-            partition_reference
-        )["data"]
-        return software_instance_from_hateoas(data)
-
-
-class slap:
-    """Entry point: `s = slap(); s.initializeConnection(url, key, cert)`, then register*."""
-
-    def initializeConnection(
-        self,
-        slapgrid_uri: str,
-        key_file: str | None = None,
-        cert_file: str | None = None,
-        master_ca_file: str | None = None,
-        timeout: float | None = 60,
-        slapgrid_rest_uri: str | None = None,
-        *,
-        master_tls_verify: bool = True,
-        max_answer_size: int | None = None,
-    ) -> None:
-        """Connect to `slapgrid_uri`. Ours only: `master_tls_verify=False` skips checking the
-        master's certificate; `max_answer_size` (bytes) bounds the answers taken."""
-        from slapos.slap.hateoas import SlapHateoasNavigator
-        from slapos.slap.session import MasterSession
-        from slapos.slap.transport import DEFAULT_MAX_ANSWER, TLSSettings
-
-        self._connection_helper = MasterSession(
-            slapgrid_uri,
-            tls=TLSSettings(cert_file, key_file, master_ca_file, master_tls_verify),
-            timeout=timeout,
-            max_answer_size=max_answer_size or DEFAULT_MAX_ANSWER,
-        )
-        self._hateoas_navigator = SlapHateoasNavigator(self._connection_helper, slapgrid_rest_uri)
-
-    def _connection(self) -> Any:
-        helper = getattr(self, "_connection_helper", None)
-        if helper is None:
-            raise SlapException("call initializeConnection() first")
-        return helper
-
-    def _documents(self) -> dict[str, Any]:
-        self._connection()
-        return {
-            "connection_helper": self._connection_helper,
-            "hateoas_navigator": self._hateoas_navigator,
-        }
-
-    def registerSoftwareRelease(self, software_release: str) -> SoftwareRelease:
-        return SoftwareRelease(software_release=software_release, **self._documents())
-
-    def registerToken(self) -> Token:
-        return Token(**self._documents())
-
-    def registerComputer(self, computer_guid: str) -> Computer:
-        return Computer(computer_guid, **self._documents())
-
-    def registerComputerPartition(self, computer_guid: str, partition_id: str) -> ComputerPartition:
-        if not computer_guid or not partition_id:
-            raise NotFoundError("registerComputerPartition needs a computer and a partition id")
-        return ComputerPartition(computer_guid, partition_id, **self._documents())
-
-    def registerOpenOrder(self) -> OpenOrder:
-        return OpenOrder(**self._documents())
-
-    def registerSupply(self) -> Supply:
-        return Supply(**self._documents())
-
-    def getSoftwareReleaseListFromSoftwareProduct(
-        self, software_product_reference: str | None = None, software_release_url: str | None = None
-    ) -> list[str]:
-        if software_product_reference:
-            if software_release_url is not None:
-                raise AttributeError(
-                    "Both software_product_reference and software_release_url parameters "
-                    "are specified."
-                )
-            params = {"software_product_reference": software_product_reference}
-        elif software_release_url is not None:
-            params = {"software_release_url": software_release_url}
-        else:
-            raise AttributeError(
-                "None of software_product_reference and software_release_url parameters "
-                "are specified."
-            )
-        result = self._connection().get_document(
-            wire.GET_SOFTWARE_RELEASE_LIST_FROM_SOFTWARE_PRODUCT, params
-        )
-        if not isinstance(result, list):
-            raise ServerError(
-                f"master answered {wire.GET_SOFTWARE_RELEASE_LIST_FROM_SOFTWARE_PRODUCT} "
-                f"with {type(result).__name__}, not a list"
-            )
-        return result
-
-    def getOpenOrderDict(self) -> dict[str, Any]:
-        self._connection()
-        return self._hateoas_navigator.getInstanceTreeDict()  # type: ignore[no-any-return]
-
-    def getComputerDict(self) -> dict[str, Any]:
-        self._connection()
-        return self._hateoas_navigator.getComputerDict()  # type: ignore[no-any-return]
