@@ -403,7 +403,9 @@ def test_encoder_string_cache_is_bounded_and_skips_long_strings() -> None:
 
 
 def test_decoder_string_cache_is_bounded() -> None:
-    items = "".join(f"<string>{i}&amp;amp;</string>" for i in range(marshal_fast._FAST_STRINGS_MAX + 9))
+    items = "".join(
+        f"<string>{i}&amp;amp;</string>" for i in range(marshal_fast._FAST_STRINGS_MAX + 9)
+    )
     decoded = marshal.loads(f'<marshal><list id="i2">{items}</list></marshal>')
     assert decoded[-1] == f"{marshal_fast._FAST_STRINGS_MAX + 8}&"
     assert len(marshal_fast._FAST_STRINGS) <= marshal_fast._FAST_STRINGS_MAX
@@ -434,7 +436,9 @@ def reference_dict2xml(parameters: dict[Any, Any]) -> str:
 
     root = etree.Element("instance")
     for key, value in sorted((instance_xml._param_str(k), v) for k, v in parameters.items()):
-        etree.SubElement(root, "parameter", attrib={"id": key}).text = instance_xml._param_str(value)
+        etree.SubElement(root, "parameter", attrib={"id": key}).text = instance_xml._param_str(
+            value
+        )
     out: bytes = etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="utf-8")
     return out.decode("utf-8")
 
