@@ -107,6 +107,23 @@ class Node:
     is_root: bool
 
 
+def _exists(path: Path) -> bool:
+    """Path.exists, False where this user may not look (a dry run by another user)."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return False
+
+
+def _readable(path: Path) -> bool:
+    """Whether this process can list `path` (capabilities count, unlike os.access)."""
+    try:
+        with os.scandir(path):
+            return True
+    except PermissionError:
+        return False
+
+
 def failing_step(exc: BaseException, message: str) -> Step:
     """The step a processing error names: a buildout part and command, or the partition."""
     from slapos.grid.buildout import BuildoutFailed
@@ -242,7 +259,7 @@ class InstanceEngine:
     def _service_states(self, detail: bool = False) -> dict[str, dict[str, Any]] | None:
         """group -> program -> state (or supervisord's whole process info with `detail`);
         None when supervisord cannot be reached."""
-        if not sv.SupervisordPaths.of(self.config.instance_root).socket.exists():
+        if not _exists(sv.SupervisordPaths.of(self.config.instance_root).socket):
             return None
         try:
             with sv.connect(self.config.instance_root, timeout=10) as s:
@@ -271,8 +288,13 @@ class InstanceEngine:
         except OSError as exc:
             done.append(f"{paths.config} unreadable here ({exc.strerror}): may be rewritten")
         launch = self.options.supervisord and not self.config.forbid_supervisord_automatic_launch
-        if launch and not sv.supervisord_alive(root):
-            done.append("supervisord started (it is not running)")
+        try:
+            alive = sv.supervisord_alive(root)
+        except PermissionError:
+            done.append("whether supervisord runs is unknown here (permission denied)")
+        else:
+            if launch and not alive:
+                done.append("supervisord started (it is not running)")
         return "; ".join(done)
 
     def partitions(self) -> list[Any]:
@@ -339,20 +361,23 @@ class InstanceEngine:
         path = self.config.instance_root / pid
         slapgrid = path / ".slapgrid"
         directory = path.is_dir()
+        readable = not (dry and directory) or _readable(path)
         software_path = self.config.software_root / software_hash(url) if url else None
         local_ts, mtime = None, None
-        with contextlib.suppress(OSError):
-            local_ts = (path / ".timestamp").read_text().strip()
-            mtime = (path / ".timestamp").stat().st_mtime
+        if directory and readable:
+            with contextlib.suppress(OSError):
+                local_ts = (path / ".timestamp").read_text().strip()
+                mtime = (path / ".timestamp").stat().st_mtime
         periodicity = part.read_periodicity(
             software_path, self.config.maximum_periodicity, remove_bad=not dry
         )
         installed = software_path is not None and (
-            (software_path / "instance.cfg").exists() or (software_path / "template.cfg").exists()
+            _exists(software_path / "instance.cfg") or _exists(software_path / "template.cfg")
         )
+        state = cp.getState()
         return plan.Observation(
             partition_id=pid,
-            requested_state=cp.getState(),
+            requested_state=state,
             software_url=url,
             software_type=software_type_of(cp),
             parameters=parameters_of(cp),
@@ -361,10 +386,13 @@ class InstanceEngine:
             local_timestamp=local_ts,
             local_timestamp_mtime=mtime,
             periodicity=periodicity,
-            applied=Applied.read(slapgrid) if directory else None,
-            last_run=RunRecord.read(slapgrid) if directory else None,
+            applied=Applied.read(slapgrid) if directory and readable else None,
+            last_run=RunRecord.read(slapgrid) if directory and readable else None,
             services=None if services is None else services.get(pid, {}),
-            dirty_free=slapgrid.exists() or (path / ".timestamp").exists(),
+            dirty_free=url is None
+            and state == DESTROYED
+            and (_exists(slapgrid) or _exists(path / ".timestamp")),
+            readable=readable,
         )
 
     def plan_options(self) -> plan.Options:

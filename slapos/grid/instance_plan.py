@@ -22,8 +22,9 @@ from slapos.grid.runrecord import Applied, RunRecord
 
 STARTED, STOPPED, DESTROYED = "started", "stopped", "destroyed"
 
-#: Actions. `free`: nothing deployed there; `fail`: the run cannot even start on it.
-PROCESS, SKIP, FREE, FAIL = "process", "skip", "free", "fail"
+#: Actions. `free`: nothing deployed there; `fail`: the run cannot even start on it;
+#: `unknown`: a dry run by a user who cannot read the partition cannot tell.
+PROCESS, SKIP, FREE, FAIL, UNKNOWN = "process", "skip", "free", "fail", "unknown"
 
 #: Parameter names whose values are never shown.
 SECRET = re.compile(r"pass|secret|token|key|private|credential|auth|cookie|salt", re.IGNORECASE)
@@ -70,6 +71,7 @@ class Observation:
     #: program -> supervisord state; None when supervisord could not be asked
     services: Mapping[str, str] | None = None
     dirty_free: bool = False  # a free partition still holds slapgrid state
+    readable: bool = True  # False: this user cannot read the partition (a dry run)
 
     @property
     def free(self) -> bool:
@@ -115,7 +117,9 @@ class PartitionPlan:
 
     @property
     def changes_something(self) -> bool:
-        return self.action in (PROCESS, FAIL) or (self.action == FREE and bool(self.reasons))
+        return self.action in (PROCESS, FAIL, UNKNOWN) or (
+            self.action == FREE and bool(self.reasons)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,7 +153,7 @@ def freshness(obs: Observation, now: float) -> Reason | None:
         return Reason(
             "periodicity-due",
             f"periodicity: last processed {duration(age)} ago, "
-            f"the release asks every {duration(obs.periodicity)}",
+            f"processed at least every {duration(obs.periodicity)}",
         )
     return None
 
@@ -201,6 +205,18 @@ def plan_partition(obs: Observation, options: Options, now: float) -> PartitionP
                 Reason("no-directory", "partition directory missing (run 'slapos node format')"),
             ),
             master=(ERROR,),
+        )
+    if not obs.readable:
+        return replace(
+            base,
+            action=UNKNOWN,
+            reasons=(
+                Reason(
+                    "unreadable",
+                    "this user cannot read the partition: run the dry run as root "
+                    "(or as a member of the partitions' group)",
+                ),
+            ),
         )
     state = obs.requested_state
     forced: list[Reason] = []

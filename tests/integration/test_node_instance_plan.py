@@ -428,3 +428,38 @@ def test_port_in_use_explained(
     assert f"{web}/.{web}_web.log (last " in told
     assert "Address already in use" in told
     save_example(node, "explain-port-in-use.txt", told)
+
+
+@pytest.mark.root
+def test_a_user_who_cannot_read_the_partitions_is_told(
+    node: InstanceNode, sr_url: str, reader: str | None
+) -> None:
+    """No guess from what cannot be read: the partition is "unknown", the run "would change"."""
+    assert reader is not None  # root: a user of its own, here without CAP_DAC_READ_SEARCH
+    web = request(node, sr_url, "web", promise="none").getId()
+    assert node.slapos("node", "instance").returncode == 0
+    done = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={reader}",
+            f"--regid={reader}",
+            "--clear-groups",
+            "--",
+            str(node.python),
+            "-m",
+            "slapos",
+            "node",
+            "instance",
+            "--dry-run",
+            "--cfg",
+            str(node.config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent"},
+        check=False,
+    )
+    assert done.returncode == 4, done.stderr
+    assert f"{web} [default] started: unknown" in done.stdout
+    assert "this user cannot read the partition: run the dry run as root" in done.stdout

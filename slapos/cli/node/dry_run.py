@@ -94,7 +94,13 @@ def render_node_plan(result: NodePlan, colour: bool = False) -> str:
     counts: dict[str, int] = {}
     for p in result.partitions:
         counts[p.action] = counts.get(p.action, 0) + 1
-    words = {"process": "to process", "skip": "up to date", "free": "free", "fail": "failing"}
+    words = {
+        "process": "to process",
+        "skip": "up to date",
+        "free": "free",
+        "fail": "failing",
+        "unknown": "unreadable here",
+    }
     summary = ", ".join(f"{counts[a]} {w}" for a, w in words.items() if counts.get(a))
     verdict = (
         "a real run would change something (exit 4)"
@@ -115,8 +121,8 @@ def render_partition(p: PartitionPlan, colour: bool = False) -> list[str]:
         return ["", paint(f"{label}: free", "free", colour) + extra]
     if p.software_type:
         label += f" [{p.software_type}]"
-    word = {"process": "process", "skip": "skip", "fail": "fail"}.get(p.action, p.action)
-    head = f"{label} {p.requested_state}: {paint(word, p.action, colour)}"
+    colour_of = "fail" if p.action == "unknown" else p.action
+    head = f"{label} {p.requested_state}: {paint(p.action, colour_of, colour)}"
     lines = ["", head]
 
     def field(name: str, text: str) -> None:

@@ -101,6 +101,8 @@ def test_free_missing_directory_and_missing_release() -> None:
     assert codes(free) == ("free", [])
     assert codes(replace(free, dirty_free=True)) == ("free", ["clean"])
     assert codes(observed(directory_exists=False)) == ("fail", ["no-directory"])
+    unreadable = plan_partition(observed(readable=False), Options(), NOW)
+    assert (unreadable.action, unreadable.changes_something) == ("unknown", True)
     missing = plan_partition(
         observed(software_installed=False, local_timestamp=None), Options(), NOW
     )
