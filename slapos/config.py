@@ -14,7 +14,7 @@ import configparser
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +119,6 @@ class IniFile:
             raise ConfigError(f"{self.path}: [{section}] {key} is empty")
         return value.strip()
 
-    def get_bool(self, section: str, key: str, default: bool = False) -> bool:
-        value = self.get(section, key)
-        return default if value is None else parse_bool(value, f"{self.path}: [{section}] {key}")
-
     def get_int(self, section: str, key: str, default: int | None = None) -> int | None:
         value = self.get(section, key)
         if value is None or not value.strip():
@@ -156,36 +152,6 @@ def parse_int(value: str, where: str) -> int:
 
 def split_lines(value: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in value.splitlines() if line.strip())
-
-
-def resolve_config_path(
-    cfg: str | None, *, env_var: str, default: str, environ: Mapping[str, str]
-) -> Path:
-    """--cfg, else the environment variable (even empty, as upstream), else the default."""
-    if cfg is not None:
-        chosen = cfg
-    elif env_var in environ:
-        chosen = environ[env_var]
-    else:
-        chosen = default
-    return Path(os.path.expanduser(chosen))
-
-
-def resolve_client_config_path(cfg: str | None, environ: Mapping[str, str]) -> Path:
-    """Client commands: --cfg, $SLAPOS_CLIENT_CONFIGURATION, slapos-client.cfg, slapos.cfg.
-
-    The last fallback (~/.slapos/slapos.cfg) is the one the seed documentation names; it is
-    used only when neither --cfg nor the variable is given and slapos-client.cfg is absent.
-    """
-    path = resolve_config_path(
-        cfg, env_var=CLIENT_CONFIG_ENV, default=CLIENT_CONFIG_DEFAULT, environ=environ
-    )
-    if cfg is None and CLIENT_CONFIG_ENV not in environ and not path.exists():
-        legacy = Path(os.path.expanduser(CLIENT_CONFIG_LEGACY))
-        if legacy.exists():
-            log.debug("%s is absent, falling back to %s", path, legacy)
-            return legacy
-    return path
 
 
 # --------------------------------------------------------------------------------------
@@ -365,10 +331,6 @@ class NodeConfig:
     networkcache: NetworkCacheConfig = field(default_factory=NetworkCacheConfig)
     #: every section of the file, for the rare reader of an extra section ([firewall] ...).
     ini: IniFile | None = field(default=None, compare=False, repr=False)
-
-    def with_overrides(self, **overrides: Any) -> NodeConfig:
-        """Command-line values win; None means "not given"."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def pidfile_for(self, kind: str, cli_pidfile: str | None, default: str) -> str:
         """Upstream's precedence: pidfile_<kind> > --pidfile > pidfile > default."""

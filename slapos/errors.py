@@ -74,12 +74,6 @@ class AlreadyRunningError(SlapOSError):
     exit_code = ExitCode.ALREADY_RUNNING
 
 
-class NotImplementedYetError(SlapOSError):
-    """A command exists in the tree but its engine is not built yet."""
-
-    exit_code = ExitCode.FAILURE
-
-
 class MasterError(SlapOSError):
     """Talking to the master failed (HTTP status, TLS, timeout, malformed answer)."""
 

@@ -162,29 +162,6 @@ def _kill_group(proc: subprocess.Popen[str], flag: threading.Event | None) -> No
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def spawn_daemon(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, log_path: Path | None = None
-) -> int:
-    """Start a long-running program detached from us; return its pid."""
-    out: IO[bytes] | int = subprocess.DEVNULL
-    if log_path is not None:
-        out = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
-    try:
-        proc = subprocess.Popen(
-            [str(a) for a in argv],
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    finally:
-        if not isinstance(out, int):
-            out.close()
-    return proc.pid
-
-
 def exec_program(argv: Sequence[str]) -> int:
     """Run a program attached to our terminal (supervisorctl, ...) and return its status."""
     try:

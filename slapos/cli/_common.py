@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from slapos.errors import NotImplementedYetError, NotRootError, UnknownCommandError
+from slapos.errors import NotRootError, UnknownCommandError
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos COMMAND --help`)
 
@@ -477,15 +477,6 @@ def add_client_cfg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", help=CLIENT_CFG_HELP)
 
 
-def not_implemented(name: str) -> Handler:
-    """A handler for a command whose engine is not built yet: exit 1, never a silent success."""
-
-    def handler(args: argparse.Namespace, ctx: Context) -> int:
-        raise NotImplementedYetError(f"'{name}' is not implemented yet")
-
-    return handler
-
-
 def str2bool(value: str) -> bool:
     """`True`/`False` as upstream's --alter_user and --alter_network take them."""
     text = value.strip().lower()
@@ -494,18 +485,3 @@ def str2bool(value: str) -> bool:
     if text in ("false", "no", "0"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
-
-
-def key_value_list(items: list[str] | None, what: str) -> dict[str, str]:
-    """`a=1 b=x=y` -> {'a': '1', 'b': 'x=y'}; used by --parameters and --node."""
-    from slapos.errors import UsageError
-
-    result: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{what}: {item!r} is not of the form key=value")
-        if key in result:
-            raise UsageError(f"{what}: multiple values provided for the same key {key!r}")
-        result[key] = value
-    return result

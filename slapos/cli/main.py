@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 
 from slapos.cli._common import (
-    CommandInfo,
     Context,
     Handler,
     ParserExit,
@@ -140,13 +139,6 @@ def build_parser(argv: Sequence[str] | None = None) -> RootParser:
     for name in families_for(argv):
         importlib.import_module(name).register(sub, root)
     return root
-
-
-def find_command(root: RootParser, words: Sequence[str]) -> CommandInfo | None:
-    for info in root.commands:
-        if info.words == tuple(words):
-            return info
-    return None
 
 
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:

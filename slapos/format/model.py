@@ -16,8 +16,8 @@ import configparser
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -210,9 +210,6 @@ class Computer:
             "python_version": self.python_version,
             "slapos_version": self.slapos_version,
         }
-
-    def with_partitions(self, partitions: Sequence[Partition]) -> Computer:
-        return replace(self, partition_list=tuple(partitions))
 
 
 # ---- XML / JSON ----------------------------------------------------------------------

@@ -185,9 +185,3 @@ def read_network(runner: Runner, *, sysctl_file: Path = NONLOCAL_BIND) -> Networ
     except OSError:
         nonlocal_bind = False
     return NetworkState(links, local6, frozenset(routes), nonlocal_bind)
-
-
-def wait_global_ipv6(state: NetworkState, interface: str) -> bool:
-    """Whether `interface` has a global-scope IPv6 address (used by node boot)."""
-    link = state.links.get(interface)
-    return bool(link and link.global_ipv6())

@@ -15,7 +15,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from slapos.grid.runrecord import Applied, RunRecord
@@ -392,8 +391,3 @@ class NodePlan:
             "changes_something": self.changes_something,
             "partitions": [p.to_dict() for p in self.partitions],
         }
-
-
-def partition_paths(instance_root: Path, partition_id: str) -> tuple[Path, Path]:
-    path = instance_root / partition_id
-    return path, path / ".slapgrid"

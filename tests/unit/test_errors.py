@@ -23,4 +23,3 @@ def test_error_classes_carry_upstream_codes():
     assert errors.UnknownCommandError.exit_code == 5
     assert errors.AlreadyRunningError.exit_code == 10
     assert errors.PromiseError.exit_code == 2
-    assert errors.NotImplementedYetError.exit_code == 1
