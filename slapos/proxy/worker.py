@@ -21,6 +21,10 @@ who waits for a slow client, and for how long:
   the worker stops (requests in progress finish); an accept() that fails for lack of file
   descriptors or memory is retried after a pause instead of ending the worker.
 
+It extends gunicorn 27's `ThreadWorker` through its methods and attributes (the event
+loop's callbacks, its pending and kept-alive queues): hence `gunicorn >= 27, < 28` in
+setup.cfg; tests/integration/test_proxy_http.py checks every behaviour above.
+
 Also here: `ProxyLog`, gunicorn's logger interface on the standard `logging` loggers
 (`slapos.proxy.server`, and `slapos.proxy.access` for one line per request).
 
