@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 HERE=$(pwd)
 VENV=${SLAPOS_VENV:-$HERE/.venv}
 UPSTREAM_VENV=${SLAPOS_UPSTREAM_VENV:-/opt/slapos-dev/upstream-1.26.1}
-DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libffi-dev iproute2 procps bash chromium chromium-driver postgresql"
+DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libffi-dev iproute2 procps bash chromium chromium-driver postgresql haproxy"
 
 say() { printf '%s\n' "dev.sh: $*" >&2; }
 

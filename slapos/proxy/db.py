@@ -540,6 +540,12 @@ class Store:
             (title, requested_by),
         )
 
+    def busy_references(self, reference: str) -> list[Any]:
+        """The busy partitions named `reference`, on every computer."""
+        return self._all(
+            f"{_PARTITIONS} WHERE reference=? AND slap_state!='free' ORDER BY rowid", (reference,)
+        )
+
     def instances_titled(self, title: str) -> list[Any]:
         return self._all(
             f"{_PARTITIONS} WHERE partition_reference=? AND slap_state!='free' ORDER BY rowid",

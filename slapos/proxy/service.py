@@ -456,7 +456,7 @@ class Master:
         if not shared_reference:
             if row["connection_xml"] != xml:
                 self.store.update_partition(partition_id, computer_id, connection_xml=xml)
-                self._touch_requester(row["requester_id"], computer_id)
+                self._touch_requester(row["requester_id"], computer_id, row["requested_by"])
             return
         self.publish_shared(shared_reference, xml, hosted_by=partition_id, computer_id=computer_id)
 
@@ -480,11 +480,39 @@ class Master:
             values["hosted_by"] = hosted_by
         self.store.update_shared(reference, row["computer_reference"], **values)
         if row["connection_xml"] != xml and row["requester_id"]:
-            self.store.touch(row["requester_id"], row["computer_reference"], self.now())
+            # reference is '<tree root title>_<title>': the requester is in that tree
+            self._touch_requester(
+                row["requester_id"], row["computer_reference"], None, shared=reference
+            )
 
-    def _touch_requester(self, requester_id: str, computer_id: str) -> None:
-        if requester_id:
-            self.store.touch(requester_id, computer_id, self.now())
+    def _touch_requester(
+        self,
+        requester_id: str,
+        computer_id: str,
+        tree: str | None,
+        *,
+        shared: str | None = None,
+    ) -> None:
+        """Wake the partition that requested an instance up (its node processes it again
+        and reads the new connection parameters). `requester_id` is a partition reference
+        only: on a master with several computers, the requester is the partition of that
+        reference in the same instance tree, on whichever computer it is."""
+        if not requester_id:
+            return
+        now = self.now()
+        found = [
+            row
+            for row in self.store.busy_references(requester_id)
+            if (tree and tree in (row["requested_by"], row["partition_reference"]))
+            or (
+                shared is not None
+                and shared.startswith(f"{row['requested_by'] or row['partition_reference']}_")
+            )
+        ]
+        if not found:  # a tree we cannot tell: the requester's own computer, as upstream
+            self.store.touch(requester_id, computer_id, now)
+        for row in found:
+            self.store.touch(row["reference"], row["computer_reference"], now)
 
     def publish_instance(
         self, title: str, requested_by: str, parameters: Mapping[str, Any]
@@ -497,7 +525,9 @@ class Master:
             self.store.update_partition(
                 row["reference"], row["computer_reference"], connection_xml=xml
             )
-            self._touch_requester(row["requester_id"], row["computer_reference"])
+            self._touch_requester(
+                row["requester_id"], row["computer_reference"], row["requested_by"]
+            )
 
     # ---- destruction, bang, rename -------------------------------------------------------------
     def destroyed(self, partition_id: str, computer_id: str) -> str | None:

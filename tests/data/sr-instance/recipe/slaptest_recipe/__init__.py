@@ -17,6 +17,11 @@ parameters steer it for the tests:
   runner=1          the service goes to etc/run (not watched by the watchdog)
   child=NAME        also request a child instance NAME of the same release (no promise)
   child-fail=1      ... whose buildout fails (fail-buildout=1)
+  child-node=ID     ... on computer ID (filter computer_guid); its `url`, once published,
+                    is published here as `child-url`
+  shared=NAME       also request a shared instance NAME of the same release, on computer
+                    `shared-node` when given; its `url`, once published, becomes `shared-url`
+  a host publishes `url` = its own URL + the reference for each shared instance it hosts
   port=N            the service listens on port N (else a free port, kept in var/port)
 """
 
@@ -154,20 +159,52 @@ class Instance:
                 + PROMISE % {"mode": params.get("promise", ""), "url": url},
                 0o755,
             )
+        connection = {"url": url}
         if params.get("child"):
             from slapos.slap import ResourceNotReady
 
+            filter_kw = {}
+            if params.get("child-node"):
+                filter_kw["computer_guid"] = params["child-node"]
             try:
-                cp.request(
+                child = cp.request(
                     self.options["software-release-url"], "default", params["child"],
                     partition_parameter_kw=dict(
                         {"promise": "none"},
                         **({"fail-buildout": "1"} if params.get("child-fail") else {})
                     ),
+                    filter_kw=filter_kw,
                 )
+                connection["child-url"] = _published(child)
             except ResourceNotReady:
                 pass  # allocated later: the next run asks again
-        cp.setConnectionDict({"url": url})
+        if params.get("shared"):
+            from slapos.slap import ResourceNotReady
+
+            filter_kw = {}
+            if params.get("shared-node"):
+                filter_kw["computer_guid"] = params["shared-node"]
+            try:
+                shared = cp.request(
+                    self.options["software-release-url"], "default", params["shared"],
+                    partition_parameter_kw={"path": "shared"}, filter_kw=filter_kw, shared=True,
+                )
+                connection["shared-url"] = _published(shared)
+            except ResourceNotReady:
+                pass
+        for entry in params.get("slave_instance_list") or []:
+            reference = entry.get("slave_reference")
+            if reference:
+                cp.setConnectionDict({"url": url + reference}, slave_reference=reference)
+        cp.setConnectionDict({k: v for k, v in connection.items() if v})
         return []
 
     update = install
+
+
+def _published(instance):
+    """The `url` an instance published, or "" while it has not yet."""
+    try:
+        return instance.getConnectionParameter("url")
+    except Exception:  # NotFoundError of either slap library: not published yet
+        return ""
