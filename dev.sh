@@ -15,17 +15,22 @@ cd "$(dirname "$0")"
 HERE=$(pwd)
 VENV=${SLAPOS_VENV:-$HERE/.venv}
 UPSTREAM_VENV=${SLAPOS_UPSTREAM_VENV:-/opt/slapos-dev/upstream-1.26.1}
-DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libffi-dev iproute2 procps bash chromium chromium-driver postgresql haproxy"
+# what slapos (and the demo) needs; the tests need the second list too
+DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libffi-dev iproute2 procps bash"
+DEBIAN_TEST_PACKAGES="chromium chromium-driver postgresql haproxy"
 
 say() { printf '%s\n' "dev.sh: $*" >&2; }
 
 install_debian() {
+  # $1: "all" (with the tests' packages) or "base"
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  packages=$DEBIAN_PACKAGES
+  [ "${1:-all}" = all ] && packages="$packages $DEBIAN_TEST_PACKAGES"
   # one dpkg-query for all of them (one per package costs ~0.4 s on every ./dev.sh demo)
-  installed=" $(dpkg-query -W -f='${Package} ${Status}\n' $DEBIAN_PACKAGES 2>/dev/null \
+  installed=" $(dpkg-query -W -f='${Package} ${Status}\n' $packages 2>/dev/null \
     | awk '/ install ok installed$/ {print $1}' | tr '\n' ' ')"
   missing=""
-  for p in $DEBIAN_PACKAGES; do
+  for p in $packages; do
     case "$installed" in *" $p "*) ;; *) missing="$missing $p" ;; esac
   done
   [ -z "$missing" ] && return 0
@@ -36,22 +41,29 @@ install_debian() {
 }
 
 install_venv() {
+  # $1: "all" (the test and console extras too, for ./dev.sh test and setup) or "base"
+  # (what slapos itself needs: all the demo needs, installed in about half the time)
+  extras=""
+  [ "${1:-all}" = all ] && extras="[test,console]"
   stamp="$VENV/.slapos-setup-stamp"
   want=$(cat setup.cfg setup.py | md5sum | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    return 0
+  if [ -f "$stamp" ]; then
+    have=$(cat "$stamp")
+    # the stamp is "<md5>" (everything installed) or "<md5> base"
+    [ "$have" = "$want" ] && return 0
+    [ -z "$extras" ] && [ "$have" = "$want base" ] && return 0
   fi
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV from /usr/bin/python3"
     /usr/bin/python3 -m venv "$VENV"
   fi
-  say "installing slapos and its dependencies into $VENV"
+  say "installing slapos and its dependencies${extras:+ (with those of the tests)} into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
   # "compat" editable mode is a plain path in a .pth file: no import hook on every start
   # of `slapos` (15 ms saved on each command); fall back to the default mode if refused.
-  "$VENV/bin/python" -m pip install -q -e ".[test,console]" --config-settings editable_mode=compat 2>/dev/null \
-    || "$VENV/bin/python" -m pip install -q -e ".[test,console]"
-  echo "$want" > "$stamp"
+  "$VENV/bin/python" -m pip install -q -e ".$extras" --config-settings editable_mode=compat 2>/dev/null \
+    || "$VENV/bin/python" -m pip install -q -e ".$extras"
+  if [ -n "$extras" ]; then echo "$want" > "$stamp"; else echo "$want base" > "$stamp"; fi
 }
 
 install_upstream() {
@@ -107,8 +119,8 @@ case "$cmd" in
     exit "$rc" ;;
   demo)
     # the demo needs neither upstream's slapos.core nor anything else from the network
-    install_debian
-    install_venv
+    install_debian base
+    install_venv base
     # DIR is relative to where dev.sh was called from (default: ./demo there).
     dir=demo
     case "${1:-}" in ""|-*) ;; *) dir=$1; shift ;; esac
