@@ -15,16 +15,26 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from slapos.config import NodeConfig
-from slapos.errors import ExitCode, PromiseError, SlapOSError
+from slapos.errors import PromiseError, SlapOSError
 from slapos.grid import instance_plan as plan
 from slapos.grid import partition as part
 from slapos.grid import supervisor as sv
+from slapos.grid.instance_io import (
+    Node as Node,
+)
+from slapos.grid.instance_io import (
+    Outcome as Outcome,
+)
+from slapos.grid.instance_io import (
+    ProcessResult as ProcessResult,
+)
+from slapos.grid.instance_io import (
+    Services as Services,
+)
 from slapos.grid.instance_io import (
     clean_free_partition,
     connect_master,
@@ -35,13 +45,10 @@ from slapos.grid.instance_io import (
     partition_log,
     read_last_report,
     retention_delay_of,
-    software_type_of,
-    software_url_of,
     write_last_report,
 )
-from slapos.grid.runrecord import Applied, RunRecord, Step, buildout_part, promise_step
-from slapos.grid.utils import software_hash
-from slapos.system import Clock, Runner
+from slapos.grid.instance_observe import observe, service_states, supervisord_plan
+from slapos.grid.runrecord import Applied, RunRecord, Step, failing_step, promise_step
 
 log = logging.getLogger(__name__)
 
@@ -59,127 +66,6 @@ class InstanceOptions:
     only_cp: tuple[str, ...] = ()
     buildout_debug: bool = False
     supervisord: bool = True  # False: forbid_supervisord_automatic_launch
-
-
-@dataclass(frozen=True)
-class Outcome:
-    partition_id: str
-    status: str  # processed | skipped | failed | promise-failed | free
-    seconds: float = 0.0
-    error: str = ""
-    software_type: str = ""
-    log_file: Path | None = None
-
-
-@dataclass
-class ProcessResult:
-    outcomes: list[Outcome] = field(default_factory=list)
-    offline: bool = False
-    offline_failed: bool = False
-
-    @property
-    def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
-
-    @property
-    def promise_failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == "promise-failed"]
-
-    @property
-    def exit_code(self) -> int:
-        if self.failed or self.offline_failed:
-            return ExitCode.FAILURE
-        if self.promise_failed:
-            return ExitCode.PROMISE_FAILURE
-        if self.offline:
-            return ExitCode.OFFLINE_SUCCESS
-        return ExitCode.OK
-
-
-@dataclass(frozen=True)
-class Node:
-    """The world the engine acts in: configuration plus injected OS objects."""
-
-    config: NodeConfig
-    runner: Runner
-    clock: Clock
-    environ: Mapping[str, str]
-    is_root: bool
-
-
-def _exists(path: Path) -> bool:
-    """Path.exists, False where this user may not look (a dry run by another user)."""
-    try:
-        return path.exists()
-    except PermissionError:
-        return False
-
-
-def _readable(path: Path) -> bool:
-    """Whether this process can list `path` (capabilities count, unlike os.access)."""
-    try:
-        with os.scandir(path):
-            return True
-    except PermissionError:
-        return False
-
-
-def failing_step(exc: BaseException, message: str) -> Step:
-    """The step a processing error names: a buildout part and command, or the partition."""
-    from slapos.grid.buildout import BuildoutFailed
-
-    if isinstance(exc, BuildoutFailed):
-        return Step(
-            "buildout",
-            name=buildout_part(exc.output),
-            command=" ".join(exc.completed.argv),
-            message=exc.reason,
-            exit_status=exc.completed.returncode,
-        )
-    return Step("partition", message=message)
-
-
-class Services:
-    """The engine's view of supervisord; tests pass a fake with the same methods."""
-
-    def prepare(self, node: Node, watchdog_command: str, launch: bool) -> None:
-        root = node.config.instance_root
-        paths = sv.write_supervisord_config(root, watchdog_command)
-        if not launch:
-            return
-        if not paths.changed and sv.supervisord_alive(root):
-            # Nothing to tell it: spare the XML-RPC round trips of a run with nothing to do.
-            return
-        sv.ensure_supervisord(root, node.runner)
-
-    def start(self, instance_root: Path, partition_id: str, path: Path) -> None:
-        sv.start_partition(instance_root, partition_id, path)
-
-    def stop(self, instance_root: Path, partition_id: str, all_files: bool = False) -> None:
-        sv.stop_partition(instance_root, partition_id, all_files=all_files)
-
-    def start_all(self, instance_root: Path) -> None:
-        """Start every partition's services (offline mode).
-
-        Only partitions' program groups: other programs of this supervisord (the local
-        proxy of `configure local`) keep the state their admin left them in.
-        """
-        partitions = [
-            entry
-            for entry in os.listdir(instance_root)
-            if not entry.startswith(".")
-            and entry not in ("etc", "var")
-            and (instance_root / entry).is_dir()
-        ]
-        with sv.connect(instance_root) as s:
-            s.reload()
-            groups = {str(p["group"]) for p in s.all_processes()}
-            for group in sorted(groups):
-                if any(group == pid or group.startswith(f"{pid}-") for pid in partitions):
-                    s.start_group(group)
-
-    def states(self, instance_root: Path, names: list[str]) -> dict[str, str]:
-        return sv.process_states(instance_root, names)
 
 
 class InstanceEngine:
@@ -239,10 +125,11 @@ class InstanceEngine:
     def plan_run(self) -> plan.NodePlan:
         """What a run with these options would do; reads, never writes (--dry-run)."""
         result = plan.NodePlan(self.config.computer_id, self.config.master_url)
-        result.supervisord = self._supervisord_plan()
+        launch = self.options.supervisord and not self.config.forbid_supervisord_automatic_launch
+        result.supervisord = supervisord_plan(self.config, self._watchdog_command(), launch)
         try:
             cps = self.partitions()
-            services = self._service_states()
+            services = service_states(self.config.instance_root)
             now = self.node.clock.time()
             for cp in cps:
                 if self.options.only_cp and cp.getId() not in self.options.only_cp:
@@ -255,47 +142,6 @@ class InstanceEngine:
                 "service supervisord knows"
             )
         return result
-
-    def _service_states(self, detail: bool = False) -> dict[str, dict[str, Any]] | None:
-        """group -> program -> state (or supervisord's whole process info with `detail`);
-        None when supervisord cannot be reached."""
-        if not _exists(sv.SupervisordPaths.of(self.config.instance_root).socket):
-            return None
-        try:
-            with sv.connect(self.config.instance_root, timeout=10) as s:
-                processes = s.all_processes()
-        except (sv.SupervisorError, OSError) as exc:
-            log.debug("supervisord states unknown: %s", exc)
-            return None
-        states: dict[str, dict[str, Any]] = {}
-        for info in processes:
-            name = str(info.get("name"))
-            value = info if detail else str(info.get("statename"))
-            states.setdefault(str(info.get("group")), {})[name] = value
-        return states
-
-    def _supervisord_plan(self) -> str:
-        """What a run would do to supervisord itself ("" when nothing)."""
-        root = self.config.instance_root
-        paths = sv.SupervisordPaths.of(root)
-        wanted = sv.supervisord_config_text(paths, self._watchdog_command())
-        done = []
-        try:
-            if paths.config.read_text() != wanted:
-                done.append(f"{paths.config} rewritten")
-        except FileNotFoundError:
-            done.append(f"{paths.config} written")
-        except OSError as exc:
-            done.append(f"{paths.config} unreadable here ({exc.strerror}): may be rewritten")
-        launch = self.options.supervisord and not self.config.forbid_supervisord_automatic_launch
-        try:
-            alive = sv.supervisord_alive(root)
-        except PermissionError:
-            done.append("whether supervisord runs is unknown here (permission denied)")
-        else:
-            if launch and not alive:
-                done.append("supervisord started (it is not running)")
-        return "; ".join(done)
 
     def partitions(self) -> list[Any]:
         cps = list(self.computer().getComputerPartitionList())
@@ -355,45 +201,8 @@ class InstanceEngine:
     def observe(
         self, cp: Any, services: dict[str, dict[str, str]] | None = None, *, dry: bool = False
     ) -> plan.Observation:
-        """What the node sees of `cp`; with `dry`, nothing is changed, not even a bad file."""
-        pid = cp.getId()
-        url = software_url_of(cp)
-        path = self.config.instance_root / pid
-        slapgrid = path / ".slapgrid"
-        directory = path.is_dir()
-        readable = not (dry and directory) or _readable(path)
-        software_path = self.config.software_root / software_hash(url) if url else None
-        local_ts, mtime = None, None
-        if directory and readable:
-            with contextlib.suppress(OSError):
-                local_ts = (path / ".timestamp").read_text().strip()
-                mtime = (path / ".timestamp").stat().st_mtime
-        periodicity = part.read_periodicity(
-            software_path, self.config.maximum_periodicity, remove_bad=not dry
-        )
-        installed = software_path is not None and (
-            _exists(software_path / "instance.cfg") or _exists(software_path / "template.cfg")
-        )
-        state = cp.getState()
-        return plan.Observation(
-            partition_id=pid,
-            requested_state=state,
-            software_url=url,
-            software_type=software_type_of(cp),
-            parameters=parameters_of(cp),
-            directory_exists=directory,
-            software_installed=installed,
-            local_timestamp=local_ts,
-            local_timestamp_mtime=mtime,
-            periodicity=periodicity,
-            applied=Applied.read(slapgrid) if directory and readable else None,
-            last_run=RunRecord.read(slapgrid) if directory and readable else None,
-            services=None if services is None else services.get(pid, {}),
-            dirty_free=url is None
-            and state == DESTROYED
-            and (_exists(slapgrid) or _exists(path / ".timestamp")),
-            readable=readable,
-        )
+        """What the node sees of `cp` (see slapos.grid.instance_observe)."""
+        return observe(self.config, cp, services, dry=dry)
 
     def plan_options(self) -> plan.Options:
         return plan.Options(force=self.options.force, force_stop=self.options.force_stop)
@@ -526,7 +335,7 @@ class InstanceEngine:
     def _program_problem(self, partition_id: str) -> Step | None:
         """A program of the partition that supervisord does not keep running, if any."""
         if self._processes is None:
-            states = self._service_states(detail=True)
+            states = service_states(self.config.instance_root, detail=True)
             self._processes = {} if states is None else states
         for name, info in sorted(self._processes.get(partition_id, {}).items()):
             if info["statename"] in ("RUNNING", "STARTING"):

@@ -1,6 +1,7 @@
 """What the instance engine reads of the master's partition objects and writes beside a
 partition's files: accessors on the slap library's objects, the free-partition cleaning,
-the per-partition log. Split from slapos.grid.instance to keep both readable.
+the per-partition log; and the engine's plain types (Node, Outcome, ProcessResult) and its
+view of supervisord (Services). Split from slapos.grid.instance to keep both readable.
 
 Must not import slapos.cli.
 """
@@ -10,14 +11,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slapos.config import NodeConfig
-from slapos.errors import SlapOSError
+from slapos.errors import ExitCode, SlapOSError
 from slapos.grid import partition as part
+from slapos.grid import supervisor as sv
 from slapos.grid.utils import software_hash
+from slapos.system import Clock, Runner
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +161,92 @@ def partition_log(partition: part.Partition, is_root: bool) -> Iterator[Path]:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
         handler.close()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    partition_id: str
+    status: str  # processed | skipped | failed | promise-failed | free
+    seconds: float = 0.0
+    error: str = ""
+    software_type: str = ""
+    log_file: Path | None = None
+
+
+@dataclass
+class ProcessResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    offline: bool = False
+    offline_failed: bool = False
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def promise_failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "promise-failed"]
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed or self.offline_failed:
+            return ExitCode.FAILURE
+        if self.promise_failed:
+            return ExitCode.PROMISE_FAILURE
+        if self.offline:
+            return ExitCode.OFFLINE_SUCCESS
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class Node:
+    """The world the engine acts in: configuration plus injected OS objects."""
+
+    config: NodeConfig
+    runner: Runner
+    clock: Clock
+    environ: Mapping[str, str]
+    is_root: bool
+
+
+class Services:
+    """The engine's view of supervisord; tests pass a fake with the same methods."""
+
+    def prepare(self, node: Node, watchdog_command: str, launch: bool) -> None:
+        root = node.config.instance_root
+        paths = sv.write_supervisord_config(root, watchdog_command)
+        if not launch:
+            return
+        if not paths.changed and sv.supervisord_alive(root):
+            # Nothing to tell it: spare the XML-RPC round trips of a run with nothing to do.
+            return
+        sv.ensure_supervisord(root, node.runner)
+
+    def start(self, instance_root: Path, partition_id: str, path: Path) -> None:
+        sv.start_partition(instance_root, partition_id, path)
+
+    def stop(self, instance_root: Path, partition_id: str, all_files: bool = False) -> None:
+        sv.stop_partition(instance_root, partition_id, all_files=all_files)
+
+    def start_all(self, instance_root: Path) -> None:
+        """Start every partition's services (offline mode).
+
+        Only partitions' program groups: other programs of this supervisord (the local
+        proxy of `configure local`) keep the state their admin left them in.
+        """
+        partitions = [
+            entry
+            for entry in os.listdir(instance_root)
+            if not entry.startswith(".")
+            and entry not in ("etc", "var")
+            and (instance_root / entry).is_dir()
+        ]
+        with sv.connect(instance_root) as s:
+            s.reload()
+            groups = {str(p["group"]) for p in s.all_processes()}
+            for group in sorted(groups):
+                if any(group == pid or group.startswith(f"{pid}-") for pid in partitions):
+                    s.start_group(group)
+
+    def states(self, instance_root: Path, names: list[str]) -> dict[str, str]:
+        return sv.process_states(instance_root, names)

@@ -179,3 +179,18 @@ def promise_step(message: str) -> Step:
     if match is None:
         return Step("promise", message=message.strip())
     return Step("promise", name=match.group(1), message=match.group(2).strip())
+
+
+def failing_step(exc: BaseException, message: str) -> Step:
+    """The step a processing error names: a buildout part and command, or the partition."""
+    from slapos.grid.buildout import BuildoutFailed
+
+    if isinstance(exc, BuildoutFailed):
+        return Step(
+            "buildout",
+            name=buildout_part(exc.output),
+            command=" ".join(exc.completed.argv),
+            message=exc.reason,
+            exit_status=exc.completed.returncode,
+        )
+    return Step("partition", message=message)

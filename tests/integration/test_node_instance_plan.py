@@ -227,6 +227,7 @@ def save_example(node: InstanceNode, name: str, text: str) -> None:
         (node.software_root, "/opt/slapgrid"),
         (node.config, "/etc/opt/slapos/slapos.cfg"),
         (node.python, "/opt/slapos/bin/python"),
+        (DOCS.parents[1], "/opt/slapos/lib/python3/site-packages"),
     ):
         text = text.replace(str(real), stable)
     text = re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:8080", text)
