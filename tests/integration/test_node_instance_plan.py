@@ -388,6 +388,13 @@ def test_stopped_service_and_force(
     step = last_run(node, web)["step"]
     assert step["kind"] == "supervisord" and step["name"] == f"{web}:web-on-watch"
     assert step["state"] == "STOPPED"
+    told = explain(node, web)
+    assert f"{web} [default] started: up to date but failing, last run " in told
+    assert f"  step      program {web}:web-on-watch is STOPPED" in told
+    assert f"  log       {node.partition(web)}/.{web}_web.log" in told
+    explained = json.loads(node.slapos("node", "explain", "--format", "json").stdout)
+    [mine] = [e for e in explained if e["partition_id"] == web]
+    assert mine["failing"] is True and mine["record"]["step"]["kind"] == "supervisord"
 
     # --force: processed again, and that restarts it
     code, plan, text = dry_run(node, recorder, reader, "--force")

@@ -90,7 +90,7 @@ def render(e: Explanation, now: float, colour: bool = False) -> str:
     label = e.partition_id + (f" [{r.software_type}]" if r.software_type else "")
     word = STATUS_WORDS.get(r.status, r.status)
     if e.failing and r.status == "skipped":
-        word = "up to date, but"
+        word = "up to date but failing"
     head = f"{label} {r.requested_state}: {paint(word, 'fail' if e.failing else 'skip', colour)}"
     lines = [f"{head}, last run {when(r.at, now)}"]
 
