@@ -56,6 +56,7 @@ def running_proxy(side: str, directory: Path) -> Iterator[tuple[str, subprocess.
         f"[slapos]\ncomputer_id = {COMPUTER}\n[slapproxy]\nhost = 127.0.0.1\nport = {port}\n"
         f"database_uri = {directory}/proxy.db\n"
         + (f"workers = {ARGS.workers}\n" if side == "ours" else "")
+        + (f"threads = {ARGS.threads}\n" if side == "ours" and ARGS.threads else "")
     )
     if side == "ours":
         argv = [sys.executable, "-m", "slapos", "-q", "proxy", "start", "--cfg", str(config)]
@@ -238,6 +239,7 @@ def main() -> int:
         help="numbers of concurrent clients, comma-separated (default 4,16)",
     )  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="our proxy's [slapproxy] workers")
+    parser.add_argument("--threads", type=int, help="our proxy's [slapproxy] threads")
     parser.add_argument("--latency-count", type=int, default=30)
     parser.add_argument("--only", choices=("ours", "upstream"))
     parser.add_argument(
