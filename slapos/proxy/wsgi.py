@@ -8,7 +8,8 @@ validates requests):
   bodies of SLAP calls are read here in pieces and spooled to a temporary file past
   `body_spool_size`, so that slow or large bodies cost disk, not memory, until they are
   complete; the application then sees a `wsgi.input` of known `CONTENT_LENGTH`, chunked
-  requests included. Shacache uploads are streamed to the cache application as they come,
+  requests included. A body that ends early (gunicorn then gives what came) is refused
+  with 400: the application never sees half a call. Shacache uploads are streamed to the cache application as they come,
   counted against their limit;
 * the client certificate: with TLS, the common name of the certificate the client
   presented is put in the environ under `PEER_KEY` (read once per connection).
@@ -121,21 +122,29 @@ class ServerLayer:
                 return self.app(environ, start_response)
             except BodyTooLarge:
                 return _too_large(start_response, limit)
-        body = _spool(environ["wsgi.input"], length, limit, self.limits.spool)
-        if body is None:
+        try:
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = _spool(
+                environ["wsgi.input"], length, limit, self.limits.spool
+            )
+        except BodyTooLarge:
             return _too_large(start_response, limit)
-        environ["wsgi.input"], environ["CONTENT_LENGTH"] = body
+        except _Incomplete as exc:
+            return _refuse(start_response, "400 Bad Request", str(exc))
         return self.app(environ, start_response)
 
 
-def _spool(
-    stream: IO[bytes], length: int | None, limit: int, spool: int
-) -> tuple[IO[bytes], str] | None:
+class _Incomplete(Exception):
+    """The client stopped sending before the end of the body its Content-Length gave."""
+
+
+def _spool(stream: IO[bytes], length: int | None, limit: int, spool: int) -> tuple[IO[bytes], str]:
     """The whole body, in memory up to `spool` bytes and in a temporary file past that,
-    with its length; None if it is larger than `limit`."""
+    with its length. BodyTooLarge past `limit`; _Incomplete if it ends early."""
     if length is not None and length <= spool:
         data = stream.read(length)
-        return io.BytesIO(data), str(len(data))
+        if len(data) < length:
+            raise _Incomplete(f"request body incomplete: {len(data)} of {length} bytes")
+        return io.BytesIO(data), str(length)
     body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=spool, prefix="slapos-proxy-body-")  # noqa: SIM115 - unlinked at once; freed with the environ
     size = 0
     while length is None or size < length:
@@ -145,19 +154,28 @@ def _spool(
         size += len(piece)
         if size > limit:
             body.close()
-            return None
+            raise BodyTooLarge(f"request body larger than {limit} bytes")
         body.write(piece)
+    if length is not None and size < length:
+        body.close()
+        raise _Incomplete(f"request body incomplete: {size} of {length} bytes")
     body.seek(0)
     return body, str(size)
 
 
 def _too_large(start_response: StartResponse, limit: int) -> list[bytes]:
-    text = f"request body larger than {limit} bytes\n".encode()
-    start_response(
-        "413 Payload Too Large",
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text)))],
+    return _refuse(
+        start_response, "413 Payload Too Large", f"request body larger than {limit} bytes"
     )
-    # the rest of the body is not read: the connection cannot carry another request
+
+
+def _refuse(start_response: StartResponse, status: str, reason: str) -> list[bytes]:
+    """Answer `status` with a one-line reason; the connection then closes (the rest of
+    the body, if any, is not read: it cannot carry another request)."""
+    text = f"{reason}\n".encode()
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text)))]
+    )
     force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
     if force_close is not None:
         force_close()

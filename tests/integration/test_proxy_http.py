@@ -267,6 +267,32 @@ def test_chunked_post_to_supply_supply_is_read(proxy: RunningProxy) -> None:
     assert urls == ["http://sr/chunked.cfg"]
 
 
+@pytest.mark.parametrize("spooled", [False, True])
+def test_a_body_cut_short_is_refused_not_applied(proxy: RunningProxy, spooled: bool) -> None:
+    form = urlencode(
+        {"url": "http://sr/cut.cfg", "computer_id": proxy.computer_id, "state": "available"}
+    ).encode()
+    if spooled:  # past body_spool_size (1 MiB): read into a temporary file
+        form += b"&padding=" + b"p" * (2 * MiB)
+    with socket.create_connection(("127.0.0.1", _port(proxy)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /supplySupply HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(form) + 100, form)
+        )
+        sock.shutdown(socket.SHUT_WR)  # the last 100 bytes never come
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert _statuses(received) == [400] and b"request body incomplete" in received
+    answer, _ = _exchange(
+        _port(proxy),
+        b"GET /getFullComputerInformation?computer_id=%s HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\n\r\n" % proxy.computer_id.encode(),
+    )
+    computer = loads(answer.split(b"\r\n\r\n", 1)[1].decode())
+    assert computer.state["_software_release_list"] == []
+
+
 def _proxy_pid(proxy: RunningProxy) -> int:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
