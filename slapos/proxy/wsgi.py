@@ -9,8 +9,8 @@ validates requests):
   `body_spool_size`, so that slow or large bodies cost disk, not memory, until they are
   complete; the application then sees a `wsgi.input` of known `CONTENT_LENGTH`, chunked
   requests included. A body that ends early (gunicorn then gives what came) is refused
-  with 400: the application never sees half a call. Shacache uploads are streamed to the cache application as they come,
-  counted against their limit;
+  with 400: the application never sees half a call. Shacache uploads are streamed to the
+  cache application as they come, counted against their limit;
 * the client certificate: with TLS, the common name of the certificate the client
   presented is put in the environ under `PEER_KEY` (read once per connection).
 
