@@ -200,6 +200,18 @@ def _read_answer(reader: Any, head: bool = False) -> tuple[bytes, dict[bytes, by
     return status, headers, reader.read(length)
 
 
+def test_header_names_with_underscores_are_dropped(shared_proxy: RunningProxy) -> None:
+    answers = []
+    for name in (b"X_Forwarded_Proto", b"X-Forwarded-Proto"):
+        received, _ = _exchange(
+            _port(shared_proxy),
+            b"GET /getHateoasUrl HTTP/1.1\r\nHost: h:1\r\n%s: https\r\n"
+            b"Connection: close\r\n\r\n" % name,
+        )
+        answers.append(received.split(b"\r\n\r\n", 1)[1])
+    assert answers == [b"http://h:1/hateoas/", b"https://h:1/hateoas/"]
+
+
 def test_pipelined_requests_are_answered_in_order(shared_proxy: RunningProxy) -> None:
     with socket.create_connection(("127.0.0.1", _port(shared_proxy)), timeout=10) as sock:
         sock.sendall(
