@@ -108,7 +108,29 @@ def hosting_ip_list(app: ProxyApp, request: Request) -> Response:
 
 
 def partition_status(app: ProxyApp, request: Request) -> Response:
-    return _xml(dumps("Not implemented."))
+    """The last report about a partition's instance, as a real master words it.
+
+    Without a partition (what 1.26.1's proxy is asked) the answer stays its own."""
+    computer_id = request.form.get("computer_id")
+    partition_id = request.form.get("computer_partition_id")
+    if not computer_id or not partition_id:
+        return _xml(dumps("Not implemented."))
+
+    def read(m: Master) -> dict[str, Any]:
+        row = m.partition_or_404(partition_id, computer_id)
+        found = status.of_instance(m.store.conn, computer_id, partition_id)
+        if found is None or found.title != (row["partition_reference"] or ""):
+            return {"text": f"#error no data found for {partition_id}", "no_data": 1}
+        return {
+            "text": status.access_status_message(found),
+            "user": "SlapOS Proxy",
+            "created_at": found.reported_at,
+            "state": found.status,
+            "last_error": found.error,
+            "last_error_at": found.error_at,
+        }
+
+    return _xml(dumps(app.read(read)))
 
 
 def software_products(app: ProxyApp, request: Request) -> Response:

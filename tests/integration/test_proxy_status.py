@@ -70,6 +70,19 @@ def test_reports_are_kept_and_served(proxy: RunningProxy) -> None:
     got = rpc(proxy, "slapos.get.v0.instance_tree", title="root")
     assert got["access_status_message"] == "#access Instance correctly started"
 
+    # the legacy status call (1.26.1's proxy: "Not implemented.")
+    from slapos.slap import wire
+
+    legacy = wire.loads(
+        requests.get(
+            f"{proxy.url}/getComputerPartitionStatus",
+            params={"computer_id": proxy.computer_id, "computer_partition_id": pid},
+            timeout=10,
+        ).content
+    )
+    assert legacy["text"] == "#access Instance correctly started"
+    assert legacy["last_error"] == "buildout failed: no space left on device"
+
     # HATEOAS: the tree's news, as `service info` reads it
     tree = requests.get(f"{proxy.url}/hateoas/partitions/root", timeout=10).json()
     [news] = tree["news"]["instance"]
@@ -101,9 +114,9 @@ def test_revision_2_adds_the_status_table_to_an_existing_database(tmp_path: Path
     conn = db.connect(path)
     db.initialize(conn, path)
     conn.execute("DROP TABLE slapos_status")
-    conn.execute("PRAGMA user_version = 1")  # a database of the previous version
+    conn.execute("PRAGMA user_version = 1")  # a database from before revision 2
     db.initialize(conn, path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.REVISION
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "slapos_status" in tables
     conn.close()
