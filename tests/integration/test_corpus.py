@@ -146,35 +146,7 @@ def test_template_release(
     for partition_id in (parent_id, child_id):
         assert partition_layout(cn.node.partition(partition_id)) == TEMPLATE_LAYOUT
 
-    # a second run changes nothing: same processes, .installed.cfg untouched
-    pids = {p: http_server_pids(p) for p in (port, child_port)}
-    assert all(len(found) == 1 for found in pids.values()), pids
-    installed = cn.node.partition(parent_id) / ".installed.cfg"
-    before = (installed.read_bytes(), installed.stat().st_mtime_ns)
-    again = cn.slapos("node", "instance", "--now")
-    assert again.returncode == 0, node_summary(again)
-    assert {p: http_server_pids(p) for p in (port, child_port)} == pids
-    assert (installed.read_bytes(), installed.stat().st_mtime_ns) == before
-
-    # stop, then start again
-    cn.request(url, "parent", state="stopped")
-    stopped = cn.slapos("node", "instance", "--now")
-    assert stopped.returncode == 0, node_summary(stopped)
-    wait_for(lambda: fetch(published["url"]) is None, 10, "the parent's service to stop")
-    assert fetch(published["child-url"]) is not None
-    cn.request(url, "parent", state="started")
-    started = cn.slapos("node", "instance", "--now")
-    assert started.returncode == 0, node_summary(started)
-    wait_for(lambda: fetch(published["url"]), 10, "the parent's service to answer again")
-
-    # destroy: the node stops the services, `node report` empties the partitions
-    cn.request(url, "parent", state="destroyed")
-    destroyed = cn.slapos("node", "instance", "--now")
-    assert destroyed.returncode == 0, node_summary(destroyed)
-    reported = cn.slapos("node", "report")
-    assert reported.returncode == 0, node_summary(reported)
-    assert fetch(published["url"]) is None
-    assert os.listdir(cn.node.partition(parent_id)) == []
+    check_lifecycle(cn, url, "parent", parent_id, {port: published["url"], child_port: None})
 
 
 #: What `node software` leaves in the release's directory, whichever node built it.
@@ -217,6 +189,95 @@ def test_template_release_upstream_node(
     output = done.stdout + done.stderr
     assert done.returncode != 0, node_summary(done)
     assert f"Permission denied: '{software}/eggs/v5/v5'" in output, node_summary(done)
+
+
+def promise_status(cn: CorpusNode, partition_id: str, title: str) -> dict[str, Any]:
+    import json
+
+    path = cn.node.partition(partition_id) / ".slapgrid" / "promise" / "result"
+    return dict(json.loads((path / f"{title}.status.json").read_text()))
+
+
+@pytest.mark.upstream
+def test_promise_release(
+    request: pytest.FixtureRequest, way: tuple[str, str], corpus: Corpus, corpus_node
+) -> None:
+    """slapos.toolbox's check_socket_listening in etc/plugin: failing, then passing."""
+    node_flavour, master_flavour = way
+    master = master_for(request, master_flavour)
+    cn: CorpusNode = corpus_node(master, node_flavour, partitions=1)
+    url = corpus.url("promise")
+    cn.node.slap().registerSupply().supply(url, master.computer_id)
+    built = cn.slapos("node", "software", "--now", timeout=900)
+    assert built.returncode == 0, node_summary(built)
+
+    # watching a port nobody listens on: the promise fails, the run says which and why
+    port, nothing = str(free_port()), str(free_port())
+    partition_id = cn.request(url, "watched", {"port": port, "check-port": nothing}).getId()
+    failing = cn.slapos("node", "instance", "--now")
+    assert failing.returncode == 2, node_summary(failing)
+    assert "check-socket-listening" in failing.stderr, node_summary(failing)
+    status = promise_status(cn, partition_id, "check-socket-listening")
+    assert status["result"]["failed"] is True, status
+    assert "Connection refused" in status["result"]["message"], status
+
+    # watching the service's own port: the promise passes
+    cn.request(url, "watched", {"port": port})
+    passing = cn.slapos("node", "instance", "--now")
+    assert passing.returncode == 0, node_summary(passing)
+    status = promise_status(cn, partition_id, "check-socket-listening")
+    assert status["result"]["failed"] is False, status
+    published = cn.connection(url, "watched")
+    assert published == {"url": f"http://127.0.0.1:{port}/"}
+    wait_for(lambda: fetch(published["url"]), 20, "the service to answer")
+    shown = cn.slapos(
+        "request", "watched", url, "--parameters", f"port={port}", cfg=cn.client_config()
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert published["url"] in shown.stdout
+    check_lifecycle(cn, url, "watched", partition_id, {port: published["url"]})
+
+
+def check_lifecycle(
+    cn: CorpusNode, url: str, name: str, partition_id: str, services: dict[str, str | None]
+) -> None:
+    """A second run changes nothing; stop/start; destroy and `node report` empty the partition.
+
+    `services`: port -> URL of each service to watch; the instance `name` runs the one
+    with a URL, the others (its children's) must survive its stop.
+    """
+    pids = {p: http_server_pids(p) for p in services}
+    assert all(len(found) == 1 for found in pids.values()), pids
+    installed = cn.node.partition(partition_id) / ".installed.cfg"
+    before = (installed.read_bytes(), installed.stat().st_mtime_ns)
+    again = cn.slapos("node", "instance", "--now")
+    assert again.returncode == 0, node_summary(again)
+    assert {p: http_server_pids(p) for p in services} == pids
+    assert (installed.read_bytes(), installed.stat().st_mtime_ns) == before
+
+    own = [u for u in services.values() if u]
+    others = [p for p, u in services.items() if not u]
+    cn.request(url, name, state="stopped")
+    stopped = cn.slapos("node", "instance", "--now")
+    assert stopped.returncode == 0, node_summary(stopped)
+    for service in own:
+        wait_for(lambda s=service: fetch(s) is None, 10, f"{service} to stop")
+    for p in others:
+        assert len(http_server_pids(p)) == 1, f"the service on port {p} stopped too"
+    cn.request(url, name, state="started")
+    started = cn.slapos("node", "instance", "--now")
+    assert started.returncode == 0, node_summary(started)
+    for service in own:
+        wait_for(lambda s=service: fetch(s), 10, f"{service} to answer again")
+
+    cn.request(url, name, state="destroyed")
+    destroyed = cn.slapos("node", "instance", "--now")
+    assert destroyed.returncode == 0, node_summary(destroyed)
+    reported = cn.slapos("node", "report")
+    assert reported.returncode == 0, node_summary(reported)
+    for service in own:
+        assert fetch(service) is None
+    assert os.listdir(cn.node.partition(partition_id)) == []
 
 
 def _hash(url: str) -> str:

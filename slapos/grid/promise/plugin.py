@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import queue
 import sys
 from typing import Any
 
@@ -45,7 +46,10 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     clash = set(extra) & set(config)
     if clash:
         return {"failed": True, "message": f"extra_config_dict redefines {sorted(clash)}"}
-    promise = promise_class({**config, **extra})
+    # A plugin built on slapos.core's own GenericPromise (a release's plugin that imports
+    # it from its eggs, as slapos.toolbox's do) refuses a configuration without the queue
+    # upstream's launcher passes; ours ignores it. Results are read from the return values.
+    promise = promise_class({**config, **extra, "queue": queue.Queue()})
     tested, detected = promise.isTested(), promise.isAnomalyDetected()
     base = {"periodicity": promise.getPeriodicity(), "tested": tested, "anomaly": detected}
     if not tested and not detected:
@@ -67,8 +71,16 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         **base,
         "failed": bool(result.hasFailed()),
         "message": str(result.message or ""),
-        "bang": bool(promise.bangAllowed()),
+        "bang": bang_allowed(promise),
     }
+
+
+def bang_allowed(promise: Any) -> bool:
+    """Whether a failed anomaly may bang: ours says it; slapos.core's keeps it private."""
+    method = getattr(promise, "bangAllowed", None)
+    if method is not None:
+        return bool(method())
+    return bool(getattr(promise, "_GenericPromise__allow_bang", True))
 
 
 def main() -> int:
