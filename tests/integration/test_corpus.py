@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures.common import free_port, wait_for
 from tests.fixtures.corpus import Corpus, CorpusNode, node_summary
+from tests.fixtures.grid import materialise_sr
 
 #: (node flavour, master flavour); upstream's node: test_template_release_upstream_node
 WAYS = [("ours", "ours"), ("ours", "upstream")]
@@ -289,7 +290,9 @@ def _hash(url: str) -> str:
 def test_release_whose_recipe_cannot_be_imported(proxy, corpus: Corpus, corpus_node) -> None:
     """One line names the recipe, the reason and the log; the other release is still built."""
     cn: CorpusNode = corpus_node(proxy, "ours", partitions=1, shared=False)
-    bad, good = corpus.url("bad-recipe"), corpus.url("template")
+    # the other release: the small offline one of tests/data/sr (built in about a second)
+    good = str(materialise_sr(cn.node.base / "sr").path("success"))
+    bad = corpus.url("bad-recipe")
     for url in (bad, good):
         cn.node.slap().registerSupply().supply(url, proxy.computer_id)
     done = cn.slapos("node", "software", "--now")
