@@ -11,7 +11,7 @@ import argparse
 import io
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from slapos.errors import NotRootError, UnknownCommandError
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn, TextIO
 
     from slapos.config import ClientConfig, NodeConfig
-    from slapos.system import Clock, Runner
+    from slapos.system import Clock, Completed, Runner
 
 Handler = Callable[[argparse.Namespace, "Context"], int]
 
@@ -86,7 +86,7 @@ class Context:
         clock: Clock | None = None,
         stdin: str = "",
     ) -> Context:
-        from slapos.system import SubprocessRunner, SystemClock
+        from slapos.system import SystemClock
 
         env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         env.update(environ or {})
@@ -96,7 +96,7 @@ class Context:
             stdin=io.StringIO(stdin),
             environ=env,
             euid=os.geteuid() if euid is None else euid,
-            runner=runner or SubprocessRunner(),
+            runner=runner or _NoRunner(),
             clock=clock or SystemClock(),
             cwd=tmp_path,
         )
@@ -485,3 +485,14 @@ def str2bool(value: str) -> bool:
     if text in ("false", "no", "0"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+class _NoRunner:
+    """The runner of a `Context.for_test` given none: a test runs no program by accident."""
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Completed:
+        raise AssertionError(
+            f"Context.for_test was given no runner, refusing to run {list(argv)}: pass "
+            "runner=FakeRunner(...) (tests/fakes), or runner=SubprocessRunner() in an "
+            "integration test that runs real programs"
+        )

@@ -10,6 +10,7 @@ import pytest
 from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.slap import slap
+from tests.fakes import FakeClock
 from tests.fixtures.slap import format_computer, is_upstream, master  # noqa: F401
 from tests.fixtures.upstream import start_upstream_proxy
 
@@ -203,26 +204,12 @@ def test_no_free_partition_is_one_line_exit_1(cli):
 def test_wait_until_connection_parameters(cli):
     assert cli("request", "inst", SR)[0] == 0
 
-    class PublishingClock:
-        """Time passes only in sleep(); the node publishes on the second poll."""
+    def publish(sleeps: int) -> None:
+        """The node publishes on the second poll (time passes only in sleep())."""
+        if sleeps == 2:
+            cli.partition("inst").setConnectionDict({"url": "http://ready"})
 
-        def __init__(self):
-            self.now = 0.0
-            self.sleeps = 0
-
-        def time(self):
-            return self.now
-
-        def monotonic(self):
-            return self.now
-
-        def sleep(self, seconds):
-            self.now += seconds
-            self.sleeps += 1
-            if self.sleeps == 2:
-                cli.partition("inst").setConnectionDict({"url": "http://ready"})
-
-    clock = PublishingClock()
+    clock = FakeClock(on_sleep=publish)
     code, out, err = cli("request", "inst", SR, "--wait", "--timeout", "60", clock=clock)
     assert code == 0, err
     # SR was never supplied: said once as a warning, then on each wait line
@@ -230,11 +217,7 @@ def test_wait_until_connection_parameters(cli):
     assert err.count("waiting for inst: started, allocated to ") == 2
     assert out == "{'url': 'http://ready'}\n"
 
-    class Clock(PublishingClock):
-        def sleep(self, seconds):
-            self.now += seconds
-
-    code, out, err = cli("request", "inst2", SR, "--wait", "--timeout", "5", clock=Clock())
+    code, out, err = cli("request", "inst2", SR, "--wait", "--timeout", "5", clock=FakeClock())
     assert code == 2
     assert "timed out after 5.0s waiting for connection parameters" in err
 

@@ -8,25 +8,10 @@ import json
 from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.slap import SoftwareInstance, wire
+from tests.fakes import FakeClock
 from tests.unit.slap.fake_master import fake_master  # noqa: F401
 
 SR = "https://example.invalid/software/demo/software.cfg"
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def time(self):
-        return self.now
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def answer(connection: dict) -> str:
@@ -59,7 +44,7 @@ def test_wait_through_not_ready_then_connection(tmp_path, fake_master):  # noqa:
         (403, ""),  # what is supplied to COMP-1: this client may not know
         (200, answer({"_": json.dumps({"url": "http://ready"})})),
     ]
-    clock = Clock()
+    clock = FakeClock()
     code, out, err = run(tmp_path, fake_master.url, "--wait", "--timeout", "100", clock=clock)
     assert code == 0, err
     assert out == "{'url': 'http://ready'}\n"
@@ -80,7 +65,7 @@ def test_wait_through_not_ready_then_connection(tmp_path, fake_master):  # noqa:
 
 def test_wait_gives_up(tmp_path, fake_master):  # noqa: F811
     fake_master.routes["/requestComputerPartition"] = (408, "")
-    clock = Clock()
+    clock = FakeClock()
     code, out, err = run(
         tmp_path, fake_master.url, "--wait", "--timeout", "30", "--format", "json", clock=clock
     )

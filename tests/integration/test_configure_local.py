@@ -17,6 +17,7 @@ import pytest
 from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.config import IniFile
+from slapos.system import SubprocessRunner
 from tests.fixtures.common import REPO, free_port
 
 
@@ -57,7 +58,7 @@ def shutdown(base: Path, prefix: tuple[str, ...] = ()) -> None:
 
 def test_configure_local_without_root(short_dir, upstream):
     port = free_port()
-    ctx = Context.for_test(short_dir, euid=1000)
+    ctx = Context.for_test(short_dir, euid=1000, runner=SubprocessRunner())
     try:
         rc = main(options(short_dir, port), ctx)
         assert rc == 0, ctx.stderr.getvalue()
@@ -88,7 +89,7 @@ def test_configure_local_without_root(short_dir, upstream):
         assert node_format.get("slapformat", "input_definition_file") == str(definition)
         resource = json.loads((short_dir / "srv" / "slappart1" / ".slapos-resource").read_text())
         assert [a["addr"] for a in resource["address_list"]] == ["127.10.0.2", "::1"]
-        shown = Context.for_test(short_dir)
+        shown = Context.for_test(short_dir, runner=SubprocessRunner())
         proxy_cfg = str(short_dir / "etc" / "slapos-proxy.cfg")
         assert main(["proxy", "show", "--cfg", proxy_cfg, "--computers"], shown) == 0
         assert "local_computer 127.0.0.1" in " ".join(shown.stdout.getvalue().split())
@@ -99,7 +100,7 @@ def test_configure_local_without_root(short_dir, upstream):
         assert done.returncode == 0, done.stderr[-2000:]
         assert {p: p.read_bytes() for p in resources} == resources
         # the client configuration works as it is
-        listed = Context.for_test(short_dir)
+        listed = Context.for_test(short_dir, runner=SubprocessRunner())
         assert (
             main(
                 ["computer", "list", "--cfg", str(short_dir / "etc" / "slapos-client.cfg")], listed
@@ -108,7 +109,7 @@ def test_configure_local_without_root(short_dir, upstream):
         )
         assert "local_computer" in listed.stdout.getvalue() + listed.stderr.getvalue()
         # a second configure local refuses to overwrite
-        again = Context.for_test(short_dir, euid=1000)
+        again = Context.for_test(short_dir, euid=1000, runner=SubprocessRunner())
         assert main(options(short_dir, port), again) == 1
         assert "already exists" in again.stderr.getvalue()
     finally:
@@ -119,7 +120,7 @@ def test_configure_local_in_an_unwritable_place_is_one_line(tmp_path):
     # beneath a regular file: no one, root included, can create a directory there
     target = tmp_path / "a-file"
     target.write_text("")
-    ctx = Context.for_test(tmp_path, euid=1000)
+    ctx = Context.for_test(tmp_path, euid=1000, runner=SubprocessRunner())
     rc = main(options(target / "x", free_port()), ctx)
     assert rc == 1
     err = ctx.stderr.getvalue().strip()

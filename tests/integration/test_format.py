@@ -23,6 +23,8 @@ import pytest
 
 from slapos.cli._common import Context
 from slapos.cli.main import main
+from slapos.system import SubprocessRunner
+from tests.fakes import FakeClock
 from tests.fixtures.common import REPO
 
 
@@ -58,24 +60,17 @@ def node_cfg(tmp_path: Path, master_url: str = "http://127.0.0.1:9", **slapforma
 
 
 def fmt(cfg: Path, *extra: str, euid: int | None = None) -> tuple[int, Context]:
-    ctx = Context.for_test(cfg.parent, euid=euid)
+    ctx = Context.for_test(cfg.parent, euid=euid, runner=SubprocessRunner())
     return main(["node", "format", "--cfg", str(cfg), "--now", *extra], ctx), ctx
 
 
 def test_dry_run_never_sleeps(tmp_path):
-    from slapos.system import SystemClock
-
-    slept: list[float] = []
-
-    class Clock(SystemClock):
-        def sleep(self, seconds: float) -> None:
-            slept.append(seconds)
-
-    ctx = Context.for_test(tmp_path, euid=1000, clock=Clock())
+    clock = FakeClock()
+    ctx = Context.for_test(tmp_path, euid=1000, clock=clock, runner=SubprocessRunner())
     cfg = node_cfg(tmp_path)
     assert main(["node", "format", "--cfg", str(cfg), "--dry-run"], ctx) == 0  # no --now
     assert "changes planned" in ctx.stdout.getvalue()
-    assert "sleeping" not in ctx.stderr.getvalue() and slept == []
+    assert "sleeping" not in ctx.stderr.getvalue() and clock.sleeps == []
 
 
 def test_unprivileged_format_is_idempotent_and_offline_is_exit_2(tmp_path):
@@ -461,7 +456,7 @@ def test_boot_formats_bangs_and_removes_timestamps(tmp_path, upstream_proxy):
     stamp = tmp_path / "srv" / "slappart1" / ".timestamp"
     stamp.parent.mkdir(parents=True)
     stamp.write_text("123")
-    ctx = Context.for_test(tmp_path, euid=1000)
+    ctx = Context.for_test(tmp_path, euid=1000, runner=SubprocessRunner())
     rc = main(["node", "boot", "--cfg", str(cfg), "-m", "power is back"], ctx)
     assert rc == 0, ctx.stderr.getvalue()
     assert not stamp.exists()

@@ -8,20 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from slapos.system import Completed
+from tests.fakes import FakeRunner
 from tests.fixtures.cache import RunningCache, Signing, make_signing, serve_cache
 
 
-class GccRunner:
-    """Answers `gcc -dumpmachine` with a fixed triple; records what was asked."""
-
-    def __init__(self, triple: str = "x86_64-linux-gnu") -> None:
-        self.triple = triple
-        self.calls: list[tuple[str, ...]] = []
-
-    def run(self, argv, **kw):
-        self.calls.append(tuple(argv))
-        return Completed(tuple(argv), 0, self.triple + "\n")
+def gcc_runner(triple: str = "x86_64-linux-gnu") -> FakeRunner:
+    """Answers `gcc -dumpmachine` with `triple`, refuses any other command."""
+    return FakeRunner({("gcc", "-dumpmachine"): (0, triple + "\n")})
 
 
 @pytest.fixture(scope="session")
@@ -41,5 +34,5 @@ def cache(tmp_path: Path) -> Iterator[RunningCache]:
 
 
 @pytest.fixture
-def runner() -> GccRunner:
-    return GccRunner()
+def runner() -> FakeRunner:
+    return gcc_runner()

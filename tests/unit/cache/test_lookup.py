@@ -17,7 +17,7 @@ from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.config import NetworkCacheConfig
 from tests.fixtures.cache import RunningCache, Signing
-from tests.unit.cache.conftest import GccRunner
+from tests.unit.cache.conftest import gcc_runner
 
 URL = "https://lab.example.com/software/demo/software.cfg"
 
@@ -67,7 +67,7 @@ def write_config(tmp_path: Path, cache: RunningCache, signing: Signing) -> Path:
 
 
 def run(tmp_path: Path, *argv: str) -> tuple[int, str, str]:
-    ctx = Context.for_test(tmp_path, runner=GccRunner())
+    ctx = Context.for_test(tmp_path, runner=gcc_runner())
     code = main(list(argv), ctx=ctx)
     return code, ctx.stdout.getvalue(), ctx.stderr.getvalue()
 
@@ -85,7 +85,7 @@ def test_binary_sr_table(
     tree = tmp_path / "soft" / software_hash(URL)
     tree.mkdir(parents=True)
     (tree / "file").write_text("x")
-    upload_software_release(URL, tree, upload, runner=GccRunner())
+    upload_software_release(URL, tree, upload, runner=gcc_runner())
     # a binary for another system, signed by an unknown key
     other = NetworkCacheClient(
         upload_cache_url=cache.cache_url,

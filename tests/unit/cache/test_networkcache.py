@@ -23,8 +23,9 @@ from slapos.cache.networkcache import (
 )
 from slapos.cache.shacache import NetworkCacheClient, Signer, Verifier
 from slapos.config import NetworkCacheConfig
+from tests.fakes import FakeClock, FakeRunner
 from tests.fixtures.cache import RunningCache, Signing
-from tests.unit.cache.conftest import GccRunner
+from tests.unit.cache.conftest import gcc_runner
 
 URL = "https://lab.example.com/software/demo/software.cfg"
 LOG = "slapos.cache.networkcache"
@@ -61,7 +62,7 @@ def config_for(
 
 
 def test_upload_then_download_into_another_root(
-    tmp_path: Path, cache: RunningCache, signing: Signing, runner: GccRunner, caplog
+    tmp_path: Path, cache: RunningCache, signing: Signing, runner: FakeRunner, caplog
 ) -> None:
     caplog.set_level(logging.INFO, LOG)
     config = config_for(cache, signing, [signing.cert_pem])
@@ -97,7 +98,7 @@ def test_signature_that_does_not_verify_is_refused(
     cache: RunningCache,
     signing: Signing,
     stranger: Signing,
-    runner: GccRunner,
+    runner: FakeRunner,
     caplog,
 ) -> None:
     upload_software_release(
@@ -119,7 +120,7 @@ def test_signature_that_does_not_verify_is_refused(
 
 
 def test_tampered_metadata_is_refused(
-    tmp_path: Path, cache: RunningCache, signing: Signing, runner: GccRunner
+    tmp_path: Path, cache: RunningCache, signing: Signing, runner: FakeRunner
 ) -> None:
     config = config_for(cache, signing, [signing.cert_pem])
     upload_software_release(URL, built_tree(tmp_path / "node1"), config, runner=runner)
@@ -137,7 +138,7 @@ def test_tampered_metadata_is_refused(
 
 
 def test_corrupt_content_is_refused(
-    tmp_path: Path, cache: RunningCache, signing: Signing, runner: GccRunner, caplog
+    tmp_path: Path, cache: RunningCache, signing: Signing, runner: FakeRunner, caplog
 ) -> None:
     config = config_for(cache, signing, [signing.cert_pem])
     upload_software_release(URL, built_tree(tmp_path / "node1"), config, runner=runner)
@@ -153,7 +154,7 @@ def test_corrupt_content_is_refused(
     assert os.listdir(root2) == []
 
 
-def test_unreachable_cache_one_warning(tmp_path: Path, runner: GccRunner, caplog) -> None:
+def test_unreachable_cache_one_warning(tmp_path: Path, runner: FakeRunner, caplog) -> None:
     from tests.fixtures.common import free_port
 
     port = free_port()
@@ -174,7 +175,7 @@ def test_not_in_cache_is_not_a_warning(
 ) -> None:
     caplog.set_level(logging.INFO, LOG)
     config = config_for(cache, None, [signing.cert_pem])
-    assert not download_software_release(URL, tmp_path / "x", tmp_path, config, runner=GccRunner())
+    assert not download_software_release(URL, tmp_path / "x", tmp_path, config, runner=gcc_runner())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "no binary of" in caplog.text
 
@@ -184,12 +185,12 @@ def test_other_platform_not_downloaded(
 ) -> None:
     config = config_for(cache, signing, [signing.cert_pem])
     upload_software_release(
-        URL, built_tree(tmp_path / "node1"), config, runner=GccRunner("aarch64-linux-gnu")
+        URL, built_tree(tmp_path / "node1"), config, runner=gcc_runner("aarch64-linux-gnu")
     )
     root2 = tmp_path / "node2"
     root2.mkdir()
     assert not download_software_release(
-        URL, root2 / software_hash(URL), root2, config, runner=GccRunner()
+        URL, root2 / software_hash(URL), root2, config, runner=gcc_runner()
     )
 
 
@@ -205,10 +206,10 @@ def test_blacklists_and_force_list(
         download_from_binary_cache_url_blacklist=("https://lab.example.com/software/",),
         download_from_binary_cache_force_url_list=("https://lab.example.com/software/demo",),
     )
-    upload_software_release(URL, built_tree(tmp_path / "node1"), config, runner=GccRunner())
+    upload_software_release(URL, built_tree(tmp_path / "node1"), config, runner=gcc_runner())
     assert list(cache.content.iterdir()) == []
     assert "blacklisted" in caplog.text
-    assert not download_software_release(URL, tmp_path / "x", tmp_path, config, runner=GccRunner())
+    assert not download_software_release(URL, tmp_path / "x", tmp_path, config, runner=gcc_runner())
     assert binary_cache_forced(URL, config)
     assert not binary_cache_forced("https://other.example.com/software.cfg", config)
 
@@ -217,7 +218,7 @@ def test_shared_release_not_uploaded(tmp_path: Path, cache: RunningCache, signin
     tree = built_tree(tmp_path / "node1")
     (tree / ".shared").write_text("")
     upload_software_release(
-        URL, tree, config_for(cache, signing, [signing.cert_pem]), runner=GccRunner()
+        URL, tree, config_for(cache, signing, [signing.cert_pem]), runner=gcc_runner()
     )
     assert list(cache.content.iterdir()) == []
 
@@ -229,29 +230,15 @@ def test_no_trusted_certificate_no_download(
         URL,
         built_tree(tmp_path / "node1"),
         config_for(cache, signing, [signing.cert_pem]),
-        runner=GccRunner(),
+        runner=gcc_runner(),
     )
     caplog.set_level(logging.INFO, LOG)
     root2 = tmp_path / "node2"
     root2.mkdir()
     assert not download_software_release(
-        URL, root2 / software_hash(URL), root2, config_for(cache, None, []), runner=GccRunner()
+        URL, root2 / software_hash(URL), root2, config_for(cache, None, []), runner=gcc_runner()
     )
     assert "signature-certificate-list holds no usable certificate" in caplog.text
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-
-    def time(self) -> float:
-        return 0.0
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
 
 
 def test_upload_retries_on_server_errors_then_gives_up(tmp_path: Path, caplog) -> None:
@@ -272,9 +259,9 @@ def test_upload_retries_on_server_errors_then_gives_up(tmp_path: Path, caplog) -
             upload_binary_cache_url=f"{url}/cache", upload_binary_dir_url=f"{url}/dir"
         )
         upload_software_release(
-            URL, tree, config, runner=GccRunner(), clock=clock, retry_delays=(1, 2)
+            URL, tree, config, runner=gcc_runner(), clock=clock, retry_delays=(1, 2)
         )
-    assert clock.slept == [1, 2]
+    assert clock.sleeps == [1, 2]
     assert "upload of " + URL + " to the binary cache failed" in caplog.text
 
 
@@ -290,8 +277,8 @@ def test_upload_to_unreachable_cache_does_not_retry(tmp_path: Path, caplog) -> N
     clock = FakeClock()
     caplog.set_level(logging.INFO, LOG)
     tree = built_tree(tmp_path / "soft")
-    upload_software_release(URL, tree, config, runner=GccRunner(), clock=clock)
-    assert clock.slept == []
+    upload_software_release(URL, tree, config, runner=gcc_runner(), clock=clock)
+    assert clock.sleeps == []
     # the download side of this server already warned: no second warning
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [w for w in warnings if "unreachable" in w]

@@ -13,7 +13,7 @@ from slapos.cache.platform import (
     os_matches,
     parse_os_release,
 )
-from tests.unit.cache.conftest import GccRunner
+from tests.unit.cache.conftest import gcc_runner
 
 DEBIAN = """PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
 NAME="Debian GNU/Linux"
@@ -71,10 +71,10 @@ def test_platform_accepts() -> None:
 
 
 def test_multiarch_asks_gcc_then_guesses() -> None:
-    runner = GccRunner("riscv64-linux-gnu")
+    runner = gcc_runner("riscv64-linux-gnu")
     assert multiarch(runner) == "riscv64-linux-gnu"
-    assert runner.calls == [("gcc", "-dumpmachine")]
-    failing = GccRunner("")  # gcc answers nothing: Python's MULTIARCH is the guess
+    assert runner.argvs == [("gcc", "-dumpmachine")]
+    failing = gcc_runner("")  # gcc answers nothing: Python's MULTIARCH is the guess
     import sysconfig
 
     expected = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"

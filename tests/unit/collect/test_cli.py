@@ -7,12 +7,7 @@ from pathlib import Path
 
 from slapos.cli._common import Context
 from slapos.cli.main import main
-from slapos.system import Completed
-
-
-class NoSensors:
-    def run(self, argv, **kw):  # type: ignore[no-untyped-def]
-        return Completed(tuple(argv), 127, "sensors: not found")
+from tests.fakes import FakeRunner
 
 
 def write_config(tmp_path: Path, collect: str = "") -> Path:
@@ -50,7 +45,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_run_in_process(tmp_path: Path) -> None:
-    ctx = Context.for_test(tmp_path, euid=0, runner=NoSensors())  # type: ignore[arg-type]
+    ctx = Context.for_test(tmp_path, euid=0, runner=FakeRunner(default=(127, "sensors: not found")))
     code = main(["node", "collect", "--cfg", str(write_config(tmp_path))], ctx=ctx)
     assert code == 0, ctx.stderr.getvalue()  # type: ignore[attr-defined]
     assert (tmp_path / "srv" / "var" / "data-log" / "collector.db").exists()

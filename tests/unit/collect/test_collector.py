@@ -10,6 +10,7 @@ import pytest
 from slapos.collect.collector import CollectConfig, collect
 from slapos.config import IniFile, node_config_from_ini
 from slapos.errors import ConfigError
+from tests.fakes import FakeClock
 
 
 def config_from(text: str, tmp_path: Path) -> CollectConfig:
@@ -65,20 +66,6 @@ def test_config_errors(tmp_path: Path, section: str, message: str) -> None:
         config_from(f"[slapos]\ncomputer_id = C\ninstance_root = {tmp_path}\n{section}", tmp_path)
 
 
-class FixedClock:
-    def __init__(self, when: datetime.datetime) -> None:
-        self.when = when
-
-    def time(self) -> float:
-        return self.when.timestamp()
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    def sleep(self, seconds: float) -> None:
-        pass
-
-
 def test_collect_own_user(tmp_path: Path) -> None:
     """A run over this test's own user: its processes and the machine are stored."""
     me = psutil.Process().username()
@@ -92,7 +79,7 @@ def test_collect_own_user(tmp_path: Path) -> None:
         measure_interval=0.05,
     )
     when = datetime.datetime(2026, 3, 20, 10, 0, tzinfo=datetime.UTC)
-    result = collect(config, clock=FixedClock(when))
+    result = collect(config, clock=FakeClock(when.timestamp()))
     assert result.processes >= 1 and result.folders == [me]
     from slapos.collect.db import CollectorDB
 
@@ -100,7 +87,7 @@ def test_collect_own_user(tmp_path: Path) -> None:
         assert {r[0] for r in db.query("select date from user")} == {"2026-03-20"}
         assert db.count("system") == 1 and db.count("computer") == 1
     # within the time cycle, the partition is not measured again
-    again = collect(config, clock=FixedClock(when + datetime.timedelta(hours=1)))
+    again = collect(config, clock=FakeClock((when + datetime.timedelta(hours=1)).timestamp()))
     assert again.folders == []
     assert sorted(p.name for p in (tmp_path / "var" / "xml_report" / "COMP-1").iterdir()) == [
         "2026-03-18.xml", "2026-03-19.xml",

@@ -15,7 +15,7 @@ from slapos.collect.snapshot import (
     temperature_samples,
     user_processes,
 )
-from slapos.system import Completed
+from tests.fakes import FakeRunner
 
 SENSORS = """coretemp-isa-0000
 Adapter: ISA adapter
@@ -53,19 +53,11 @@ def test_parse_sensors() -> None:
     ]
 
 
-class Scripted:
-    def __init__(self, code: int, output: str) -> None:
-        self.code, self.output = code, output
-
-    def run(self, argv, **kw):  # type: ignore[no-untyped-def]
-        return Completed(tuple(argv), self.code, self.output)
-
-
 def test_temperature_samples_tolerates_missing_sensors() -> None:
     assert temperature_samples(None) == []
-    assert temperature_samples(Scripted(127, "sensors: not found")) == []  # type: ignore[arg-type]
-    assert temperature_samples(Scripted(1, "No sensors found!\n")) == []  # type: ignore[arg-type]
-    assert len(temperature_samples(Scripted(0, SENSORS))) == 4  # type: ignore[arg-type]
+    assert temperature_samples(FakeRunner({("sensors",): (127, "sensors: not found")})) == []
+    assert temperature_samples(FakeRunner({("sensors",): (1, "No sensors found!\n")})) == []
+    assert len(temperature_samples(FakeRunner({("sensors",): (0, SENSORS)}))) == 4
 
 
 def test_own_process_sample() -> None:

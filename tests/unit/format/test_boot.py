@@ -5,43 +5,26 @@ from pathlib import Path
 import pytest
 
 from slapos.format.boot import BootError, BootSettings, boot
-from slapos.system import Completed
+from tests.fakes import FakeClock, FakeRunner
+
+ADDRESSES = ("ip", "-j", "-d", "addr")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
+def ip_runner(ready_after: int) -> FakeRunner:
+    """`ip -j -d addr` shows eth0 gaining a global IPv6 address after `ready_after` calls;
+    the route listings (`ip -j ... route`) are empty."""
 
-    def time(self) -> float:
-        return self.now
+    def addresses(argv: tuple[str, ...]) -> tuple[int, str]:
+        calls = runner.argvs.count(argv)
+        addr = (
+            '[{"family":"inet6","local":"2001:db8::1","prefixlen":64,"scope":"global"}]'
+            if calls > ready_after
+            else "[]"
+        )
+        return 0, f'[{{"ifname":"eth0","addr_info":{addr}}}]'
 
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-class FakeRunner:
-    """Answers `ip -j ...` with an interface that gains IPv6 after `ready_after` calls."""
-
-    def __init__(self, ready_after: int = 0) -> None:
-        self.calls = 0
-        self.ready_after = ready_after
-
-    def run(self, argv, **kw) -> Completed:
-        argv = tuple(argv)
-        if argv[:4] == ("ip", "-j", "-d", "addr"):
-            self.calls += 1
-            addr = (
-                '[{"family":"inet6","local":"2001:db8::1","prefixlen":64,"scope":"global"}]'
-                if self.calls > self.ready_after
-                else "[]"
-            )
-            return Completed(argv, 0, f'[{{"ifname":"eth0","addr_info":{addr}}}]')
-        return Completed(argv, 0, "[]")
+    runner = FakeRunner({ADDRESSES: addresses, ("ip", "-j"): (0, "[]")})
+    return runner
 
 
 def settings(tmp_path: Path, **kw) -> BootSettings:
@@ -60,7 +43,7 @@ def test_boot_waits_for_ipv6_retries_format_bangs_and_removes_timestamps(tmp_pat
     for name in ("slappart0", "slappart1", "other"):
         (tmp_path / name).mkdir()
         (tmp_path / name / ".timestamp").write_text("1")
-    clock, runner = FakeClock(), FakeRunner(ready_after=2)
+    clock, runner = FakeClock(), ip_runner(ready_after=2)
     results = iter([1, 1, 0])
     bangs: list[str] = []
     boot(
@@ -70,7 +53,7 @@ def test_boot_waits_for_ipv6_retries_format_bangs_and_removes_timestamps(tmp_pat
         run_format=lambda: next(results),
         run_bang=lambda m: bangs.append(m) or 0,
     )
-    assert runner.calls == 3
+    assert [argv[:4] for argv in runner.argvs].count(ADDRESSES) == 3
     assert clock.sleeps == [5.0, 5.0, 15.0, 15.0]
     assert bangs == ["Power cut"]
     assert not (tmp_path / "slappart0" / ".timestamp").exists()
@@ -83,7 +66,7 @@ def test_boot_gives_up_after_its_deadline(tmp_path):
     with pytest.raises(BootError, match="no global IPv6 address on eth0 after 60s"):
         boot(
             settings(tmp_path, ipv6_timeout=60),
-            runner=FakeRunner(ready_after=10**6),
+            runner=ip_runner(ready_after=10**6),
             clock=clock,
             run_format=lambda: 0,
             run_bang=lambda m: 0,
