@@ -231,7 +231,18 @@ def save_example(node: InstanceNode, name: str, text: str) -> None:
     ):
         text = text.replace(str(real), stable)
     text = re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:8080", text)
-    text = re.sub(r"/opt/slapgrid/[0-9a-f]{32}", "/opt/slapgrid/" + "5f1c0d6e" * 4, text)
+    import hashlib
+
+    stable_hashes: dict[str, str] = {}
+
+    def stable_hash(match: re.Match[str]) -> str:
+        fake = stable_hashes.setdefault(
+            match.group(1),
+            hashlib.md5(f"release {len(stable_hashes)}".encode()).hexdigest(),
+        )
+        return "/opt/slapgrid/" + fake
+
+    text = re.sub(r"/opt/slapgrid/([0-9a-f]{32})", stable_hash, text)
     text = re.sub(r"\(\d+s ago\)", "(1s ago)", text)
     text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(,\d+)?", "2026-12-06 01:15:12", text)
     DOCS.mkdir(exist_ok=True)
@@ -335,6 +346,7 @@ def test_plans_match_runs(
     assert code == 4
     assert list(report["destroy"]) == [bad] and report["kept"] == {}
     assert f"destroy: {bad}: services removed, partition emptied" in text
+    save_example(node, "dry-run-report.txt", text)
     assert node.slapos("node", "report").returncode == 0
     assert os.listdir(node.partition(bad)) == []
     code, report, text = dry_run(node, recorder, reader, command="report")
@@ -364,6 +376,7 @@ def test_software_dry_run(
     assert actions[sr_url + "-new"] == ("install", "supplied, not installed yet")
     assert actions[sr_url + "-gone"] == ("report-destroyed", "already removed")
     assert text.rstrip().endswith("a real run would change something (exit 4)")
+    save_example(node, "dry-run-software.txt", text.replace(sr_url, "https://lab.example/sr.cfg"))
 
 
 def test_stopped_service_and_force(
@@ -471,3 +484,12 @@ def test_a_user_who_cannot_read_the_partitions_is_told(
     assert done.returncode == 4, done.stderr
     assert f"{web} [default] started: unknown" in done.stdout
     assert "this user cannot read the partition: run the dry run as root" in done.stdout
+
+
+def test_master_down_the_plan_says_offline(node: InstanceNode, recorder: Recorder) -> None:
+    recorder.down = True
+    done = node.slapos("node", "instance", "--dry-run")
+    assert done.returncode == 4, done.stderr
+    assert "offline: master unreachable (" in done.stdout
+    assert "a real run goes offline and starts every service supervisord knows" in done.stdout
+    assert not (node.instance_root / "etc" / "supervisord.conf").exists()
