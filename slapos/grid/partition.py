@@ -271,7 +271,7 @@ class Partition:
         Output goes to the slapos.grid logger at DEBUG, hence to the partition's
         instance.log while the engine processes it.
         """
-        from slapos.grid import buildout, offline_eggs
+        from slapos.grid import buildout
 
         binary = self.buildout_binary(runner, environ)
         command = buildout.buildout_command(
@@ -280,8 +280,7 @@ class Partition:
             debug=debug,
             buildout_binary=binary,
             argv_extra=eggs_directory_arguments(self.path / "buildout.cfg"),
-            # zc.buildout 5+ offline does not see its own eggs without it
-            launcher=Path(offline_eggs.__file__),
+            launcher=offline_eggs_launcher(self.software_path),
         )
         # Instances keep upstream's umask 022: services of other users read their files.
         command = dataclasses.replace(command, umask=SAFE_UMASK)
@@ -352,6 +351,19 @@ def eggs_directory_arguments(profile: Path) -> list[str]:
         return []
     log.debug("%s names versioned eggs %s: not appending %s", profile, eggs, EGGS_DIRECTORY_VERSION)
     return ["buildout:eggs-directory-version="]
+
+
+def offline_eggs_launcher(software_path: Path | None) -> Path | None:
+    """slapos/grid/offline_eggs.py for a release built by zc.buildout 5+ (eggs/v5), else None.
+
+    Offline, zc.buildout 5+ does not see the eggs it installed itself (see that module).
+    Releases built by older zc.buildouts (maybe for Python 2) run their bin/buildout as is.
+    """
+    from slapos.grid import offline_eggs
+
+    if software_path is None or not (software_path / "eggs" / EGGS_DIRECTORY_VERSION).is_dir():
+        return None
+    return Path(offline_eggs.__file__)
 
 
 def _listdir(path: Path) -> list[str]:

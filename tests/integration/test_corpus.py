@@ -192,6 +192,24 @@ def test_template_release_upstream_node(
     assert f"Permission denied: '{software}/eggs/v5/v5'" in output, node_summary(done)
 
 
+#: What the "promise" release leaves in a partition (the node's .slapgrid/ aside).
+PROMISE_LAYOUT = {
+    ".installed.cfg",
+    "buildout.cfg",
+    "software_release",
+    "etc",
+    "etc/plugin",
+    "etc/plugin/__init__.py",  # the node's, as upstream: plugins are imported from there
+    "etc/plugin/check-socket-listening.py",
+    "etc/service",
+    "etc/service/http-server",
+    "parts",
+    "sbin",
+    "srv",
+    "srv/www",
+}
+
+
 def promise_status(cn: CorpusNode, partition_id: str, title: str) -> dict[str, Any]:
     import json
 
@@ -230,6 +248,7 @@ def test_promise_release(
     assert status["result"]["failed"] is False, status
     published = cn.connection(url, "watched")
     assert published == {"url": f"http://127.0.0.1:{port}/"}
+    assert partition_layout(cn.node.partition(partition_id)) == PROMISE_LAYOUT
     wait_for(lambda: fetch(published["url"]), 20, "the service to answer")
     shown = cn.slapos(
         "request", "watched", url, "--parameters", f"port={port}", cfg=cn.client_config()

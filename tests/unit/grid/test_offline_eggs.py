@@ -82,3 +82,15 @@ def test_other_profiles_get_no_argument(tmp_path: Path) -> None:
     for text in cases:
         assert eggs_directory_arguments(profile(tmp_path, text)) == [], text
     assert eggs_directory_arguments(tmp_path / "absent.cfg") == []
+
+
+def test_launcher_only_for_releases_built_by_zc_buildout_5(tmp_path: Path) -> None:
+    from slapos.grid import offline_eggs
+    from slapos.grid.partition import offline_eggs_launcher
+
+    old = tmp_path / "old"
+    (old / "eggs").mkdir(parents=True)
+    assert offline_eggs_launcher(old) is None
+    assert offline_eggs_launcher(None) is None
+    new = make_eggs(tmp_path).parent.parent  # <software>/eggs/v5
+    assert offline_eggs_launcher(new) == Path(offline_eggs.__file__)
