@@ -171,6 +171,9 @@ def exec_program(argv: Sequence[str]) -> int:
 
 
 class Clock(Protocol):
+    """Time as slapos reads and waits for it: the one way time is injected (tests pass
+    tests/fakes FakeClock)."""
+
     def time(self) -> float: ...
     def monotonic(self) -> float: ...
     def sleep(self, seconds: float) -> None: ...
@@ -185,6 +188,38 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    clock: Clock | None = None,
+    pause: float = 0.1,
+    backoff: float = 1.0,
+    max_pause: float | None = None,
+    on_wait: Callable[[float], None] | None = None,
+) -> bool:
+    """Call `ready()` until it is true (return True) or `timeout` seconds have passed
+    (return False): the one wait-until-deadline loop of slapos.
+
+    Between calls it sleeps `pause` seconds, multiplied by `backoff` after each sleep (up
+    to `max_pause`), never past the deadline; `ready()` is called once more at the
+    deadline. `on_wait(remaining)` runs before each sleep, to say what is awaited.
+    """
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout
+    while not ready():
+        remaining = deadline - clock.monotonic()
+        if remaining <= 0:
+            return False
+        if on_wait is not None:
+            on_wait(remaining)
+        clock.sleep(min(pause, remaining))
+        pause *= backoff
+        if max_pause is not None:
+            pause = min(pause, max_pause)
+    return True
 
 
 @dataclass

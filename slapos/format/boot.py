@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slapos.errors import ExitCode, SlapOSError
-from slapos.system import Clock, Runner
+from slapos.system import Clock, Runner, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,8 @@ def boot(
 def _wait(
     clock: Clock, timeout: float, pause: float, ready: Callable[[], bool], failure: str
 ) -> None:
-    deadline = clock.monotonic() + timeout
-    while not ready():
-        if clock.monotonic() >= deadline:
-            raise BootError(f"{failure} after {timeout:.0f}s")
-        log.warning("[BOOT] %s yet, checking again in %.0fs", failure, pause)
-        clock.sleep(pause)
+    def waiting(remaining: float) -> None:
+        log.warning("[BOOT] %s yet, checking again in %.0fs", failure, min(pause, remaining))
+
+    if not wait_until(ready, timeout, clock=clock, pause=pause, on_wait=waiting):
+        raise BootError(f"{failure} after {timeout:.0f}s")

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from slapos.errors import ExitCode, SlapOSError
 from slapos.format.templates import Entry, NodeSettings, node_config, render_ini
-from slapos.system import Runner, write_file_atomic
+from slapos.system import Runner, wait_until, write_file_atomic
 
 log = logging.getLogger(__name__)
 
@@ -274,15 +274,16 @@ def write_files(s: LocalSettings) -> None:
             _generate_signing_key(key)
 
 
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _wait_port(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+    return wait_until(lambda: _port_open(host, port), timeout, pause=0.1)
 
 
 def start_proxy(s: LocalSettings, runner: Runner, timeout: float = 60.0) -> None:

@@ -45,7 +45,7 @@ from slapos.grid.supervisord_config import (
     write_partition_group,
     write_supervisord_config,
 )
-from slapos.system import Runner
+from slapos.system import Clock, Runner, SystemClock, wait_until
 
 if TYPE_CHECKING:
     import xmlrpc.client
@@ -263,7 +263,7 @@ def ensure_supervisord(
     runner: Runner,
     *,
     nodaemon: bool = False,
-    sleep: Any = time.sleep,
+    clock: Clock | None = None,
 ) -> None:
     """Start supervisord from etc/supervisord.conf unless it is already running.
 
@@ -281,7 +281,7 @@ def ensure_supervisord(
             return
         if state == "SHUTDOWN":
             log.info("supervisord is shutting down, checking again")
-            sleep(2 * attempt)
+            (clock or SystemClock()).sleep(2 * attempt)
             continue
         if state is not None:
             log.warning("supervisord in unknown state %s, starting it", state)
@@ -297,13 +297,15 @@ def ensure_supervisord(
     if not result.ok:
         reason = result.tail(5) or f"status {result.returncode}"
         raise SupervisorError(f"failed to launch supervisord: {reason}")
-    deadline = time.monotonic() + 30
-    delay = 0.02
-    while time.monotonic() < deadline:
-        if running_state(instance_root) == "RUNNING":
-            return
-        sleep(delay)
-        delay = min(delay * 2, 0.5)
+    if wait_until(
+        lambda: running_state(instance_root) == "RUNNING",
+        30,
+        clock=clock,
+        pause=0.02,
+        backoff=2,
+        max_pause=0.5,
+    ):
+        return
     raise SupervisorError(f"supervisord did not come up on {paths.socket} (see {paths.logfile})")
 
 
@@ -377,9 +379,6 @@ def shutdown(instance_root: Path, timeout: float = 30.0) -> None:
         pid = int(paths.pidfile.read_text().strip())
     with contextlib.suppress(OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
         Supervisor(paths.socket, timeout).rpc.shutdown()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pid is None or not Path(f"/proc/{pid}").exists():
-            return
-        time.sleep(0.05)
+    if wait_until(lambda: pid is None or not Path(f"/proc/{pid}").exists(), timeout, pause=0.05):
+        return
     raise SupervisorError(f"supervisord (pid {pid}) did not stop within {timeout}s")

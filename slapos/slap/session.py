@@ -15,9 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from slapos.slap import transport, wire
@@ -31,6 +30,9 @@ from slapos.slap.exception import (
 )
 from slapos.slap.transport import urlencode
 from slapos.version import __version__
+
+if TYPE_CHECKING:
+    from slapos.system import Clock
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ class MasterSession:
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock | None = None,
     ) -> None:
         self.master_url = normalise_master_url(master_url)
         tls = tls or transport.TLSSettings()
@@ -110,7 +112,11 @@ class MasterSession:
         self.timeout = timeout
         self.retries = max(0, retries)
         self.backoff = backoff
-        self._sleep = sleep
+        if clock is None:
+            from slapos.system import SystemClock
+
+            clock = SystemClock()
+        self.clock = clock
         #: Proxies for the master, from the environment, read once (the URL never changes).
         self.proxies = transport.environ_proxies(self.master_url, os.environ)
         self.headers = {"Accept": "*/*", "User-Agent": USER_AGENT}
@@ -247,7 +253,7 @@ class MasterSession:
             except transport.ConnectFailed as exc:
                 if attempt < attempts:
                     log.debug("%s %s: %s; retrying in %.1fs", method, call, _short(exc), delay)
-                    self._sleep(delay)
+                    self.clock.sleep(delay)
                     delay *= 2
                     continue
                 raise ConnectionError(

@@ -18,6 +18,7 @@ from slapos.slap import (
     wire,
 )
 from slapos.slap.session import MasterSession, body_summary, normalise_master_url
+from tests.fakes import FakeClock
 from tests.fixtures.common import free_port
 from tests.unit.slap.fake_master import fake_master  # noqa: F401
 
@@ -92,22 +93,22 @@ def test_full_information_falls_back_on_404(fake_master):  # noqa: F811
 
 
 def test_get_retries_connection_errors_with_backoff():
-    sleeps: list[float] = []
+    clock = FakeClock()
     session = MasterSession(
-        f"http://127.0.0.1:{free_port()}", timeout=2, retries=3, backoff=0.1, sleep=sleeps.append
+        f"http://127.0.0.1:{free_port()}", timeout=2, retries=3, backoff=0.1, clock=clock
     )
     with pytest.raises(ConnectionError, match="cannot connect to master") as info:
         session.get("getFullComputerInformation", {"computer_id": "C"})
-    assert sleeps == [0.1, 0.2, 0.4]
+    assert clock.sleeps == [0.1, 0.2, 0.4]
     assert "\n" not in str(info.value)
 
 
 def test_post_is_not_retried():
-    sleeps: list[float] = []
-    session = MasterSession(f"http://127.0.0.1:{free_port()}", timeout=2, sleep=sleeps.append)
+    clock = FakeClock()
+    session = MasterSession(f"http://127.0.0.1:{free_port()}", timeout=2, clock=clock)
     with pytest.raises(ConnectionError):
         session.post("supplySupply", {"url": "u"})
-    assert sleeps == []
+    assert clock.sleeps == []
 
 
 def test_timeout_is_bounded(fake_master):  # noqa: F811

@@ -1,0 +1,43 @@
+"""`slapos.system.wait_until`: the one wait-until-deadline loop, on a FakeClock."""
+
+from __future__ import annotations
+
+from slapos.system import wait_until
+from tests.fakes import FakeClock
+
+
+def test_ready_at_once_never_sleeps() -> None:
+    clock = FakeClock()
+    assert wait_until(lambda: True, 10, clock=clock)
+    assert clock.sleeps == []
+
+
+def test_polls_until_ready() -> None:
+    clock = FakeClock()
+    answers = iter([False, False, True])
+    assert wait_until(lambda: next(answers), 10, clock=clock, pause=0.5)
+    assert clock.sleeps == [0.5, 0.5]
+
+
+def test_gives_up_at_the_deadline_without_sleeping_past_it() -> None:
+    clock = FakeClock(start=100.0)
+    calls: list[float] = []
+    assert not wait_until(lambda: calls.append(clock.now) or False, 1.0, clock=clock, pause=0.375)
+    assert clock.sleeps == [0.375, 0.375, 0.25]  # the last pause is cut at the deadline
+    assert calls == [100.0, 100.375, 100.75, 101.0]  # asked once more at the deadline
+
+
+def test_backoff_is_bounded_and_on_wait_hears_the_time_left() -> None:
+    clock = FakeClock()
+    remaining: list[float] = []
+    assert not wait_until(
+        lambda: False,
+        10,
+        clock=clock,
+        pause=1,
+        backoff=2,
+        max_pause=3,
+        on_wait=remaining.append,
+    )
+    assert clock.sleeps == [1, 2, 3, 3, 1]
+    assert remaining == [10, 9, 7, 4, 1]
