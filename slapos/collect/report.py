@@ -180,6 +180,15 @@ def _average_per_sample(
     return float(total) / samples if samples else None
 
 
+#: (table, column, resource, title, divisor): the per-user daily averages of the journal,
+#: in upstream's order.
+_PER_USER_AVERAGES: tuple[tuple[str, str, str, str, float], ...] = (
+    ("user", "cpu_percent", "service_module/cpu_load_percent", "CPU Load Percent Average", 1),
+    ("user", "memory_rss", "service_module/memory_used", "Memory Used Average", MIB),
+    ("folder", "disk_used", "service_module/disk_used", "Partition Disk Used Average", 1024.0),
+)
+
+
 def consumption_journal(db: CollectorDB, computer_id: str, users: Sequence[str], day: str) -> bytes:
     """The day's consumption as a journal XML (computer_consumption format)."""
     journal = ET.Element("journal")
@@ -213,36 +222,11 @@ def consumption_journal(db: CollectorDB, computer_id: str, users: Sequence[str],
         db.last_zero_emission_ratio(),
         computer_id,
     )
-    for user in users:
-        value = _average_per_sample(db, "user", "cpu_percent", user, day)
-        if value is not None:
-            _movement(
-                transaction,
-                "service_module/cpu_load_percent",
-                f"CPU Load Percent Average for {user}",
-                value,
-                user,
-            )
-    for user in users:
-        value = _average_per_sample(db, "user", "memory_rss", user, day)
-        if value is not None:
-            _movement(
-                transaction,
-                "service_module/memory_used",
-                f"Memory Used Average for {user}",
-                value / MIB,
-                user,
-            )
-    for user in users:
-        value = _average_per_sample(db, "folder", "disk_used", user, day)
-        if value is not None:
-            _movement(
-                transaction,
-                "service_module/disk_used",
-                f"Partition Disk Used Average for {user}",
-                value / 1024.0,
-                user,
-            )
+    for table, column, resource, title, scale in _PER_USER_AVERAGES:
+        for user in users:
+            value = _average_per_sample(db, table, column, user, day)
+            if value is not None:
+                _movement(transaction, resource, f"{title} for {user}", value / scale, user)
     # lxml's spelling, so the file is upstream's byte for byte: an element given empty text
     # is `<VAT></VAT>`, the text-less arrow is `<arrow type="Destination"/>`
     text = ET.tostring(journal, encoding="unicode", short_empty_elements=False)

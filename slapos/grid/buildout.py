@@ -19,6 +19,7 @@ Must not import slapos.cli.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import pwd
 import sys
@@ -267,29 +268,6 @@ def execute(
     return completed
 
 
-def bootstrap(  # noqa: PLR0913 - keyword-only knobs of one process
-    directory: Path,
-    *,
-    runner: Runner,
-    environ: Mapping[str, str],
-    argv_extra: Sequence[str] = (),
-    log_path: Path | None = None,
-    on_line: Callable[[str], None] | None = None,
-    timeout: float | None = None,
-    python: str = sys.executable,
-    buildout_script: str | None = None,
-) -> Completed:
-    """Create `directory/bin/buildout` (zc.buildout's `bootstrap` command)."""
-    command = bootstrap_command(
-        directory,
-        argv_extra=argv_extra,
-        environ=environ,
-        python=python,
-        buildout_script=buildout_script,
-    )
-    return execute(command, runner=runner, log_path=log_path, on_line=on_line, timeout=timeout)
-
-
 def run_buildout(
     directory: Path,
     *,
@@ -333,27 +311,21 @@ def bootstrap_and_run(  # noqa: PLR0913 - keyword-only knobs of one process
     elif binary.exists():
         marker.touch()
         skip = True
+    run = functools.partial(
+        execute, runner=runner, log_path=log_path, on_line=on_line, timeout=timeout
+    )
     if not skip:
-        bootstrap(
-            directory,
-            runner=runner,
-            environ=environ,
-            argv_extra=argv_extra,
-            log_path=log_path,
-            on_line=on_line,
-            timeout=timeout,
-            python=python,
-            buildout_script=buildout_script,
+        run(
+            bootstrap_command(
+                directory,
+                argv_extra=argv_extra,
+                environ=environ,
+                python=python,
+                buildout_script=buildout_script,
+            )
         )
-    completed = run_buildout(
-        directory,
-        runner=runner,
-        environ=environ,
-        argv_extra=argv_extra,
-        log_path=log_path,
-        on_line=on_line,
-        timeout=timeout,
-        debug=debug,
+    completed = run(
+        buildout_command(directory, argv_extra=argv_extra, environ=environ, debug=debug)
     )
     if skip:
         marker.unlink(missing_ok=True)

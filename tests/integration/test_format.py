@@ -226,8 +226,9 @@ def addresses(link: dict) -> set[str]:
     return {a["local"] for a in link.get("addr_info", [])}
 
 
-@pytest.mark.root
-def test_format_as_root_in_a_network_namespace(tmp_path, netns, names):
+def namespace_node_cfg(tmp_path: Path, names: tuple[str, str], **slapformat: str) -> Path:
+    """A root node of two partitions on interface v0 of the test's network namespace:
+    users, network and taps altered, the root check on."""
     base, soft = names
     cfg = node_cfg(
         tmp_path,
@@ -237,13 +238,20 @@ def test_format_as_root_in_a_network_namespace(tmp_path, netns, names):
         alter_user="true",
         alter_network="true",
         create_tap="true",
-        create_tun="true",
         partition_has_ipv6_range="true",
         user_base_name=base,
         software_user=soft,
         tap_base_name=f"{base}t",
+        **slapformat,
     )
     cfg.write_text(cfg.read_text().replace("root_check = false\n", ""))
+    return cfg
+
+
+@pytest.mark.root
+def test_format_as_root_in_a_network_namespace(tmp_path, netns, names):
+    base, soft = names
+    cfg = namespace_node_cfg(tmp_path, names, create_tun="true")
     done = format_in(netns, cfg)
     assert done.returncode == 2, done.stderr  # no master reachable from the namespace
     computer = json.loads((tmp_path / "slapos.json").read_text())
@@ -468,21 +476,7 @@ def test_boot_formats_bangs_and_removes_timestamps(tmp_path, upstream_proxy):
 def test_upstream_and_we_read_each_others_formatted_node(tmp_path, netns, names, upstream):
     """Upstream formats; we find nothing to change but the XML/JSON facts (versions), and
     the files we write are upstream's, byte for byte (.slapos-resource) or key for key."""
-    base, soft = names
-    cfg = node_cfg(
-        tmp_path,
-        interface_name="v0",
-        ipv4_local_network="10.44.0.0/16",
-        partition_amount="2",
-        alter_user="true",
-        alter_network="true",
-        create_tap="true",
-        partition_has_ipv6_range="true",
-        user_base_name=base,
-        software_user=soft,
-        tap_base_name=f"{base}t",
-    )
-    cfg.write_text(cfg.read_text().replace("root_check = false\n", ""))
+    cfg = namespace_node_cfg(tmp_path, names)
     done = subprocess.run(
         ["ip", "netns", "exec", netns, str(upstream.slapos), "node", "format", "--cfg", str(cfg),
          "--now"], capture_output=True, text=True, timeout=300, check=False,
