@@ -19,6 +19,7 @@ from slapos.cli.main import main
 from slapos.config import IniFile
 from slapos.system import SubprocessRunner
 from tests.fixtures.common import REPO, free_port
+from tests.fixtures.netns import veth_namespace
 
 
 @pytest.fixture
@@ -136,39 +137,31 @@ def test_configure_local_as_root_on_an_interface(short_dir):
     # users of its own: a demo or a real node on this host may own slapsoft/slapuserN
     base = f"tcl{secrets.token_hex(3)}"
     users = (f"{base}s", *(f"{base}u{i}" for i in range(3)))
-    ns = f"tstcl{secrets.token_hex(3)}"
     run = lambda *a: subprocess.run(a, capture_output=True, text=True, check=False, timeout=120)  # noqa: E731
-    inside = ("ip", "netns", "exec", ns)
-    run("ip", "netns", "add", ns)
     try:
-        for cmd in (
-            ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
-            ["ip", "link", "set", "lo", "up"],
-            ["ip", "link", "set", "v0", "up"],
-            ["ip", "link", "set", "v1", "up"],
-            ["ip", "-6", "addr", "add", "2001:db8:7::1/64", "dev", "v0", "nodad"],
-        ):
-            run(*inside, *cmd)
-        short_dir.chmod(0o755)
-        done = subprocess.run(
-            [*inside, sys.executable, "-m", "slapos",
-             *options(short_dir, free_port(), "--interface-name", "v0",
-                      "--user-base-name", f"{base}u", "--software-user", users[0])],
-            capture_output=True, text=True, timeout=300, check=False, cwd=short_dir,
-            env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(short_dir)},
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        node = IniFile.read(short_dir / "etc" / "slapos.cfg")
-        assert node.get("slapformat", "alter_network") is None  # upstream's default: true
-        assert node.get("slapformat", "ipv4_local_network") == "10.0.0.0/16"
-        user = pwd.getpwnam(f"{base}u2")
-        assert user.pw_dir == str(short_dir / "srv" / "slappart2")
-        assert (short_dir / "srv" / "slappart2").stat().st_uid == user.pw_uid
-        addresses = run(*inside, "ip", "-j", "addr", "show", "v0").stdout
-        assert '"2001:db8:7::4"' in addresses  # slappart2's IPv6
+        with veth_namespace("tstcl", "2001:db8:7::1/64") as ns:
+            inside = ("ip", "netns", "exec", ns)
+            try:
+                short_dir.chmod(0o755)
+                done = subprocess.run(
+                    [*inside, sys.executable, "-m", "slapos",
+                     *options(short_dir, free_port(), "--interface-name", "v0",
+                              "--user-base-name", f"{base}u", "--software-user", users[0])],
+                    capture_output=True, text=True, timeout=300, check=False, cwd=short_dir,
+                    env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(short_dir)},
+                )  # fmt: skip
+                assert done.returncode == 0, done.stdout + done.stderr
+                node = IniFile.read(short_dir / "etc" / "slapos.cfg")
+                assert node.get("slapformat", "alter_network") is None  # upstream's default: true
+                assert node.get("slapformat", "ipv4_local_network") == "10.0.0.0/16"
+                user = pwd.getpwnam(f"{base}u2")
+                assert user.pw_dir == str(short_dir / "srv" / "slappart2")
+                assert (short_dir / "srv" / "slappart2").stat().st_uid == user.pw_uid
+                addresses = run(*inside, "ip", "-j", "addr", "show", "v0").stdout
+                assert '"2001:db8:7::4"' in addresses  # slappart2's IPv6
+            finally:
+                shutdown(short_dir, inside)
     finally:
-        shutdown(short_dir, inside)
-        run("ip", "netns", "del", ns)
         for name in users:
             run("userdel", name)
             run("groupdel", name)

@@ -26,6 +26,7 @@ from slapos.cli.main import main
 from slapos.system import SubprocessRunner
 from tests.fakes import FakeClock
 from tests.fixtures.common import REPO
+from tests.fixtures.netns import veth_namespace
 
 
 def node_cfg(tmp_path: Path, master_url: str = "http://127.0.0.1:9", **slapformat: str) -> Path:
@@ -155,20 +156,8 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"tstns{secrets.token_hex(3)}"
-    sh("ip", "netns", "add", name)
-    try:
-        for cmd in (
-            ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
-            ["ip", "link", "set", "lo", "up"],
-            ["ip", "link", "set", "v0", "up"],
-            ["ip", "link", "set", "v1", "up"],
-            ["ip", "-6", "addr", "add", "2001:db8:1:2::1/64", "dev", "v0", "nodad"],
-        ):
-            sh("ip", "netns", "exec", name, *cmd)
+    with veth_namespace("tstns", "2001:db8:1:2::1/64") as name:
         yield name
-    finally:
-        sh("ip", "netns", "del", name, check=False)
 
 
 @pytest.fixture
