@@ -15,6 +15,9 @@ cd "$(dirname "$0")"
 HERE=$(pwd)
 VENV=${SLAPOS_VENV:-$HERE/.venv}
 UPSTREAM_VENV=${SLAPOS_UPSTREAM_VENV:-/opt/slapos-dev/upstream-1.26.1}
+# as root, for a clone other users cannot enter: the demo's Python, and its default DIR
+DEMO_VENV=${SLAPOS_DEMO_VENV:-/opt/slapos-dev/demo-venv}
+DEMO_DIR_OUTSIDE=/srv/slapos-demo
 # what slapos (and the demo) needs; the tests need the second list too
 DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libffi-dev iproute2 procps bash"
 DEBIAN_TEST_PACKAGES="chromium chromium-driver postgresql haproxy"
@@ -89,6 +92,34 @@ install_upstream() {
   [ -x "$UPSTREAM_VENV/bin/slapos" ] || say "warning: slapos.core 1.26.1 did not install"
 }
 
+# Whether users other than root can reach directory $1 (every directory on the way o+x).
+others_reach() {
+  p=$1
+  while :; do
+    case "$(stat -c %a "$p")" in *[1357]) ;; *) return 1 ;; esac
+    [ "$p" = / ] && return 0
+    p=$(dirname "$p")
+  done
+}
+
+# The demo's Python when this clone is closed to other users: slapos installed (not
+# editable) from the clone into a virtualenv they can read, again whenever the clone changes.
+install_demo_venv() {
+  stamp="$DEMO_VENV/.slapos-demo-stamp"
+  want=$(find setup.cfg setup.py slapos -type f ! -path '*/__pycache__/*' | LC_ALL=C sort \
+    | xargs md5sum | md5sum | cut -d' ' -f1)
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  if [ ! -x "$DEMO_VENV/bin/python" ]; then
+    mkdir -p "$(dirname "$DEMO_VENV")"
+    /usr/bin/python3 -m venv "$DEMO_VENV"
+    "$DEMO_VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+  fi
+  say "installing slapos from $HERE into $DEMO_VENV"
+  "$DEMO_VENV/bin/python" -m pip install -q --no-build-isolation "$HERE"
+  chmod -R o+rX "$DEMO_VENV"
+  echo "$want" > "$stamp"
+}
+
 setup() {
   install_debian
   install_venv
@@ -120,11 +151,20 @@ case "$cmd" in
   demo)
     # the demo needs neither upstream's slapos.core nor anything else from the network
     install_debian base
-    install_venv base
     # DIR is relative to where dev.sh was called from (default: ./demo there).
     dir=demo
-    case "${1:-}" in ""|-*) ;; *) dir=$1; shift ;; esac
+    case "${1:-}" in ""|-*) ;; *) dir=$1; given_dir=1; shift ;; esac
     case "$dir" in /*) ;; *) dir="$CALLER_PWD/$dir" ;; esac
+    if [ "$(id -u)" = 0 ] && ! others_reach "$HERE"; then
+      # As root, partition users run the node's Python and slapos: not from a clone they
+      # cannot enter (in root's home, say), but from a copy installed where they can.
+      [ -n "${given_dir:-}" ] || dir=$DEMO_DIR_OUTSIDE
+      say "$HERE is closed to other users: the demo's partition users run slapos installed from it into $DEMO_VENV; the demo is in $dir"
+      install_demo_venv
+      cd /  # the clone on sys.path would shadow the installed slapos
+      exec "$DEMO_VENV/bin/python" -m slapos.demo "$dir" --invoked-as "$HERE/dev.sh demo" "$@"
+    fi
+    install_venv base
     exec "$VENV/bin/python" -m slapos.demo "$dir" --invoked-as "$HERE/dev.sh demo" "$@" ;;
   *)
     sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'

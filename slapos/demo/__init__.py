@@ -175,6 +175,12 @@ class Users:
     base_name: str = "slapuser"
     software: str = "slapsoft"
 
+    def options(self) -> str:
+        """The command-line options that choose these names (none for the defaults)."""
+        if self == Users():
+            return ""
+        return f" --user-base-name {self.base_name} --software-user {self.software}"
+
     def names(self) -> list[str]:
         return [self.software, *(f"{self.base_name}{i}" for i in range(PARTITIONS))]
 
@@ -190,8 +196,8 @@ def check_reachable(root: Path, users: Users) -> None:
     # the interpreter first: a clone in root's home closes both, and the remedy is the same
     what = f"{sys.executable} (and the slapos it runs)"
     remedy = (
-        "clone slapos where other users can read it (e.g. under /opt or /srv) and run "
-        "./dev.sh demo there"
+        "run ./dev.sh demo, which installs slapos where they can read it, or clone "
+        "slapos where other users can read it (e.g. under /opt or /srv)"
     )
     closed = None
     for needed in (
@@ -253,7 +259,7 @@ def _slapos_command() -> str:
     return f"{sys.executable} -m slapos"
 
 
-def summary(layout: DemoLayout, url: str, master_url: str, invoked_as: str) -> str:
+def summary(layout: DemoLayout, url: str, master_url: str, invoked_as: str, users: Users) -> str:
     slapos = _slapos_command()
     client, node = layout.client_config, layout.node_config
     lines = [f"Demo service:   {url}"]
@@ -269,7 +275,7 @@ def summary(layout: DemoLayout, url: str, master_url: str, invoked_as: str) -> s
         f"  {slapos} service list --cfg {client}",
         f"  {slapos} service info {SOFTWARE_NAME} --cfg {client}",
         f"  {slapos} node status --cfg {node}",
-        f"Run again (safe):  {invoked_as} {layout.root}",
+        f"Run again (safe):  {invoked_as} {layout.root}{users.options()}",
         f"Stop everything:   {slapos} node supervisorctl --cfg {node} shutdown",
         f"Remove everything: {invoked_as} {layout.root} --destroy",
     ]
@@ -286,8 +292,6 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
 
     users = users or Users()
     invoked_as = invoked_as or f"{sys.executable} -m slapos.demo"
-    if users != Users():
-        invoked_as += f" --user-base-name {users.base_name} --software-user {users.software}"
     layout = DemoLayout(root.absolute())
     ctx = Context.from_process()
     privileged = os.geteuid() == 0
@@ -365,7 +369,7 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
     out.write(f"==> the demo instance answers at {url}\n\n")
     for line in page.strip().splitlines():
         out.write(f"    {line}\n")
-    out.write("\n" + summary(layout, url, settings.master_url, invoked_as))
+    out.write("\n" + summary(layout, url, settings.master_url, invoked_as, users))
     return url
 
 

@@ -234,6 +234,6 @@ def test_demo_as_root_with_slapos_in_a_closed_directory_says_why_in_one_line(wor
     assert done.returncode == 1, done.stdout + done.stderr
     [line] = done.stderr.strip().splitlines()
     assert f"who cannot reach {python} (and the slapos it runs) ({home} is closed" in line
-    assert "clone slapos where other users can read it" in line
+    assert "run ./dev.sh demo, which installs slapos where they can read it" in line
     assert line.endswith(f"chmod o+x {home}")
     assert not (workdir / "demo").exists()

@@ -111,3 +111,45 @@ def test_the_readme_commands_work_the_first_time(clone, tmp_path):
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert not (clone / "demo").exists()
     assert not [u.pw_name for u in pwd.getpwall() if u.pw_name in DEMO_USERS]
+
+
+@pytest.mark.root
+def test_demo_from_a_clone_in_a_closed_home(tmp_path):
+    """A root newcomer's clone in root's home (mode 0700): the partition users cannot enter
+    it, so ./dev.sh demo installs slapos for them into a virtualenv they can read."""
+    token = secrets.token_hex(3)
+    home = Path("/tmp") / f"shome{token}"
+    home.mkdir(mode=0o700)
+    outside = Path("/tmp") / f"sdemo{token}"
+    outside.mkdir(mode=0o755)
+    venv = outside / "venv"
+    directory = outside / "demo"
+    base = f"tcc{token}"
+    users = [f"{base}s", *(f"{base}u{i}" for i in range(3))]
+    clone = home / "slapos"
+    subprocess.run(
+        ["git", "clone", "-q", str(REPO), str(clone)], check=True, capture_output=True, timeout=120
+    )
+    env = {**as_ci(clone, tmp_path), "SLAPOS_DEMO_VENV": str(venv)}
+    try:
+        demo = run(["./dev.sh", "demo", str(directory), "--user-base-name", f"{base}u",
+                    "--software-user", users[0]], clone, env)  # fmt: skip
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert f"dev.sh: {clone} is closed to other users" in demo.stderr
+        url = URL.search(demo.stdout).group(1)
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert b"Hello from SlapOS!" in answer.read()
+        assert f"  {venv}/bin/slapos service list" in demo.stdout
+        assert not (clone / ".venv").exists()  # nothing the partition users would need there
+        gone = run(["./dev.sh", "demo", str(directory), "--destroy"], clone, env)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert not [u.pw_name for u in pwd.getpwall() if u.pw_name in users]
+    finally:
+        if (directory / "etc").exists():
+            run([str(venv / "bin" / "python"), "-m", "slapos.demo", str(directory), "--destroy"],
+                Path("/"), env)  # fmt: skip
+        for name in users:
+            subprocess.run(["userdel", name], capture_output=True, check=False)
+            subprocess.run(["groupdel", name], capture_output=True, check=False)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(outside, ignore_errors=True)
