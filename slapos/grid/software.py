@@ -84,18 +84,9 @@ class SlapMaster:
     """SoftwareMaster over slapos.slap (the SLAP protocol, upstream's calls)."""
 
     def __init__(self, config: NodeConfig) -> None:
-        from slapos.slap import slap
+        from slapos.slap.entry import connect
 
-        connection = slap()
-        connection.initializeConnection(
-            config.master_url,
-            key_file=config.key_file,
-            cert_file=config.cert_file,
-            master_ca_file=config.master_ca_file,
-            master_tls_verify=config.master_tls_verify,
-            max_answer_size=config.master_max_answer_mb << 20,
-        )
-        self._computer = connection.registerComputer(config.computer_id)
+        self._computer = connect(config).registerComputer(config.computer_id)
         self._releases: dict[str, Any] = {}
 
     def software_releases(self) -> list[SuppliedRelease]:

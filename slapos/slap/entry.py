@@ -6,13 +6,16 @@ Upstream defines them in `slapos.slap.slap`, and code imports them from there or
 `slapos.slap`: both still work (`slapos.slap.slap` looks these names up here on first use).
 The wire documents themselves (`Computer`, `ComputerPartition`, `SoftwareRelease`,
 `SoftwareInstance`) stay in `slapos.slap.slap`, whose name the wire format carries.
+
+`connect(config)` is how slapos itself reaches a master: one `slap` connected as a node or
+client configuration says.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from slapos.slap import wire
 from slapos.slap.exception import NotFoundError, ServerError, SlapException
@@ -199,3 +202,40 @@ class slap:
     def getComputerDict(self) -> dict[str, Any]:
         self._connection()
         return self._hateoas_navigator.getComputerDict()  # type: ignore[no-any-return]
+
+
+class MasterAccess(Protocol):
+    """How a configuration reaches its master (slapos.config's NodeConfig, ClientConfig)."""
+
+    @property
+    def master_url(self) -> str: ...
+    @property
+    def key_file(self) -> str | None: ...
+    @property
+    def cert_file(self) -> str | None: ...
+    @property
+    def master_ca_file(self) -> str | None: ...
+    @property
+    def master_tls_verify(self) -> bool: ...
+    @property
+    def master_max_answer_mb(self) -> int: ...
+
+
+def connect(
+    config: MasterAccess, *, timeout: float | None = 60, rest_url: str | None = None
+) -> slap:
+    """A `slap` connected to `config`'s master: its certificate and key, the CA that checks
+    the master's certificate (or no check), the answer size limit, and `timeout` seconds
+    for each call."""
+    connection = slap()
+    connection.initializeConnection(
+        config.master_url,
+        key_file=config.key_file,
+        cert_file=config.cert_file,
+        master_ca_file=config.master_ca_file,
+        timeout=timeout,
+        slapgrid_rest_uri=rest_url,
+        master_tls_verify=config.master_tls_verify,
+        max_answer_size=config.master_max_answer_mb << 20,
+    )
+    return connection
