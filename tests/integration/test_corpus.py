@@ -1,11 +1,15 @@
-"""The release corpus deployed end to end, three ways: our node against our proxy, our node
-against upstream 1.26.1's proxy, upstream's node against our proxy.
+"""The release corpus deployed end to end: our node against our proxy and against upstream
+1.26.1's proxy; upstream's node against our proxy.
 
 Each release of tests/data/corpus/ is built by `node software` from published recipes that
 buildout downloads from the package index (versions pinned in the release), then requested
 with parameters and deployed until its parent instance republishes its child's URL; then
 the service answers, `slapos request` shows the parameters, a second run changes nothing,
 stop/start work, and destroy + `node report` empty the partitions.
+
+Upstream's node builds the same software but cannot deploy a release written the ordinary
+way with zc.buildout 5+ (docs/node-software.rst, "Instance buildouts run offline"):
+test_template_release_upstream_node checks both facts.
 """
 
 from __future__ import annotations
