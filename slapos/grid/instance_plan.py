@@ -269,10 +269,18 @@ def _skip(obs: Observation, base: PartitionPlan) -> PartitionPlan:
     down = sorted(n for n, s in (obs.services or {}).items() if s not in ("RUNNING", "STARTING"))
     if down:
         detail += f"; this run does not restart {', '.join(down)}"
+    reasons = [reason]
+    last = obs.last_run
+    if last is not None and last.status == "skipped" and last.step is not None:
+        # up to date, yet the last run saw something wrong: say it (node explain tells more)
+        step = last.step
+        what = f"{step.kind} {step.name}".strip()
+        said = first_line(step.message) or step.state
+        reasons.append(Reason("still-failing", f"last run: {what}: {said}".rstrip(": ")))
     return replace(
         base,
         action=SKIP,
-        reasons=(reason,),
+        reasons=tuple(reasons),
         services="keep",
         services_detail=detail,
         master=(ANOMALY,),

@@ -416,6 +416,12 @@ def test_stopped_service_and_force(
     [mine] = [e for e in explained if e["partition_id"] == web]
     assert mine["failing"] is True and mine["record"]["step"]["kind"] == "supervisord"
 
+    # the next plan still skips it, and says what the last run saw
+    code, plan, text = dry_run(node, recorder, reader)
+    assert code == 0
+    assert [r["code"] for r in by_id(plan)[web]["reasons"]] == ["up-to-date", "still-failing"]
+    assert f"last run: supervisord {web}:web-on-watch: web-on-watch is STOPPED" in text
+
     # --force: processed again, and that restarts it
     code, plan, text = dry_run(node, recorder, reader, "--force")
     assert code == 4

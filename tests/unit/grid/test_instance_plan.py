@@ -48,6 +48,12 @@ def test_up_to_date_is_skipped_and_promises_checked() -> None:
     assert plan.services == "keep" and plan.master == ("anomaly-check",)
     stopped = plan_partition(observed(services={"web": "EXITED"}), Options(), NOW)
     assert "this run does not restart web" in stopped.services_detail
+    seen = RunRecord("slappart0", "skipped", NOW, step=Step("promise", "check", message="down"))
+    still = plan_partition(observed(last_run=seen), Options(), NOW)
+    assert [(r.code, r.text) for r in still.reasons] == [
+        ("up-to-date", "up to date"),
+        ("still-failing", "last run: promise check: down"),
+    ]
 
 
 def test_each_reason() -> None:
