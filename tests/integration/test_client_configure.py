@@ -8,6 +8,7 @@ import stat
 from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.config import load_client_config
+from tests.fixtures.common import serve_http, tls_server_context
 from tests.unit.slap.fake_master import fake_master  # noqa: F401
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -151,8 +152,6 @@ def test_configure_client_verifies_the_web_side_before_sending_the_token(tmp_pat
     """An https web side whose certificate no system CA signed: refused in one line, the
     token not sent; --no-master-tls-verify goes on (with a warning)."""
     import http.server
-    import ssl
-    import threading
 
     from tests.unit.slap.test_tls import issue, make_ca
 
@@ -171,13 +170,8 @@ def test_configure_client_verifies_the_web_side_before_sending_the_token(tmp_pat
             pass
 
     cert, key = issue(tmp_path, make_ca(tmp_path, "private-ca"), "web", san=True)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Web)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"https://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve_http(Web, tls=tls_server_context(cert, key)) as served:
+        url = served.url
         code, ctx, cfg = configure(tmp_path, url, "--token", "secret-token")
         assert code == 1
         [line] = ctx.stderr.getvalue().strip().splitlines()
@@ -189,6 +183,3 @@ def test_configure_client_verifies_the_web_side_before_sending_the_token(tmp_pat
         assert code == 0, ctx.stderr.getvalue()
         assert seen == ["secret-token"] and cfg.exists()
         assert "master_tls_verify is off" in ctx.stderr.getvalue()
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import stat
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.config import IniFile
+from tests.fixtures.common import serve_http, tls_server_context
 
 CERT = (
     "-----BEGIN CERTIFICATE-----\nSubject: CN=COMP-4242/emailAddress=x@y\n"
@@ -55,14 +55,8 @@ class WebSide(http.server.BaseHTTPRequestHandler):
 def web() -> Iterator[str]:
     WebSide.requests = []
     WebSide.mode = "ok"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WebSide)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(WebSide) as served:
+        yield served.url
 
 
 def run(tmp_path: Path, *argv: str, stdin: str = "", euid: int = 0) -> tuple[int, Context]:
@@ -171,25 +165,13 @@ def test_register_needs_root(tmp_path, web):
 @pytest.fixture
 def https_web(tmp_path: Path) -> Iterator[str]:
     """The web side over https, with a certificate no system CA signed."""
-    import ssl
-
     from tests.unit.slap.test_tls import issue, make_ca
 
-    ca = make_ca(tmp_path, "private-ca")
-    cert, key = issue(tmp_path, ca, "web", san=True)
+    cert, key = issue(tmp_path, make_ca(tmp_path, "private-ca"), "web", san=True)
     WebSide.requests = []
     WebSide.mode = "ok"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WebSide)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(WebSide, tls=tls_server_context(cert, key)) as served:
+        yield served.url
 
 
 def test_the_web_side_certificate_is_verified_before_the_token_is_sent(tmp_path, https_web):

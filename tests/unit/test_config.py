@@ -236,42 +236,29 @@ def test_config_error_is_one_line_exit_1(tmp_path):
     assert "Traceback" not in err
 
 
-def test_internal_error_shows_traceback_only_with_debug(tmp_path):
-    from slapos.cli.main import run_handler
-
-    def broken(args, ctx):
-        raise ValueError("boom")
-
-    import argparse
-
-    for debug in (False, True):
-        ctx = Context.for_test(tmp_path)
-        from slapos.cli.main import _setup_logging
-
-        ns = argparse.Namespace(debug=debug, verbose=0, quiet=False, log_file=None)
-        _setup_logging(ns, ctx)
-        assert run_handler(broken, ns, ctx) == ExitCode.BUG
-        err = ctx.stderr.getvalue()
-        assert "internal error: ValueError: boom" in err
-        assert ("Traceback" in err) is debug
-
-
-def test_slapos_error_is_one_line_and_traceback_with_debug(tmp_path):
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (ValueError("boom"), ExitCode.BUG, "CRITICAL internal error: ValueError: boom"),
+        (ConfigError("x.cfg: [slapos] computer_id is missing"), 1, "ERROR x.cfg: [slapos]"),
+    ],
+)
+@pytest.mark.parametrize("debug", [False, True])
+def test_errors_show_a_traceback_only_with_debug(tmp_path, error, code, line, debug):
     import argparse
 
     from slapos.cli.main import _setup_logging, run_handler
 
     def fails(args, ctx):
-        raise ConfigError("x.cfg: [slapos] computer_id is missing")
+        raise error
 
-    for debug in (False, True):
-        ctx = Context.for_test(tmp_path)
-        ns = argparse.Namespace(debug=debug, verbose=0, quiet=False, log_file=None)
-        _setup_logging(ns, ctx)
-        assert run_handler(fails, ns, ctx) == 1
-        err = ctx.stderr.getvalue()
-        assert "ERROR x.cfg: [slapos] computer_id is missing" in err
-        assert ("Traceback" in err) is debug
+    ctx = Context.for_test(tmp_path)
+    ns = argparse.Namespace(debug=debug, verbose=0, quiet=False, log_file=None)
+    _setup_logging(ns, ctx)
+    assert run_handler(fails, ns, ctx) == code
+    err = ctx.stderr.getvalue()
+    assert line in err
+    assert ("Traceback" in err) is debug
 
 
 def test_log_file_gets_debug_lines(tmp_path):

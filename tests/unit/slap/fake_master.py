@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.fixtures.common import serve_http
 
 
 @dataclass
@@ -92,13 +93,6 @@ def _handler(master: FakeMaster) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def fake_master() -> Iterator[FakeMaster]:
     master = FakeMaster()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(master))
-    server.daemon_threads = True
-    master.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serve_http(_handler(master)) as served:
+        master.url = served.url
         yield master
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from slapos.slap import ConnectionError, slap
+from tests.fixtures.common import serve_http, tls_server_context
 
 COMPUTER_DOC = (
     '<marshal><object id="i2" module="slapos.slap.slap" class="Computer"><tuple>'
@@ -124,20 +125,12 @@ def pki(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def https_master(pki: dict[str, Path]) -> Iterator[HTTPServer]:
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    server.peers = []  # type: ignore[attr-defined]
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki["server_cert"], pki["server_key"])
+    context = tls_server_context(pki["server_cert"], pki["server_key"])
     context.load_verify_locations(pki["client_ca"])
     context.verify_mode = ssl.CERT_REQUIRED
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler, tls=context) as served:
+        served.server.peers = []  # type: ignore[attr-defined]
+        yield served.server
 
 
 def url(server: HTTPServer) -> str:
