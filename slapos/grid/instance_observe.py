@@ -89,6 +89,7 @@ def observe(
         and state == DESTROYED
         and (_exists(slapgrid) or _exists(path / ".timestamp")),
         readable=readable,
+        connection_keys=connection_keys_of(cp),
     )
 
 
@@ -132,3 +133,18 @@ def supervisord_plan(config: NodeConfig, watchdog_command: str, launch: bool) ->
         if launch and not alive:
             done.append("supervisord started (it is not running)")
     return "; ".join(done)
+
+
+def connection_keys_of(cp: Any) -> tuple[str, ...]:
+    """Names of the connection parameters the master sent with the partition (no call)."""
+    import json
+
+    value = getattr(cp, "_connection_dict", None)
+    if not isinstance(value, dict):
+        return ()
+    if set(value) == {"_"} and isinstance(value["_"], str):
+        with contextlib.suppress(ValueError):
+            inner = json.loads(value["_"])
+            if isinstance(inner, dict):
+                return tuple(sorted(str(k) for k in inner))
+    return tuple(sorted(str(k) for k in value))

@@ -71,6 +71,8 @@ class Observation:
     services: Mapping[str, str] | None = None
     dirty_free: bool = False  # a free partition still holds slapgrid state
     readable: bool = True  # False: this user cannot read the partition (a dry run)
+    #: names of the connection parameters the master holds now (values are not shown)
+    connection_keys: tuple[str, ...] = ()
 
     @property
     def free(self) -> bool:
@@ -113,6 +115,8 @@ class PartitionPlan:
     check_promises: bool = False
     #: a failure the node can predict (release not installed...)
     expected_failure: str = ""
+    #: connection parameters published now (names), re-published by buildout
+    connection_keys: tuple[str, ...] = ()
 
     @property
     def changes_something(self) -> bool:
@@ -192,6 +196,7 @@ def plan_partition(obs: Observation, options: Options, now: float) -> PartitionP
         requested_state=obs.requested_state,
         software_type=obs.software_type,
         software_url=obs.software_url,
+        connection_keys=obs.connection_keys,
     )
     if obs.free:
         clean = Reason("clean", "free: its slapgrid state is removed")

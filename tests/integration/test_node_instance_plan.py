@@ -286,6 +286,8 @@ def test_plans_match_runs(
     changes = {c["key"]: (c["old"], c["new"]) for c in reason["changes"]}
     assert changes == {"password": ("***", "***"), "promise": ("none", "fail")}
     assert "promise: 'none' -> 'fail'" in text
+    assert by_id(plan)[web]["connection_keys"] == ["url"]
+    assert "connection parameters re-published by the release's buildout (now: url)" in text
     assert "s3cret" not in text and "hunter2" not in text
     save_example(node, "dry-run-parameters.txt", text)
     stderr = run(node, recorder, plan, 2)

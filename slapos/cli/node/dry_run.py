@@ -140,7 +140,10 @@ def render_partition(p: PartitionPlan, colour: bool = False) -> list[str]:
         detail = f" ({p.services_detail})" if p.services_detail else ""
         field("services", f"{p.services}{detail}")
     for i, code in enumerate(p.master):
-        field("master" if i == 0 else "", MASTER_WORDS.get(code, code))
+        words = MASTER_WORDS.get(code, code)
+        if code == "connection-parameters" and p.connection_keys:
+            words += f" (now: {', '.join(p.connection_keys)})"
+        field("master" if i == 0 else "", words)
     return lines
 
 
