@@ -224,6 +224,41 @@ def _deployment_hint(connection: slap, software: str, partition: Any) -> str:
     )
 
 
+def _reported(connection: slap, reference: str) -> tuple[str, str] | None:
+    """What the instance's node last reported ("error" or another state, and its message),
+    when the master keeps it (ours, a real master; not upstream's proxy)."""
+    from slapos.slap.explain import explain_tree
+
+    try:
+        tree = explain_tree(connection._connection_helper, reference)
+    except Exception as exc:  # a hint, never a failure of the request
+        log.debug("cannot tell what the node reported for %s: %s", reference, exc)
+        return None
+    root = tree.instances[0] if tree.instances else None
+    if root is None or root.reported_state is None:
+        return None
+    return root.reported_state, root.message
+
+
+def _waiting_for(connection: slap, reference: str, static_hint: str) -> str:
+    """The wait line's reason: the node's own report when there is one, else `static_hint`."""
+    if not static_hint:  # a shared instance: its host's node publishes for it
+        return "no connection parameters yet"
+    if "not supplied" in static_hint:
+        return static_hint
+    reported = _reported(connection, reference)
+    if reported is None:
+        return static_hint
+    state, message = reported
+    where = static_hint.split(",", 1)[0]  # "allocated to NODE/PARTITION"
+    if state == "error":
+        return (
+            f"{where}, whose node reported an error: {message or 'no message'} "
+            f"(slapos explain {reference} tells more)"
+        )
+    return f"{where}, {state} by its node, no connection parameters published yet"
+
+
 def run_request(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.slap import NotFoundError
     from slapos.slap.schema import SoftwareReleaseSchema
@@ -266,7 +301,11 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
         remaining = deadline - ctx.clock.monotonic()
         if remaining <= 0:
             break
-        what = "not allocated to a partition yet" if state is None else f"{state}, {hint}"
+        what = (
+            "not allocated to a partition yet"
+            if state is None
+            else f"{state}, {_waiting_for(connection, args.reference, hint)}"
+        )
         log.info("waiting for %s: %s (%ds left)", args.reference, what, max(0, int(remaining)))
         ctx.clock.sleep(min(delay, remaining))
         delay = min(delay * 1.5, 10.0)

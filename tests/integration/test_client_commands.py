@@ -324,3 +324,19 @@ def test_request_of_a_release_supplied_nowhere_warns(cli):
     code, _, err = cli("request", "lonely", SR)
     assert code == 0, err
     assert "not supplied" not in err
+
+
+def test_wait_says_what_the_node_reported(cli, master):  # noqa: F811
+    """A node that reported an error: the wait lines say it (a master that keeps reports)."""
+    assert cli("supply", SR, cli.computer_id)[0] == 0
+    assert cli("request", "inst", SR)[0] == 0
+    code, _, err = cli("request", "inst", SR, "--wait", "--timeout", "2", clock=FakeClock())
+    assert code == 2
+    assert "no node has deployed it yet (is slapos node software" in err  # nothing reported
+    cli.partition("inst").error("buildout failed: no such part 'x'")
+    code, _, err = cli("request", "inst", SR, "--wait", "--timeout", "2", clock=FakeClock())
+    assert code == 2
+    kept = "whose node reported an error: buildout failed: no such part 'x'" in err
+    # upstream's proxy throws node reports away: then the wait line says what it can
+    assert kept or "no node has deployed it yet" in err
+    assert kept == (not is_upstream(master))
