@@ -153,6 +153,17 @@ def test_template_release(
 
     check_lifecycle(cn, url, "parent", parent_id, {port: published["url"], child_port: None})
 
+    # the child goes with its parent: the master marks it destroyed, the next runs empty it
+    child = cn.node.partition(child_id)
+    for _ in range(3):
+        if not os.listdir(child):
+            break
+        assert cn.slapos("node", "instance", "--now").returncode == 0
+        assert cn.slapos("node", "report").returncode == 0
+    assert os.listdir(child) == []
+    assert fetch(published["child-url"]) is None
+    assert http_server_pids(child_port) == []
+
 
 #: What `node software` leaves in the release's directory, whichever node built it.
 TEMPLATE_SOFTWARE_LAYOUT = {
