@@ -88,36 +88,12 @@ def test_upstream_cli_and_ours_agree(upstream, master, tmp_path):  # noqa: F811
     format_computer(master.url, master.computer_id)
     cfg = tmp_path / "client.cfg"
     cfg.write_text(f"[slapos]\nmaster_url = {master.url}\n")
-    result = upstream.run(
-        "request",
-        "shared-inst",
-        SR,
-        "--parameters",
-        "x=1",
-        "--cfg",
-        str(cfg),
-        env={"HOME": str(tmp_path)},
-    )
+    request = ["request", "shared-inst", SR, "--parameters", "x=1", "--cfg", str(cfg)]
+    result = upstream.run(*request, env={"HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "State is : started." in result.stderr
     ctx = Context.for_test(tmp_path)
-    assert (
-        main(
-            [
-                "request",
-                "shared-inst",
-                SR,
-                "--parameters",
-                "x=1",
-                "--cfg",
-                str(cfg),
-                "--format",
-                "json",
-            ],
-            ctx=ctx,
-        )
-        == 0
-    )
+    assert main([*request, "--format", "json"], ctx=ctx) == 0
     assert json.loads(ctx.stdout.getvalue())["state"] == "started"
     result = upstream.run(
         "supply", SR, master.computer_id, "--cfg", str(cfg), env={"HOME": str(tmp_path)}
