@@ -8,8 +8,8 @@ import stat
 from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.config import load_client_config
+from tests.fakes.master import fake_master  # noqa: F401
 from tests.fixtures.common import serve_http, tls_server_context
-from tests.unit.slap.fake_master import fake_master  # noqa: F401
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"

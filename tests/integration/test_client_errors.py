@@ -11,8 +11,8 @@ import pytest
 
 from slapos.cli._common import Context
 from slapos.cli.main import main
+from tests.fakes.master import fake_master  # noqa: F401
 from tests.fixtures.common import free_port
-from tests.unit.slap.fake_master import fake_master  # noqa: F401
 
 SR = "https://example.invalid/software/demo/software.cfg"
 

@@ -9,7 +9,7 @@ from slapos.cli._common import Context
 from slapos.cli.main import main
 from slapos.slap import SoftwareInstance, wire
 from tests.fakes import FakeClock
-from tests.unit.slap.fake_master import fake_master  # noqa: F401
+from tests.fakes.master import fake_master  # noqa: F401
 
 SR = "https://example.invalid/software/demo/software.cfg"
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 from slapos import slap as slap_module
 from slapos.slap import NotFoundError, wire
-from tests.unit.slap.fake_master import fake_master  # noqa: F401
+from tests.fakes.master import fake_master  # noqa: F401
 
 WIRE = Path(__file__).parents[2] / "data" / "wire"
 TRAFFIC = json.loads((WIRE / "upstream-1.26.1-traffic.json").read_text())

@@ -19,8 +19,8 @@ from slapos.slap import (
 )
 from slapos.slap.session import MasterSession, body_summary, normalise_master_url
 from tests.fakes import FakeClock
+from tests.fakes.master import fake_master  # noqa: F401
 from tests.fixtures.common import free_port
-from tests.unit.slap.fake_master import fake_master  # noqa: F401
 
 COMPUTER_DOC = (
     '<marshal><object id="i2" module="slapos.slap.slap" class="Computer"><tuple>'

@@ -1,4 +1,6 @@
-"""An in-thread HTTP server playing a master: scripted answers, recorded requests."""
+"""`FakeMaster`: an in-thread HTTP server playing a master (the `fake_master` fixture):
+answers scripted by path or in order, every request recorded. For the slap library and the
+client commands; the grid tests' masters stand for the node's master protocols instead."""
 
 from __future__ import annotations
 
@@ -65,12 +67,12 @@ def _handler(master: FakeMaster) -> type[BaseHTTPRequestHandler]:
             master.requests.append(record)
             if master.delay:
                 time.sleep(master.delay)
+            scripted: Answer | Callable[[Recorded], Answer]
             if master.script is not None:
-                answer = master.script.pop(0) if master.script else (599, "script exhausted")
+                scripted = master.script.pop(0) if master.script else (599, "script exhausted")
             else:
-                answer = master.routes.get(parts.path, (404, "<p>Not Found</p>"))
-            if callable(answer):
-                answer = answer(record)
+                scripted = master.routes.get(parts.path, (404, "<p>Not Found</p>"))
+            answer = scripted(record) if callable(scripted) else scripted
             status, payload, *rest = answer
             headers = rest[0] if rest else {}
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
