@@ -268,22 +268,6 @@ def execute(
     return completed
 
 
-def run_buildout(
-    directory: Path,
-    *,
-    runner: Runner,
-    environ: Mapping[str, str],
-    argv_extra: Sequence[str] = (),
-    log_path: Path | None = None,
-    on_line: Callable[[str], None] | None = None,
-    timeout: float | None = None,
-    debug: bool = False,
-) -> Completed:
-    """Run `directory/bin/buildout -U ARGV_EXTRA` as the owner of `directory`."""
-    command = buildout_command(directory, argv_extra=argv_extra, environ=environ, debug=debug)
-    return execute(command, runner=runner, log_path=log_path, on_line=on_line, timeout=timeout)
-
-
 def bootstrap_and_run(  # noqa: PLR0913 - keyword-only knobs of one process
     directory: Path,
     *,

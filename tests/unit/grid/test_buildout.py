@@ -154,7 +154,8 @@ def test_timeout_is_reported(tmp_path: Path) -> None:
             return Completed(tuple(argv), -9, "Installing slow.\n", timed_out=True)
 
     with pytest.raises(buildout.BuildoutFailed) as info:
-        buildout.run_buildout(tmp_path, runner=TimingOut(), environ={}, timeout=30)
+        command = buildout.buildout_command(tmp_path, environ={})
+        buildout.execute(command, runner=TimingOut(), timeout=30)
     assert info.value.reason == "buildout timed out after 30 s"
 
 
