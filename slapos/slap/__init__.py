@@ -11,18 +11,16 @@ Importing this package is cheap: no lxml, xml_marshaller or requests (see transp
 from __future__ import annotations
 
 from slapos.slap.entry import OpenOrder, SoftwareProductCollection, Supply, Token, slap
-from slapos.slap.exception import (
+from slapos.slap.slap import (
     AuthenticationError,
+    Computer,
+    ComputerPartition,
     ConnectionError,
     HTTPError,
     NotFoundError,
     ResourceNotReady,
     ServerError,
     SlapException,
-)
-from slapos.slap.slap import (
-    Computer,
-    ComputerPartition,
     SoftwareInstance,
     SoftwareRelease,
 )
