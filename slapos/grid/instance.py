@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -209,7 +208,7 @@ class InstanceEngine:
 
     def process_one(self, cp: Any) -> Outcome:
         """Plan one partition, then carry the plan out."""
-        start = time.monotonic()
+        start = self.node.clock.monotonic()
         obs = self.observe(cp)
         decision = plan.plan_partition(obs, self.plan_options(), self.node.clock.time())
         return self.execute(cp, obs, decision, start)
@@ -229,7 +228,7 @@ class InstanceEngine:
         if decision.action == plan.FAIL:
             message = f"partition directory {p.path} does not exist (run 'slapos node format')"
             self._post_error(cp, message)
-            return Outcome(pid, "failed", time.monotonic() - start, message, stype)
+            return Outcome(pid, "failed", self._since(start), message, stype)
         self._told = []
         self._services_done = "keep"
         log_file = p.instance_log
@@ -244,9 +243,7 @@ class InstanceEngine:
         except PromiseError as exc:
             self._post_error(cp, str(exc))
             write_last_report(p, "error")
-            outcome = Outcome(
-                pid, "promise-failed", time.monotonic() - start, str(exc), stype, log_file
-            )
+            outcome = Outcome(pid, "promise-failed", self._since(start), str(exc), stype, log_file)
             self._processes = None  # the services just started: their states now
             step = self._program_problem(pid) or promise_step(str(exc))
             return self._record(obs, decision, outcome, step)
@@ -256,7 +253,7 @@ class InstanceEngine:
             message = str(exc) or type(exc).__name__
             self._post_error(cp, message)
             write_last_report(p, "error")
-            outcome = Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
+            outcome = Outcome(pid, "failed", self._since(start), message, stype, log_file)
             return self._record(obs, decision, outcome, failing_step(exc, message))
         except Exception as exc:
             # A bug met on one partition (a release's odd files...) must not stop the others:
@@ -264,10 +261,10 @@ class InstanceEngine:
             log.debug("%s: unexpected error", pid, exc_info=True)
             message = f"internal error: {type(exc).__name__}: {exc}"
             self._post_error(cp, message)
-            outcome = Outcome(pid, "failed", time.monotonic() - start, message, stype, log_file)
+            outcome = Outcome(pid, "failed", self._since(start), message, stype, log_file)
             return self._record(obs, decision, outcome, Step("partition", message=message))
         error = step.message if step is not None else ""
-        outcome = Outcome(pid, status, time.monotonic() - start, "", stype, log_file)
+        outcome = Outcome(pid, status, self._since(start), "", stype, log_file)
         return self._record(obs, decision, outcome, step, error)
 
     def _record(
@@ -308,6 +305,9 @@ class InstanceEngine:
         except OSError as exc:
             log.warning("%s: cannot record the run's outcome: %s", outcome.partition_id, exc)
         return outcome
+
+    def _since(self, start: float) -> float:
+        return self.node.clock.monotonic() - start
 
     def _post_error(self, cp: Any, message: str) -> None:
         try:
@@ -583,15 +583,15 @@ class InstanceEngine:
             if is_free(cp) or cp.getState() != STARTED:
                 continue
             p = local_partition(self.config, cp)
-            start = time.monotonic()
+            start = self.node.clock.monotonic()
             try:
                 self._run_promises(p, force=True)
             except PromiseError as exc:
-                o = Outcome(pid, "promise-failed", time.monotonic() - start, str(exc))
+                o = Outcome(pid, "promise-failed", self._since(start), str(exc))
             except (SlapOSError, OSError) as exc:
-                o = Outcome(pid, "promise-failed", time.monotonic() - start, str(exc))
+                o = Outcome(pid, "promise-failed", self._since(start), str(exc))
             else:
-                o = Outcome(pid, "processed", time.monotonic() - start)
+                o = Outcome(pid, "processed", self._since(start))
             result.outcomes.append(o)
             if o.status == "processed":
                 self.progress(f"{pid}: promises ok ({o.seconds:.1f}s)")
