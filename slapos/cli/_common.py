@@ -186,7 +186,7 @@ class ParserExit(Exception):
 class CommandInfo:
     """One leaf command: its words, listing group and help, and its parser."""
 
-    __slots__ = ("group", "help", "hidden", "parser", "words")
+    __slots__ = ("defined_by", "group", "help", "hidden", "parser", "words")
 
     def __init__(
         self,
@@ -201,6 +201,8 @@ class CommandInfo:
         self.help = help
         self.parser = parser
         self.hidden = hidden
+        #: The modules whose register() added it, outermost first (see register_module).
+        self.defined_by: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -441,6 +443,23 @@ def add_command(
     parser.set_defaults(command_parser=parser)  # whose usage a leftover argument gets
     root.commands.append(CommandInfo(words, group, help, parser, hidden))
     return parser
+
+
+def register_module(
+    name: str,
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    root: SlapOSArgumentParser,
+) -> None:
+    """Import the family or area `name` and let it register its commands under `sub`.
+
+    The commands it adds remember it, so that a test can check slapos.cli.registry.
+    """
+    import importlib
+
+    start = len(root.commands)
+    importlib.import_module(name).register(sub, root)
+    for info in root.commands[start:]:
+        info.defined_by = (name, *info.defined_by)
 
 
 def add_group(

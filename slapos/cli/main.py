@@ -6,7 +6,6 @@ Errors become exit codes here and only here (see slapos.errors and docs/exit-cod
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
@@ -16,8 +15,10 @@ from slapos.cli._common import (
     ParserExit,
     SlapOSArgumentParser,
     add_global_options,
+    register_module,
 )
 from slapos.cli.entry import version_line
+from slapos.cli.registry import FAMILIES, FIRST_WORDS
 from slapos.errors import ExitCode, SlapOSError
 from slapos.version import __version__
 
@@ -27,36 +28,6 @@ if TYPE_CHECKING:
     import logging
 
 
-#: Command families, each a module with register(sub, root); order is irrelevant.
-FAMILIES = (
-    "slapos.cli.client",
-    "slapos.cli.console",
-    "slapos.cli.node",
-    "slapos.cli.proxy",
-    "slapos.cli.configure",
-    "slapos.cli.cache",
-    "slapos.cli.misc",
-    "slapos.cli.explain",
-)
-
-#: Which family defines each first command word: `slapos request --help` builds only the
-#: parsers of slapos.cli.client. Anything else (no command, help, a typo) builds them all.
-FIRST_WORDS = {
-    "request": "slapos.cli.client",
-    "supply": "slapos.cli.client",
-    "remove": "slapos.cli.client",
-    "service": "slapos.cli.client",
-    "computer": "slapos.cli.client",
-    "list": "slapos.cli.client",
-    "info": "slapos.cli.client",
-    "console": "slapos.cli.console",
-    "node": "slapos.cli.node",
-    "proxy": "slapos.cli.proxy",
-    "configure": "slapos.cli.configure",
-    "cachelookup": "slapos.cli.cache",
-    "cache": "slapos.cli.cache",
-    "explain": "slapos.cli.explain",
-}
 _GLOBAL_WITH_VALUE = ("--log-file", "--logfile", "--log_file")
 
 #: Group names in the grouped listing, in display order.
@@ -137,7 +108,7 @@ def build_parser(argv: Sequence[str] | None = None) -> RootParser:
     # Families may build only the commands these words lead to (see cli/node/__init__.py).
     root.command_words = command_words(argv) if argv is not None else ()
     for name in families_for(argv):
-        importlib.import_module(name).register(sub, root)
+        register_module(name, sub, root)
     return root
 
 

@@ -1,0 +1,64 @@
+"""Which module defines each command: the one registry of the `slapos` command tree.
+
+`slapos WORD ...` imports and builds only the module that defines WORD, and `slapos node
+WORD ...` only the area of `slapos node` that defines it: that is what keeps
+`slapos request --help` and the every-minute `slapos node instance` from importing the rest.
+A word that is not here (no command, a typo) builds the whole tree, so that help and the
+did-you-mean answers see every command. tests/unit/cli/test_registry.py builds the whole tree
+and checks that every command is defined by the module this table names, and every entry names
+a module that defines it.
+"""
+
+from __future__ import annotations
+
+#: Command words -> the module whose register() adds them. First words name a family
+#: (a module or package under slapos.cli); "node WORD" names an area of slapos.cli.node.
+COMMANDS = {
+    "request": "slapos.cli.client",
+    "supply": "slapos.cli.client",
+    "remove": "slapos.cli.client",
+    "service": "slapos.cli.client",
+    "list": "slapos.cli.client",
+    "info": "slapos.cli.client",
+    "computer": "slapos.cli.client",
+    "console": "slapos.cli.console",
+    "node": "slapos.cli.node",
+    "node software": "slapos.cli.node.software",
+    "node instance": "slapos.cli.node.instance",
+    "node report": "slapos.cli.node.instance",
+    "node promise": "slapos.cli.node.instance",
+    "node prune": "slapos.cli.node.instance",
+    "node bang": "slapos.cli.node.instance",
+    "node supervisord": "slapos.cli.node.supervisor",
+    "node supervisorctl": "slapos.cli.node.supervisor",
+    "node status": "slapos.cli.node.supervisor",
+    "node start": "slapos.cli.node.supervisor",
+    "node stop": "slapos.cli.node.supervisor",
+    "node restart": "slapos.cli.node.supervisor",
+    "node tail": "slapos.cli.node.supervisor",
+    "node format": "slapos.cli.node.setup",
+    "node register": "slapos.cli.node.setup",
+    "node boot": "slapos.cli.node.setup",
+    "node collect": "slapos.cli.node.collect",
+    "node explain": "slapos.cli.node.explain",
+    "proxy": "slapos.cli.proxy",
+    "configure": "slapos.cli.configure",
+    "cachelookup": "slapos.cli.cache",
+    "cache": "slapos.cli.cache",
+    "help": "slapos.cli.misc",
+    "complete": "slapos.cli.misc",
+    "explain": "slapos.cli.explain",
+}
+
+#: First words whose command reads the whole tree (help texts, completion): they build it all.
+WHOLE_TREE = frozenset({"help", "complete"})
+
+#: Every family, in no particular order (`slapos --help` sorts its listing).
+FAMILIES = tuple(dict.fromkeys(m for w, m in COMMANDS.items() if " " not in w))
+
+#: The family to build alone for each first word.
+FIRST_WORDS = {w: m for w, m in COMMANDS.items() if " " not in w and w not in WHOLE_TREE}
+
+#: The areas of `slapos node`, and the area to build alone for each second word.
+NODE_AREAS = tuple(dict.fromkeys(m for w, m in COMMANDS.items() if w.startswith("node ")))
+AREA_OF = {w[len("node ") :]: m for w, m in COMMANDS.items() if w.startswith("node ")}
