@@ -1,5 +1,5 @@
-"""Client commands: request, supply, remove, service list|info, computer list|info|token,
-configure client. They read slapos-client.cfg and talk to the master through slapos.slap.
+"""Client commands: request, supply, remove, service list|info, computer list|info|token.
+They read slapos-client.cfg and talk to the master through slapos.slap.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ run_service_info = _handler("run_service_info")
 run_computer_list = _handler("run_computer_list")
 run_computer_info = _handler("run_computer_info")
 run_computer_token = _handler("run_computer_token")
-run_configure_client = _handler("run_configure_client")
 
 #: The commands `register` builds for each first word (all of them without one): one
 #: command's help or run builds that command's parser only.
@@ -200,38 +199,3 @@ def _register_computer(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     add_client_cfg(p)
     add_format_option(p)
     p.set_defaults(handler=run_computer_token)
-
-
-def register_configure_client(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    """`configure client`, added to the `configure` group by slapos.cli.configure."""
-    p = add_command(
-        sub,
-        root,
-        ("configure", "client"),
-        group="client",
-        help="configure slapos client with an existing account",
-    )
-    add_client_cfg(p)
-    p.add_argument(
-        "--master-url",
-        default="https://slap.vifib.com",
-        help="URL of SlapOS Master REST API (default: %(default)s)",
-    )
-    p.add_argument(
-        "--master-url-web",
-        default="https://panel.rapid.space",
-        help="URL of SlapOS Master webservice to register certificates (default: %(default)s)",
-    )
-    p.add_argument(
-        "--token",
-        help="SlapOS 'credential security' authentication token (if this parameter is omitted, "
-        "or is 'ask', the token will be prompted during configuration)",
-    )
-    p.add_argument(
-        "--no-master-tls-verify",
-        dest="master_tls_verify",
-        action="store_false",
-        help="do not check the master's certificate (the token is sent anyway: only for a "
-        "test master; upstream never checks it)",
-    )
-    p.set_defaults(handler=run_configure_client)

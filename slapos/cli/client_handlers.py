@@ -511,13 +511,3 @@ def run_computer_token(args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.stdout.write(f"Computer token: {token}\n")
     return ExitCode.OK
-
-
-# ---------------------------------------------------------------------------------------
-# configure client
-
-
-def run_configure_client(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.cli.configure_client import configure_client
-
-    return configure_client(args, ctx)

@@ -12,7 +12,8 @@ a module that defines it.
 from __future__ import annotations
 
 #: Command words -> the module whose register() adds them. First words name a family
-#: (a module or package under slapos.cli); "node WORD" names an area of slapos.cli.node.
+#: (a module or package under slapos.cli); "node WORD" names the area of the package
+#: slapos.cli.node that defines it, and so for "configure WORD".
 COMMANDS = {
     "request": "slapos.cli.client",
     "supply": "slapos.cli.client",
@@ -43,6 +44,8 @@ COMMANDS = {
     "node explain": "slapos.cli.node.explain",
     "proxy": "slapos.cli.proxy",
     "configure": "slapos.cli.configure",
+    "configure client": "slapos.cli.configure.client",
+    "configure local": "slapos.cli.configure.local",
     "cachelookup": "slapos.cli.cache",
     "cache": "slapos.cli.cache",
     "help": "slapos.cli.misc",
@@ -59,6 +62,12 @@ FAMILIES = tuple(dict.fromkeys(m for w, m in COMMANDS.items() if " " not in w))
 #: The family to build alone for each first word.
 FIRST_WORDS = {w: m for w, m in COMMANDS.items() if " " not in w and w not in WHOLE_TREE}
 
-#: The areas of `slapos node`, and the area to build alone for each second word.
-NODE_AREAS = tuple(dict.fromkeys(m for w, m in COMMANDS.items() if w.startswith("node ")))
-AREA_OF = {w[len("node ") :]: m for w, m in COMMANDS.items() if w.startswith("node ")}
+
+def areas_of(group: str, words: tuple[str, ...]) -> tuple[str, ...]:
+    """The areas of the package family `group` (`node`, `configure`) that a command line
+    starting with `words` needs: the one defining `group WORD`, else all of them."""
+    prefix = group + " "
+    areas = {w[len(prefix) :]: m for w, m in COMMANDS.items() if w.startswith(prefix)}
+    if len(words) >= 2 and words[0] == group and words[1] in areas:
+        return (areas[words[1]],)
+    return tuple(dict.fromkeys(areas.values()))

@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 
-from slapos.cli._common import Context
+from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
 from slapos.errors import ExitCode, MasterError, SlapOSError, UsageError
 
 log = logging.getLogger("slapos")
@@ -28,6 +28,40 @@ master_url = {master_url}
 cert_file = {cert_file}
 key_file = {key_file}
 """
+
+
+def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub,
+        root,
+        ("configure", "client"),
+        group="client",
+        help="configure slapos client with an existing account",
+    )
+    add_client_cfg(p)
+    p.add_argument(
+        "--master-url",
+        default="https://slap.vifib.com",
+        help="URL of SlapOS Master REST API (default: %(default)s)",
+    )
+    p.add_argument(
+        "--master-url-web",
+        default="https://panel.rapid.space",
+        help="URL of SlapOS Master webservice to register certificates (default: %(default)s)",
+    )
+    p.add_argument(
+        "--token",
+        help="SlapOS 'credential security' authentication token (if this parameter is omitted, "
+        "or is 'ask', the token will be prompted during configuration)",
+    )
+    p.add_argument(
+        "--no-master-tls-verify",
+        dest="master_tls_verify",
+        action="store_false",
+        help="do not check the master's certificate (the token is sent anyway: only for a "
+        "test master; upstream never checks it)",
+    )
+    p.set_defaults(handler=run_configure_client)
 
 
 def read_token(args: argparse.Namespace, ctx: Context) -> str:
@@ -74,7 +108,7 @@ def request_certificate(master_url_web: str, token: str, verify: bool = True) ->
         ) from None
 
 
-def configure_client(args: argparse.Namespace, ctx: Context) -> int:
+def run_configure_client(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.system import write_file_atomic
 
     path = ctx.client_config_path(args.cfg)

@@ -1,4 +1,5 @@
-"""`slapos configure local|client`: set up a node with a local master, or a client."""
+"""`slapos configure local`: a node with its own master (slapproxy), configured, started and
+formatted in one command."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import TYPE_CHECKING
 from slapos.cli._common import (
     SlapOSArgumentParser,
     add_command,
-    add_group,
     add_node_cfg,
 )
 
@@ -20,12 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
-    from slapos.cli.client import register_configure_client
-
-    _, configure = add_group(sub, "configure", help="set up a node or a client")
-    register_configure_client(configure, root)
     p = add_command(
-        configure,
+        sub,
         root,
         ("configure", "local"),
         group="other",
