@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from slapos.slap import wire
-from slapos.slap.exception import NotFoundError, ServerError, SlapException
+from slapos.slap.exception import ConnectionError, NotFoundError, ServerError, SlapException
 
 ALLOWED_JIO_FIELD_LIST = (
     "StringField",
@@ -119,6 +119,8 @@ class SlapHateoasNavigator:
         if not self._rest_url:
             try:
                 body = self.connection.get(wire.GET_HATEOAS_URL)
+            except ConnectionError:
+                raise  # the master is down, not without the API: its own message says so
             except SlapException as exc:
                 raise SlapException(
                     "SlapOS Master Hateoas API required for this operation is not available "

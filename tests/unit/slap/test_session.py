@@ -174,3 +174,14 @@ def test_hateoas_url_fetched_lazily(fake_master):  # noqa: F811
 
     with pytest.raises(SlapException, match="Hateoas API required"):
         s.getOpenOrderDict()
+
+
+def test_hateoas_url_master_down_says_so():
+    # a master that does not answer is a connection error, not a missing HATEOAS API
+    s = slap()
+    s.initializeConnection(f"http://127.0.0.1:{free_port()}", timeout=2)
+    with pytest.raises(ConnectionError) as info:
+        s.getOpenOrderDict()
+    message = str(info.value)
+    assert "cannot connect to master" in message
+    assert "API required" not in message and "master_rest_url" not in message
