@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SOFTWARE_NAME = "demo"  # the requested instance's name
 PARTITIONS = 3
+SERVICE_NAME = "demo-web"  # the demo release's service (etc/service/demo-web in its partition)
 #: What the demo makes in DIR (configure local, node format, the proxy, the release):
 #: all that --destroy removes.
 DEMO_ENTRIES = (
@@ -288,7 +289,6 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
     from slapos.cli.main import main
     from slapos.format.boot import remove_timestamps
     from slapos.format.configure_local import LocalSettings, configure_local
-    from slapos.grid.supervisor import running_state
 
     users = users or Users()
     invoked_as = invoked_as or f"{sys.executable} -m slapos.demo"
@@ -335,9 +335,11 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
 
     out.write(f"==> setting up a node and a local master in {layout.root}\n")
     out.flush()
-    if layout.instance_root.is_dir() and running_state(layout.instance_root) != "RUNNING":
-        # supervisord stopped (shut down, or the machine rebooted): like `node boot`, have
-        # node instance process every partition again, which starts their services
+    if layout.instance_root.is_dir() and not _demo_service_running(layout.instance_root):
+        # supervisord stopped (shut down, or the machine rebooted), or started again without
+        # the partitions' services (`slapos node status` after a shutdown launches it so):
+        # like `node boot`, have node instance process every partition again, which starts
+        # their services
         remove_timestamps(layout.instance_root, "slappart")
     configure_local(
         settings,
@@ -371,6 +373,24 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
         out.write(f"    {line}\n")
     out.write("\n" + summary(layout, url, settings.master_url, invoked_as, users))
     return url
+
+
+def _demo_service_running(instance_root: Path) -> bool:
+    """supervisord runs, and so does every demo service it knows (none known: True)."""
+    from slapos.grid.supervisor import SupervisorError, connect, running_state
+
+    if running_state(instance_root) != "RUNNING":
+        return False
+    try:
+        with connect(instance_root, timeout=5) as sv:
+            processes = sv.all_processes()
+    except SupervisorError:
+        return False
+    return all(
+        p["statename"] in ("RUNNING", "STARTING")
+        for p in processes
+        if str(p["name"]).startswith(SERVICE_NAME)
+    )
 
 
 def _build_and_deploy(

@@ -139,10 +139,21 @@ def check_demo(
     assert again.returncode == 0, again.stdout + again.stderr
     assert URL.search(again.stdout).group(1) == url
     assert "software releases: 1 up to date, 1 failed" in again.stderr  # not rebuilt
-    # after everything stopped (a reboot), the demo brings the service back
+    # after everything stopped (a reboot), the demo brings the service back; here the
+    # printed `node status` then launched supervisord again, without the partition's
+    # service: the demo sees it at once (no wait for a page that cannot answer)
     shutdown(python, directory, user, prefix)
+    status = subprocess.run(
+        [*prefix, *commands[2]], capture_output=True, text=True, timeout=120, check=False,
+        stdin=subprocess.DEVNULL, env=demo_env(directory.parent), **ids,
+    )  # fmt: skip
+    assert (
+        "demo-web-on-watch" in status.stdout
+        and "RUNNING" not in status.stdout.split("demo-web-on-watch", 1)[1].splitlines()[0]
+    ), status.stdout
     third = run_demo(python, directory, user, *extra, prefix=prefix)
     assert third.returncode == 0, third.stdout + third.stderr
+    assert "starting its service" not in third.stdout, third.stdout
     if not prefix:
         with urllib.request.urlopen(url, timeout=10) as answer:
             assert b"Hello from SlapOS!" in answer.read()
