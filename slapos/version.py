@@ -4,6 +4,7 @@
 ``slapos.libnetworkcache`` all add modules under ``slapos.``, so nothing may claim the name
 for itself. See docs/node-software.rst, "The slapos namespace".
 """
+
 from __future__ import annotations
 
 version = "0.1.0"

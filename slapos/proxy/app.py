@@ -346,12 +346,31 @@ class ProxyApp:
             strict_hosting=self.config.tls is not None and self.config.tls.ca is not None,
         )
 
-    def write(self, request: Request | None, action: Callable[[Master], Any]) -> Any:
-        """Run `action` in one write transaction; bumps the database generation."""
+    def write(
+        self, request: Request | None, action: Callable[[Master], Any], *, report: bool = False
+    ) -> Any:
+        """Run `action` in one write transaction; bumps the database generation.
+
+        `report=True`: the action only records what a node reports (slapos_status), which
+        no cached answer holds and which is safe to write beside other writers: the
+        generation stays (cached getFullComputerInformation answers stay valid) and, on
+        PostgreSQL, the writers' lock is not taken.
+        """
+        if report:
+            return self._run(lambda conn: self._write_report(conn, request, action))
         result = self._run(lambda conn: self._write(conn, request, action))
         with self._generation_lock:
             self._generation += 1
         return result
+
+    def _write_report(
+        self, conn: Any, request: Request | None, action: Callable[[Master], Any]
+    ) -> Any:
+        if self.db.path is not None:  # sqlite: one writer at a time anyway, queue here
+            with self._write_lock, self.db.write_transaction(conn):
+                return action(self.master(conn, request))
+        with self.db.write_transaction(conn, lock=False):
+            return action(self.master(conn, request))
 
     def _write(self, conn: Any, request: Request | None, action: Callable[[Master], Any]) -> Any:
         with self._write_lock:
@@ -406,6 +425,18 @@ class ProxyApp:
 
         identity = certificate_identity(computer_id, partition_id)
         stored_name = f"certificate/{identity}"
+
+        def stored_pair(master: Master) -> dict[str, str] | None:
+            stored = master.store.get_config(stored_name)
+            if stored is None:
+                return None
+            pair = json.loads(stored)
+            return {"certificate": pair["certificate"], "key": pair["key"]}
+
+        # issued once, then read: no write transaction for a certificate that did not change
+        known: dict[str, str] | None = self.read(stored_pair)
+        if known is not None:
+            return known
 
         def issue(master: Master) -> dict[str, str]:
             stored = master.store.get_config(stored_name)

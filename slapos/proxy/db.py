@@ -116,7 +116,9 @@ class Database:
     def connect(self) -> Connection:
         raise NotImplementedError
 
-    def write_transaction(self, conn: Any) -> AbstractContextManager[Any]:
+    def write_transaction(self, conn: Any, *, lock: bool = True) -> AbstractContextManager[Any]:
+        """`lock=False`: a write that needs no serialisation with other writers (where
+        the backend can tell them apart; sqlite has one writer at a time anyway)."""
         raise NotImplementedError
 
     def read_transaction(self, conn: Any) -> AbstractContextManager[Any]:
@@ -151,7 +153,7 @@ class SqliteDatabase(Database):
     def connect(self) -> sqlite3.Connection:
         return connect(self.path or ":memory:")
 
-    def write_transaction(self, conn: Any) -> AbstractContextManager[Any]:
+    def write_transaction(self, conn: Any, *, lock: bool = True) -> AbstractContextManager[Any]:
         return write_transaction(conn)
 
     def read_transaction(self, conn: Any) -> AbstractContextManager[Any]:

@@ -384,7 +384,7 @@ def _keep_software(
             m.store.conn, status.SOFTWARE, computer_id, url, state, now=m.now(), message=message
         )
 
-    app.write(request, keep)
+    app.write(request, keep, report=True)
 
 
 def _keep_instance(app: ProxyApp, request: Request, guid: str, state: str, message: str) -> None:
@@ -407,7 +407,7 @@ def _keep_instance(app: ProxyApp, request: Request, guid: str, state: str, messa
             title=title,
         )
 
-    app.write(request, keep)
+    app.write(request, keep, report=True)
 
 
 def m_installation_error(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:

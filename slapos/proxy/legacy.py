@@ -211,7 +211,7 @@ def software_report(state: str) -> Handler:
                 message=message,
             )
 
-        app.write(request, keep)
+        app.write(request, keep, report=True)
         return _text("Ignored")
 
     return handler
@@ -238,7 +238,7 @@ def partition_report(state: str) -> Handler:
                 title=row["partition_reference"] or "",
             )
 
-        app.write(request, keep)
+        app.write(request, keep, report=True)
         return _text("Ignored")
 
     return handler

@@ -284,8 +284,8 @@ class PostgresDatabase(Database):
             raise DatabaseError(f"cannot connect to {self.shown}: {_one_line(exc)}") from exc
         return PgConnection(raw)
 
-    def write_transaction(self, conn: Any) -> AbstractContextManager[Any]:
-        return _Transaction(conn, "BEGIN", lock=True)
+    def write_transaction(self, conn: Any, *, lock: bool = True) -> AbstractContextManager[Any]:
+        return _Transaction(conn, "BEGIN", lock=lock)
 
     def read_transaction(self, conn: Any) -> AbstractContextManager[Any]:
         return _Transaction(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", lock=False)

@@ -79,26 +79,19 @@ def record(
     message: str = "",
     title: str = "",
 ) -> None:
-    """Remember a report (the caller holds the write transaction)."""
+    """Remember a report (in a write transaction). One upsert (sqlite 3.24+ and PostgreSQL
+    alike): safe beside concurrent writers, so the caller need not hold the writers' lock."""
     at = iso(now)
     error, error_at = (message, at) if status == ERROR else ("", "")
-    if status == ERROR:
-        updated = conn.execute(
-            "UPDATE slapos_status SET title=?, status=?, message=?, reported_at=?, error=?,"
-            " error_at=? WHERE kind=? AND computer_reference=? AND reference=?",
-            (title, status, message, at, error, error_at, kind, computer, reference),
-        )
-    else:
-        updated = conn.execute(
-            "UPDATE slapos_status SET title=?, status=?, message=?, reported_at=?"
-            " WHERE kind=? AND computer_reference=? AND reference=?",
-            (title, status, message, at, kind, computer, reference),
-        )
-    if updated.rowcount == 0:
-        conn.execute(
-            f"INSERT INTO slapos_status ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, computer, reference, title, status, message, at, error, error_at),
-        )
+    # a success keeps the last error; an error replaces it
+    kept = ", error=excluded.error, error_at=excluded.error_at" if status == ERROR else ""
+    conn.execute(
+        f"INSERT INTO slapos_status ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (kind, computer_reference, reference) DO UPDATE SET title=excluded.title,"
+        " status=excluded.status, message=excluded.message, reported_at=excluded.reported_at"
+        + kept,
+        (kind, computer, reference, title, status, message, at, error, error_at),
+    )
 
 
 def forget(conn: Connection, kind: str, computer: str, reference: str) -> None:
