@@ -373,3 +373,50 @@ def test_a_failed_write_leaves_no_remembered_addresses(client: Client) -> None:
     with pytest.raises(RuntimeError):
         client.app.write(None, reformat_then_fail)
     assert client.request("web")[1].state["ip_list"] == [("tap0", "10.0.0.0")]
+
+
+def test_a_child_on_another_computer_wakes_its_requester_up(client: Client) -> None:
+    """A child and a shared instance placed on another computer: what they publish
+    re-timestamps the requesting partition, on its own computer."""
+    other = {
+        "reference": "OTHER", "address": "127.0.0.2", "netmask": "255.0.0.0",
+        "partition_list": [
+            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
+             "address_list": [{"addr": f"10.0.1.{i}", "netmask": "255.0.0.0"}]}
+            for i in range(2)
+        ],
+    }  # fmt: skip
+    assert client.post("/loadComputerConfigurationFromXML", xml=dumps(other)) == (200, "done")
+    on_other = {"computer_guid": "OTHER"}
+    client.request("host", filter_kw=on_other)  # OTHER/slappart0
+    client.request("root")  # COMP/slappart0
+    form = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    status, kid = client.request("kid", filter_kw=on_other, **form)
+    assert status == 200 and kid.state["slap_computer_id"] == "OTHER"
+    client.request("svc", shared=True, filter_kw=on_other, **form)
+
+    before = _timestamps(client)["slappart0"]
+    published = {"computer_id": "OTHER", "computer_partition_id": "slappart1",
+                 "connection_xml": dumps({"url": "http://kid"})}  # fmt: skip
+    assert client.post("/setComputerPartitionConnectionXml", **published) == (200, "done")
+    after_child = _timestamps(client)["slappart0"]
+    assert after_child != before, "the child's requester on COMP was not woken up"
+
+    published = {"computer_id": "OTHER", "computer_partition_id": "slappart0",
+                 "connection_xml": dumps({"url": "http://svc"}),
+                 "slave_reference": "root_svc"}  # fmt: skip
+    assert client.post("/setComputerPartitionConnectionXml", **published) == (200, "done")
+    assert _timestamps(client)["slappart0"] != after_child, "shared: requester not woken up"
+    _, shared = client.request("svc", shared=True, filter_kw=on_other, **form)
+    assert shared.state["_connection_dict"] == {"url": "http://svc"}
+
+
+def test_a_status_report_keeps_the_cached_answer(client: Client) -> None:
+    client.request("root")
+    client.partitions()
+    generation = client.app.current_generation()
+    form = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    assert client.post("/startedComputerPartition", **form) == (200, "Ignored")
+    assert client.app.current_generation() == generation  # nothing a node reads changed
+    client.request("root", params={"a": "1"})
+    assert client.app.current_generation() == generation + 1
