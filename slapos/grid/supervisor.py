@@ -236,11 +236,17 @@ def running_state(instance_root: Path, timeout: float = 2.0) -> str | None:
 
 
 def supervisord_alive(instance_root: Path) -> bool:
-    """Cheap check, no XML-RPC: the pid file names a live supervisord and the socket exists."""
+    """Cheap check, no XML-RPC: the pid file names a live supervisord and the socket exists.
+
+    PermissionError when this user may not read the pid file (it is private to root): that
+    says nothing about whether supervisord runs.
+    """
     paths = SupervisordPaths.of(instance_root)
     try:
         pid = int(paths.pidfile.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except PermissionError:
+        raise
     except (OSError, ValueError):
         return False
     return b"supervisord" in cmdline and paths.socket.exists()

@@ -499,6 +499,9 @@ def test_a_user_who_cannot_read_the_partitions_is_told(
     assert done.returncode == 4, done.stderr
     assert f"{web} [default] started: unknown" in done.stdout
     assert "this user cannot read the partition: run the dry run as root" in done.stdout
+    # supervisord runs; this user cannot see it (its pid file is private): not "not running"
+    assert "supervisord started" not in done.stdout
+    assert "whether supervisord runs is unknown here (permission denied)" in done.stdout
 
 
 def test_master_down_the_plan_says_offline(node: InstanceNode, recorder: Recorder) -> None:
