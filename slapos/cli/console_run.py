@@ -39,7 +39,7 @@ def build_namespace(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """The console globals: slap, request, supply, getInformation, product."""
     from dataclasses import replace
 
-    from slapos.cli.client_handlers import PRODUCT_PREFIX, connect
+    from slapos.cli.client import PRODUCT_PREFIX, connect
     from slapos.slap import SoftwareProductCollection
 
     config = ctx.client_config(args, master_url=args.master_url)

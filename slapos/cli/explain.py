@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
 
 
 def run_explain(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.cli.client_handlers import connect
+    from slapos.cli.client import connect
     from slapos.cli.node.dry_run import use_colour
     from slapos.slap.explain import explain_tree
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 #: (a module or package under slapos.cli); "node WORD" names the area of the package
 #: slapos.cli.node that defines it, and so for "configure WORD".
 COMMANDS = {
-    "request": "slapos.cli.client",
-    "supply": "slapos.cli.client",
-    "remove": "slapos.cli.client",
-    "service": "slapos.cli.client",
-    "list": "slapos.cli.client",
-    "info": "slapos.cli.client",
-    "computer": "slapos.cli.client",
+    "request": "slapos.cli.client.request",
+    "supply": "slapos.cli.client.supply",
+    "remove": "slapos.cli.client.supply",
+    "service": "slapos.cli.client.service",
+    "list": "slapos.cli.client.service",
+    "info": "slapos.cli.client.service",
+    "computer": "slapos.cli.client.computer",
     "console": "slapos.cli.console",
     "node": "slapos.cli.node",
     "node software": "slapos.cli.node.software",

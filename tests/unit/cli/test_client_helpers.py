@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slapos.cli.client_handlers import (
-    ParameterError,
-    decode_connection,
-    load_parameters_file,
-    parse_key_values,
-)
+from slapos.cli.client import ParameterError, decode_connection, parse_key_values
+from slapos.cli.client.request import load_parameters_file
 from slapos.errors import UsageError
 
 

@@ -1,90 +1,97 @@
-"""Handlers of the client commands (parsers are in slapos.cli.client).
-
-Import-light: the slap library, requests, yaml and jsonschema are imported inside handlers.
-Results go to ctx.stdout; progress and diagnostics are logged (stderr).
-"""
+"""`slapos request`: ask the master for an instance, optionally wait until it is ready, and
+print its connection parameters."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import pprint
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
-from slapos.cli._common import Context
-from slapos.errors import ExitCode, MasterError, SlapOSError, UsageError
+from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
+from slapos.cli.client import (
+    SubParsers,
+    add_format_option,
+    connect,
+    decode_connection,
+    emit_json,
+    log,
+    parse_key_values,
+    resolve_software,
+)
+from slapos.cli.client.supply import supply_state
+from slapos.errors import ExitCode, MasterError, UsageError
 
+TYPE_CHECKING = False  # typing is not imported at run time (`slapos request --help`)
 if TYPE_CHECKING:
-    from slapos.config import ClientConfig
+    from typing import Any
+
     from slapos.slap import ComputerPartition, slap
 
-log = logging.getLogger("slapos")
-
-PRODUCT_PREFIX = "product."
 #: The historic frontend SR that upstream never validates (cli.md §5.1.2).
 FRONTEND_URL = (
     "http://git.erp5.org/gitweb/slapos.git/blob_plain/HEAD:/software/apache-frontend/software.cfg"
 )
 
 
-class ParameterError(SlapOSError):
-    """A `key=value` list could not be parsed (exit 1, as upstream)."""
-
-
-# ---------------------------------------------------------------------------------------
-# shared helpers
-
-
-def connect(config: ClientConfig) -> slap:
-    """A slap object connected as the configuration says."""
-    from slapos.slap import slap
-
-    connection = slap()
-    connection.initializeConnection(
-        config.master_url,
-        key_file=config.key_file,
-        cert_file=config.cert_file,
-        master_ca_file=config.master_ca_file,
-        master_tls_verify=config.master_tls_verify,
-        max_answer_size=config.master_max_answer_mb << 20,
-        timeout=config.timeout,
-        slapgrid_rest_uri=config.master_rest_url,
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
+    p = add_command(
+        sub,
+        root,
+        ("request",),
+        group="client",
+        help="request an instance and get status and parameters of instance",
     )
-    return connection
-
-
-def resolve_software(connection: slap, config: ClientConfig, software: str) -> str:
-    """Alias -> URL, then `product.NAME` -> the best release of that product."""
-    from slapos.slap import SoftwareProductCollection
-
-    software = config.resolve_alias(software)
-    if software.startswith(PRODUCT_PREFIX):
-        name = software[len(PRODUCT_PREFIX) :]
-        try:
-            return SoftwareProductCollection(log, connection).get(name)
-        except AttributeError as exc:
-            raise SlapOSError(f"Error: {exc} Exiting now.") from None
-    return software
-
-
-def parse_key_values(items: Iterable[str] | None, option: str) -> dict[str, str]:
-    """`['a=1', 'b=x=y']` -> `{'a': '1', 'b': 'x=y'}`; values stay strings."""
-    result: dict[str, str] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ParameterError(f"{option}: {item!r} is not of the form key=value")
-        if key in result:
-            raise ParameterError(f"{option}: multiple values provided for the same key {key!r}")
-        result[key] = value
-    return result
+    add_client_cfg(p)
+    p.add_argument("reference", help="Your instance reference (for now it is its title)")
+    p.add_argument("software_url", help="Your software url (or an alias, or product.NAME)")
+    p.add_argument(
+        "--node",
+        nargs="+",
+        metavar="NODE",
+        help="Node request option 'option1=value1 option2=value2' (i.e. computer_guid=COMP-1234)",
+    )
+    p.add_argument("--type", help="Software type to be requested")
+    p.add_argument("--state", help="State of the requested instance")
+    p.add_argument("--slave", action="store_true", help="Ask for a slave instance")
+    p.add_argument(
+        "--force-serialisation",
+        choices=("xml", "json-in-xml"),
+        help="Enforce serialisation of instance parameters when using --parameters-file",
+    )
+    params = p.add_mutually_exclusive_group()
+    params.add_argument(
+        "--parameters",
+        "--configuration",
+        nargs="+",
+        metavar="PARAMETERS",
+        help="Instance parameters, in the form 'option1=value1 option2=value2'.",
+    )
+    params.add_argument(
+        "--parameters-file",
+        metavar="PARAMETERS_FILE",
+        help="Instance parameters, in a file. The file will be interpreted as json, yaml or "
+        "xml depending on the file extension.",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the instance is ready, showing progress, then print its connection "
+        "parameters",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="with --wait, give up after this many seconds (default: 600)",
+    )
+    add_format_option(p)
+    p.set_defaults(handler=run_request)
 
 
 def load_parameters_file(path: str) -> tuple[Any, bool]:
     """Parse a --parameters-file: (data, is_instance_xml). Format from the extension."""
+    import json
+    from pathlib import Path
+
     from slapos.slap import wire
 
     try:
@@ -106,33 +113,6 @@ def load_parameters_file(path: str) -> tuple[Any, bool]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"--parameters-file: {path} is not valid: {first}") from None
     return data, False
-
-
-def emit_json(ctx: Context, data: Any) -> None:
-    ctx.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def decode_connection(connection_dict: Any, serialisation: str | None) -> Any:
-    """Connection parameters for display: `_` decoded unless the release says `xml`."""
-    from slapos.slap import wire
-
-    if isinstance(connection_dict, list):  # real master HATEOAS: key/value records
-        connection_dict = {
-            p.get("connection_key"): p.get("connection_value") for p in connection_dict
-        }
-    elif isinstance(connection_dict, str | bytes):  # proxy HATEOAS: instance XML
-        connection_dict = wire.instance_xml_to_dict(connection_dict)
-    connection_dict = dict(connection_dict or {})
-    if serialisation != "xml" and wire.JSON_KEY in connection_dict:
-        try:
-            return json.loads(connection_dict[wire.JSON_KEY])
-        except (TypeError, ValueError):
-            log.warning("the '_' connection parameter is not valid JSON; shown as is")
-    return connection_dict
-
-
-# ---------------------------------------------------------------------------------------
-# request
 
 
 def _request_parameters(args: argparse.Namespace, schema: Any) -> dict[str, Any]:
@@ -193,20 +173,6 @@ def _instance_status(partition: ComputerPartition) -> tuple[str | None, dict[str
         return state, dict(partition.getConnectionParameterDict())
     except ResourceNotReady:
         return None, None
-
-
-def supply_state(connection: slap, software: str, node: str) -> str | None:
-    """Whether `software` is supplied to `node`: "available", "destroyed" (being removed),
-    "absent" (never supplied), or None when the master does not tell this client."""
-    try:
-        releases = connection.registerComputer(node).getSoftwareReleaseList()
-    except Exception as exc:  # a real master may refuse: then say nothing
-        log.debug("cannot read the releases supplied to %s: %s", node, exc)
-        return None
-    for release in releases:
-        if release.getURI() == software:
-            return release.getState()
-    return "absent"
 
 
 def _deployment_hint(connection: slap, software: str, partition: Any) -> str:
@@ -352,162 +318,11 @@ def _report_request(
     else:
         log.info("Instance requested.\nState is : %s.", state)
         log.info("Connection parameters of instance are:")
+        import pprint
+
         ctx.stdout.write(pprint.pformat(shown) + "\n")
         log.info("You can rerun the command to get up-to-date information.")
     if args.wait and state == "started" and not connection_dict:
         log.warning("timed out after %ss waiting for connection parameters", args.timeout)
         return ExitCode.USAGE
-    return ExitCode.OK
-
-
-# ---------------------------------------------------------------------------------------
-# supply, remove
-
-
-def run_supply(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.slap import NotFoundError
-
-    config = ctx.client_config(args)
-    connection = connect(config)
-    software = resolve_software(connection, config, args.software_url)
-    if args.software_state == "destroyed":
-        if supply_state(connection, software, args.node) == "absent":
-            log.warning(
-                "%s is not supplied to %s (unknown there): nothing to remove",
-                args.software_url,
-                args.node,
-            )
-            return ExitCode.OK
-        log.info("Requesting deletion of %s Software Release...", args.software_url)
-    else:
-        log.info("Requesting software installation of %s...", args.software_url)
-    try:
-        connection.registerSupply().supply(software, args.node, args.software_state)
-    except NotFoundError as exc:
-        raise MasterError(str(exc)) from None
-    log.info("Done.")
-    return ExitCode.OK
-
-
-# ---------------------------------------------------------------------------------------
-# service list / info
-
-
-def run_service_list(args: argparse.Namespace, ctx: Context) -> int:
-    connection = connect(ctx.client_config(args))
-    trees = connection.getOpenOrderDict()
-    result = {title: trees[title]._software_release_url for title in sorted(trees)}
-    emit_json(ctx, result)
-    return ExitCode.OK
-
-
-def _news_status(news: Any) -> str:
-    status = 0
-    for entry in news or ():
-        text = entry.get("text", "") if isinstance(entry, dict) else ""
-        if text.startswith("#access"):
-            status |= 1
-        elif text.startswith("#error"):
-            status |= 2
-    return ("none", "green", "red", "orange")[status]
-
-
-def run_service_info(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.slap import NotFoundError, ResourceNotReady
-    from slapos.slap.schema import SoftwareReleaseSchema
-
-    connection = connect(ctx.client_config(args))
-    try:
-        instance = connection.registerOpenOrder().getInformation(args.reference)
-    except ResourceNotReady:
-        log.warning("Instance does not exist or is not ready yet.")
-        return ExitCode.USAGE
-    except NotFoundError:
-        log.warning("Instance %s does not exist.", args.reference)
-        return ExitCode.USAGE
-    software_url = instance._software_release_url
-    software_type = getattr(instance, "_source_reference", None) or "default"
-    schema = SoftwareReleaseSchema(str(software_url), software_type)
-    info: dict[str, Any] = {
-        "software-url": software_url,
-        "software-type": software_type,
-        "shared": bool(getattr(instance, "_root_slave", False)),
-        "requested-state": instance._requested_state,
-        "instance-parameters": instance._parameter_dict,
-        "connection-parameters": decode_connection(
-            instance._connection_dict, schema.serialisation()
-        ),
-    }
-    news = getattr(instance, "_news", None)
-    if isinstance(news, dict) and "instance" in news:
-        info["status"] = _news_status(news["instance"])
-        if args.news:
-            info["news"] = news["instance"]
-    else:
-        info["status"] = "unsupported"
-    for problem in schema.problems:
-        log.debug("%s", problem)
-    emit_json(ctx, info)
-    return ExitCode.OK
-
-
-# ---------------------------------------------------------------------------------------
-# computer list / info / token
-
-
-def run_computer_list(args: argparse.Namespace, ctx: Context) -> int:
-    connection = connect(ctx.client_config(args))
-    computers = connection.getComputerDict()
-    rows = [
-        {"reference": getattr(c, "_reference", title), "title": getattr(c, "_title", title)}
-        for title, c in sorted(computers.items())
-    ]
-    if args.format == "json":
-        emit_json(ctx, rows)
-    elif not rows:
-        ctx.stdout.write("No existing computer.\n")
-    else:
-        ctx.stdout.write("List of Computers:\n")
-        for row in rows:
-            ctx.stdout.write(f"{row['reference']} {row['title']}\n")
-    return ExitCode.OK
-
-
-def run_computer_info(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.slap import NotFoundError, ResourceNotReady
-
-    connection = connect(ctx.client_config(args))
-    try:
-        computer = connection.registerComputer(args.reference).getInformation()
-    except ResourceNotReady:
-        ctx.stdout.write("Computer does not exist or is not ready yet.\n")
-        return ExitCode.USAGE
-    except NotFoundError:
-        ctx.stdout.write(f"Computer {args.reference} does not exist.\n")
-        return ExitCode.USAGE
-    reference = getattr(computer, "_reference", args.reference)
-    title = getattr(computer, "_title", "")
-    if args.format == "json":
-        emit_json(ctx, {"reference": reference, "title": title})
-    else:
-        ctx.stdout.write(f"Computer Reference: {reference}\nComputer Title    : {title}\n")
-    return ExitCode.OK
-
-
-def run_computer_token(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.slap import NotFoundError, ResourceNotReady
-
-    connection = connect(ctx.client_config(args))
-    try:
-        token = connection.registerToken().request()
-    except ResourceNotReady:
-        ctx.stdout.write("Computer does not exist or is not ready yet.\n")
-        return ExitCode.USAGE
-    except NotFoundError as exc:  # upstream crashes in this branch
-        ctx.stdout.write(f"Cannot get a computer token: {exc}\n")
-        return ExitCode.USAGE
-    if args.format == "json":
-        emit_json(ctx, {"token": token})
-    else:
-        ctx.stdout.write(f"Computer token: {token}\n")
     return ExitCode.OK
