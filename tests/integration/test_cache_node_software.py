@@ -131,10 +131,10 @@ def test_bad_signature_builds_from_source(
     assert (second.sr_path(url) / ".completed").is_file()
 
 
-def test_unreachable_cache_builds_from_source(software_node, proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.fixtures.common import free_port
-
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_unreachable_cache_builds_from_source(  # type: ignore[no-untyped-def]
+    software_node, proxy, tmp_path: Path, closed_port: int
+) -> None:
+    dead = f"http://127.0.0.1:{closed_port}"
     signing = make_signing(tmp_path / "keys")
     section = networkcache_section(dead, signing)
     node = software_node(proxy, extra=section)

@@ -165,13 +165,11 @@ def test_concurrent_run_exits_10(node) -> None:  # type: ignore[no-untyped-def]
             first.wait()
 
 
-def test_http_release_and_unreachable_ones(node, serve_directory) -> None:  # type: ignore[no-untyped-def]
+def test_http_release_and_unreachable_ones(node, serve_directory, closed_port: int) -> None:  # type: ignore[no-untyped-def]
     server = serve_directory(node.source.root)
     good = f"{server.url}/extends/software.cfg"
     missing = f"{server.url}/nothing/software.cfg"
-    from tests.fixtures.common import free_port
-
-    unreachable = f"http://127.0.0.1:{free_port()}/software.cfg"
+    unreachable = f"http://127.0.0.1:{closed_port}/software.cfg"
     for url in (missing, unreachable, good):
         node.supply(url)
     started = time.monotonic()
@@ -477,12 +475,10 @@ def test_release_uploaded_to_the_binary_cache_is_installed_from_it(
             assert (sr / "parts" / "hello" / "hello.txt").owner() == node.user
 
 
-def test_dead_master_is_one_line_exit_1(software_node) -> None:  # type: ignore[no-untyped-def]
+def test_dead_master_is_one_line_exit_1(software_node, closed_port: int) -> None:  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
-    from tests.fixtures.common import free_port
-
-    dead = SimpleNamespace(url=f"http://127.0.0.1:{free_port()}", computer_id="COMP-0")
+    dead = SimpleNamespace(url=f"http://127.0.0.1:{closed_port}", computer_id="COMP-0")
     node = software_node(dead)
     result = node.run()
     assert result.returncode == 1
