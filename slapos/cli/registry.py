@@ -48,8 +48,8 @@ COMMANDS = {
     "configure local": "slapos.cli.configure.local",
     "cachelookup": "slapos.cli.cache",
     "cache": "slapos.cli.cache",
-    "help": "slapos.cli.misc",
-    "complete": "slapos.cli.misc",
+    "help": "slapos.cli.help",
+    "complete": "slapos.cli.completion",
     "explain": "slapos.cli.explain",
 }
 
