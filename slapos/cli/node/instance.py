@@ -197,21 +197,13 @@ def run_prune(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_bang(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos import slap
+    from slapos.slap.entry import connect
 
     config = ctx.node_config(args)
     ctx.require_root(config.root_check)
     message = args.message or ""
-    s = slap.slap()
-    s.initializeConnection(
-        config.master_url,
-        key_file=config.key_file,
-        cert_file=config.cert_file,
-        master_ca_file=config.master_ca_file,
-        master_tls_verify=config.master_tls_verify,
-        max_answer_size=config.master_max_answer_mb << 20,
-    )
+    connection = connect(config)  # 60 s a call, as every node command
     ctx.stderr.write(f"Banging to {config.master_url!r}\n")
-    s.registerComputer(config.computer_id).bang(message)
+    connection.registerComputer(config.computer_id).bang(message)
     ctx.stderr.write(f"Bang with message {message!r}\n")
     return 0
