@@ -1,11 +1,20 @@
-"""`slapos console`: a Python shell (or a script) with the slap library connected."""
+"""`slapos console`: a Python shell (IPython, bpython or plain) or a script, with the slap
+library connected. IPython and bpython are imported only when their shell is started.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import TypeAlias
+import sys
 
 from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
+from slapos.cli.client import log
+from slapos.errors import ExitCode, SlapOSError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (`slapos console --help`)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeAlias
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -23,12 +32,6 @@ examples :
   >>> # Fetch instance informations on already launched instance
   >>> request(kvm, "myuniquekvm").getConnectionParameter("url")
 """
-
-
-def run_console(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.cli.console_run import console
-
-    return console(args, ctx)
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
@@ -73,3 +76,175 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         "script_file_and_arguments", nargs=argparse.REMAINDER, help="Script to run, with arguments"
     )
     p.set_defaults(handler=run_console)
+
+
+BANNER = """\
+slapos console allows you interact with slap API. You can play with the global
+"slap" object and with the global request() and supply() methods.
+
+examples :
+>>> # Request instance
+>>> request(kvm, "myuniquekvm")
+>>> # Request software installation on owned computer
+>>> supply(kvm, "mycomputer")
+>>> # Fetch instance informations on already launched instance
+>>> request(kvm, "myuniquekvm").getConnectionParameter("url")
+"""
+HISTORY_FILE = "~/.slapconsolehistory"
+EXIT_MESSAGE = "now exiting InteractiveConsole..."
+
+
+def build_namespace(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """The console globals: slap, request, supply, getInformation, product."""
+    import logging
+    from dataclasses import replace
+
+    from slapos.cli.client import PRODUCT_PREFIX, connect
+    from slapos.slap import SoftwareProductCollection
+
+    config = ctx.client_config(args, master_url=args.master_url)
+    if args.key_file or args.cert_file:  # -k/-c win over the configuration file
+        config = replace(
+            config,
+            key_file=args.key_file or config.key_file,
+            cert_file=args.cert_file or config.cert_file,
+        )
+    connection = connect(config)
+    product = SoftwareProductCollection(logging.getLogger("slapos"), connection)
+
+    def software(url: str) -> str:
+        url = config.resolve_alias(url)
+        if url.startswith(PRODUCT_PREFIX):
+            return product.get(url[len(PRODUCT_PREFIX) :])
+        return url
+
+    def request(software_release: str, partition_reference: str, *a: Any, **kw: Any) -> Any:
+        return connection.registerOpenOrder().request(
+            software(software_release), partition_reference, *a, **kw
+        )
+
+    def supply(software_release: str, computer_guid: str | None = None, **kw: Any) -> Any:
+        return connection.registerSupply().supply(software(software_release), computer_guid, **kw)
+
+    def getInformation(partition_reference: str) -> Any:
+        return connection.registerOpenOrder().getInformation(partition_reference)
+
+    namespace: dict[str, Any] = {
+        "slap": connection,
+        "request": request,
+        "supply": supply,
+        "getInformation": getInformation,
+        "product": product,
+        "__name__": "__console__",
+        "__doc__": None,
+    }
+    namespace.update(config.aliases)  # `request(kvm, "x")` when [slapos.alias] kvm = URL
+    return namespace
+
+
+def run_script(path: str, argv: list[str], namespace: dict[str, Any]) -> int:
+    from pathlib import Path
+
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read script {path}: {exc.strerror or exc}") from None
+    namespace.update({"__file__": path, "__name__": "__main__"})
+    old_argv = sys.argv
+    sys.argv = [path, *argv]
+    try:
+        exec(compile(source, path, "exec"), namespace)
+    except SystemExit as exc:
+        if exc.code is None:
+            return ExitCode.OK
+        if isinstance(exc.code, int):
+            return exc.code
+        log.error("%s", exc.code)
+        return ExitCode.FAILURE
+    except SlapOSError:
+        raise
+    except Exception as exc:
+        # the traceback points into the user's own script: show it
+        log.exception("%s: %s: %s", path, type(exc).__name__, exc)
+        return ExitCode.FAILURE
+    finally:
+        sys.argv = old_argv
+    return ExitCode.OK
+
+
+def plain_shell(namespace: dict[str, Any], ctx: Context) -> None:
+    import code
+    import os
+    from pathlib import Path
+
+    history = Path(os.path.expanduser(ctx.environ.get("HOME", "~"))) / ".slapconsolehistory"
+    readline: Any = None
+    try:
+        import readline as _readline
+        import rlcompleter
+
+        readline = _readline
+        readline.set_completer(rlcompleter.Completer(namespace).complete)
+        readline.parse_and_bind("tab: complete")
+        if history.exists():
+            readline.read_history_file(str(history))
+    except (ImportError, OSError):  # no readline here: the shell works without it
+        readline = None
+    try:
+        code.interact(banner="", local=namespace, exitmsg="")
+    finally:
+        ctx.stderr.write(EXIT_MESSAGE + "\n")
+        if readline is not None and history.parent.is_dir():
+            try:
+                readline.write_history_file(str(history))
+            except OSError as exc:  # history is a convenience, never a failure
+                log.debug("cannot write %s: %s", history, exc)
+
+
+def ipython_shell(namespace: dict[str, Any], ctx: Context) -> None:
+    import IPython
+
+    ctx.stdout.write(BANNER)
+    IPython.start_ipython(
+        argv=["--no-banner", "--TerminalInteractiveShell.confirm_exit=False"], user_ns=namespace
+    )
+
+
+def bpython_shell(namespace: dict[str, Any], ctx: Context) -> None:
+    import bpython
+
+    bpython.embed(locals_=namespace, banner=BANNER)
+
+
+SHELLS: dict[str, Callable[[dict[str, Any], Context], None]] = {
+    "ipython": ipython_shell,
+    "bpython": bpython_shell,
+    "python": plain_shell,
+}
+SHELL_NAMES = {"ipython": "IPython", "bpython": "bpython"}
+
+
+def choose_shell(requested: str | None) -> str:
+    """The first usable shell: the requested one, else IPython, bpython, plain Python."""
+    import importlib.util
+
+    candidates = [requested] if requested else ["ipython", "bpython"]
+    for name in candidates:
+        if name == "python":
+            return name
+        if importlib.util.find_spec(SHELL_NAMES[name]) is not None:
+            return name
+        if requested:
+            log.info("%s not available - using plain Python shell", SHELL_NAMES[name])
+    return "python"
+
+
+def run_console(args: argparse.Namespace, ctx: Context) -> int:
+    script = list(args.script_file_and_arguments or [])
+    if script and args.shell:
+        raise UsageError("a script file cannot be combined with -i/-b/-p")
+    namespace = build_namespace(args, ctx)
+    if script:
+        return run_script(script[0], script[1:], namespace)
+    SHELLS[choose_shell(args.shell)](namespace, ctx)
+    return ExitCode.OK
