@@ -316,6 +316,21 @@ def test_remove_of_a_release_never_supplied_says_so(cli):
     assert f"Requesting deletion of {SR}" in err and "Done." in err
 
 
+def test_supply_to_an_unknown_computer_warns(cli, master):  # noqa: F811
+    code, _, err = cli("supply", SR, "COMP-TYPO")
+    assert code == 0, err
+    if is_upstream(master):  # it answers for any computer: nothing to warn about
+        assert "knows no computer" not in err
+        return
+    assert "the master knows no computer COMP-TYPO: nothing builds or removes" in err
+    code, _, err = cli("remove", SR, "COMP-TYPO")
+    assert code == 0, err
+    assert f"{SR} is not supplied to COMP-TYPO (unknown there): nothing to remove" in err
+    code, _, err = cli("supply", SR, cli.computer_id)
+    assert code == 0, err
+    assert "knows no computer" not in err
+
+
 def test_request_of_a_release_supplied_nowhere_warns(cli):
     code, _, err = cli("request", "lonely", SR)
     assert code == 0, err

@@ -31,8 +31,15 @@ def run_supply(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.client_config(args)
     connection = connect(config)
     software = resolve_software(connection, config, args.software_url)
+    state = supply_state(connection, software, args.node)
+    if state == "no-computer":
+        log.warning(
+            "the master knows no computer %s: nothing builds or removes releases there until "
+            "a node with that computer_id is formatted (check the name)",
+            args.node,
+        )
     if args.software_state == "destroyed":
-        if supply_state(connection, software, args.node) == "absent":
+        if state in ("absent", "no-computer"):
             log.warning(
                 "%s is not supplied to %s (unknown there): nothing to remove",
                 args.software_url,
@@ -52,9 +59,15 @@ def run_supply(args: argparse.Namespace, ctx: Context) -> int:
 
 def supply_state(connection: slap, software: str, node: str) -> str | None:
     """Whether `software` is supplied to `node`: "available", "destroyed" (being removed),
-    "absent" (never supplied), or None when the master does not tell this client."""
+    "absent" (never supplied), "no-computer" (the master knows no such node), or None when
+    the master does not tell this client."""
+    from slapos.slap import NotFoundError
+
     try:
         releases = connection.registerComputer(node).getSoftwareReleaseList()
+    except NotFoundError as exc:
+        log.debug("no computer %s at the master: %s", node, exc)
+        return "no-computer"
     except Exception as exc:  # a real master may refuse: then say nothing
         log.debug("cannot read the releases supplied to %s: %s", node, exc)
         return None
