@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = [
     "requests", "urllib3", "lxml", "cryptography", "IPython", "supervisor", "psutil",
     "netifaces", "pyroute2", "xml_marshaller", "gunicorn", "zc.buildout", "sqlite3",
@@ -14,6 +16,8 @@ HEAVY = [
 
 PROBE = """
 import sys
+
+import pytest
 from slapos.cli.main import main
 import io, contextlib
 out = io.StringIO()
@@ -44,3 +48,20 @@ def test_command_help_imports_nothing_heavy():
         status, loaded = probe(argv)
         assert status == 0
         assert loaded == [], argv
+
+
+def one_command_per_module() -> list[str]:
+    from slapos.cli.registry import COMMANDS
+
+    first: dict[str, str] = {}
+    for words, module in COMMANDS.items():
+        first.setdefault(module, words)
+    return sorted(first.values())
+
+
+@pytest.mark.parametrize("words", one_command_per_module())
+def test_every_modules_command_help_imports_nothing_heavy(words):
+    """Each module of slapos.cli.registry keeps its heavy imports inside its handlers."""
+    status, loaded = probe([*words.split(), "--help"])
+    assert status == 0
+    assert loaded == [], words
