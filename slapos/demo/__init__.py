@@ -225,6 +225,34 @@ def check_reachable(root: Path, users: Users) -> None:
     )
 
 
+def check_users_free(root: Path, users: Users, invoked_as: str) -> None:
+    """As root, the demo's users must be new or this demo's own (their homes under `root`).
+
+    Users of another demo or node (one root demo per machine) would make `node format`
+    refuse once the local master runs; say it first, in one line, with nothing started.
+    """
+    import pwd
+
+    for name in users.names():
+        try:
+            home = Path(pwd.getpwnam(name).pw_dir)
+        except KeyError:
+            continue
+        if home.is_relative_to(root):
+            continue
+        # a demo's users live in DIR/soft and DIR/srv/slappartN
+        other = home.parent if home.name == "soft" else home.parent.parent
+        if (other / "etc" / "slapos.cfg").exists():
+            remedy = f"remove that demo first ({invoked_as} {other} --destroy)"
+        else:
+            remedy = "it belongs to another node"
+        raise DemoError(
+            f"as root, one demo per machine: user {name} already exists (home {home}); "
+            f"{remedy}, or give this demo other users (--user-base-name NAME "
+            "--software-user NAME)"
+        )
+
+
 def _closed_on_the_way(path: Path) -> Path | None:
     """The first existing directory or file on the way to `path` that others cannot use."""
     import stat
@@ -297,6 +325,7 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
     privileged = os.geteuid() == 0
     if privileged:
         check_reachable(layout.root, users)
+        check_users_free(layout.root, users, invoked_as)
     layout.root.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.root, 0o755)  # partition users (when run as root) go through it
     port = _choose_port(layout)

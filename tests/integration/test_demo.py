@@ -248,3 +248,33 @@ def test_demo_as_root_with_slapos_in_a_closed_directory_says_why_in_one_line(wor
     assert "run ./dev.sh demo, which installs slapos where they can read it" in line
     assert line.endswith(f"chmod o+x {home}")
     assert not (workdir / "demo").exists()
+
+
+@pytest.mark.root
+def test_demo_as_root_refuses_users_of_another_demo_before_starting_anything(workdir, node_python):
+    """One root demo per machine: users of another demo are named, nothing is started."""
+    tag = secrets.token_hex(3)
+    base, software = f"sdu{tag}p", f"sdu{tag}s"
+    other = workdir / "other"
+    (other / "etc").mkdir(parents=True)
+    (other / "etc" / "slapos.cfg").write_text("[slapos]\n")
+    subprocess.run(
+        ["useradd", "-r", "-M", "-d", str(other / "srv" / "slappart0"), f"{base}0"], check=True
+    )
+    try:
+        done = run_demo(
+            node_python, workdir / "demo", None, "--user-base-name", base,
+            "--software-user", software,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stdout + done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert f"one demo per machine: user {base}0 already exists" in line
+        assert f"{other} --destroy" in line
+        assert not (workdir / "demo" / "etc").exists()  # no master, no supervisord started
+    finally:
+        shutdown(node_python, workdir / "demo", None)
+        subprocess.run(["userdel", f"{base}0"], check=False)
+        for name in (software, *(f"{base}{i}" for i in range(3))):
+            subprocess.run(["userdel", name], capture_output=True, check=False)
+        for name in (software, *(f"{base}{i}" for i in range(3))):
+            subprocess.run(["groupdel", name], capture_output=True, check=False)
