@@ -24,6 +24,14 @@ FORMAT_MAX_DELAY = 3600.0
 
 
 def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+    """format, register and boot: the commands that set a node up (each parser sits above
+    its handler)."""
+    _register_format(sub, root)
+    _register_register(sub, root)
+    _register_boot(sub, root)
+
+
+def _register_format(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
     p = add_command(
         sub,
         root,
@@ -90,94 +98,6 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     )
     p.add_argument("-c", "--console", help="Console output (obsolete)")
     p.set_defaults(handler=run_format)
-
-    p = add_command(
-        sub,
-        root,
-        ("node", "register"),
-        group="node",
-        help="Register a new computer on SlapOS Master.",
-    )
-    add_node_cfg(p)
-    p.add_argument("node_name", help="Chosen title for the node")
-    p.add_argument(
-        "--interface-name",
-        default="lo",
-        help="Primary network interface. IP of Partitions will be added to it "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--master-url",
-        default="https://slap.vifib.com",
-        help="URL of SlapOS Master REST API (default: %(default)s)",
-    )
-    p.add_argument(
-        "--master-url-web",
-        default="https://panel.rapid.space",
-        help="URL of SlapOS Master webservice to register certificates (default: %(default)s)",
-    )
-    p.add_argument(
-        "--partition-number",
-        type=int,
-        default=10,
-        help="Number of partitions to create in the SlapOS Node (default: %(default)s)",
-    )
-    p.add_argument(
-        "--ipv4-local-network",
-        default="10.0.0.0/16",
-        help="Subnetwork used to assign local IPv4 addresses. It should be a not used network "
-        "in order to avoid conflicts (default: %(default)s)",
-    )
-    p.add_argument(
-        "--ipv6-interface",
-        help="Interface whose global IPv6 prefix partitions use (default: the primary interface)",
-    )
-    p.add_argument("--software-root", help="Path of the software directory")
-    p.add_argument("--instance-root", help="Path of the instance directory")
-    p.add_argument("--token", help="SlapOS 'computer security' authentication token")
-    p.add_argument("--login", help="Obsolete: masters no longer accept a login, use --token")
-    p.add_argument("--password", help="Obsolete: masters no longer accept a password, use --token")
-    p.add_argument(
-        "--login-auth",
-        action="store_true",
-        help="Obsolete: masters no longer accept a login, use --token",
-    )
-    p.add_argument(
-        "--create-tap",
-        "-t",
-        action="store_true",
-        help='Will trigger creation of one virtual "tap" interface per Partition and attach it '
-        "to primary interface. Requires primary interface to be a bridge. Needed to host "
-        "virtual machines (default: False)",
-    )
-    p.add_argument(
-        "--dry-run",
-        "-n",
-        action="store_true",
-        help="Simulate the execution steps (default: False)",
-    )
-    p.add_argument(
-        "--no-master-tls-verify",
-        dest="master_tls_verify",
-        action="store_false",
-        help="do not check the master's certificate (the token is sent anyway: only for a "
-        "test master; upstream never checks it)",
-    )
-    p.set_defaults(handler=run_register)
-
-    p = add_command(
-        sub,
-        root,
-        ("node", "boot"),
-        group="node",
-        help="Test network and invoke simple format and bang (Use on Linux startup)",
-    )
-    add_node_cfg(p)
-    p.add_argument("-m", "--message", help="Message for bang")
-    p.set_defaults(handler=run_boot)
-
-
-# ---- handlers --------------------------------------------------------------------------
 
 
 def run_format(args: argparse.Namespace, ctx: Context) -> int:
@@ -269,6 +189,82 @@ def _add_log_file(path: object) -> None:
     logger.addHandler(handler)
 
 
+def _register_register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub,
+        root,
+        ("node", "register"),
+        group="node",
+        help="Register a new computer on SlapOS Master.",
+    )
+    add_node_cfg(p)
+    p.add_argument("node_name", help="Chosen title for the node")
+    p.add_argument(
+        "--interface-name",
+        default="lo",
+        help="Primary network interface. IP of Partitions will be added to it "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--master-url",
+        default="https://slap.vifib.com",
+        help="URL of SlapOS Master REST API (default: %(default)s)",
+    )
+    p.add_argument(
+        "--master-url-web",
+        default="https://panel.rapid.space",
+        help="URL of SlapOS Master webservice to register certificates (default: %(default)s)",
+    )
+    p.add_argument(
+        "--partition-number",
+        type=int,
+        default=10,
+        help="Number of partitions to create in the SlapOS Node (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ipv4-local-network",
+        default="10.0.0.0/16",
+        help="Subnetwork used to assign local IPv4 addresses. It should be a not used network "
+        "in order to avoid conflicts (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ipv6-interface",
+        help="Interface whose global IPv6 prefix partitions use (default: the primary interface)",
+    )
+    p.add_argument("--software-root", help="Path of the software directory")
+    p.add_argument("--instance-root", help="Path of the instance directory")
+    p.add_argument("--token", help="SlapOS 'computer security' authentication token")
+    p.add_argument("--login", help="Obsolete: masters no longer accept a login, use --token")
+    p.add_argument("--password", help="Obsolete: masters no longer accept a password, use --token")
+    p.add_argument(
+        "--login-auth",
+        action="store_true",
+        help="Obsolete: masters no longer accept a login, use --token",
+    )
+    p.add_argument(
+        "--create-tap",
+        "-t",
+        action="store_true",
+        help='Will trigger creation of one virtual "tap" interface per Partition and attach it '
+        "to primary interface. Requires primary interface to be a bridge. Needed to host "
+        "virtual machines (default: False)",
+    )
+    p.add_argument(
+        "--dry-run",
+        "-n",
+        action="store_true",
+        help="Simulate the execution steps (default: False)",
+    )
+    p.add_argument(
+        "--no-master-tls-verify",
+        dest="master_tls_verify",
+        action="store_false",
+        help="do not check the master's certificate (the token is sent anyway: only for a "
+        "test master; upstream never checks it)",
+    )
+    p.set_defaults(handler=run_register)
+
+
 def run_register(args: argparse.Namespace, ctx: Context) -> int:
     """slapos node register NAME: certificate from the master, node configuration written."""
     from slapos.errors import UsageError
@@ -312,6 +308,19 @@ def run_register(args: argparse.Namespace, ctx: Context) -> int:
         log.info("node has successfully been configured as %s", computer_id)
         log.info("now please invoke slapos node boot on your site")
     return 0
+
+
+def _register_boot(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+    p = add_command(
+        sub,
+        root,
+        ("node", "boot"),
+        group="node",
+        help="Test network and invoke simple format and bang (Use on Linux startup)",
+    )
+    add_node_cfg(p)
+    p.add_argument("-m", "--message", help="Message for bang")
+    p.set_defaults(handler=run_boot)
 
 
 def run_boot(args: argparse.Namespace, ctx: Context) -> int:
