@@ -174,7 +174,7 @@ def sqlite_path(uri: str) -> str:
     """`sqlite:///relative`, `sqlite:////absolute` (SQLAlchemy's spelling) or a plain path."""
     if uri.startswith("sqlite:///"):
         return uri[len("sqlite:///") :] or ":memory:"
-    if uri.startswith("sqlite://"):
+    if uri == "sqlite://":  # sqlite://NAME is no URI of ours: a path, refused if absent
         return ":memory:"
     return uri
 

@@ -123,3 +123,12 @@ def test_show_finds_the_proxy_configuration_of_a_local_node(tmp_path: Path) -> N
         assert result.returncode == 1  # the database named there does not exist
         assert f"reading the proxy's configuration, {etc / 'slapos-proxy.cfg'}" in result.stderr
         assert f"{tmp_path}/none.db" in result.stderr
+
+
+def test_a_sqlite_uri_a_slash_short_is_no_in_memory_database(tmp_path: Path) -> None:
+    """`sqlite://tmp/p.db` (absolute paths take four slashes): an error naming it, never an
+    in-memory master that `proxy start` would serve and forget on stop."""
+    uri = f"sqlite:/{tmp_path}/p.db"
+    result = _ours("-u", uri)
+    assert result.returncode == 1
+    assert ":memory:" not in result.stderr and uri in result.stderr, result.stderr
