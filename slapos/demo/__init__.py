@@ -390,6 +390,7 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
     step(
         "requesting an instance of it",
         "request",
+        "--quiet",  # its report (connection parameters: none yet) is for scripts and rerun
         SOFTWARE_NAME,
         layout.software_url,
         "--cfg",

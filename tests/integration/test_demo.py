@@ -105,6 +105,8 @@ def check_demo(
     first = run_demo(python, directory, user, *extra, prefix=prefix)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Hello from SlapOS!" in first.stdout
+    # request's report is for scripts: no "Connection parameters ... are:" over nothing
+    assert "Connection parameters of instance are" not in first.stderr
     url = URL.search(first.stdout).group(1)
     if not prefix:  # (in a network namespace, its addresses are not ours)
         with urllib.request.urlopen(url, timeout=10) as answer:
