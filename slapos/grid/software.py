@@ -209,6 +209,13 @@ def decide(release: SuppliedRelease, path: Path, options: SoftwareOptions) -> So
     return SoftwareDecision(url, "ignore", f"state {release.state}", str(path))
 
 
+def warn_unmatched_only(urls: Sequence[str], only: Sequence[str]) -> None:
+    """Say which `--only-sr` items match no supplied release (a typo did nothing, silently)."""
+    for item in only:
+        if not any(matches_only(url, [item]) for url in urls):
+            log.warning("--only-sr %s: no release supplied to this node matches it", item)
+
+
 def matches_only(url: str, only: Sequence[str]) -> bool:
     """`--only-sr` filter: an item matches by URL or by MD5 (upstream's rule)."""
     digest = software_hash(url)
@@ -267,6 +274,7 @@ class SoftwareEngine:
         wanted: set[Path] = set()
         log.info("Processing software releases...")
         releases = self.master.software_releases()
+        warn_unmatched_only([release.url for release in releases], options.only)
         try:
             for release in releases:
                 if release.state == "available":
@@ -388,7 +396,9 @@ class SoftwareEngine:
         """What `process(options)` would do, release by release, and the directories its
         garbage collection would remove; reads the master and the disk, writes nothing."""
         decisions, wanted = [], set()
-        for release in self.master.software_releases():
+        releases = self.master.software_releases()
+        warn_unmatched_only([release.url for release in releases], options.only)
+        for release in releases:
             path = self.config.software_root / software_hash(release.url)
             if release.state == "available":
                 wanted.add(path)

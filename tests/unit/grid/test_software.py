@@ -118,6 +118,24 @@ def test_only_sr_by_url_or_md5_forces_those_and_skips_others(tmp_path: Path) -> 
     assert not matches_only(A, [B])
 
 
+def test_only_sr_matching_nothing_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    master = FakeMaster([SuppliedRelease(A, "available")])
+    engine = _engine(tmp_path, master)
+    result = engine.process(SoftwareOptions(only=("http://example.invalid/typo.cfg", A)))
+    assert result.installed == [A]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [m for m in warned if m.startswith("--only-sr")] == [
+        "--only-sr http://example.invalid/typo.cfg: no release supplied to this node matches it"
+    ]
+    caplog.clear()
+    decisions, _ = engine.plan(SoftwareOptions(only=("typo",)))
+    assert decisions == []
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [m for m in warned if m.startswith("--only-sr")] == [
+        "--only-sr typo: no release supplied to this node matches it"
+    ]
+
+
 def test_failure_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
     def script(argv: tuple[str, ...], cwd: Path) -> tuple[int, list[str]]:
         if software_hash(A) in str(cwd) and "bootstrap" not in argv[-1]:
