@@ -496,6 +496,17 @@ def add_client_cfg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", help=CLIENT_CFG_HELP)
 
 
+def add_no_master_tls_verify(parser: argparse.ArgumentParser) -> None:
+    """--no-master-tls-verify, for the commands that send a token to the master's web side."""
+    parser.add_argument(
+        "--no-master-tls-verify",
+        dest="master_tls_verify",
+        action="store_false",
+        help="do not check the master's certificate (the token is sent anyway: only for a "
+        "test master; upstream never checks it)",
+    )
+
+
 def str2bool(value: str) -> bool:
     """`True`/`False` as upstream's --alter_user and --alter_network take them."""
     text = value.strip().lower()

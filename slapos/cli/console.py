@@ -18,20 +18,22 @@ if TYPE_CHECKING:
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-DESCRIPTION = """\
-open python console with slap library imported
-
-You can play with the global "slap" object and with the global request() and
-supply() methods, and resolve products with product.NAME.
-
+EXAMPLES = """\
 examples :
-  >>> # Request instance
-  >>> request(kvm, "myuniquekvm")
-  >>> # Request software installation on owned computer
-  >>> supply(kvm, "mycomputer")
-  >>> # Fetch instance informations on already launched instance
-  >>> request(kvm, "myuniquekvm").getConnectionParameter("url")
+>>> # Request instance
+>>> request(kvm, "myuniquekvm")
+>>> # Request software installation on owned computer
+>>> supply(kvm, "mycomputer")
+>>> # Fetch instance informations on already launched instance
+>>> request(kvm, "myuniquekvm").getConnectionParameter("url")
 """
+
+DESCRIPTION = (
+    "open python console with slap library imported\n\n"
+    'You can play with the global "slap" object and with the global request() and\n'
+    "supply() methods, and resolve products with product.NAME.\n\n"
+    + EXAMPLES.replace("\n>>>", "\n  >>>")
+)
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
@@ -78,18 +80,10 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p.set_defaults(handler=run_console)
 
 
-BANNER = """\
-slapos console allows you interact with slap API. You can play with the global
-"slap" object and with the global request() and supply() methods.
-
-examples :
->>> # Request instance
->>> request(kvm, "myuniquekvm")
->>> # Request software installation on owned computer
->>> supply(kvm, "mycomputer")
->>> # Fetch instance informations on already launched instance
->>> request(kvm, "myuniquekvm").getConnectionParameter("url")
-"""
+BANNER = (
+    "slapos console allows you interact with slap API. You can play with the global\n"
+    '"slap" object and with the global request() and supply() methods.\n\n' + EXAMPLES
+)
 HISTORY_FILE = "~/.slapconsolehistory"
 EXIT_MESSAGE = "now exiting InteractiveConsole..."
 

@@ -10,7 +10,13 @@ import argparse
 import json
 import logging
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
+from slapos.cli._common import (
+    Context,
+    SlapOSArgumentParser,
+    add_client_cfg,
+    add_command,
+    add_no_master_tls_verify,
+)
 from slapos.errors import ExitCode, MasterError, SlapOSError, UsageError
 
 log = logging.getLogger("slapos")
@@ -54,13 +60,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
         help="SlapOS 'credential security' authentication token (if this parameter is omitted, "
         "or is 'ask', the token will be prompted during configuration)",
     )
-    p.add_argument(
-        "--no-master-tls-verify",
-        dest="master_tls_verify",
-        action="store_false",
-        help="do not check the master's certificate (the token is sent anyway: only for a "
-        "test master; upstream never checks it)",
-    )
+    add_no_master_tls_verify(p)
     p.set_defaults(handler=run_configure_client)
 
 

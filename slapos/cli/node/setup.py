@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from slapos.cli._common import (
     SlapOSArgumentParser,
     add_command,
+    add_no_master_tls_verify,
     add_node_cfg,
     str2bool,
 )
@@ -255,13 +256,7 @@ def _register_register(sub: argparse._SubParsersAction, root: SlapOSArgumentPars
         action="store_true",
         help="Simulate the execution steps (default: False)",
     )
-    p.add_argument(
-        "--no-master-tls-verify",
-        dest="master_tls_verify",
-        action="store_false",
-        help="do not check the master's certificate (the token is sent anyway: only for a "
-        "test master; upstream never checks it)",
-    )
+    add_no_master_tls_verify(p)
     p.set_defaults(handler=run_register)
 
 
