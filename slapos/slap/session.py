@@ -78,7 +78,21 @@ _PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S | re.I)
 
 
 def body_summary(text: str, limit: int = 200) -> str:
-    """The useful part of an error body, on one line: HTML paragraphs or the raw text."""
+    """The useful part of an error body, on one line: a JSON error's message, HTML
+    paragraphs or the raw text."""
+    if text.lstrip().startswith("{"):
+        import json
+
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            for key in ("message", "title", "detail"):  # HATEOAS, JSON-RPC, RFC 9457
+                value = document.get(key)
+                if isinstance(value, str) and value.strip():
+                    text = value
+                    break
     paragraphs = _PARAGRAPH.findall(text)
     if paragraphs:
         text = " ".join(paragraphs)

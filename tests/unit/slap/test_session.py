@@ -45,6 +45,13 @@ def test_body_summary():
     html = "<!doctype html><title>404 Not Found</title><h1>Not Found</h1><p>No free\npartition</p>"
     assert body_summary(html) == "No free partition"
     assert body_summary("x" * 500).endswith("...")
+    # JSON errors (HATEOAS, JSON-RPC): their message, not the document
+    assert body_summary('{"message": "computer tokens are not supported"}') == (
+        "computer tokens are not supported"
+    )
+    assert body_summary('{"status": 400, "type": "x", "title": "bad input"}') == "bad input"
+    assert body_summary('{"other": 1}') == '{"other": 1}'
+    assert body_summary("{not json") == "{not json"
 
 
 @pytest.mark.parametrize(
