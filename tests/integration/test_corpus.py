@@ -248,7 +248,11 @@ def promise_status(cn: CorpusNode, partition_id: str, title: str) -> dict[str, A
 
 @pytest.mark.upstream
 def test_promise_release(
-    request: pytest.FixtureRequest, way: tuple[str, str], corpus: Corpus, corpus_node
+    request: pytest.FixtureRequest,
+    way: tuple[str, str],
+    corpus: Corpus,
+    corpus_node,
+    closed_port: int,
 ) -> None:
     """slapos.toolbox's check_socket_listening in etc/plugin: failing, then passing."""
     node_flavour, master_flavour = way
@@ -260,7 +264,7 @@ def test_promise_release(
     assert built.returncode == 0, node_summary(built)
 
     # watching a port nobody listens on: the promise fails, the run says which and why
-    port, nothing = str(free_port()), str(free_port())
+    port, nothing = str(free_port()), str(closed_port)
     partition_id = cn.request(url, "watched", {"port": port, "check-port": nothing}).getId()
     failing = cn.slapos("node", "instance", "--now")
     assert failing.returncode == 2, node_summary(failing)
