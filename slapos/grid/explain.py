@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,7 +135,7 @@ def explain(partition: Path, cfg: str, lines: int = TAIL) -> Explanation:
     record = RunRecord.read(partition / ".slapgrid")
     result = Explanation(pid, record)
     rerun = ["slapos", "node", "instance", "--cfg", cfg, "--only-cp", pid, "--force", "-v"]
-    result.rerun = " ".join(rerun)
+    result.rerun = shlex.join(rerun)  # a path with a space stays one argument
     if record is None:
         if not os.access(partition, os.R_OK | os.X_OK):
             result.notes.append(f"cannot read {partition}: run as root")

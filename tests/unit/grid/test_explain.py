@@ -87,6 +87,9 @@ def test_explained_buildout_failure(tmp_path: Path) -> None:
         in text
     )
     assert text.count("\n    | ") == 30
+    # the rerun line is a shell command: a configuration path with a space stays one word
+    spaced = explain(path, "/srv/my node/slapos.cfg")
+    assert spaced.rerun.startswith("slapos node instance --cfg '/srv/my node/slapos.cfg' ")
 
 
 def test_healthy_and_unrecorded_partitions(tmp_path: Path) -> None:
