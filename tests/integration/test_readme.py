@@ -153,3 +153,18 @@ def test_demo_from_a_clone_in_a_closed_home(tmp_path):
             subprocess.run(["groupdel", name], capture_output=True, check=False)
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(outside, ignore_errors=True)
+
+
+def test_dev_sh_names_an_unknown_command():
+    done = subprocess.run(
+        ["sh", str(REPO / "dev.sh"), "dmeo"], capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == "dev.sh: unknown command 'dmeo'"
+    assert "./dev.sh demo [DIR]" in done.stdout  # then the usage
+    helped = subprocess.run(
+        ["sh", str(REPO / "dev.sh"), "help"], capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert helped.returncode == 2 and helped.stderr == "" and "./dev.sh demo" in helped.stdout
