@@ -19,12 +19,14 @@ TYPE_CHECKING = False  # typing is not imported at run time (`slapos COMMAND --h
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any, NoReturn, TextIO
+    from typing import Any, NoReturn, TextIO, TypeAlias
 
     from slapos.config import ClientConfig, NodeConfig
     from slapos.system import Clock, Completed, Runner
 
 Handler = Callable[[argparse.Namespace, "Context"], int]
+#: What a family's or area's register(sub, root) adds its commands to.
+SubParsers: TypeAlias = "argparse._SubParsersAction[SlapOSArgumentParser]"
 
 NODE_CFG_HELP = (
     "SlapOS configuration file (default: $SLAPOS_CONFIGURATION or /etc/opt/slapos/slapos.cfg)"
@@ -408,7 +410,7 @@ GLOBAL_EPILOG = (
 
 
 def add_command(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: SubParsers,
     root: SlapOSArgumentParser,
     words: tuple[str, ...],
     *,
@@ -447,7 +449,7 @@ def add_command(
 
 def register_module(
     name: str,
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: SubParsers,
     root: SlapOSArgumentParser,
 ) -> None:
     """Import the family or area `name` and let it register its commands under `sub`.
@@ -463,12 +465,12 @@ def register_module(
 
 
 def add_group(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: SubParsers,
     name: str,
     *,
     help: str,
     prefix: tuple[str, ...] = (),
-) -> tuple[SlapOSArgumentParser, argparse._SubParsersAction]:  # type: ignore[type-arg]
+) -> tuple[SlapOSArgumentParser, SubParsers]:
     """A command group (`node`, `service`, ...): a parser whose only argument is a sub-command."""
     words = (*prefix, name)
     parser: SlapOSArgumentParser = sub.add_parser(

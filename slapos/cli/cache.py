@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from slapos.cli._common import (
     Context,
     SlapOSArgumentParser,
+    SubParsers,
     add_command,
     add_group,
     add_node_cfg,
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("slapos.cli.cache")
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     _, lookup = add_group(sub, "cachelookup", help="query the networkcache")
     _, seed = add_group(sub, "cache", help="query the networkcache (seed spelling)")
     for target, words, hidden in (

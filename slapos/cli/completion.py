@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import SlapOSArgumentParser, add_command
+from slapos.cli._common import SlapOSArgumentParser, SubParsers, add_command
 
 if TYPE_CHECKING:
     from slapos.cli._common import CommandInfo, Context
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(sub, root, ("complete",), group="other", help="Generate shell completions.")
     p.add_argument(
         "--name",

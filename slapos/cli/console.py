@@ -7,16 +7,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
+from slapos.cli._common import (
+    Context,
+    SlapOSArgumentParser,
+    SubParsers,
+    add_client_cfg,
+    add_command,
+)
 from slapos.cli.client import log
 from slapos.errors import ExitCode, SlapOSError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos console --help`)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, TypeAlias
+    from typing import Any
 
-SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 EXAMPLES = """\
 examples :

@@ -12,13 +12,19 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
+from slapos.cli._common import (
+    Context,
+    SlapOSArgumentParser,
+    SubParsers,
+    add_client_cfg,
+    add_command,
+)
 
 if TYPE_CHECKING:
     from slapos.slap.explain import InstanceState, TreeExplanation
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,

@@ -11,6 +11,7 @@ from pathlib import Path
 from slapos.cli._common import (
     Context,
     SlapOSArgumentParser,
+    SubParsers,
     add_command,
     add_group,
     add_node_cfg,
@@ -19,7 +20,7 @@ from slapos.cli._common import (
 log = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     _, proxy = add_group(sub, "proxy", help="the stand-alone SlapOS master")
     p = add_command(
         proxy, root, ("proxy", "start"), group="other", help="minimalist, stand-alone SlapOS Master"

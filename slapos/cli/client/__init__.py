@@ -19,12 +19,10 @@ from slapos.errors import SlapOSError
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos request --help`)
 if TYPE_CHECKING:
     import logging
-    from typing import Any, TypeAlias
+    from typing import Any
 
     from slapos.config import ClientConfig
     from slapos.slap import slap
-
-SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 class _Log:

@@ -6,9 +6,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
-from slapos.cli.client import (
+from slapos.cli._common import (
+    Context,
+    SlapOSArgumentParser,
     SubParsers,
+    add_client_cfg,
+    add_command,
+)
+from slapos.cli.client import (
     add_format_option,
     connect,
     decode_connection,

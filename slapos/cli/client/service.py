@@ -8,12 +8,12 @@ import argparse
 from slapos.cli._common import (
     Context,
     SlapOSArgumentParser,
+    SubParsers,
     add_client_cfg,
     add_command,
     add_group,
 )
 from slapos.cli.client import (
-    SubParsers,
     add_format_option,
     connect,
     decode_connection,

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_client_cfg, add_command
-from slapos.cli.client import SubParsers, connect, log, resolve_software
+from slapos.cli._common import (
+    Context,
+    SlapOSArgumentParser,
+    SubParsers,
+    add_client_cfg,
+    add_command,
+)
+from slapos.cli.client import connect, log, resolve_software
 from slapos.errors import ExitCode, MasterError
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos supply --help`)

@@ -13,6 +13,7 @@ import logging
 from slapos.cli._common import (
     Context,
     SlapOSArgumentParser,
+    SubParsers,
     add_client_cfg,
     add_command,
     add_no_master_tls_verify,
@@ -36,7 +37,7 @@ key_file = {key_file}
 """
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,

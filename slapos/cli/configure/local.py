@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
     SlapOSArgumentParser,
+    SubParsers,
     add_command,
     add_node_cfg,
 )
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,

@@ -9,13 +9,17 @@ cron every minute, imports and builds its own area only.
 
 from __future__ import annotations
 
-import argparse
-
-from slapos.cli._common import NODE_CFG_HELP, SlapOSArgumentParser, add_group, register_module
+from slapos.cli._common import (
+    NODE_CFG_HELP,
+    SlapOSArgumentParser,
+    SubParsers,
+    add_group,
+    register_module,
+)
 from slapos.cli.registry import areas_of
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     node, node_sub = add_group(sub, "node", help="manage this SlapOS node")
     # bare `slapos node` is `slapos node status`: its --cfg is accepted here too
     node.add_argument("--cfg", dest="group_cfg", help=NODE_CFG_HELP)

@@ -13,7 +13,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_command, add_node_cfg
+from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command, add_node_cfg
 
 if TYPE_CHECKING:
     from slapos.grid.explain import Explanation
@@ -26,7 +26,7 @@ STATUS_WORDS = {
 }
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_command, add_node_cfg
+from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command, add_node_cfg
 from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
 from slapos.cli.node.dry_run import add_dry_run_options
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from slapos.grid.instance import Node
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(sub, root, ("node", "instance"), group="node", help="run instance deployment")
     add_slapgrid_options(p, "instance")
     p.add_argument(

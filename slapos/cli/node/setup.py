@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
     SlapOSArgumentParser,
+    SubParsers,
     add_command,
     add_no_master_tls_verify,
     add_node_cfg,
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 FORMAT_MAX_DELAY = 3600.0
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     """format, register and boot: the commands that set a node up (each parser sits above
     its handler)."""
     _register_format(sub, root)
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> Non
     _register_boot(sub, root)
 
 
-def _register_format(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def _register_format(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,
@@ -190,7 +191,7 @@ def _add_log_file(path: object) -> None:
     logger.addHandler(handler)
 
 
-def _register_register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def _register_register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,
@@ -305,7 +306,7 @@ def run_register(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _register_boot(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def _register_boot(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_command
+from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command
 from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
 from slapos.cli.node.dry_run import add_dry_run_options
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from slapos.system import Clock
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub, root, ("node", "software"), group="node", help="run software installation/deletion"
     )

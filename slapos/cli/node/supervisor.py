@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from slapos.cli._common import Context, SlapOSArgumentParser, add_command, add_node_cfg
+from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command, add_node_cfg
 
 ALIASES = ("status", "start", "stop", "restart", "tail")
 
 
-def register(sub: argparse._SubParsersAction, root: SlapOSArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p = add_command(
         sub,
         root,
