@@ -20,7 +20,7 @@ DEMO_VENV=${SLAPOS_DEMO_VENV:-/opt/slapos-dev/demo-venv}
 DEMO_DIR_OUTSIDE=/srv/slapos-demo
 # what slapos (and the demo) needs; the tests need the second list too
 DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libffi-dev iproute2 procps bash"
-DEBIAN_TEST_PACKAGES="chromium chromium-driver postgresql haproxy"
+DEBIAN_TEST_PACKAGES="chromium chromium-driver postgresql haproxy patchelf"
 
 say() { printf '%s\n' "dev.sh: $*" >&2; }
 
