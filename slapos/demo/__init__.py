@@ -391,6 +391,8 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
         "requesting an instance of it",
         "request",
         "--quiet",  # its report (connection parameters: none yet) is for scripts and rerun
+        "--state",  # a demo stopped by hand (panel, slapos request) is started again: a
+        "started",  # request without a state keeps the stored one (protocol.md §8.14)
         SOFTWARE_NAME,
         layout.software_url,
         "--cfg",
@@ -406,7 +408,7 @@ def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "
 
 
 def _demo_service_running(instance_root: Path) -> bool:
-    """supervisord runs, and so does every demo service it knows (none known: True)."""
+    """supervisord runs the demo's service (and every copy of it it knows)."""
     from slapos.grid.supervisor import SupervisorError, connect, running_state
 
     if running_state(instance_root) != "RUNNING":
@@ -416,11 +418,8 @@ def _demo_service_running(instance_root: Path) -> bool:
             processes = sv.all_processes()
     except SupervisorError:
         return False
-    return all(
-        p["statename"] in ("RUNNING", "STARTING")
-        for p in processes
-        if str(p["name"]).startswith(SERVICE_NAME)
-    )
+    states = [p["statename"] for p in processes if str(p["name"]).startswith(SERVICE_NAME)]
+    return bool(states) and all(state in ("RUNNING", "STARTING") for state in states)
 
 
 def _build_and_deploy(

@@ -141,6 +141,24 @@ def check_demo(
     assert again.returncode == 0, again.stdout + again.stderr
     assert URL.search(again.stdout).group(1) == url
     assert "software releases: 1 up to date, 1 failed" in again.stderr  # not rebuilt
+    # the demo stopped by hand (as the panel's Stop does): running it again starts it
+    node_cfg = str(directory / "etc" / "slapos.cfg")
+    release = str(directory / "software-release" / "software.cfg")
+    for argv in (
+        [slapos, "request", "demo", release, "--state", "stopped", "--cfg", client],
+        [slapos, "node", "instance", "--cfg", node_cfg],
+    ):
+        done = subprocess.run(
+            [*prefix, *argv], capture_output=True, text=True, timeout=120, check=False,
+            stdin=subprocess.DEVNULL, env=demo_env(directory.parent), **ids,
+        )  # fmt: skip
+        assert done.returncode in (0, 1), f"{argv}: {done.stdout}{done.stderr}"
+    restarted = run_demo(python, directory, user, *extra, prefix=prefix)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "starting its service" not in restarted.stdout, restarted.stdout
+    if not prefix:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert b"Hello from SlapOS!" in answer.read()
     # after everything stopped (a reboot), the demo brings the service back; here the
     # printed `node status` then launched supervisord again, without the partition's
     # service: the demo sees it at once (no wait for a page that cannot answer)
