@@ -183,7 +183,7 @@ def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
         _database_config_path(args, ctx), {"database_uri": args.database_uri}, for_start=False
     )
     report = migrate(config.database_uri, args.to)
-    copied = ", ".join(f"{count} {table}18" for table, count in report.counts.items())
+    copied = ", ".join(f"{count} {table}" for table, count in report.counts.items())
     print(f"copied {report.source} into {report.target}: {copied or 'no rows'}", file=ctx.stdout)
     print(
         f"checked: every table has the same rows, {report.computers} computers and "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slapos.errors import SlapOSError
+from slapos.proxy import status as node_status
 from slapos.proxy.db import COLUMNS, GENERATION, TABLES, Database, Store, open_database
 from slapos.proxy.marshal import dumps
 from slapos.proxy.service import Master, NotFound
@@ -33,7 +34,7 @@ class MigrateError(SlapOSError):
 class MigrateReport:
     source: str
     target: str
-    #: table -> rows copied
+    #: table name in the database -> rows copied
     counts: dict[str, int] = field(default_factory=dict)
     #: computers and partitions whose documents were compared
     computers: int = 0
@@ -89,15 +90,30 @@ def migrate(source_uri: str, target_uri: str) -> MigrateReport:
             before = _tables(store)
             documents = _documents(store)
             revoked = store.revoked_certificates()
+            statuses = node_status.every(source_conn)
         target_conn = target.connect()
         try:
             target.initialize(target_conn)
-            _copy(target, target_conn, before, documents, report, revoked)
+            _copy(target, target_conn, before, documents, report, revoked, statuses)
         finally:
             target_conn.close()
     finally:
         source_conn.close()
     return report
+
+
+def _refuse_filled(target: Database, conn: Any, store: Store) -> None:
+    """MigrateError when the target holds proxy data already."""
+    present = {f"{table}18": len(rows) for table, rows in _tables(store).items() if rows}
+    reports = len(node_status.every(conn))
+    if reports:
+        present["slapos_status"] = reports
+    if present:
+        listed = ", ".join(f"{table}: {count} rows" for table, count in present.items())
+        raise MigrateError(
+            f"the target {target.shown} already holds proxy data ({listed}); "
+            "migrate into an empty database"
+        )
 
 
 def _copy(
@@ -107,16 +123,11 @@ def _copy(
     documents: dict[str, str],
     report: MigrateReport,
     revoked: list[tuple[str, float]],
+    statuses: list[node_status.Status],
 ) -> None:
     with target.write_transaction(conn):
         store = Store(conn)
-        present = {table: len(rows) for table, rows in _tables(store).items() if rows}
-        if present:
-            listed = ", ".join(f"{table}18: {count} rows" for table, count in present.items())
-            raise MigrateError(
-                f"the target {target.shown} already holds proxy data ({listed}); "
-                "migrate into an empty database"
-            )
+        _refuse_filled(target, conn, store)
         for table, rows in before.items():
             if not rows:
                 continue
@@ -126,11 +137,17 @@ def _copy(
                 f" VALUES ({', '.join('?' for _ in columns)})",
                 rows,
             )
-            report.counts[table] = len(rows)
+            report.counts[f"{table}18"] = len(rows)
         for common_name, when in revoked:
             store.revoke_certificate(common_name, when)
         if store.revoked_certificates() != revoked:
             raise MigrateError("revoked certificates differ after the copy; nothing was committed")
+        for row in statuses:
+            node_status.restore(conn, row)
+        if node_status.every(conn) != statuses:
+            raise MigrateError("node reports differ after the copy; nothing was committed")
+        if statuses:
+            report.counts["slapos_status"] = len(statuses)
         after = _tables(store)
         for table in TABLES:
             if len(after[table]) != len(before[table]):

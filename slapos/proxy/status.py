@@ -110,6 +110,19 @@ def _rows(conn: Connection, where: str, args: Sequence[Any]) -> list[Status]:
     return [Status(*(str(v) for v in tuple(row))) for row in rows]
 
 
+def every(conn: Connection) -> list[Status]:
+    """Every row, in key order (what `slapos proxy migrate` copies)."""
+    return _rows(conn, "1=1", ())
+
+
+def restore(conn: Connection, row: Status) -> None:
+    """Write `row` as it was read (in a write transaction, into a table without it)."""
+    conn.execute(
+        f"INSERT INTO slapos_status ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        tuple(row.to_dict().values()),
+    )
+
+
 def of_computer(conn: Connection, computer: str) -> list[Status]:
     return _rows(conn, "computer_reference=?", (computer,))
 

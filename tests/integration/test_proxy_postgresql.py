@@ -158,6 +158,26 @@ def _populate(proxy: RunningProxy) -> None:
     )  # fmt: skip
     assert published.status_code == 200, published.text
     assert request_instance(proxy.url, "second").status_code == 200
+    for path, data in (  # what a node reports, kept by our proxy (slapos_status)
+        ("startedComputerPartition", {"computer_partition_id": partition}),
+        ("softwareReleaseError", {"url": SR, "message": "gcc: not found"}),
+    ):
+        reported = requests.post(
+            f"{proxy.url}/{path}", data={"computer_id": proxy.computer_id, **data}, timeout=30
+        )
+        assert reported.status_code == 200, reported.text
+
+
+def statuses(database_uri: str) -> list[object]:
+    from slapos.proxy import status
+    from slapos.proxy.db import open_database
+
+    database = open_database(database_uri)
+    conn = database.connect()
+    try:
+        return list(status.every(conn))
+    finally:
+        conn.close()
 
 
 def test_migrate_a_sqlite_master_into_postgresql(
@@ -179,7 +199,10 @@ def test_migrate_a_sqlite_master_into_postgresql(
     assert migrated.returncode == 0, migrated.stderr
     assert "4 partition18" in migrated.stdout
     assert "1 computers and 4 partitions read the same" in migrated.stdout
+    assert "2 slapos_status" in migrated.stdout
     assert "s3cret" not in migrated.stdout + migrated.stderr
+    reports = statuses(postgres_uri)
+    assert reports == statuses(str(proxy.database)) and len(reports) == 2
 
     again = slapos(
         "proxy", "migrate", "--cfg", str(proxy.config), "--to", postgres_uri, cwd=tmp_path
