@@ -261,6 +261,11 @@ class MasterSession:
                 )
                 break
             except transport.TLSFailed as exc:
+                if self._wants_certificate(str(exc)):
+                    raise ConnectionError(
+                        f"master {self.master_url} requires a client certificate "
+                        f"({_short(exc)}): set key_file and cert_file"
+                    ) from exc
                 raise ConnectionError(
                     f"master {self.master_url}: TLS error on {method} {call}: {_short(exc)}"
                 ) from exc
@@ -287,6 +292,13 @@ class MasterSession:
         self._raise_for_status(method, call, response)
         return response
 
+    def _wants_certificate(self, tls_error: str) -> bool:
+        """True when we sent no client certificate to an https master and `tls_error` (or
+        an HTTP refusal, for "") says it wants one."""
+        if self.cert_file or not self.master_url.startswith("https"):
+            return False
+        return not tls_error or "CERTIFICATE_REQUIRED" in tls_error.upper()
+
     def _raise_for_status(self, method: str, call: str, response: transport.Response) -> None:
         status = response.status_code
         if status < 400:
@@ -300,6 +312,8 @@ class MasterSession:
         if status == 408:
             raise ResourceNotReady(message)
         if status in (401, 403):
+            if self._wants_certificate(""):
+                message = f"{message} (no client certificate sent: set key_file and cert_file)"
             raise AuthenticationError(message, status, body)
         if status in SERVER_ERROR_STATUSES or status >= 500:
             raise ServerError(message)

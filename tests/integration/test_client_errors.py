@@ -136,12 +136,6 @@ def test_bad_parameters(tmp_path, fake_master, argv, code, message):  # noqa: F8
     assert fake_master.calls("/requestComputerPartition") == []
 
 
-def test_https_master_without_certificate(tmp_path):
-    code, _, err = run(tmp_path, "https://127.0.0.1:1", "request", "inst", SR)
-    assert code == 1
-    assert "key_file and cert_file are needed" in err
-
-
 def test_missing_config(tmp_path):
     ctx = Context.for_test(tmp_path)
     code = main(["request", "inst", SR, "--cfg", str(tmp_path / "none.cfg")], ctx=ctx)
