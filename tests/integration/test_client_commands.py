@@ -113,6 +113,25 @@ def test_request_with_parameters_type_state_and_node(cli):
     assert (params["a"], params["b"]) == ("1", "x=y")
 
 
+def test_request_without_state_reports_the_state_the_master_keeps(cli):
+    """Re-requesting a stopped instance without --state keeps it stopped (protocol.md
+    §8.14.3): the CLI says so instead of echoing the answer's "started"."""
+    code, _, err = cli("request", "inst", SR, "--state", "stopped")
+    assert code == 0, err
+    code, _, err = cli("request", "inst", SR)
+    assert code == 0, err
+    assert "State is : stopped." in err and "State is : started." not in err
+    assert "the instance stays stopped: add --state started to start it" in err
+    assert cli.partition("inst").getState() == "stopped"
+    clock = FakeClock()
+    code, _, err = cli("request", "inst", SR, "--wait", "--timeout", "600", clock=clock)
+    assert code == 0, err  # a stopped instance is ready: no wait for connection parameters
+    assert "waiting for" not in err and "stays stopped" in err
+    code, _, err = cli("request", "inst", SR, "--state", "started")
+    assert code == 0, err
+    assert "State is : started." in err and "stays stopped" not in err
+
+
 def test_request_prints_connection_parameters_published_by_the_node(cli):
     assert cli("request", "inst", SR)[0] == 0
     cli.partition("inst").setConnectionDict({"url": "http://x", "password": "s"})

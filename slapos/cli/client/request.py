@@ -248,6 +248,8 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
     deadline = ctx.clock.monotonic() + args.timeout
     delay = 1.0
     hint = ""
+    checked = stays = False
+    kept: str | None = None
     while True:
         try:
             partition = order.request(
@@ -262,6 +264,14 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
         except NotFoundError as exc:  # allocation refused: a failure, not "unknown"
             raise MasterError(str(exc)) from None
         state, connection_dict = _instance_status(partition)
+        if state == "started" and args.state is None and not args.slave and not checked:
+            # A request without a state keeps the stored one while the answer says
+            # "started" (protocol.md §8.14.3): report, and wait for, what the master keeps.
+            checked = True
+            kept = _kept_state(connection, partition)
+            stays = kept is not None and kept != state
+        if stays:
+            state = kept
         ready = state is not None and (state != "started" or bool(connection_dict))
         if state is not None and not hint and not args.slave:
             hint = _deployment_hint(connection, software, partition)
@@ -280,7 +290,24 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
         log.info("waiting for %s: %s (%ds left)", args.reference, what, max(0, int(remaining)))
         ctx.clock.sleep(min(delay, remaining))
         delay = min(delay * 1.5, 10.0)
-    return _report_request(args, ctx, schema, software, state, connection_dict)
+    code = _report_request(args, ctx, schema, software, state, connection_dict)
+    if stays:
+        log.warning("the instance stays %s: add --state started to start it", state)
+    return code
+
+
+def _kept_state(connection: slap, partition: Any) -> str | None:
+    """The state the master stores for the requested instance's partition, or None when it
+    cannot tell (the answer stays the reference then)."""
+    node = getattr(partition, "_computer_id", None)
+    partition_id = getattr(partition, "_partition_id", None)
+    if not node or not partition_id:
+        return None
+    try:
+        return connection.registerComputerPartition(node, partition_id).getState()
+    except Exception as exc:  # a better report, never a failure of the request
+        log.debug("cannot read the stored state of %s: %s", partition_id, exc)
+        return None
 
 
 def _report_request(
