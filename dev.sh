@@ -167,7 +167,7 @@ case "$cmd" in
     install_venv base
     exec "$VENV/bin/python" -m slapos.demo "$dir" --invoked-as "$HERE/dev.sh demo" "$@" ;;
   *)
-    case "$cmd" in help|-h|--help) ;; *) echo "dev.sh: unknown command '$cmd'" >&2 ;; esac
+    case "$cmd" in help|-h|--help) status=0 ;; *) echo "dev.sh: unknown command '$cmd'" >&2; status=2 ;; esac
     sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
-    exit 2 ;;
+    exit "$status" ;;
 esac

@@ -19,7 +19,7 @@ from slapos.cli._common import (
 )
 from slapos.cli.entry import version_line
 from slapos.cli.registry import FAMILIES, FIRST_WORDS
-from slapos.errors import ExitCode, SlapOSError
+from slapos.errors import ExitCode, SlapOSError, UnknownCommandError
 from slapos.version import __version__
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos COMMAND --help`)
@@ -158,6 +158,9 @@ def run_handler(handler: Handler, args: argparse.Namespace, ctx: Context) -> int
     log = _log()
     try:
         return int(handler(args, ctx) or 0)
+    except UnknownCommandError as exc:  # `slapos help nope`: as `slapos nope`, as upstream
+        log.critical("%s", exc, exc_info=debug)
+        return exc.exit_code
     except SlapOSError as exc:
         log.error("%s", exc, exc_info=debug)
         return exc.exit_code

@@ -34,6 +34,15 @@ def test_unknown_command_exit_5_one_line():
     assert "the command 'frobnicate' does not exist" in result.stderr
 
 
+@pytest.mark.parametrize("argv", [("frobnicate",), ("help", "frobnicate")])
+def test_unknown_command_same_level_as_upstream(argv):
+    """`slapos nope` and `slapos help nope`: one CRITICAL line, exit 5, as upstream's."""
+    result = slapos(*argv)
+    assert result.returncode == 5
+    [line] = result.stderr.strip().splitlines()
+    assert " CRITICAL the command 'frobnicate' does not exist" in line
+
+
 def test_missing_config_exit_1_no_traceback(tmp_path):
     result = slapos("supply", "http://x/sr.cfg", "COMP-1", "--cfg", str(tmp_path / "nope.cfg"))
     assert result.returncode == 1
