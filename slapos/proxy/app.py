@@ -382,9 +382,12 @@ class ProxyApp:
                     generation = store.generation()
                     if generation != self._addresses_generation:
                         self._addresses.clear()  # another process may have reformatted
-                    result = action(self.master(conn, request, self._addresses))
-                    store.bump_generation()
-                self._addresses_generation = generation + 1
+                    master = self.master(conn, request, self._addresses)
+                    result = action(master)
+                    if not master.store.unchanged:
+                        store.bump_generation()
+                        generation += 1
+                self._addresses_generation = generation
             except BaseException:
                 self._addresses.clear()  # it may hold what was rolled back
                 self._addresses_generation = None

@@ -372,6 +372,9 @@ class Store:
         #: (partition, computer) -> its addresses, kept by the caller between
         #: transactions; only format_computer writes partition_network18, and it empties it
         self.address_cache = address_cache
+        #: set when a write found nothing to change (the caller need not bump the
+        #: generation: every cached answer stays right)
+        self.unchanged = False
 
     def _one(self, query: str, args: Sequence[Any] = ()) -> Any:
         return self.conn.execute(query, args).fetchone()
@@ -454,7 +457,13 @@ class Store:
         netmask: str | None,
         partitions: Sequence[tuple[str, Sequence[tuple[str, str, str | None]]]],
     ) -> None:
-        """Upsert the computer, drop unlisted partitions, reset addresses (§5.4)."""
+        """Upsert the computer, drop unlisted partitions, reset addresses (§5.4).
+
+        A node posts its configuration again every hour, nearly always the same: then
+        nothing is written (`unchanged` is set)."""
+        if self._formatted_as(reference, address, netmask, partitions):
+            self.unchanged = True
+            return
         if self.address_cache is not None:
             self.address_cache.clear()
         # delete then insert, as sqlite's INSERT OR REPLACE: the row moves to the end
@@ -495,6 +504,31 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?)",
                 [(iface, partition_id, reference, addr, mask) for iface, addr, mask in addresses],
             )
+
+    def _formatted_as(
+        self,
+        reference: str,
+        address: str | None,
+        netmask: str | None,
+        partitions: Sequence[tuple[str, Sequence[tuple[str, str, str | None]]]],
+    ) -> bool:
+        row = self.computer(reference)
+        if row is None or (row["address"], row["netmask"]) != (address, netmask):
+            return False
+        existing = self._all(
+            "SELECT reference FROM partition18 WHERE computer_reference=?", (reference,)
+        )
+        if sorted(r[0] for r in existing) != sorted(p for p, _ in partitions):
+            return False
+        stored: dict[str, list[tuple[Any, ...]]] = {}
+        for r in self._all(
+            "SELECT partition_reference, reference, address, netmask FROM partition_network18"
+            " WHERE computer_reference=? ORDER BY rowid",
+            (reference,),
+        ):
+            stored.setdefault(r[0], []).append((r[1], r[2], r[3]))
+        wanted = {p: [tuple(a) for a in addresses] for p, addresses in partitions if addresses}
+        return stored == wanted
 
     # ---- software releases ------------------------------------------------------------
     def software_list(self, computer: str) -> list[Any]:

@@ -420,3 +420,15 @@ def test_a_status_report_keeps_the_cached_answer(client: Client) -> None:
     assert client.app.current_generation() == generation  # nothing a node reads changed
     client.request("root", params={"a": "1"})
     assert client.app.current_generation() == generation + 1
+
+
+def test_the_same_configuration_posted_again_changes_nothing(client: Client) -> None:
+    client.request("root")
+    before = client.partitions()
+    generation = client.app.current_generation()
+    _format(client, ["10.0.0.0", "10.0.0.1", "10.0.0.2"])  # what the fixture posted
+    assert client.app.current_generation() == generation, "a no-op format was written"
+    assert client.partitions() == before
+    _format(client, ["10.0.0.9", "10.0.0.1", "10.0.0.2"])  # one address differs
+    assert client.app.current_generation() == generation + 1
+    assert client.partitions()["slappart0"]["_parameter_dict"]["ip_list"] == [("tap0", "10.0.0.9")]
