@@ -5,7 +5,10 @@ a node and a local proxy (`slapos configure local`), the demo software release s
 this package (software/), supplies and requests it, builds it (`node software`), deploys it
 (`node instance`), and prints the address of the web page the instance serves, after
 fetching it, then where everything is and what to try next. Running it again reuses what
-is there. `--destroy` stops everything and removes DIR and the users the demo created.
+is there. `--stop` stops its processes (the node's supervisord, hence the local master and
+the instance) and keeps DIR; `--destroy` stops everything and removes DIR and the users the
+demo created. Any `slapos node` command on the demo's node (`node status` too) starts its
+supervisord, and with it the local master, again.
 
 The steps run the same code as the `slapos` commands, in this process.
 """
@@ -305,7 +308,9 @@ def summary(layout: DemoLayout, url: str, master_url: str, invoked_as: str, user
         f"  {slapos} service info {SOFTWARE_NAME} --cfg {client}",
         f"  {slapos} node status --cfg {node}",
         f"Run again (safe):  {invoked_as} {layout.root}{users.options()}",
-        f"Stop everything:   {slapos} node supervisorctl --cfg {node} shutdown",
+        f"Stop everything:   {invoked_as} {layout.root} --stop",
+        "                   (keeps DIR; any `slapos node` command, status too, starts the",
+        "                   node's supervisord and the local master again)",
         f"Remove everything: {invoked_as} {layout.root} --destroy",
     ]
     return "\n".join(lines) + "\n"
@@ -470,6 +475,22 @@ def _build_and_deploy(
     return url, page
 
 
+def stop(root: Path, out: TextIO) -> None:
+    """Stop the demo's processes (its supervisord: the local master, the instance)."""
+    from slapos.grid.supervisor import shutdown
+
+    layout = DemoLayout(root.absolute())
+    if not layout.node_config.exists():
+        raise DemoError(f"{layout.root} is not a demo directory (no etc/slapos.cfg)")
+    out.write("==> stopping the demo's processes (its supervisord, the local master)\n")
+    out.flush()
+    shutdown(layout.instance_root)
+    out.write(
+        "The demo is stopped. Run the demo again to start it; any `slapos node` command on "
+        "its node (status too) starts its supervisord and the local master again.\n"
+    )
+
+
 def destroy(root: Path, out: TextIO, runner: Runner) -> None:
     """Stop the demo's processes, delete the users it created and remove `root`."""
     import pwd
@@ -536,7 +557,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dir", nargs="?", default="demo", help="where (default: ./demo)")
-    parser.add_argument(
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the demo's processes (supervisord, the local master), keep DIR",
+    )
+    action.add_argument(
         "--destroy",
         action="store_true",
         help="stop everything, delete the users the demo created, remove DIR",
@@ -567,10 +594,13 @@ def main(argv: list[str] | None = None) -> int:
             from slapos.system import SubprocessRunner
 
             destroy(root, sys.stdout, SubprocessRunner())
+        elif args.stop:
+            stop(root, sys.stdout)
         else:
             run(root, sys.stdout, Users(args.user_base_name, args.software_user), args.invoked_as)
     except SlapOSError as exc:
-        sys.stderr.write(f"demo {'--destroy ' if args.destroy else ''}failed: {exc}\n")
+        action = "--destroy " if args.destroy else "--stop " if args.stop else ""
+        sys.stderr.write(f"demo {action}failed: {exc}\n")
         return exc.exit_code
     except OSError as exc:
         sys.stderr.write(f"demo failed: {exc}\n")

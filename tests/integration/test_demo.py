@@ -127,6 +127,7 @@ def check_demo(
         )  # fmt: skip
         assert done.returncode == 0, f"{argv}: {done.stdout}{done.stderr}"
     assert f"{directory} --destroy" in first.stdout
+    assert f"{directory} --stop" in first.stdout
     # a release of the user's own that fails to build does not fail the demo
     slapos = commands[0][0]
     client = str(directory / "etc" / "slapos-client.cfg")
@@ -177,6 +178,20 @@ def check_demo(
     if not prefix:
         with urllib.request.urlopen(url, timeout=10) as answer:
             assert b"Hello from SlapOS!" in answer.read()
+    # --stop, as the summary says: supervisord (and the local master under it) stops
+    pid = int((directory / "srv" / "var" / "run" / "supervisord.pid").read_text())
+    stopped = run_demo(python, directory, user, "--stop", prefix=prefix)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "starts its supervisord and the local master again" in stopped.stdout
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_demo_stop_refuses_what_is_not_a_demo(tmp_path, node_python):
+    done = run_demo(node_python, tmp_path, None, "--stop")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"demo --stop failed: {tmp_path} is not a demo directory (no etc/slapos.cfg)"
+    ]
 
 
 @pytest.fixture
