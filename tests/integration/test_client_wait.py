@@ -28,11 +28,11 @@ def answer(connection: dict) -> str:
     return wire.dumps(instance)
 
 
-def run(tmp_path, url, *argv, clock):
+def run(tmp_path, url, *argv, clock, reference="inst"):
     cfg = tmp_path / "client.cfg"
     cfg.write_text(f"[slapos]\nmaster_url = {url}\ntimeout = 5\n")
     ctx = Context.for_test(tmp_path, clock=clock)
-    code = main(["request", "inst", SR, "--cfg", str(cfg), *argv], ctx=ctx)
+    code = main(["request", reference, SR, "--cfg", str(cfg), *argv], ctx=ctx)
     return code, ctx.stdout.getvalue(), ctx.stderr.getvalue()
 
 
@@ -75,3 +75,64 @@ def test_wait_gives_up(tmp_path, fake_master):  # noqa: F811
     assert json.loads(out)["ready"] is False
     assert "still not ready after 30.0s" in err
     assert sum(clock.sleeps) <= 30
+
+
+def test_wait_rides_out_a_master_restart_then_gives_up_when_it_stays_down(tmp_path):
+    """Our proxy stopped during `request --wait` (a restart): the command keeps asking, says
+    once that the master does not answer, and carries on when it is back; a master that
+    stays down ends the wait at --timeout with one line, exit 1."""
+    from slapos.slap import slap
+    from tests.fixtures.common import free_port
+    from tests.fixtures.proxy import start_proxy
+    from tests.fixtures.slap import format_computer
+
+    port = free_port()
+    running = start_proxy(tmp_path / "proxy", port=port)
+    master = next(running)
+    format_computer(master.url, master.computer_id, partitions=2)
+    assert run(tmp_path, master.url, clock=FakeClock())[0] == 0
+    restarted: list = []
+
+    def world(sleeps: int) -> None:
+        if sleeps == 1:
+            running.close()  # stopped: connections refused
+        elif sleeps == 4:
+            restarted.append(start_proxy(tmp_path / "proxy", port=port))
+            next(restarted[0])
+            connection = slap()
+            connection.initializeConnection(master.url, timeout=10)
+            computer = connection.registerComputer(master.computer_id)
+            for partition in computer.getComputerPartitionList():
+                if partition.getState() == "started":
+                    partition.setConnectionDict({"url": "http://ready"})
+
+    try:
+        code, out, err = run(
+            tmp_path, master.url, "--wait", "--timeout", "600", clock=FakeClock(on_sleep=world)
+        )
+        assert code == 0, err
+        assert out == "{'url': 'http://ready'}\n"
+        assert err.count("the master does not answer") == 1
+        assert "Traceback" not in err
+
+        def stop(sleeps: int) -> None:
+            if sleeps == 1:
+                restarted[0].close()
+
+        assert run(tmp_path, master.url, clock=FakeClock(), reference="inst2")[0] == 0
+        code, out, err = run(
+            tmp_path,
+            master.url,
+            "--wait",
+            "--timeout",
+            "30",
+            clock=FakeClock(on_sleep=stop),
+            reference="inst2",
+        )
+    finally:
+        for generator in restarted:
+            generator.close()
+    assert code == 1
+    assert err.count("the master does not answer") == 1
+    last = err.strip().splitlines()[-1]
+    assert "gave up waiting for inst2 after 30s" in last and "Traceback" not in err

@@ -231,7 +231,7 @@ def _waiting_for(connection: slap, reference: str, static_hint: str) -> str:
 
 
 def run_request(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.slap import NotFoundError
+    from slapos.slap import ConnectionError as MasterConnectionError
     from slapos.slap.schema import SoftwareReleaseSchema
 
     config = ctx.client_config(args)
@@ -248,29 +248,25 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
     deadline = ctx.clock.monotonic() + args.timeout
     delay = 1.0
     hint = ""
-    checked = stays = False
+    answered = unreachable = False
     kept: str | None = None
     while True:
         try:
-            partition = order.request(
-                software,
-                args.reference,
-                partition_parameter_kw=parameters,
-                software_type=args.type,
-                filter_kw=node,
-                state=args.state,
-                shared=args.slave,
-            )
-        except NotFoundError as exc:  # allocation refused: a failure, not "unknown"
-            raise MasterError(str(exc)) from None
+            partition = _send(order, software, args, parameters, node)
+        except MasterConnectionError as exc:
+            # A master that answered once and stops answering is restarting: --wait keeps
+            # asking until its timeout. One that never answered fails at once (bad URL).
+            if not args.wait or not answered:
+                raise
+            _master_down(args, ctx, exc, deadline - ctx.clock.monotonic(), unreachable, delay)
+            unreachable = True
+            delay = min(delay * 1.5, 10.0)
+            continue
+        answered, unreachable = True, False
         state, connection_dict = _instance_status(partition)
-        if state == "started" and args.state is None and not args.slave and not checked:
-            # A request without a state keeps the stored one while the answer says
-            # "started" (protocol.md §8.14.3): report, and wait for, what the master keeps.
-            checked = True
-            kept = _kept_state(connection, partition)
-            stays = kept is not None and kept != state
-        if stays:
+        if state == "started" and kept is None:
+            kept = _kept_state(connection, partition, args)
+        if kept:
             state = kept
         ready = state is not None and (state != "started" or bool(connection_dict))
         if state is not None and not hint and not args.slave:
@@ -282,32 +278,82 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
         remaining = deadline - ctx.clock.monotonic()
         if remaining <= 0:
             break
-        what = (
-            "not allocated to a partition yet"
-            if state is None
-            else f"{state}, {_waiting_for(connection, args.reference, hint)}"
-        )
-        log.info("waiting for %s: %s (%ds left)", args.reference, what, max(0, int(remaining)))
+        _say_waiting(connection, args.reference, state, hint, remaining)
         ctx.clock.sleep(min(delay, remaining))
         delay = min(delay * 1.5, 10.0)
     code = _report_request(args, ctx, schema, software, state, connection_dict)
-    if stays:
+    if kept:
         log.warning("the instance stays %s: add --state started to start it", state)
     return code
 
 
-def _kept_state(connection: slap, partition: Any) -> str | None:
-    """The state the master stores for the requested instance's partition, or None when it
-    cannot tell (the answer stays the reference then)."""
+def _say_waiting(
+    connection: slap, reference: str, state: str | None, hint: str, remaining: float
+) -> None:
+    what = (
+        "not allocated to a partition yet"
+        if state is None
+        else f"{state}, {_waiting_for(connection, reference, hint)}"
+    )
+    log.info("waiting for %s: %s (%ds left)", reference, what, max(0, int(remaining)))
+
+
+def _send(
+    order: Any, software: str, args: argparse.Namespace, parameters: Any, node: Any
+) -> ComputerPartition:
+    from slapos.slap import NotFoundError
+
+    try:
+        partition: ComputerPartition = order.request(
+            software,
+            args.reference,
+            partition_parameter_kw=parameters,
+            software_type=args.type,
+            filter_kw=node,
+            state=args.state,
+            shared=args.slave,
+        )
+    except NotFoundError as exc:  # allocation refused: a failure, not "unknown"
+        raise MasterError(str(exc)) from None
+    return partition
+
+
+def _master_down(
+    args: argparse.Namespace,
+    ctx: Context,
+    exc: Exception,
+    remaining: float,
+    said: bool,
+    delay: float,
+) -> None:
+    """--wait while the master does not answer: say so once, sleep, or give up at timeout."""
+    if remaining <= 0:
+        raise MasterError(
+            f"gave up waiting for {args.reference} after {args.timeout:g}s: {exc}"
+        ) from None
+    if not said:
+        log.warning(
+            "the master does not answer (%s); still waiting for %s (%ds left)",
+            exc,
+            args.reference,
+            int(remaining),
+        )
+    ctx.clock.sleep(min(delay, remaining))
+
+
+def _kept_state(connection: slap, partition: Any, args: argparse.Namespace) -> str:
+    """A request without a state keeps the stored one while its answer says "started"
+    (protocol.md §8.14.3): the state the master keeps when it differs, else ""."""
     node = getattr(partition, "_computer_id", None)
     partition_id = getattr(partition, "_partition_id", None)
-    if not node or not partition_id:
-        return None
+    if args.state is not None or args.slave or not node or not partition_id:
+        return ""
     try:
-        return connection.registerComputerPartition(node, partition_id).getState()
+        kept = connection.registerComputerPartition(node, partition_id).getState()
     except Exception as exc:  # a better report, never a failure of the request
         log.debug("cannot read the stored state of %s: %s", partition_id, exc)
-        return None
+        return ""
+    return "" if kept == "started" else kept
 
 
 def _report_request(
