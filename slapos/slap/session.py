@@ -261,13 +261,10 @@ class MasterSession:
                 )
                 break
             except transport.TLSFailed as exc:
-                if self._wants_certificate(str(exc)):
-                    raise ConnectionError(
-                        f"master {self.master_url} requires a client certificate "
-                        f"({_short(exc)}): set key_file and cert_file"
-                    ) from exc
+                hint = self._certificate_hint(str(exc))
                 raise ConnectionError(
                     f"master {self.master_url}: TLS error on {method} {call}: {_short(exc)}"
+                    + (f" ({hint})" if hint else "")
                 ) from exc
             except transport.ConnectFailed as exc:
                 if attempt < attempts:
@@ -275,9 +272,10 @@ class MasterSession:
                     self.clock.sleep(delay)
                     delay *= 2
                     continue
+                hint = self._certificate_hint(str(exc))
                 raise ConnectionError(
                     f"cannot connect to master {self.master_url} ({method} {call}): "
-                    f"{_short(exc)} (check master_url and that the master is running)"
+                    f"{_short(exc)} ({hint or 'check master_url and that the master is running'})"
                 ) from exc
             except transport.TimedOut as exc:
                 raise ConnectionError(
@@ -292,12 +290,18 @@ class MasterSession:
         self._raise_for_status(method, call, response)
         return response
 
-    def _wants_certificate(self, tls_error: str) -> bool:
-        """True when we sent no client certificate to an https master and `tls_error` (or
-        an HTTP refusal, for "") says it wants one."""
+    def _certificate_hint(self, reason: str) -> str:
+        """What to add when we sent no client certificate to an https master and `reason`
+        (an error, or "" for an HTTP refusal) shows it refused us: a master that requires
+        one ends the connection after the handshake, with an alert or without."""
         if self.cert_file or not self.master_url.startswith("https"):
-            return False
-        return not tls_error or "CERTIFICATE_REQUIRED" in tls_error.upper()
+            return ""
+        if not reason or "CERTIFICATE_REQUIRED" in reason.upper():
+            return "the master requires a client certificate: set key_file and cert_file"
+        closed = ("EOF occurred", "reset by peer", "closed the connection", "HANDSHAKE_FAILURE")
+        if any(marker in reason for marker in closed):
+            return "sent no client certificate: if one is required, set key_file and cert_file"
+        return ""
 
     def _raise_for_status(self, method: str, call: str, response: transport.Response) -> None:
         status = response.status_code
@@ -312,8 +316,9 @@ class MasterSession:
         if status == 408:
             raise ResourceNotReady(message)
         if status in (401, 403):
-            if self._wants_certificate(""):
-                message = f"{message} (no client certificate sent: set key_file and cert_file)"
+            hint = self._certificate_hint("")
+            if hint:
+                message = f"{message} ({hint})"
             raise AuthenticationError(message, status, body)
         if status in SERVER_ERROR_STATUSES or status >= 500:
             raise ServerError(message)
