@@ -62,12 +62,14 @@ class Context:
         self.runner = runner
         self.clock = clock
         self.cwd = Path.cwd() if cwd is None else cwd
+        #: how the process was started (sys.argv[0]); None in-process (tests)
+        self.argv0: str | None = None
 
     @classmethod
     def from_process(cls) -> Context:
         from slapos.system import SubprocessRunner, SystemClock
 
-        return cls(
+        ctx = cls(
             stdout=sys.stdout,
             stderr=sys.stderr,
             stdin=sys.stdin,
@@ -76,6 +78,8 @@ class Context:
             runner=SubprocessRunner(),
             clock=SystemClock(),
         )
+        ctx.argv0 = sys.argv[0]
+        return ctx
 
     @classmethod
     def for_test(
@@ -102,6 +106,21 @@ class Context:
             clock=clock or SystemClock(),
             cwd=tmp_path,
         )
+
+    def slapos_command(self) -> str:
+        """`slapos` as printed hints should name it: `slapos` when that name on PATH runs
+        this same script, else the script's absolute path (a virtualenv not activated)."""
+        argv0 = self.argv0
+        if not argv0 or os.path.basename(argv0) != "slapos" or not os.path.isfile(argv0):
+            return "slapos"  # `python -m slapos`, or in-process
+        import shlex
+        import shutil
+
+        script = os.path.abspath(os.path.join(self.cwd, argv0))
+        found = shutil.which("slapos", path=self.environ.get("PATH", ""))
+        if found and os.path.samefile(found, script):
+            return "slapos"
+        return shlex.quote(script)
 
     @property
     def is_root(self) -> bool:

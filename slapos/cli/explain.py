@@ -54,7 +54,8 @@ def run_explain(args: argparse.Namespace, ctx: Context) -> int:
         json.dump(tree.to_dict(), ctx.stdout, indent=2, sort_keys=True)
         ctx.stdout.write("\n")
     else:
-        ctx.stdout.write(render_tree(tree, use_colour(ctx.stdout, ctx.environ)))
+        colour = use_colour(ctx.stdout, ctx.environ)
+        ctx.stdout.write(render_tree(tree, colour, ctx.slapos_command()))
     return 0
 
 
@@ -96,7 +97,7 @@ def render_instance(i: InstanceState, first: bool, colour: bool) -> list[str]:
     return lines
 
 
-def render_tree(tree: TreeExplanation, colour: bool = False) -> str:
+def render_tree(tree: TreeExplanation, colour: bool = False, command: str = "slapos") -> str:
     first = tree.first_failing
     lines = [f"instance tree '{tree.title}' ({len(tree.instances)} instance(s), {tree.master_url})"]
     for i in tree.instances:
@@ -105,7 +106,7 @@ def render_tree(tree: TreeExplanation, colour: bool = False) -> str:
     if first is not None:
         lines.append(
             f"first failing instance: {first.title} ({_where(first)}); on that node, "
-            f"'slapos node explain {first.partition_id or ''}'".rstrip()
+            f"'{command} node explain {first.partition_id or ''}'".rstrip()
         )
     elif tree.statuses_kept:
         lines.append("no instance reports an error")

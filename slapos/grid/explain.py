@@ -129,13 +129,14 @@ def relevant_log(partition: Path, record: RunRecord) -> Path:
     return Path(record.log) if record.log else partition / ".slapgrid" / "log" / "instance.log"
 
 
-def explain(partition: Path, cfg: str, lines: int = TAIL) -> Explanation:
-    """What the last run recorded for `partition`, with its log and a hint."""
+def explain(partition: Path, cfg: str, lines: int = TAIL, command: str = "slapos") -> Explanation:
+    """What the last run recorded for `partition`, with its log and a hint; `command` is
+    how the rerun line names `slapos` (a shell word or an already quoted path)."""
     pid = partition.name
     record = RunRecord.read(partition / ".slapgrid")
     result = Explanation(pid, record)
-    rerun = ["slapos", "node", "instance", "--cfg", cfg, "--only-cp", pid, "--force", "-v"]
-    result.rerun = shlex.join(rerun)  # a path with a space stays one argument
+    rerun = ["node", "instance", "--cfg", cfg, "--only-cp", pid, "--force", "-v"]
+    result.rerun = f"{command} {shlex.join(rerun)}"  # a path with a space stays one argument
     if record is None:
         if not os.access(partition, os.R_OK | os.X_OK):
             result.notes.append(f"cannot read {partition}: run as root")

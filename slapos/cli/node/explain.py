@@ -62,7 +62,8 @@ def run_explain(args: argparse.Namespace, ctx: Context) -> int:
         paths = [path]
     else:
         paths = partitions_of(config.instance_root)
-    found = [explain(p, cfg, max(args.lines, 0)) for p in paths]
+    command = ctx.slapos_command()
+    found = [explain(p, cfg, max(args.lines, 0), command) for p in paths]
     if args.format == "json":
         json.dump([e.to_dict() for e in found], ctx.stdout, indent=2, default=str)
         ctx.stdout.write("\n")

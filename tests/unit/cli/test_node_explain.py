@@ -55,3 +55,33 @@ def test_node_explain(tmp_path: Path) -> None:
     ctx = Context.for_test(tmp_path)
     assert main(["node", "explain", "slappart7", "--cfg", str(cfg)], ctx=ctx) == 2
     assert "no partition slappart7 in " in ctx.stderr.getvalue()  # type: ignore[attr-defined]
+
+
+def test_rerun_names_the_slapos_that_ran(tmp_path: Path) -> None:
+    """A newcomer runs `.venv/bin/slapos` without activating the venv: the rerun line names
+    that script, since a bare `slapos` would not be found (or be another one)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = node(tmp_path)
+    script = Path(sys.executable).parent / "slapos"
+    assert script.is_file()
+
+    def rerun_line(path: str) -> str:
+        env = {"HOME": str(tmp_path), "PATH": path}
+        done = subprocess.run(
+            [str(script), "node", "explain", "slappart0", "--cfg", str(cfg)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        [line] = [x for x in done.stdout.splitlines() if x.startswith("  rerun ")]
+        return line
+
+    assert rerun_line("/usr/bin:/bin").startswith(f"  rerun     {script} node instance --cfg ")
+    on_path = f"{script.parent}{os.pathsep}/usr/bin:/bin"
+    assert rerun_line(on_path).startswith("  rerun     slapos node instance --cfg ")
