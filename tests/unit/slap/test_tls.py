@@ -183,6 +183,31 @@ def test_master_tls_verify_off_connects_and_warns(https_master, pki, caplog):
     assert url(https_master) in warnings[0]
 
 
+class Refusing(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(403)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_refused_without_a_client_certificate_says_which_keys_to_set(pki):
+    """A master asking for no certificate in TLS but refusing at HTTP level (403)."""
+    context = tls_server_context(pki["server_cert"], pki["server_key"])
+    with serve_http(Refusing, tls=context) as served:
+        s = slap()
+        s.initializeConnection(served.url, master_ca_file=str(pki["server_ca"]), timeout=5)
+        with pytest.raises(Exception, match="HTTP 403") as info:
+            s.registerComputer("COMP-T").getComputerPartitionList()
+        assert "set key_file and cert_file" in str(info.value)
+        s = connect(served.server, pki, "server_ca")  # with one: the plain refusal
+        with pytest.raises(Exception, match="HTTP 403") as info:
+            s.registerComputer("COMP-T").getComputerPartitionList()
+        assert "key_file" not in str(info.value)
+
+
 class TunnelProxy:
     """An HTTP proxy for https: answers CONNECT (or refuses it), then relays bytes."""
 
