@@ -99,7 +99,9 @@ def render_instance(i: InstanceState, first: bool, colour: bool) -> list[str]:
 
 def render_tree(tree: TreeExplanation, colour: bool = False, command: str = "slapos") -> str:
     first = tree.first_failing
-    lines = [f"instance tree '{tree.title}' ({len(tree.instances)} instance(s), {tree.master_url})"]
+    count = len(tree.instances)
+    counted = f"{count} instance{'' if count == 1 else 's'}"
+    lines = [f"instance tree '{tree.title}' ({counted}, {tree.master_url})"]
     for i in tree.instances:
         lines.extend(render_instance(i, i is first, colour))
     lines.extend(f"note: {note}" for note in tree.notes)

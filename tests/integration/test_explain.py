@@ -31,7 +31,7 @@ def test_explain_names_the_failing_child(
     done = node.slapos("explain", "tree", cfg=client)
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert text.startswith("instance tree 'tree' (2 instance(s), ")
+    assert text.startswith("instance tree 'tree' (2 instances, ")
     root_line = next(line for line in text.splitlines() if line.lstrip("! ").startswith("tree "))
     kid_line = next(line for line in text.splitlines() if line.lstrip("! ").startswith("kid "))
     assert re.search(r"\[slappart\d on " + re.escape(master.computer_id) + r"\]", kid_line)

@@ -50,8 +50,11 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
 
 def run_explain(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.cli.node.dry_run import use_colour
-    from slapos.errors import NotFoundError
+    from slapos.errors import NotFoundError, UsageError
     from slapos.grid.explain import explain, partitions_of
+
+    if args.lines < 0:
+        raise UsageError(f"--lines must be 0 or more, not {args.lines}")
 
     config = ctx.node_config(args)
     cfg = str(config.path)
@@ -63,7 +66,7 @@ def run_explain(args: argparse.Namespace, ctx: Context) -> int:
     else:
         paths = partitions_of(config.instance_root)
     command = ctx.slapos_command()
-    found = [explain(p, cfg, max(args.lines, 0), command) for p in paths]
+    found = [explain(p, cfg, args.lines, command) for p in paths]
     if args.format == "json":
         json.dump([e.to_dict() for e in found], ctx.stdout, indent=2, default=str)
         ctx.stdout.write("\n")

@@ -85,3 +85,16 @@ def test_rerun_names_the_slapos_that_ran(tmp_path: Path) -> None:
     assert rerun_line("/usr/bin:/bin").startswith(f"  rerun     {script} node instance --cfg ")
     on_path = f"{script.parent}{os.pathsep}/usr/bin:/bin"
     assert rerun_line(on_path).startswith("  rerun     slapos node instance --cfg ")
+
+
+def test_negative_lines_is_a_usage_error(tmp_path: Path) -> None:
+    cfg = node(tmp_path)
+    ctx = Context.for_test(tmp_path)
+    code = main(["node", "explain", "--lines", "-5", "--cfg", str(cfg)], ctx=ctx)
+    err = ctx.stderr.getvalue()  # type: ignore[attr-defined]
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "--lines must be 0 or more" in err
+    assert ctx.stdout.getvalue() == ""  # type: ignore[attr-defined]
+    ctx = Context.for_test(tmp_path)
+    assert main(["node", "explain", "--lines", "0", "--cfg", str(cfg)], ctx=ctx) == 0
+    assert "    | " not in ctx.stdout.getvalue()  # type: ignore[attr-defined]
