@@ -33,10 +33,18 @@ def ecosystem(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("ecosystem")
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-conflicts",
-            "--disable-pip-version-check", "--target", str(target),
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-warn-conflicts",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
             # the recipes import pkg_resources, which setuptools 81 and later no longer ship
-            "setuptools<81", *REAL,
+            "setuptools<81",
+            *REAL,
         ],
         check=True,
         stdin=subprocess.DEVNULL,
