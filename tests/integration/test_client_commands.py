@@ -374,3 +374,25 @@ def test_wait_says_what_the_node_reported(cli, master):  # noqa: F811
     # upstream's proxy throws node reports away: then the wait line says what it can
     assert kept or "no node has deployed it yet" in err
     assert kept == (not is_upstream(master))
+
+
+def test_request_hints_name_the_slapos_that_ran(proxy, tmp_path):
+    """`.venv/bin/slapos request` run without the venv on PATH: the hint to supply the
+    release names that script, which the user can run as printed."""
+    import subprocess
+    import sys
+
+    format_computer(proxy.url, proxy.computer_id, partitions=2)
+    cfg = tmp_path / "client.cfg"
+    cfg.write_text(f"[slapos]\nmaster_url = {proxy.url}\n")
+    script = Path(sys.executable).parent / "slapos"
+    done = subprocess.run(
+        [str(script), "request", "inst", SR, "--cfg", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"({script} supply {SR} {proxy.computer_id})" in done.stderr

@@ -180,14 +180,14 @@ def _instance_status(partition: ComputerPartition) -> tuple[str | None, dict[str
         return None, None
 
 
-def _deployment_hint(connection: slap, software: str, partition: Any) -> str:
+def _deployment_hint(connection: slap, software: str, partition: Any, command: str) -> str:
     """Why an allocated instance has no connection parameters yet, from what the master says."""
     node = str(getattr(partition, "_computer_id", "") or "")
     where = f"{node}/{getattr(partition, '_partition_id', '?')}"
     if node and supply_state(connection, software, node) in ("absent", "destroyed"):
         return (
             f"allocated to {where}, but its software release is not supplied to {node} "
-            f"(slapos supply {software} {node})"
+            f"({command} supply {software} {node})"
         )
     return (
         f"allocated to {where}, no node has deployed it yet (is slapos node software, then "
@@ -211,7 +211,7 @@ def _reported(connection: slap, reference: str) -> tuple[str, str] | None:
     return root.reported_state, root.message
 
 
-def _waiting_for(connection: slap, reference: str, static_hint: str) -> str:
+def _waiting_for(connection: slap, reference: str, static_hint: str, command: str) -> str:
     """The wait line's reason: the node's own report when there is one, else `static_hint`."""
     if not static_hint:  # a shared instance: its host's node publishes for it
         return "no connection parameters yet"
@@ -225,7 +225,7 @@ def _waiting_for(connection: slap, reference: str, static_hint: str) -> str:
     if state == "error":
         return (
             f"{where}, whose node reported an error: {message or 'no message'} "
-            f"(slapos explain {reference} tells more)"
+            f"({command} explain {reference} tells more)"
         )
     return f"{where}, {state} by its node, no connection parameters published yet"
 
@@ -270,7 +270,7 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
             state = kept
         ready = state is not None and (state != "started" or bool(connection_dict))
         if state is not None and not hint and not args.slave:
-            hint = _deployment_hint(connection, software, partition)
+            hint = _deployment_hint(connection, software, partition, ctx.slapos_command())
             if "not supplied" in hint:
                 log.warning("%s: %s", args.reference, hint)
         if not args.wait or ready:
@@ -278,7 +278,7 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
         remaining = deadline - ctx.clock.monotonic()
         if remaining <= 0:
             break
-        _say_waiting(connection, args.reference, state, hint, remaining)
+        _say_waiting(connection, args.reference, state, hint, remaining, ctx.slapos_command())
         ctx.clock.sleep(min(delay, remaining))
         delay = min(delay * 1.5, 10.0)
     code = _report_request(args, ctx, schema, software, state, connection_dict)
@@ -288,12 +288,17 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _say_waiting(
-    connection: slap, reference: str, state: str | None, hint: str, remaining: float
+    connection: slap,
+    reference: str,
+    state: str | None,
+    hint: str,
+    remaining: float,
+    command: str,
 ) -> None:
     what = (
         "not allocated to a partition yet"
         if state is None
-        else f"{state}, {_waiting_for(connection, reference, hint)}"
+        else f"{state}, {_waiting_for(connection, reference, hint, command)}"
     )
     log.info("waiting for %s: %s (%ds left)", reference, what, max(0, int(remaining)))
 
