@@ -68,7 +68,7 @@ PARTITION_COLUMNS = (
 COLUMNS["partition"] = PARTITION_COLUMNS
 _SELECT = {table: ", ".join(columns) for table, columns in COLUMNS.items()}
 _PARTITIONS = f"SELECT {_SELECT['partition']} FROM partition18"
-_REVISIONS = {
+REVISIONS = {
     1: (
         "CREATE INDEX IF NOT EXISTS partition18_instance"
         " ON partition18 (partition_reference, requested_by)",
@@ -285,9 +285,9 @@ def initialize(conn: sqlite3.Connection, database_path: str | Path | None = None
             if old:
                 _migrate_tables(conn, old)
             revision = conn.execute("PRAGMA user_version").fetchone()[0]
-            for number in sorted(_REVISIONS):
+            for number in sorted(REVISIONS):
                 if number > revision:
-                    for statement in _REVISIONS[number]:
+                    for statement in REVISIONS[number]:
                         conn.execute(statement)
             if revision < REVISION:
                 conn.execute(f"PRAGMA user_version = {REVISION}")

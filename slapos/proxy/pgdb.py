@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from slapos.proxy import status
+from slapos.proxy.db import REVISIONS as SQLITE_REVISIONS
 from slapos.proxy.db import (
     SCHEMA_VERSION,
     TABLES,
@@ -101,19 +101,10 @@ SCHEMA = (
 )""",
     "CREATE TABLE IF NOT EXISTS slapos_schema (revision INTEGER NOT NULL)",
 )
+#: sqlite's revisions, the same SQL, but for revision 3's column types
 _REVISIONS = {
-    1: (
-        "CREATE INDEX IF NOT EXISTS partition18_instance"
-        " ON partition18 (partition_reference, requested_by)",
-        "CREATE INDEX IF NOT EXISTS partition18_free"
-        " ON partition18 (computer_reference, slap_state)",
-        "CREATE INDEX IF NOT EXISTS slave18_reference ON slave18 (reference, computer_reference)",
-        "CREATE INDEX IF NOT EXISTS partition_network18_partition"
-        " ON partition_network18 (computer_reference, partition_reference)",
-    ),
-    # what nodes report, kept (slapos.proxy.status: portable SQL, same as sqlite)
-    2: (status.TABLE_SQL,),
-    # certificates refused from now on (slapos.proxy.identity), as sqlite's revision 3
+    **SQLITE_REVISIONS,
+    # certificates refused from now on (slapos.proxy.identity)
     3: (
         "CREATE TABLE IF NOT EXISTS revoked_certificate ("
         " common_name TEXT PRIMARY KEY, revoked_at DOUBLE PRECISION)",
