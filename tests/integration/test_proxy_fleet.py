@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import requests
 
 from slapos.proxy.marshal import dumps, loads
+from tests.fixtures.burst import BURST
 from tests.fixtures.common import REPO, wait_for
 from tests.fixtures.proxy import BACKENDS, backend_uri, start_proxy
 from tests.fixtures.upstream import RunningProxy
@@ -150,28 +150,6 @@ def test_what_one_process_commits_the_other_answers_at_once(two: list[RunningPro
     assert full(a) == full(b)
 
 
-BURST = textwrap.dedent(
-    """
-    import sys, requests
-    sys.path.insert(0, sys.argv[3])
-    from slapos.proxy.marshal import dumps, loads
-    url, prefix = sys.argv[1], sys.argv[2]
-    session = requests.Session()
-    for i in range(100000):
-        form = {"software_release": "http://sr.example.invalid/software.cfg",
-                "software_type": "default", "partition_reference": "%s%d" % (prefix, i % 40),
-                "partition_parameter_xml": dumps({"i": str(i)}), "filter_xml": dumps({}),
-                "state": dumps(None), "shared_xml": dumps(False)}
-        try:
-            answer = session.post(url + "/requestComputerPartition", data=form, timeout=10)
-        except requests.RequestException:
-            break
-        if answer.status_code != 200:
-            break
-        partition = loads(answer.text).state["slap_computer_partition_id"]
-        print("%s%d %s %d" % (prefix, i % 40, partition, i), flush=True)
-    """
-)
 
 
 def _server_pid(proxy: RunningProxy) -> int:
@@ -198,7 +176,7 @@ def test_sigkill_of_one_process_loses_nothing_acknowledged(
         target = two[k % 2]
         with open(log, "w") as out:
             bursts.append(subprocess.Popen(
-                [sys.executable, "-c", BURST, target.url, f"b{k}-", str(REPO)],
+                [sys.executable, "-c", BURST, target.url, f"b{k}-", str(REPO), "100000", "40"],
                 stdout=out, stderr=subprocess.DEVNULL,
             ))  # fmt: skip
     try:

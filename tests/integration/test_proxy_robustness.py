@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 
 from slapos.proxy.marshal import dumps, loads
+from tests.fixtures.burst import BURST
 from tests.fixtures.common import REPO, wait_for
 from tests.fixtures.proxy import start_proxy
 from tests.fixtures.upstream import RunningProxy, Upstream
@@ -94,28 +95,6 @@ def test_sixteen_clients_at_once(upstream: Upstream, proxy: RunningProxy, tmp_pa
     assert busy[0] == 49
 
 
-BURST = textwrap.dedent(
-    """
-    import sys, requests
-    sys.path.insert(0, sys.argv[3])
-    from slapos.proxy.marshal import dumps, loads
-    url, prefix = sys.argv[1], sys.argv[2]
-    session = requests.Session()
-    for i in range(10000):
-        form = {"software_release": "http://sr.example.invalid/software.cfg",
-                "software_type": "default", "partition_reference": "%s%d" % (prefix, i % 80),
-                "partition_parameter_xml": dumps({"i": str(i)}), "filter_xml": dumps({}),
-                "state": dumps(None), "shared_xml": dumps(False)}
-        try:
-            answer = session.post(url + "/requestComputerPartition", data=form, timeout=10)
-        except requests.RequestException:
-            break
-        if answer.status_code != 200:
-            break
-        partition = loads(answer.text).state["slap_computer_partition_id"]
-        print("%s%d %s %d" % (prefix, i % 80, partition, i), flush=True)
-    """
-)
 
 
 def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> None:
@@ -128,7 +107,7 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
     for k, log in enumerate(logs):
         with open(log, "w") as out:
             bursts.append(subprocess.Popen(
-                [sys.executable, "-c", BURST, proxy.url, f"b{k}-", str(REPO)],
+                [sys.executable, "-c", BURST, proxy.url, f"b{k}-", str(REPO), "10000", "80"],
                 stdout=out, stderr=subprocess.DEVNULL,
             ))  # fmt: skip
     try:
