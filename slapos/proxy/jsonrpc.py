@@ -520,7 +520,8 @@ def m_status(app: ProxyApp, request: Request, body: dict[str, Any]) -> Any:
         ]
         software = [s.to_dict() for s in found if s.kind == status.SOFTWARE]
         failing = sum(1 for s in [*instances, *software] if s["status"] == status.ERROR)
-        text = f"{len(instances)} instance(s) and {len(software)} installation(s) reported"
+        n, k = len(instances), len(software)
+        text = f"{n} instance{'s' * (n != 1)} and {k} installation{'s' * (k != 1)} reported"
         return {
             "text": f"{text}, {failing} failing" if failing else text,
             "instance_list": instances,

@@ -132,7 +132,7 @@ DEVIATIONS: dict[int, tuple[Any, Any]] = {
         [
             200,
             {
-                "text": "0 instance(s) and 0 installation(s) reported",
+                "text": "0 instances and 0 installations reported",
                 "instance_list": [],
                 "software_installation_list": [],
             },

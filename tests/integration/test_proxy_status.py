@@ -39,7 +39,7 @@ def test_reports_are_kept_and_served(proxy: RunningProxy) -> None:
     cp = s.registerComputerPartition(proxy.computer_id, pid)
     status = rpc(proxy, "slapos.get.v0.compute_node_status", computer_guid=proxy.computer_id)
     assert status == {
-        "text": "0 instance(s) and 0 installation(s) reported",
+        "text": "0 instances and 0 installations reported",
         "instance_list": [],
         "software_installation_list": [],
     }
@@ -48,7 +48,7 @@ def test_reports_are_kept_and_served(proxy: RunningProxy) -> None:
     [release] = s.registerComputer(proxy.computer_id).getSoftwareReleaseList()
     release.error("download failed")  # a release reports too
     status = rpc(proxy, "slapos.get.v0.compute_node_status", computer_guid=proxy.computer_id)
-    assert status["text"] == "1 instance(s) and 1 installation(s) reported, 2 failing"
+    assert status["text"] == "1 instance and 1 installation reported, 2 failing"
     [instance] = status["instance_list"]
     assert instance["reference"] == pid and instance["title"] == "root"
     assert instance["status"] == "error"
