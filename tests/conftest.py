@@ -5,6 +5,9 @@
 * Tests under tests/integration/ are marked `integration`; every other test is a unit test
   and gets a 30 s timeout.
 * `@pytest.mark.root` tests skip unless run as root.
+* A test that uses the `upstream` fixture (slapos.core 1.26.1's virtualenv), directly or
+  through another fixture, is marked `upstream` (`-m "not upstream"` leaves them out); a
+  test that asks for it with `request.getfixturevalue` carries the mark itself.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif not item.get_closest_marker("timeout"):
             # a unit test that needs more than this is an integration test in disguise
             item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT))
+        if "upstream" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.upstream)
         if item.get_closest_marker("root") and os.geteuid() != 0:
             item.add_marker(pytest.mark.skip(reason="needs root"))
 

@@ -382,7 +382,6 @@ def format_both(base: Path, upstream, **slapformat: str) -> dict[str, dict]:
     return results
 
 
-@pytest.mark.upstream
 def test_a_definition_file_node_is_formatted_as_upstream_does(tmp_path, upstream, upstream_proxy):
     """Upstream's standalone layout: addresses from a definition file, no network change;
     the node's own address is the file's, and the master shows it."""
@@ -408,7 +407,6 @@ def test_a_definition_file_node_is_formatted_as_upstream_does(tmp_path, upstream
 
 
 @pytest.mark.root
-@pytest.mark.upstream
 def test_without_alter_network_partitions_get_no_address_as_upstream(tmp_path, netns, names,
                                                                       upstream):  # fmt: skip
     """alter_network false on an interface with a global IPv6: the node's address is the
@@ -461,7 +459,6 @@ def test_boot_formats_bangs_and_removes_timestamps(tmp_path, upstream_proxy):
 
 
 @pytest.mark.root
-@pytest.mark.upstream
 def test_upstream_and_we_read_each_others_formatted_node(tmp_path, netns, names, upstream):
     """Upstream formats; we find nothing to change but the XML/JSON facts (versions), and
     the files we write are upstream's, byte for byte (.slapos-resource) or key for key."""

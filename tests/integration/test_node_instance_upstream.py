@@ -7,12 +7,8 @@ import configparser
 import os
 from pathlib import Path
 
-import pytest
-
 from tests.fixtures.grid_instance import BuiltSoftware, InstanceNode
 from tests.fixtures.upstream import Upstream, start_upstream_proxy
-
-pytestmark = pytest.mark.upstream
 
 
 def partition_files(path: Path) -> set[str]:

@@ -235,7 +235,6 @@ def _listing(root: Path) -> dict[str, str]:
     return result
 
 
-@pytest.mark.upstream
 def test_upstream_installs_the_same_release_identically(proxy, software_node, upstream) -> None:  # type: ignore[no-untyped-def]
     ours, theirs = software_node(proxy), software_node(proxy)
     url = str(ours.source.path("success"))

@@ -15,16 +15,13 @@ from slapos.grid.partition import (
     is_up_to_date,
     read_periodicity,
 )
-
-UPSTREAM_TEMPLATE = Path(
-    "/opt/slapos-dev/upstream-1.26.1/lib/python3.12/site-packages/slapos/grid/templates/"
-    "buildout-tail.cfg.in"
-)
+from tests.fixtures.upstream import Upstream
 
 
-def test_tail_matches_upstream_template() -> None:
-    if not UPSTREAM_TEMPLATE.exists():
-        pytest.skip("upstream 1.26.1 not installed")
+def test_tail_matches_upstream_template(upstream: Upstream) -> None:
+    (template,) = upstream.venv.glob(
+        "lib/python3*/site-packages/slapos/grid/templates/buildout-tail.cfg.in"
+    )
     values = {
         "computer_id": "COMP-9",
         "partition_id": "slappart3",
@@ -38,7 +35,7 @@ def test_tail_matches_upstream_template() -> None:
         "storage_home": "/data",
         "global_ipv4_network_prefix": "",
     }
-    expected = UPSTREAM_TEMPLATE.read_text() % values
+    expected = template.read_text() % values
     ours = buildout_tail(
         SlapConnection(
             "COMP-9",
