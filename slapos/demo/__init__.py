@@ -319,9 +319,9 @@ def summary(layout: DemoLayout, url: str, master_url: str, invoked_as: str, user
 def run(root: Path, out: TextIO, users: Users | None = None, invoked_as: str = "") -> str:
     """The whole demo; returns the URL of the running demo page."""
     from slapos.cli._common import Context
+    from slapos.cli.configure.local_setup import LocalSettings, configure_local
     from slapos.cli.main import main
     from slapos.format.boot import remove_timestamps
-    from slapos.format.configure_local import LocalSettings, configure_local
 
     users = users or Users()
     invoked_as = invoked_as or f"{sys.executable} -m slapos.demo"

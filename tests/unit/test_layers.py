@@ -33,11 +33,7 @@ LAYERS: list[set[str]] = [
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
 #: Known exceptions, each to be removed by moving code, never extended.
-ALLOWED = {
-    # `configure local` orchestrates format, the node's supervisord and the proxy: it belongs
-    # above them, not in format/.
-    ("format/configure_local.py", "grid"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def imported_parts(path: Path) -> set[str]:

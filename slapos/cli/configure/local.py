@@ -101,13 +101,13 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
 
 def run_configure_local(args: argparse.Namespace, ctx: Context) -> int:
     """slapos configure local: node + proxy + client configuration, proxy started, formatted."""
-    from slapos.cli.main import main
-    from slapos.format.configure_local import (
+    from slapos.cli.configure.local_setup import (
         ROOT_NETWORK,
         UNPRIVILEGED_NETWORK,
         LocalSettings,
         configure_local,
     )
+    from slapos.cli.main import main
 
     if args.cfg:
         log.debug(
@@ -141,7 +141,7 @@ def run_configure_local(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def print_summary(settings: object, ctx: Context) -> None:
-    from slapos.format.configure_local import LocalSettings
+    from slapos.cli.configure.local_setup import LocalSettings
 
     assert isinstance(settings, LocalSettings)
     ctx.stdout.write(

@@ -3,9 +3,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from slapos.cli.configure.local_setup import LocalSettings, write_files
 from slapos.config import IniFile
 from slapos.format.config import load_format_config
-from slapos.format.configure_local import LocalSettings, write_files
 
 
 def settings(tmp_path: Path, **kw) -> LocalSettings:
@@ -71,7 +71,7 @@ def test_layouts_without_network_changes_give_addresses_in_a_definition_file(tmp
 
     import pytest
 
-    from slapos.format.configure_local import ConfigureLocalError
+    from slapos.cli.configure.local_setup import ConfigureLocalError
     from slapos.format.model import read_definition
 
     for privileged in (False, True):

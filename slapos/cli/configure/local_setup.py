@@ -1,4 +1,5 @@
-"""`slapos configure local`: one machine as a whole SlapOS, driven by a local proxy.
+"""What `slapos configure local` sets up: one machine as a whole SlapOS, driven by a local
+proxy. The command (local.py) and the demo call it.
 
 Writes, in self-contained directories, a node configuration (slapos.cfg), a proxy
 configuration (slapos-proxy.cfg) and a client configuration (slapos-client.cfg); puts the
@@ -22,7 +23,9 @@ way upstream's standalone node does): the node address 127.0.0.1, and partition 
 (i+1)-th address of the network and ::1; without root, the partitions' user is the caller.
 Upstream's node format reads the same files.
 
-Must not import slapos.cli: the CLI passes `run_format` in.
+It sits above format/ and grid/ (it drives both, and starts the proxy under the node's
+supervisord), so it lives with the command, not in format/. Imported only when the command
+runs: `run_format` comes in as a function, so that the demo formats with its own context.
 """
 
 from __future__ import annotations
