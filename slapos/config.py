@@ -175,8 +175,6 @@ class ClientConfig:
     timeout: float = 60.0
     #: [slapos.alias] name = url, and the legacy multi-line [slapconsole] alias.
     aliases: Mapping[str, str] = field(default_factory=dict)
-    #: every [slapconsole] key, defaults for console options.
-    console_options: Mapping[str, str] = field(default_factory=dict)
 
     def resolve_alias(self, software: str) -> str:
         """`kvm` -> its URL when an alias of that name is configured, else unchanged."""
@@ -199,6 +197,12 @@ def load_client_config(path: Path, master_url: str | None = None) -> ClientConfi
         cert = _expand(ini.get("slapos", "cert_file"))
     # No certificate over https is fine: the master may not ask for one (upstream refuses
     # here; we connect, and say what is missing if the master then requires one).
+    # Upstream makes any other [slapconsole] key the default of a command option of that
+    # name; only the certificate pair ever had an effect there (the rest are flags or are
+    # overridden by [slapos]), so the others are said to do nothing.
+    ignored = sorted(set(ini.section("slapconsole")) - {"key_file", "cert_file", "alias"})
+    if ignored:
+        log.warning("%s: [slapconsole] %s: accepted and ignored", path, ", ".join(ignored))
     aliases = dict(ini.section("slapos.alias"))
     for line in ini.get_list("slapconsole", "alias"):
         name, _, target = line.partition(" ")
@@ -220,7 +224,6 @@ def load_client_config(path: Path, master_url: str | None = None) -> ClientConfi
         master_max_answer_mb=_positive(limit, f"{path}: [slapos] master_max_answer_mb"),
         timeout=float(parse_int(timeout, f"{path}: [slapos] timeout")) if timeout else 60.0,
         aliases=aliases,
-        console_options=ini.section("slapconsole"),
     )
 
 
@@ -324,7 +327,6 @@ class NodeConfig:
     pidfile_software: str | None = None
     pidfile_instance: str | None = None
     pidfile_report: str | None = None
-    manager_list: tuple[str, ...] = ()
     collect_cache: int = 15
     networkcache: NetworkCacheConfig = field(default_factory=NetworkCacheConfig)
     #: every section of the file, for the rare reader of an extra section ([firewall] ...).
@@ -385,6 +387,14 @@ def node_config_from_ini(
 
     key_file, cert_file = text("key_file"), text("cert_file")
     repo = text("certificate_repository_path")
+    managers = (text("manager_list") or "").replace(",", " ").split()
+    if managers:
+        log.warning(
+            "%s: [slapos] manager_list = %s is accepted and ignored: node managers "
+            "(cpuset, devperm, portredir, prerm, whitelistfirewall) are not implemented",
+            path,
+            " ".join(managers),
+        )
     return NodeConfig(
         path=path,
         computer_id=text("computer_id") or "",
@@ -417,7 +427,6 @@ def node_config_from_ini(
         pidfile_software=text("pidfile_software"),
         pidfile_instance=text("pidfile_instance"),
         pidfile_report=text("pidfile_report"),
-        manager_list=tuple((text("manager_list") or "").replace(",", " ").split()),
         collect_cache=integer("collect_cache", 15) or 15,
         networkcache=NetworkCacheConfig.from_section(ini.section("networkcache")),
         ini=ini,

@@ -38,8 +38,6 @@ class CollectConfig:
     disk_pid_folder: Path | None = None
     disk_time_cycle: int = 86400
     measure_interval: float = snapshot.MEASURE_INTERVAL
-    computer_model_id: str = "no_model"
-    heating_sensor_id: str = "no_sensor"
     data_log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +65,15 @@ class CollectConfig:
                 f"{config.path}: [collect] measure_interval: expected seconds, got {interval!r}"
             ) from None
         pid_folder = collect.get("disk_snapshot_process_pid_foder")  # sic, upstream's key
+        sensor = (ini.get("slapformat", "heating_sensor_id") or "").strip()
+        if sensor not in ("", "no_sensor"):  # upstream's "no sensor" value
+            # computer_model_id only labels that test's rows: without it, nothing to say
+            log.warning(
+                "%s heating_sensor_id = %s is accepted and ignored: the heating test is "
+                "not implemented",
+                where,
+                sensor,
+            )
         return cls(
             computer_id=config.computer_id,
             instance_root=root,
@@ -82,8 +89,6 @@ class CollectConfig:
                 f"{config.path}: [collect] disk_snapshot_time_cycle",
             ),
             measure_interval=measure,
-            computer_model_id=(ini.get("slapformat", "computer_model_id") or "no_model").strip(),
-            heating_sensor_id=(ini.get("slapformat", "heating_sensor_id") or "no_sensor").strip(),
         )
 
 

@@ -198,6 +198,40 @@ def test_master_tls_verify_and_answer_limit(tmp_path):
             load_client_config(path)
 
 
+def test_unused_slapconsole_keys_are_said_to_be_ignored(tmp_path, caplog):
+    """Upstream turns every [slapconsole] key into an option default; only the pair mattered."""
+    text = (
+        "[slapos]\nmaster_url = http://m\n[slapconsole]\nkey_file = ~/k\ncert_file = ~/c\n"
+        "alias =\n  kvm http://sr/kvm.cfg\n"
+    )
+    config = load_client_config(write(tmp_path / "c.cfg", text))
+    assert (
+        config.key_file == os.path.expanduser("~/k")
+        and config.resolve_alias("kvm") == "http://sr/kvm.cfg"
+    )
+    assert caplog.records == []
+    text += "ipython = true\nmaster-url = http://other\n"
+    config = load_client_config(write(tmp_path / "c.cfg", text))
+    assert config.master_url == "http://m"
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"{tmp_path / 'c.cfg'}: [slapconsole] ipython, master_url: accepted and ignored"
+    )
+
+
+def test_manager_list_is_said_to_be_ignored(tmp_path, caplog):
+    load_node_config(
+        write(tmp_path / "slapos.cfg", NODE_CFG.replace("[net", "manager_list =\n[net"))
+    )
+    assert caplog.records == []
+    text = NODE_CFG.replace("[net", "manager_list = prerm, portredir\n[net")
+    load_node_config(write(tmp_path / "slapos.cfg", text))
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert "[slapos] manager_list = prerm portredir is accepted and ignored" in record.getMessage()
+
+
 def test_client_config_command_line_master_url_wins(tmp_path):
     path = write(tmp_path / "c.cfg", "[slapos]\nmaster_url = http://m\n")
     assert load_client_config(path, master_url="http://n").master_url == "http://n"

@@ -66,6 +66,23 @@ def test_config_errors(tmp_path: Path, section: str, message: str) -> None:
         config_from(f"[slapos]\ncomputer_id = C\ninstance_root = {tmp_path}\n{section}", tmp_path)
 
 
+def test_heating_sensor_is_said_to_be_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The heating test is not implemented: a configured sensor gets one warning, not silence."""
+    base = f"[slapos]\ncomputer_id = C\ninstance_root = {tmp_path}\n[slapformat]\n"
+    base += "partition_amount = 1\nuser_base_name = u\ncomputer_model_id = m1\n"
+    config_from(base + "heating_sensor_id = no_sensor\n", tmp_path)  # upstream's "none"
+    assert caplog.records == []
+    config_from(base + "heating_sensor_id = coretemp-isa-0000\n", tmp_path)
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"{tmp_path / 'slapos.cfg'}: [slapformat] heating_sensor_id = coretemp-isa-0000 is "
+        "accepted and ignored: the heating test is not implemented"
+    )
+
+
 def test_collect_own_user(tmp_path: Path) -> None:
     """A run over this test's own user: its processes and the machine are stored."""
     me = psutil.Process().username()
