@@ -49,7 +49,7 @@ def run_explain(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.slap.explain import explain_tree
 
     connection = connect(ctx.client_config(args))
-    tree = explain_tree(connection._connection_helper, args.title)
+    tree = explain_tree(connection._connection_helper, args.title, ctx.slapos_command())
     if args.format == "json":
         json.dump(tree.to_dict(), ctx.stdout, indent=2, sort_keys=True)
         ctx.stdout.write("\n")

@@ -157,7 +157,9 @@ def _members(rpc: JsonRpc, root: InstanceState) -> list[tuple[InstanceState, str
     return found
 
 
-def _apply_status(tree: TreeExplanation, rpc: JsonRpc, access: dict[str, str]) -> None:
+def _apply_status(
+    tree: TreeExplanation, rpc: JsonRpc, access: dict[str, str], command: str
+) -> None:
     computers = {i.computer_guid for i in tree.instances if i.computer_guid}
     kept: dict[tuple[str, str], dict[str, Any]] = {}
     for computer in sorted(computers):
@@ -188,13 +190,14 @@ def _apply_status(tree: TreeExplanation, rpc: JsonRpc, access: dict[str, str]) -
     if not tree.statuses_kept:
         tree.notes.append(
             "this master does not keep what nodes report (upstream's slapproxy throws it "
-            "away): reported states and errors are unknown; on the node, "
-            "'slapos node explain' tells"
+            f"away): reported states and errors are unknown; on the node, "
+            f"'{command} node explain' tells"
         )
 
 
-def explain_tree(session: Any, title: str) -> TreeExplanation:
-    """The instance tree `title`: instances, where they run, requested vs reported state."""
+def explain_tree(session: Any, title: str, command: str = "slapos") -> TreeExplanation:
+    """The instance tree `title`: instances, where they run, requested vs reported state;
+    `command` is how notes name slapos (the script actually run)."""
     rpc = JsonRpc(session)
     root_doc = rpc("slapos.get.v0.instance_tree", title=title)
     root = _instance(root_doc)
@@ -203,5 +206,5 @@ def explain_tree(session: Any, title: str) -> TreeExplanation:
     for member, text in _members(rpc, root):
         tree.instances.append(member)
         access[member.instance_guid] = text
-    _apply_status(tree, rpc, access)
+    _apply_status(tree, rpc, access, command)
     return tree
