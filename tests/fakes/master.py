@@ -1,6 +1,7 @@
-"""`FakeMaster`: an in-thread HTTP server playing a master (the `fake_master` fixture):
-answers scripted by path or in order, every request recorded. For the slap library and the
-client commands; the grid tests' masters stand for the node's master protocols instead."""
+"""The masters: `FakeMaster`, an in-thread HTTP server playing a master (the `fake_master`
+fixture), answers scripted by path or in order, every request recorded, for the slap
+library and the client commands; and the node engines' masters, which stand for what the
+engines are given instead of HTTP (`FakeSoftwareMaster`, `FakeComputer`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from slapos.grid.software import SoftwareMaster, SuppliedRelease
+from slapos.slap.exception import ConnectionError as SlapConnectionError
+from slapos.slap.exception import NotFoundError
 from tests.fixtures.common import serve_http
 
 
@@ -98,3 +102,109 @@ def fake_master() -> Iterator[FakeMaster]:
     with serve_http(_handler(master)) as served:
         master.url = served.url
         yield master
+
+
+# ---- the node's side of the master --------------------------------------------------------
+# The node's engines do not speak HTTP to a fake: the software engine is given a
+# `SoftwareMaster`, the instance and report engines the computer the slap library returns.
+
+
+@dataclass
+class FakeSoftwareMaster:
+    """A `slapos.grid.software.SoftwareMaster` supplying `releases`; reports recorded in
+    order as (what, url), error logs by url."""
+
+    releases: list[SuppliedRelease] = field(default_factory=list)
+    reports: list[tuple[str, str]] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def software_releases(self) -> list[SuppliedRelease]:
+        return list(self.releases)
+
+    def building(self, url: str) -> None:
+        self.reports.append(("building", url))
+
+    def available(self, url: str) -> None:
+        self.reports.append(("available", url))
+
+    def destroyed(self, url: str) -> None:
+        self.reports.append(("destroyed", url))
+
+    def error(self, url: str, error_log: str) -> None:
+        self.reports.append(("error", url))
+        self.errors[url] = error_log
+
+
+_check_software: SoftwareMaster = FakeSoftwareMaster()  # mypy: it stands for the protocol
+
+
+@dataclass
+class FakeRelease:
+    url: str
+
+    def getURI(self) -> str:
+        return self.url
+
+
+@dataclass
+class FakePartition:
+    """A computer partition as the slap library gives it; what the node tells the master
+    about it is recorded in `calls` as (what, argument)."""
+
+    id: str
+    state: str = "started"
+    url: str | None = "http://sr/software.cfg"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    access_status: Any = None
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    def getId(self) -> str:
+        return self.id
+
+    def getState(self) -> str:
+        return self.state
+
+    def getSoftwareRelease(self) -> FakeRelease:
+        if self.url is None:
+            raise NotFoundError("no software release")
+        return FakeRelease(self.url)
+
+    def getInstanceParameterDict(self) -> dict[str, Any]:
+        return dict(self.parameters)
+
+    def getAccessStatus(self) -> Any:
+        return self.access_status
+
+    def getCertificate(self) -> dict[str, str]:
+        return {"certificate": "CERT", "key": "KEY"}
+
+    def started(self) -> None:
+        self.calls.append(("started", None))
+
+    def stopped(self) -> None:
+        self.calls.append(("stopped", None))
+
+    def destroyed(self) -> None:
+        self.calls.append(("destroyed", None))
+
+    def error(self, message: str) -> None:
+        self.calls.append(("error", message))
+
+    def setComputerPartitionRelatedInstanceList(self, refs: list[str]) -> None:
+        self.calls.append(("related", refs))
+
+    def reported(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+@dataclass
+class FakeComputer:
+    """The computer as the slap library gives it; `down` makes the master unreachable."""
+
+    partitions: list[FakePartition]
+    down: bool = False
+
+    def getComputerPartitionList(self) -> list[FakePartition]:
+        if self.down:
+            raise SlapConnectionError("master unreachable")
+        return list(self.partitions)

@@ -5,14 +5,10 @@ test never runs a real program by accident."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from slapos.system import Completed, Credentials, Runner
-
-#: What a scripted command answers: (returncode, output), or a function of the argv that
-#: returns one (for answers that change from call to call).
-Answer = tuple[int, str] | Callable[[tuple[str, ...]], tuple[int, str]]
 
 
 class UnscriptedCommand(AssertionError):
@@ -27,7 +23,18 @@ class Call:
     cwd: Path | None = None
     env: Mapping[str, str] | None = None
     user: Credentials | None = None
+    umask: int | None = None
     timeout: float | None = None
+
+
+#: What a command gives back: (returncode, output), or a whole `Completed` for what a pair
+#: cannot say (a timeout).
+Reply = tuple[int, str] | Completed
+
+#: What a scripted command answers: a Reply, or a function of the `Call` that returns one
+#: (for answers that change from call to call, or that act on `call.cwd` as the program
+#: would, e.g. `tests.fakes.buildout.fake_buildout`).
+Answer = Reply | Callable[[Call], Reply]
 
 
 class FakeRunner:
@@ -36,6 +43,9 @@ class FakeRunner:
 
         runner = FakeRunner({("gcc", "-dumpmachine"): (0, "x86_64-linux-gnu\\n")})
         FakeRunner(default=(127, "sensors: not found"))  # every command is missing
+        FakeRunner(default=fake_buildout)  # a function of each Call answers everything
+
+    The output is given to `on_line` line by line, as SubprocessRunner streams it.
     """
 
     def __init__(
@@ -66,13 +76,15 @@ class FakeRunner:
         capture: bool = True,
     ) -> Completed:
         command = tuple(str(part) for part in argv)
-        self.calls.append(Call(command, cwd, env, user, timeout))
+        call = Call(command, cwd, env, user, umask, timeout)
+        self.calls.append(call)
         answer = self._answer(command)
-        code, output = answer(command) if callable(answer) else answer
+        reply = answer(call) if callable(answer) else answer
+        done = reply if isinstance(reply, Completed) else Completed(command, *reply)
         if on_line is not None:
-            for line in output.splitlines():
+            for line in done.output.splitlines():
                 on_line(line)
-        return Completed(command, code, output if capture else "")
+        return done if capture else replace(done, output="")
 
     def _answer(self, command: tuple[str, ...]) -> Answer:
         for length in range(len(command), 0, -1):

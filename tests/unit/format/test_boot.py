@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from slapos.format.boot import BootError, BootSettings, boot
-from tests.fakes import FakeClock, FakeRunner
+from tests.fakes import Call, FakeClock, FakeRunner
 
 ADDRESSES = ("ip", "-j", "-d", "addr")
 
@@ -14,8 +14,8 @@ def ip_runner(ready_after: int) -> FakeRunner:
     """`ip -j -d addr` shows eth0 gaining a global IPv6 address after `ready_after` calls;
     the route listings (`ip -j ... route`) are empty."""
 
-    def addresses(argv: tuple[str, ...]) -> tuple[int, str]:
-        calls = runner.argvs.count(argv)
+    def addresses(call: Call) -> tuple[int, str]:
+        calls = runner.argvs.count(call.argv)
         addr = (
             '[{"family":"inet6","local":"2001:db8::1","prefixlen":64,"scope":"global"}]'
             if calls > ready_after

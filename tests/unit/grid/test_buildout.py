@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from slapos.grid import buildout
-from tests.unit.grid._software_fakes import FakeRunner, fake_buildout
+from slapos.system import Completed
+from tests.fakes import Call, FakeRunner
+from tests.fakes.buildout import fake_buildout
 
 
 def test_clean_environment_drops_what_upstream_drops() -> None:
@@ -88,7 +90,7 @@ def test_buildout_command_debug_is_uncaptured(tmp_path: Path) -> None:
 
 def test_execute_logs_every_line_and_calls_back(tmp_path: Path) -> None:
     seen: list[str] = []
-    runner = FakeRunner(lambda argv, cwd: (0, ["Installing a.", "done"]))
+    runner = FakeRunner(default=(0, "Installing a.\ndone\n"))
     log = tmp_path / "log" / "b.log"
     cmd = buildout.buildout_command(tmp_path, environ={})
     completed = buildout.execute(cmd, runner=runner, log_path=log, on_line=seen.append, timeout=9)
@@ -101,8 +103,8 @@ def test_execute_logs_every_line_and_calls_back(tmp_path: Path) -> None:
 
 
 def test_execute_failure_is_one_line_with_the_log_path(tmp_path: Path) -> None:
-    output = ["Installing broken.", "While:", "  Installing broken.", "Error: no such egg"]
-    runner = FakeRunner(lambda argv, cwd: (1, output))
+    output = "Installing broken.\nWhile:\n  Installing broken.\nError: no such egg\n"
+    runner = FakeRunner(default=(1, output))
     log = tmp_path / "b.log"
     with pytest.raises(buildout.BuildoutFailed) as info:
         buildout.execute(
@@ -118,7 +120,7 @@ def test_execute_failure_is_one_line_with_the_log_path(tmp_path: Path) -> None:
 
 
 def test_bootstrap_and_run_bootstraps_a_new_directory(tmp_path: Path) -> None:
-    runner = FakeRunner(fake_buildout)
+    runner = FakeRunner(default=fake_buildout)
     buildout.bootstrap_and_run(tmp_path, runner=runner, environ={}, argv_extra=["-N"])
     assert len(runner.calls) == 2
     assert runner.calls[0].argv[-1].endswith("zc.buildout.buildout.main())")
@@ -127,35 +129,32 @@ def test_bootstrap_and_run_bootstraps_a_new_directory(tmp_path: Path) -> None:
 
 
 def test_bootstrap_is_skipped_when_bin_buildout_exists(tmp_path: Path) -> None:
-    fake_buildout(("bootstrap",), tmp_path)
-    runner = FakeRunner(fake_buildout)
+    fake_buildout(Call(("bootstrap",), tmp_path))
+    runner = FakeRunner(default=fake_buildout)
     buildout.bootstrap_and_run(tmp_path, runner=runner, environ={})
     assert len(runner.calls) == 1
     assert not (tmp_path / "bin" / buildout.BOOTSTRAP_SKIPPED).exists()
 
 
 def test_a_failed_run_without_bootstrap_bootstraps_next_time(tmp_path: Path) -> None:
-    fake_buildout(("bootstrap",), tmp_path)
-    failing = FakeRunner(lambda argv, cwd: (1, ["Error: boom"]))
+    fake_buildout(Call(("bootstrap",), tmp_path))
+    failing = FakeRunner(default=(1, "Error: boom\n"))
     with pytest.raises(buildout.BuildoutFailed):
         buildout.bootstrap_and_run(tmp_path, runner=failing, environ={})
     assert (tmp_path / "bin" / buildout.BOOTSTRAP_SKIPPED).exists()
-    runner = FakeRunner(fake_buildout)
+    runner = FakeRunner(default=fake_buildout)
     buildout.bootstrap_and_run(tmp_path, runner=runner, environ={})
     assert len(runner.calls) == 2  # bootstrap again, then buildout
     assert not (tmp_path / "bin" / buildout.BOOTSTRAP_SKIPPED).exists()
 
 
 def test_timeout_is_reported(tmp_path: Path) -> None:
-    class TimingOut(FakeRunner):
-        def run(self, argv, **kw):  # type: ignore[no-untyped-def]
-            from slapos.system import Completed
-
-            return Completed(tuple(argv), -9, "Installing slow.\n", timed_out=True)
+    def timing_out(call: Call) -> Completed:
+        return Completed(call.argv, -9, "Installing slow.\n", timed_out=True)
 
     with pytest.raises(buildout.BuildoutFailed) as info:
         command = buildout.buildout_command(tmp_path, environ={})
-        buildout.execute(command, runner=TimingOut(), timeout=30)
+        buildout.execute(command, runner=FakeRunner(default=timing_out), timeout=30)
     assert info.value.reason == "buildout timed out after 30 s"
 
 

@@ -8,15 +8,10 @@ from pathlib import Path
 import pytest
 
 from slapos.grid.instance import InstanceEngine, InstanceOptions, UnknownPartitionError
-from tests.unit.grid._instance_fakes import (
-    FakeClock,
-    FakeComputer,
-    FakePartition,
-    FakeRunner,
-    FakeServices,
-    make_layout,
-    make_node,
-)
+from tests.fakes import Call, FakeClock, FakeRunner
+from tests.fakes.master import FakeComputer, FakePartition
+from tests.fakes.services import FakeServices
+from tests.unit.grid._instance_node import INSTALLED, make_layout, make_node
 
 
 def engine(
@@ -65,7 +60,7 @@ def test_started_partition_is_deployed_and_reported(tmp_path: Path) -> None:
 
 def test_up_to_date_partition_is_skipped(tmp_path: Path) -> None:
     p = FakePartition("slappart0", parameters={"timestamp": "123"})
-    runner = FakeRunner()
+    runner = FakeRunner(default=INSTALLED)
     e, _services, lines, _ = engine(tmp_path, [p], runner)
     e.run()
     calls = len(runner.calls)
@@ -80,7 +75,7 @@ def test_up_to_date_partition_is_skipped(tmp_path: Path) -> None:
 def test_periodicity_and_new_timestamp_reprocess(tmp_path: Path) -> None:
     p = FakePartition("slappart0", parameters={"timestamp": "1"})
     clock = FakeClock()
-    runner = FakeRunner()
+    runner = FakeRunner(default=INSTALLED)
     e, _, lines, config = engine(tmp_path, [p], runner, clock=clock)
     e.run()
     (config.instance_root / "slappart0" / ".timestamp").touch()
@@ -130,13 +125,16 @@ def test_free_partition_is_cleaned_and_not_reported(tmp_path: Path) -> None:
 
 
 def test_buildout_failure_others_processed_exit_1(tmp_path: Path) -> None:
-    def script(argv, cwd):
+    def script(call: Call) -> tuple[int, str]:
+        assert call.cwd is not None
         return (
-            (1, "While:\n  Installing web.\nError: boom\n") if cwd.name == "slappart0" else (0, "")
+            (1, "While:\n  Installing web.\nError: boom\n")
+            if call.cwd.name == "slappart0"
+            else (0, "")
         )
 
     bad, good = FakePartition("slappart0"), FakePartition("slappart1")
-    e, _services, lines, config = engine(tmp_path, [bad, good], FakeRunner(script))
+    e, _services, lines, config = engine(tmp_path, [bad, good], FakeRunner(default=script))
     result = e.run()
     assert result.exit_code == 1
     assert [o.partition_id for o in result.failed] == ["slappart0"]
@@ -147,13 +145,13 @@ def test_buildout_failure_others_processed_exit_1(tmp_path: Path) -> None:
 
 
 def test_promise_failure_exit_2_and_precedence(tmp_path: Path) -> None:
-    def script(argv, cwd):
-        if argv[0].endswith("/check"):
+    def script(call: Call) -> tuple[int, str]:
+        if call.argv[0].endswith("/check"):
             return 1, "it is broken\n"
         return 0, ""
 
     p = FakePartition("slappart0", parameters={"timestamp": "5"})
-    e, _, _, config = engine(tmp_path, [p], FakeRunner(script))
+    e, _, _, config = engine(tmp_path, [p], FakeRunner(default=script))
     promise(config, "slappart0", "#!/bin/sh\nexit 1\n")
     result = e.run()
     assert result.exit_code == 2
@@ -191,12 +189,13 @@ def test_offline_mode_starts_everything_exit_3(tmp_path: Path) -> None:
 
 
 def test_transaction_file_is_sent(tmp_path: Path) -> None:
-    def script(argv, cwd):
-        (cwd / ".slapos-request-transaction-slappart0").write_text("child1\n\nchild2\n")
+    def script(call: Call) -> tuple[int, str]:
+        assert call.cwd is not None
+        (call.cwd / ".slapos-request-transaction-slappart0").write_text("child1\n\nchild2\n")
         return 0, ""
 
     p = FakePartition("slappart0")
-    e, _, _, _ = engine(tmp_path, [p], FakeRunner(script))
+    e, _, _, _ = engine(tmp_path, [p], FakeRunner(default=script))
     e.run()
     assert p.calls == [("started", None), ("related", ["child1", "child2"])]
 

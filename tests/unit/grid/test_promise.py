@@ -9,7 +9,9 @@ import pytest
 
 from slapos.errors import PromiseError
 from slapos.grid.promise import PromiseRun, check, run_promises
-from tests.unit.grid._instance_fakes import FakeRunner
+from slapos.system import Completed
+from tests.fakes import FakeRunner
+from tests.fakes.runner import Reply
 
 
 def layout(tmp_path: Path, *names: str) -> Path:
@@ -22,8 +24,9 @@ def layout(tmp_path: Path, *names: str) -> Path:
     return tmp_path
 
 
-def runner(results: dict[str, tuple[int, str]]) -> FakeRunner:
-    return FakeRunner(lambda argv, cwd: results[Path(argv[0]).name])
+def runner(results: dict[str, Reply]) -> FakeRunner:
+    """Each promise script answers what `results` gives for its name."""
+    return FakeRunner(default=lambda call: results[Path(call.argv[0]).name])
 
 
 def test_first_failure_is_reported_as_upstream_words_it(tmp_path: Path) -> None:
@@ -46,7 +49,7 @@ def test_timeout_message(tmp_path: Path) -> None:
     part = layout(tmp_path, "slow")
     run = PromiseRun(part, "slappart0", 7, {})
     with pytest.raises(PromiseError, match="Error: Promise timed out after 7 seconds"):
-        check(run, runner({"slow": (-9, "")}))
+        check(run, runner({"slow": Completed(("slow",), -9, "", timed_out=True)}))
 
 
 def test_anomaly_needs_three_failures_and_respects_periodicity(tmp_path: Path) -> None:

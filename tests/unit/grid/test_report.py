@@ -6,15 +6,10 @@ import os
 from pathlib import Path
 
 from slapos.grid.report import ReportEngine
-from tests.unit.grid._instance_fakes import (
-    FakeClock,
-    FakeComputer,
-    FakePartition,
-    FakeRunner,
-    FakeServices,
-    make_layout,
-    make_node,
-)
+from tests.fakes import FakeClock, FakeRunner
+from tests.fakes.master import FakeComputer, FakePartition
+from tests.fakes.services import FakeServices
+from tests.unit.grid._instance_node import make_layout, make_node
 
 
 def engine(tmp_path: Path, parts: list[FakePartition], runner: FakeRunner | None = None):
@@ -51,12 +46,11 @@ def test_retention_delay_keeps_the_data(tmp_path: Path) -> None:
 
 
 def test_waiting_services_and_failing_destroy_script(tmp_path: Path) -> None:
-    def script(argv, cwd):
-        return 1, "cannot unmount\n"
-
     waiting = FakePartition("slappart0", state="destroyed")
     failing = FakePartition("slappart1", state="destroyed")
-    e, services, config = engine(tmp_path, [waiting, failing], FakeRunner(script))
+    e, services, config = engine(
+        tmp_path, [waiting, failing], FakeRunner(default=(1, "cannot unmount\n"))
+    )
     (config.instance_root / "slappart0" / ".slapos-report-wait-service-list").write_text(
         "slappart0-prerm:backup\n"
     )

@@ -20,7 +20,9 @@ from slapos.grid.software import (
     remove_tree,
 )
 from slapos.grid.utils import software_hash
-from tests.unit.grid._software_fakes import FakeClock, FakeMaster, FakeRunner, fake_buildout
+from tests.fakes import Call, FakeClock, FakeRunner
+from tests.fakes.buildout import fake_buildout
+from tests.fakes.master import FakeSoftwareMaster
 
 A = "http://example.invalid/a/software.cfg"
 B = "http://example.invalid/b/software.cfg"
@@ -43,7 +45,7 @@ def _config(tmp_path: Path, **kw: object) -> NodeConfig:
 
 def _engine(  # type: ignore[no-untyped-def]
     tmp_path: Path,
-    master: FakeMaster,
+    master: FakeSoftwareMaster,
     runner: FakeRunner | None = None,
     euid: int = 1000,
     **kw: object,
@@ -52,7 +54,7 @@ def _engine(  # type: ignore[no-untyped-def]
     return SoftwareEngine(
         _config(tmp_path, **kw),
         master,
-        runner or FakeRunner(),
+        runner or FakeRunner(default=fake_buildout),
         clock,
         {"PATH": "/bin"},
         progress=NoProgress(clock),
@@ -66,8 +68,8 @@ def test_software_hash_is_md5_of_the_url() -> None:
 
 
 def test_available_release_is_built_and_reported(tmp_path: Path) -> None:
-    master = FakeMaster([SuppliedRelease(A, "available")])
-    runner = FakeRunner()
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available")])
+    runner = FakeRunner(default=fake_buildout)
     engine = _engine(tmp_path, master, runner)
     result = engine.process(SoftwareOptions())
     assert result.exit_code == 0
@@ -93,8 +95,8 @@ def test_available_release_is_built_and_reported(tmp_path: Path) -> None:
 
 
 def test_completed_release_is_left_alone_unless_forced(tmp_path: Path) -> None:
-    master = FakeMaster([SuppliedRelease(A, "available")])
-    runner = FakeRunner()
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available")])
+    runner = FakeRunner(default=fake_buildout)
     engine = _engine(tmp_path, master, runner)
     engine.process(SoftwareOptions())
     master.reports.clear()
@@ -108,7 +110,7 @@ def test_completed_release_is_left_alone_unless_forced(tmp_path: Path) -> None:
 
 
 def test_only_sr_by_url_or_md5_forces_those_and_skips_others(tmp_path: Path) -> None:
-    master = FakeMaster([SuppliedRelease(A, "available"), SuppliedRelease(B, "available")])
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available"), SuppliedRelease(B, "available")])
     engine = _engine(tmp_path, master)
     result = engine.process(SoftwareOptions(only=(software_hash(B),)))
     assert result.installed == [B]
@@ -119,7 +121,7 @@ def test_only_sr_by_url_or_md5_forces_those_and_skips_others(tmp_path: Path) -> 
 
 
 def test_only_sr_matching_nothing_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    master = FakeMaster([SuppliedRelease(A, "available")])
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available")])
     engine = _engine(tmp_path, master)
     result = engine.process(SoftwareOptions(only=("http://example.invalid/typo.cfg", A)))
     assert result.installed == [A]
@@ -137,13 +139,13 @@ def test_only_sr_matching_nothing_says_so(tmp_path: Path, caplog: pytest.LogCapt
 
 
 def test_failure_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
-    def script(argv: tuple[str, ...], cwd: Path) -> tuple[int, list[str]]:
-        if software_hash(A) in str(cwd) and "bootstrap" not in argv[-1]:
-            return 1, ["Installing broken.", "While:", "  Installing broken.", "Error: boom"]
-        return fake_buildout(argv, cwd)
+    def script(call: Call) -> tuple[int, str]:
+        if software_hash(A) in str(call.cwd) and "bootstrap" not in call.argv[-1]:
+            return 1, "Installing broken.\nWhile:\n  Installing broken.\nError: boom\n"
+        return fake_buildout(call)
 
-    master = FakeMaster([SuppliedRelease(A, "available"), SuppliedRelease(B, "available")])
-    engine = _engine(tmp_path, master, FakeRunner(script))
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available"), SuppliedRelease(B, "available")])
+    engine = _engine(tmp_path, master, FakeRunner(default=script))
     result = engine.process(SoftwareOptions())
     assert result.exit_code == 1
     assert [f.url for f in result.failed] == [A]
@@ -156,8 +158,8 @@ def test_failure_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
 
 
 def test_not_enough_space_is_a_one_line_failure(tmp_path: Path) -> None:
-    master = FakeMaster([SuppliedRelease(A, "available")])
-    runner = FakeRunner()
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available")])
+    runner = FakeRunner(default=fake_buildout)
     engine = _engine(tmp_path, master, runner, software_min_free_space="100000T")
     result = engine.process(SoftwareOptions())
     assert result.exit_code == 1
@@ -169,7 +171,7 @@ def test_not_enough_space_is_a_one_line_failure(tmp_path: Path) -> None:
 
 
 def test_destroyed_release_is_removed_and_reported(tmp_path: Path) -> None:
-    master = FakeMaster([SuppliedRelease(A, "available")])
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available")])
     engine = _engine(tmp_path, master)
     engine.process(SoftwareOptions())
     sr = engine.config.software_root / software_hash(A)
@@ -186,7 +188,7 @@ def test_destroyed_release_is_removed_and_reported(tmp_path: Path) -> None:
 
 
 def test_garbage_collect_removes_only_unsupplied_release_directories(tmp_path: Path) -> None:
-    master = FakeMaster([SuppliedRelease(A, "available"), SuppliedRelease(B, "available")])
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available"), SuppliedRelease(B, "available")])
     engine = _engine(tmp_path, master)
     engine.process(SoftwareOptions())
     root = engine.config.software_root
@@ -216,7 +218,7 @@ def test_networkcache_options_are_passed_to_buildout(tmp_path: Path) -> None:
         shacache_cert_file="/c.pem",
     )
     config = _config(tmp_path, networkcache=cache, shared_part_list=("/a", "/b"))
-    software = Software(A, config, FakeRunner(), {}, force=True, euid=1000)
+    software = Software(A, config, FakeRunner(default=fake_buildout), {}, force=True, euid=1000)
     args = software.buildout_arguments(Path("/ec"), Path("/b.cfg"))
     assert args == [
         "buildout:extends-cache=/ec",
@@ -236,8 +238,8 @@ def test_forced_binary_cache_never_builds(tmp_path: Path) -> None:
     cache = NetworkCacheConfig(
         download_from_binary_cache_force_url_list=("http://example.invalid/",)
     )
-    master = FakeMaster([SuppliedRelease(A, "available")])
-    runner = FakeRunner()
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available")])
+    runner = FakeRunner(default=fake_buildout)
     engine = _engine(tmp_path, master, runner, networkcache=cache)
     result = engine.process(SoftwareOptions())
     assert result.exit_code == 1
@@ -248,13 +250,13 @@ def test_forced_binary_cache_never_builds(tmp_path: Path) -> None:
 def test_missing_software_root_stops_the_run(tmp_path: Path) -> None:
     from slapos.errors import SlapOSError
 
-    engine = _engine(tmp_path, FakeMaster(), software_root=tmp_path / "nope")
+    engine = _engine(tmp_path, FakeSoftwareMaster(), software_root=tmp_path / "nope")
     with pytest.raises(SlapOSError, match="software_root"):
         engine.process(SoftwareOptions())
 
 
 def test_unknown_state_is_ignored(tmp_path: Path) -> None:
-    master = FakeMaster([SuppliedRelease(A, "something")])
+    master = FakeSoftwareMaster([SuppliedRelease(A, "something")])
     result = _engine(tmp_path, master).process(SoftwareOptions())
     assert result.exit_code == 0 and not master.reports
 
@@ -281,14 +283,14 @@ def test_release_from_a_git_checkout_notes_its_revision_once(tmp_path: Path) -> 
     (checkout / "software.cfg").write_text("[buildout]\n")
     url = str(checkout / "software.cfg")
 
-    def script(argv: tuple[str, ...], cwd: Path) -> tuple[int, list[str]]:
-        if argv[0] == "git":
-            assert cwd == checkout
-            return 0, ["heads/main-0-gabc1234"]
-        return fake_buildout(argv, cwd)
+    def script(call: Call) -> tuple[int, str]:
+        if call.argv[0] == "git":
+            assert call.cwd == checkout
+            return 0, "heads/main-0-gabc1234\n"
+        return fake_buildout(call)
 
-    master = FakeMaster([SuppliedRelease(url, "available")])
-    engine = _engine(tmp_path, master, FakeRunner(script))
+    master = FakeSoftwareMaster([SuppliedRelease(url, "available")])
+    engine = _engine(tmp_path, master, FakeRunner(default=script))
     engine.process(SoftwareOptions())
     engine.process(SoftwareOptions(force=True))
     profile = (engine.config.software_root / software_hash(url) / "buildout.cfg").read_text()
@@ -298,8 +300,8 @@ def test_release_from_a_git_checkout_notes_its_revision_once(tmp_path: Path) -> 
 
 @pytest.mark.root
 def test_root_owned_software_root_is_refused_in_one_line(tmp_path: Path) -> None:
-    master = FakeMaster([SuppliedRelease(A, "available")])
-    runner = FakeRunner()
+    master = FakeSoftwareMaster([SuppliedRelease(A, "available")])
+    runner = FakeRunner(default=fake_buildout)
     result = _engine(tmp_path, master, runner, euid=0).process(SoftwareOptions())
     assert result.exit_code == 1
     assert "belongs to root" in result.failed[0].reason
@@ -308,8 +310,10 @@ def test_root_owned_software_root_is_refused_in_one_line(tmp_path: Path) -> None
 
 def test_url_that_would_inject_configuration_is_refused(tmp_path: Path) -> None:
     evil = "http://x/software.cfg\n[buildout]\nparts = evil"
-    master = FakeMaster([SuppliedRelease(evil, "available"), SuppliedRelease(A, "available")])
-    runner = FakeRunner()
+    master = FakeSoftwareMaster(
+        [SuppliedRelease(evil, "available"), SuppliedRelease(A, "available")]
+    )
+    runner = FakeRunner(default=fake_buildout)
     result = _engine(tmp_path, master, runner).process(SoftwareOptions())
     assert [f.reason for f in result.failed] == [f"invalid software release URL {evil!r}"]
     assert result.installed == [A]
@@ -323,7 +327,9 @@ def test_profile_keeps_the_raw_multi_line_option_as_upstream(tmp_path: Path) -> 
         "[slapos]\ncomputer_id = C\nmaster_url = http://m\nsoftware_root = /s\n"
         "instance_root = /i\nshared_part_list =\n  /opt/shared\n  /srv/shared\n"
     )
-    software = Software(A, node_config_from_ini(ini), FakeRunner(), {}, euid=1000)
+    software = Software(
+        A, node_config_from_ini(ini), FakeRunner(default=fake_buildout), {}, euid=1000
+    )
     assert software.profile_text() == (
         f"[buildout]\nextends = {A}\n"
         "shared-part-list = \n\t/opt/shared\n\t/srv/shared\n"

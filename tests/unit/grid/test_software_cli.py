@@ -48,7 +48,7 @@ def test_missing_software_root_exits_1_before_asking_the_master(tmp_path: Path) 
 
 
 def test_maximal_delay_sleeps_unless_now(tmp_path: Path) -> None:
-    from tests.unit.grid._software_fakes import FakeClock
+    from tests.fakes import FakeClock
 
     cfg = _cfg(
         tmp_path, root_check="false", maximal_delay="30", software_root=str(tmp_path / "gone")
@@ -56,6 +56,6 @@ def test_maximal_delay_sleeps_unless_now(tmp_path: Path) -> None:
     clock = FakeClock()
     ctx = Context.for_test(tmp_path, clock=clock)
     assert main(["node", "software", "--cfg", str(cfg)], ctx) == 1
-    assert len(clock.slept) == 1 and 1 <= clock.slept[0] <= 30
+    assert len(clock.sleeps) == 1 and 1 <= clock.sleeps[0] <= 30
     assert main(["node", "software", "--cfg", str(cfg), "--now"], ctx) == 1
-    assert len(clock.slept) == 1
+    assert len(clock.sleeps) == 1

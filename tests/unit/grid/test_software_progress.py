@@ -18,7 +18,7 @@ from slapos.grid.progress import (
     shorten,
 )
 from slapos.grid.utils import failure_reason, human_size, parse_size
-from tests.unit.grid._software_fakes import FakeClock
+from tests.fakes import FakeClock
 
 
 @pytest.mark.parametrize(
