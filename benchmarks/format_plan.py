@@ -21,9 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from slapos.format.config import FormatConfig
+from slapos.format.host import HostState
 from slapos.format.model import computer_from_dict, loads_xml
 from slapos.format.netif import IfAddress, Link, NetworkState
-from slapos.format.plan import HostState, plan_format
+from slapos.format.plan import plan_format
 from tests.unit.format.test_plan import simulate
 
 

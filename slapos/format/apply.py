@@ -1,8 +1,9 @@
 """node format's I/O shell: read the host, then carry out a plan.
 
 `prepare()` reads the previous computer description, the users, groups, directories, files
-and network of the host, and asks plan.py for the plan. `apply_plan()` runs its commands
-through the Runner and does its file-system changes; `post_configuration()` tells the master.
+and network of the host (a host.py `HostState`), and asks plan.py for the plan.
+`apply_plan()` runs its commands through the Runner and does its file-system changes;
+`post_configuration()` tells the master.
 
 Must not import slapos.cli.
 """
@@ -25,7 +26,8 @@ from pathlib import Path
 
 from slapos.errors import ConfigError, MasterError, SlapOSError
 from slapos.format import actions as act
-from slapos.format.config import FormatConfig
+from slapos.format.config import FormatConfig, FormatError
+from slapos.format.host import HostState, PathEntry, UserEntry
 from slapos.format.model import (
     RESOURCE_FILE,
     Address,
@@ -40,15 +42,7 @@ from slapos.format.model import (
     read_definition,
 )
 from slapos.format.netif import NetworkState, read_network
-from slapos.format.plan import (
-    FormatError,
-    FormatPlan,
-    HostState,
-    PathEntry,
-    UserEntry,
-    initial_partitions,
-    plan_format,
-)
+from slapos.format.plan import FormatPlan, initial_partitions, plan_format
 from slapos.system import Runner, write_file_atomic
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slapos.config import IniFile, parse_int
-from slapos.errors import ConfigError
+from slapos.errors import ConfigError, SlapOSError
 
 #: Options that used to manage a bridge; any value is refused (upstream does the same).
 OBSOLETE_KEYS = ("bridge_name", "no_bridge")
@@ -23,6 +23,10 @@ OBSOLETE_KEYS = ("bridge_name", "no_bridge")
 
 class FormatInputError(ConfigError):
     """Bad input for node format (exit 1, as upstream: 2 means "offline" for this command)."""
+
+
+class FormatError(SlapOSError):
+    """The node cannot be formatted as configured (exit 1)."""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """node format, pure: (configuration, previous description, host state) -> (description, actions).
 
-Nothing here touches the host. The caller reads the host into a `HostState` (apply.py,
-netif.py), and gets back the new computer description and the ordered list of actions
-that make the host match it. Only what differs is planned, so a second run on a formatted
-node plans nothing. Randomness (local IPv4 addresses, upstream's fallback ranges) comes
-from the `random.Random` passed in.
+Nothing here touches the host. The caller reads the host into a `HostState` (host.py, read
+by apply.py and netif.py), and gets back the new computer description and the ordered list
+of actions that make the host match it. Only what differs is planned, so a second run on a
+formatted node plans nothing. Randomness (local IPv4 addresses, upstream's fallback ranges)
+comes from the `random.Random` passed in.
+
+`Planner` holds a run's state and makes the elementary decisions (ensure a user, a
+directory, a file, an address; pick free addresses and ranges); `plan_format` and the
+functions after it decide what the computer and each partition get.
 
 Must not import slapos.cli.
 """
@@ -14,53 +18,187 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from slapos.format import addressing as ad
 from slapos.format.actions import (
     Action,
-    AddRoute,
-    AddTuntap,
-    DeleteRoute,
-    SetLinkUp,
+    AddAddress,
+    AddGroup,
+    AddUser,
+    ChangeMode,
+    ChangeOwner,
+    LockPassword,
+    MakeDir,
+    ModifyUser,
     SetSysctl,
     WriteFile,
 )
-from slapos.format.config import FormatConfig, FormatInputError
+from slapos.format.config import FormatConfig, FormatError, FormatInputError
+from slapos.format.host import HostState
 from slapos.format.model import (
     RESOURCE_FILE,
-    Address,
     Computer,
     InterfaceSettings,
-    Ipv6Range,
     Partition,
     User,
     VirtualInterface,
     dumps_json,
     dumps_xml,
 )
-from slapos.format.planner import (
-    LOCAL_NETMASK,
-    PARTITION_MODE,
-    ROOT_MODE,
-    FormatError,
-    FormatPlan,
-    HostState,
-    PathEntry,
-    Planner,
-    UserEntry,
-)
+from slapos.format.netif import Route
+from slapos.format.partition_network import TapPool, plan_partition_network, tap_pool
 
-__all__ = [
-    "Action",
-    "FormatError",
-    "FormatPlan",
-    "HostState",
-    "PathEntry",
-    "UserEntry",
-    "plan_format",
-]
+ROOT_MODE = 0o755
+PARTITION_MODE = 0o750
+
+
+@dataclass(frozen=True)
+class FormatPlan:
+    computer: Computer
+    actions: tuple[Action, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class Planner:
+    config: FormatConfig
+    host: HostState
+    rng: random.Random
+    actions: list[Action] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    #: addresses and IPv6 networks given out during this run
+    taken: set[str] = field(default_factory=set)
+    base: ad.V6 | None = None
+
+    # ---- users and directories -----------------------------------------------------
+
+    def ensure_user(self, name: str, home: str, groups: tuple[str, ...]) -> None:
+        if name not in self.host.groups:
+            self.actions.append(AddGroup(name))
+        entry = self.host.users.get(name)
+        if entry is None:
+            self.actions.append(AddUser(name, home, groups))
+            self.actions.append(LockPassword(name))
+            return
+        gid = self.host.groups.get(name)
+        if (
+            entry.home != home
+            or entry.shell != "/bin/sh"
+            or gid is None
+            or entry.gid != gid
+            or not set(groups) <= entry.groups
+        ):
+            self.actions.append(ModifyUser(name, home, groups))
+            self.actions.append(LockPassword(name))
+
+    def ensure_dir(self, path: str, mode: int, owner: str | None, parents: bool = False) -> None:
+        entry = self.host.paths.get(path)
+        if entry is None:
+            self.actions.append(MakeDir(path, mode, parents))
+        elif entry.mode != mode:
+            self.actions.append(ChangeMode(path, mode))
+        self.ensure_owner(path, owner)
+
+    def ensure_owner(self, path: str, owner: str | None) -> None:
+        entry = self.host.paths.get(path)
+        if owner is not None:
+            user = self.host.users.get(owner)
+            gid = self.host.groups.get(owner)
+            if entry is None or user is None or (entry.uid, entry.gid) != (user.uid, gid):
+                self.actions.append(ChangeOwner(path, owner, owner))
+
+    def ensure_file(self, path: str, content: bytes, mode: int = 0o644) -> None:
+        if self.host.files.get(path) != content:
+            self.actions.append(WriteFile(path, content, mode))
+
+    # ---- network -------------------------------------------------------------------
+
+    def link_has(self, dev: str, addr: str) -> bool:
+        link = self.host.network.links.get(dev)
+        return bool(link and link.has(addr))
+
+    def ensure_address(self, addr: str, prefixlen: int, dev: str, *, tap: bool = False) -> bool:
+        """Plan adding addr to dev; False when another link already holds it."""
+        owner = self.host.network.owner_of(addr)
+        if owner == dev:
+            return True
+        if owner is not None:
+            self.warnings.append(f"cannot add {addr} to {dev}: it is already on {owner}")
+            return False
+        self.actions.append(AddAddress(f"{addr}/{prefixlen}", dev, noprefixroute=tap))
+        return True
+
+    def has_route(self, dst: str, dev: str, via: str | None = None) -> bool:
+        canonical = str(ipaddress.ip_network(dst, strict=False))
+        return Route(canonical, dev, via) in self.host.network.routes
+
+    def free(self, addr: str) -> bool:
+        return addr not in self.taken and self.host.network.owner_of(addr) is None
+
+    def take(self, key: str) -> None:
+        self.taken.add(key)
+
+    def new_local_ipv4(self) -> str:
+        network = self.config.ipv4_local_network
+        assert network is not None
+        size = network.num_addresses
+        for _ in range(10):
+            if size > 2:
+                candidate = network.network_address + self.rng.randrange(1, size - 1)
+            else:
+                candidate = network.network_address + self.rng.randrange(size)
+            text = str(candidate)
+            if self.free(text):
+                self.take(text)
+                return text
+        raise ad.AddressGenerationError(
+            f"no free IPv4 address found in {network} after 10 tries: choose a larger "
+            "ipv4_local_network"
+        )
+
+    def partition_ipv6(self, index: int) -> ad.V6:
+        assert self.base is not None
+        wanted = ad.partition_address(self.base, index)
+        dev = self.config.ipv6_interface_name or ""
+        if str(wanted.addr) not in self.taken and self.host.network.owner_of(str(wanted.addr)) in (
+            None,
+            dev,
+        ):
+            self.take(str(wanted.addr))
+            return wanted
+        self.fallback_allowed(f"{wanted.addr} for partition {index}")
+        for _ in range(10):
+            value = int(wanted.addr) & ~0xFFFF | self.rng.randint(1, 65000)
+            candidate = ad.V6(ipaddress.IPv6Address(value), wanted.prefixlen)
+            if self.free(str(candidate.addr)):
+                self.take(str(candidate.addr))
+                return candidate
+        raise ad.AddressGenerationError(f"no free IPv6 address for partition {index}")
+
+    def range_for(self, index: int, kind: int) -> ad.V6:
+        assert self.base is not None
+        wanted = ad.subrange(self.base, index, self.config.ipv6_prefixshift, kind)
+        if str(wanted.network) not in self.taken:
+            self.take(str(wanted.network))
+            return wanted
+        self.fallback_allowed(f"{wanted.network} for partition {index}")
+        for _ in range(10):
+            candidate = ad.random_subrange(
+                self.base, self.rng.randint(1, 65000), kind == ad.TAP_RANGE
+            )
+            if str(candidate.network) not in self.taken:
+                self.take(str(candidate.network))
+                return candidate
+        raise ad.AddressGenerationError(f"no free IPv6 range for partition {index}")
+
+    def fallback_allowed(self, what: str) -> None:
+        if self.config.ipv6_prefixshift != 16:
+            raise ad.AddressGenerationError(
+                f"{what} is already taken (random fallback needs ipv6_prefixshift = 16)"
+            )
+        self.warnings.append(f"{what} is already taken: choosing one at random")
 
 
 def _base_address(config: FormatConfig, host: HostState, preferred: str | None) -> ad.V6 | None:
@@ -157,65 +295,25 @@ def plan_format(
     from_interface = partitions is None or bool(
         config.alter_network and config.interface_name and config.ipv4_local_network
     )
-    if from_interface or config.alter_network:
-        planner.base = _base_address(config, host, previous.address if previous else None)
-    if config.alter_network and planner.base is None:
-        raise FormatError(
-            f"{config.ipv6_interface_name} must have at least one global IPv6 address "
-            "(partitions take theirs from its prefix)"
-        )
-    for p in parts:  # addresses already given out are not given again
-        for a in p.address_list:
-            planner.take(a.addr)
-        if p.ipv6_range:
-            planner.take(str(ipaddress.ip_network(p.ipv6_range.network, strict=False)))
+    _choose_base(planner, previous, parts, from_interface)
 
-    instance_root, software_root = str(config.instance_root), str(config.software_root)
-    planner.ensure_dir(instance_root, ROOT_MODE, None, parents=True)
-    planner.ensure_dir(software_root, ROOT_MODE, None, parents=True)
+    planner.ensure_dir(str(config.instance_root), ROOT_MODE, None, parents=True)
+    planner.ensure_dir(str(config.software_root), ROOT_MODE, None, parents=True)
     if config.alter_user:
-        planner.ensure_user(config.software_user, software_root, ())
-        planner.ensure_owner(software_root, config.software_user)
+        planner.ensure_user(config.software_user, str(config.software_root), ())
+        planner.ensure_owner(str(config.software_root), config.software_user)
     _plan_network_setup(planner, len(parts))
-    pool = _tap_pool(planner, len(parts))
+    pool = tap_pool(planner, len(parts))
     done = [_plan_partition(planner, index, p, pool) for index, p in enumerate(parts)]
     if config.certificate_repository_path is not None:
         planner.ensure_dir(str(config.certificate_repository_path), 0o700, None, parents=True)
 
-    base = planner.base
     if from_interface:
+        base = planner.base
         address, netmask = (str(base.addr), base.netmask) if base else (None, None)
     else:
         address, netmask = (previous.address, previous.netmask) if previous else (None, None)
-    computer = Computer(
-        reference=config.computer_id,
-        software_root=software_root,
-        instance_root=instance_root,
-        interface=InterfaceSettings(
-            name=config.interface_name or "",
-            ipv4_local_network=str(config.ipv4_local_network)
-            if config.ipv4_local_network
-            else None,
-            ipv6_interface=config.ipv6_interface_name or "",
-            ipv6_prefixshift=config.ipv6_prefixshift,
-        )
-        if config.interface_name and from_interface
-        else None,
-        partition_list=tuple(done),
-        address=address,
-        netmask=netmask,
-        ipv6_interface=config.ipv6_interface,
-        partition_has_ipv6_range=config.partition_has_ipv6_range,
-        software_user=config.software_user,
-        tap_gateway_interface=config.tap_gateway_interface,
-        tap_ipv6=config.tap_ipv6,
-        instance_storage_home=str(config.instance_storage_home)
-        if config.instance_storage_home
-        else None,
-        os_type=host.os_type,
-        python_version=host.python_version,
-        slapos_version=host.slapos_version,
-    )
+    computer = _computer(config, host, done, address, netmask, from_interface)
     for partition in done:
         planner.ensure_file(
             str(Path(partition.path) / RESOURCE_FILE), partition.resource_json().encode()
@@ -230,6 +328,65 @@ def plan_format(
             "addresses only when it configures them; list them in input_definition_file)"
         )
     return FormatPlan(computer, tuple(planner.actions), tuple(planner.warnings))
+
+
+def _choose_base(
+    planner: Planner, previous: Computer | None, parts: Sequence[Partition], from_interface: bool
+) -> None:
+    """The interface's IPv6 network partitions take addresses from; what is given stays."""
+    config = planner.config
+    if from_interface or config.alter_network:
+        planner.base = _base_address(config, planner.host, previous.address if previous else None)
+    if config.alter_network and planner.base is None:
+        raise FormatError(
+            f"{config.ipv6_interface_name} must have at least one global IPv6 address "
+            "(partitions take theirs from its prefix)"
+        )
+    for p in parts:  # addresses already given out are not given again
+        for a in p.address_list:
+            planner.take(a.addr)
+        if p.ipv6_range:
+            planner.take(str(ipaddress.ip_network(p.ipv6_range.network, strict=False)))
+
+
+def _computer(
+    config: FormatConfig,
+    host: HostState,
+    partitions: Sequence[Partition],
+    address: str | None,
+    netmask: str | None,
+    from_interface: bool,
+) -> Computer:
+    """The computer description the plan ends with (computer_xml, and what the master gets)."""
+    interface = None
+    if config.interface_name and from_interface:
+        interface = InterfaceSettings(
+            name=config.interface_name,
+            ipv4_local_network=str(config.ipv4_local_network)
+            if config.ipv4_local_network
+            else None,
+            ipv6_interface=config.ipv6_interface_name or "",
+            ipv6_prefixshift=config.ipv6_prefixshift,
+        )
+    storage = config.instance_storage_home
+    return Computer(
+        reference=config.computer_id,
+        software_root=str(config.software_root),
+        instance_root=str(config.instance_root),
+        interface=interface,
+        partition_list=tuple(partitions),
+        address=address,
+        netmask=netmask,
+        ipv6_interface=config.ipv6_interface,
+        partition_has_ipv6_range=config.partition_has_ipv6_range,
+        software_user=config.software_user,
+        tap_gateway_interface=config.tap_gateway_interface,
+        tap_ipv6=config.tap_ipv6,
+        instance_storage_home=str(storage) if storage else None,
+        os_type=host.os_type,
+        python_version=host.python_version,
+        slapos_version=host.slapos_version,
+    )
 
 
 def _plan_computer_xml(planner: Planner, computer: Computer) -> None:
@@ -254,30 +411,11 @@ def _plan_network_setup(planner: Planner, count: int) -> None:
         planner.actions.append(SetSysctl("net.ipv6.ip_nonlocal_bind", "1"))
 
 
-def _tap_pool(planner: Planner, count: int) -> tuple[list[str], str, str, str] | None:
-    """(addresses, netmask, gateway, network) for taps, from tap_gateway_interface."""
-    config = planner.config
-    if not (config.alter_network and config.create_tap and config.tap_gateway_interface):
-        return None
-    link = planner.host.network.links[config.tap_gateway_interface]
-    v4 = [a for a in link.addresses if a.family == 4]
-    if not v4:
-        raise FormatError(f"{config.tap_gateway_interface} has no IPv4 address to share with taps")
-    first = v4[0]
-    net = ipaddress.IPv4Network(f"{first.addr}/{first.prefixlen}", strict=False)
-    return (
-        ad.tap_pool(first.addr, first.prefixlen, count),
-        str(net.netmask),
-        first.addr,
-        str(net.network_address),
-    )
-
-
 def _plan_partition(
     planner: Planner,
     index: int,
     partition: Partition,
-    pool: tuple[list[str], str, str, str] | None,
+    pool: TapPool | None,
 ) -> Partition:
     config = planner.config
     software_user = config.software_user
@@ -289,172 +427,8 @@ def _plan_partition(
         planner.ensure_user(user.name, path, (software_user,))
     owner = user.name if config.alter_user or user.name in planner.host.users else "root"
     if config.alter_network:  # else addresses stay as they are (none for new partitions)
-        partition = _plan_partition_network(planner, index, partition, owner, pool)
+        partition = plan_partition_network(planner, index, partition, owner, pool)
     planner.ensure_dir(path, PARTITION_MODE, user.name if config.alter_user else None)
     for extra in storage:
         planner.ensure_dir(extra, PARTITION_MODE, user.name if config.alter_user else None)
     return partition
-
-
-def _plan_partition_network(
-    planner: Planner,
-    index: int,
-    partition: Partition,
-    owner: str,
-    pool: tuple[list[str], str, str, str] | None,
-) -> Partition:
-    config = planner.config
-    if config.create_tap:
-        partition = replace(partition, tap=_plan_tap(planner, index, partition.tap, owner, pool))
-    if partition.tun is not None:
-        partition = replace(partition, tun=_plan_tun(planner, index, partition.tun, owner))
-    partition = replace(partition, address_list=_plan_addresses(planner, index, partition))
-    if config.partition_has_ipv6_range:
-        rng = partition.ipv6_range
-        if rng is None:
-            v6 = planner.range_for(index, ad.PARTITION_RANGE)
-            rng = Ipv6Range(str(v6.addr), v6.netmask, f"{v6.addr}/{v6.prefixlen}", v6.prefixlen)
-        network = str(ipaddress.ip_network(rng.network, strict=False))
-        if network not in planner.host.network.local_routes6:
-            planner.actions.append(AddRoute(rng.network, "lo", local=True))
-        partition = replace(partition, ipv6_range=rng)
-    else:
-        partition = replace(partition, ipv6_range=None)
-    return partition
-
-
-def _create_virtual(planner: Planner, name: str, mode: str, owner: str) -> None:
-    link = planner.host.network.links.get(name)
-    if link is None:
-        planner.actions.append(AddTuntap(name, mode, owner))
-        planner.actions.append(SetLinkUp(name))
-        return
-    user = planner.host.users.get(owner)
-    if link.owner is not None and link.owner not in (owner, str(user.uid) if user else owner):
-        planner.warnings.append(
-            f"{mode} {name} belongs to {link.owner}, not {owner}: leaving it alone"
-        )
-
-
-def _plan_tap(
-    planner: Planner,
-    index: int,
-    tap: VirtualInterface,
-    owner: str,
-    pool: tuple[list[str], str, str, str] | None,
-) -> VirtualInterface:
-    _create_virtual(planner, tap.name, "tap", owner)
-    if pool is not None:
-        addresses, netmask, gateway, network = pool
-        candidate = addresses[index]  # one pool entry per partition, used or not (upstream)
-        if not tap.ipv4_addr:
-            tap = replace(
-                tap,
-                ipv4_addr=candidate,
-                ipv4_netmask=netmask,
-                ipv4_gateway=gateway,
-                ipv4_network=network,
-            )
-    else:
-        tap = replace(tap, ipv4_addr="", ipv4_netmask="", ipv4_gateway="", ipv4_network="")
-    if planner.config.tap_ipv6:
-        assert planner.base is not None
-        if not tap.ipv6_addr:
-            v6 = planner.range_for(index, ad.TAP_RANGE)
-            tap = replace(tap, ipv6_addr=str(v6.addr), ipv6_netmask=v6.netmask)
-        else:
-            planner.take(
-                str(
-                    ad.V6(
-                        ipaddress.IPv6Address(tap.ipv6_addr), ad.prefixlen6(tap.ipv6_netmask)
-                    ).network
-                )
-            )
-        if not planner.link_has(tap.name, tap.ipv6_addr):
-            planner.ensure_address(
-                tap.ipv6_addr, ad.prefixlen6(tap.ipv6_netmask), tap.name, tap=True
-            )
-        prefixlen = planner.base.prefixlen + 16  # upstream hard-codes 16 here
-        gateway = ad.first_address(tap.ipv6_addr, prefixlen)
-        tap = replace(tap, ipv6_gateway=gateway, ipv6_network=f"{gateway}/{prefixlen}")
-    else:
-        tap = replace(tap, ipv6_addr="", ipv6_netmask="", ipv6_gateway="", ipv6_network="")
-    if tap.ipv4_addr and not planner.has_route(tap.ipv4_addr, tap.name):
-        planner.actions.append(AddRoute(tap.ipv4_addr, tap.name, family=4))
-    if tap.ipv6_network:
-        if not planner.has_route(tap.ipv6_gateway, tap.name):
-            planner.actions.append(AddRoute(tap.ipv6_gateway, tap.name))
-        if not planner.has_route(tap.ipv6_network, tap.name, tap.ipv6_gateway):
-            if planner.has_route(tap.ipv6_network, tap.name):
-                planner.actions.append(DeleteRoute(tap.ipv6_network, tap.name))
-            planner.actions.append(AddRoute(tap.ipv6_network, tap.name, via=tap.ipv6_gateway))
-    return tap
-
-
-def _plan_tun(planner: Planner, index: int, tun: VirtualInterface, owner: str) -> VirtualInterface:
-    config = planner.config
-    _create_virtual(planner, tun.name, "tun", owner)
-    if not tun.ipv4_addr:
-        addr, netmask, network = ad.tun_subnet(index, max(config.partition_amount, 1))
-        tun = replace(tun, ipv4_addr=addr, ipv4_netmask=netmask, ipv4_network=network)
-    if config.tun_ipv6 and not tun.ipv6_addr:
-        v6 = planner.range_for(index, ad.TUN_RANGE)
-        first = ad.first_address(str(v6.addr), v6.prefixlen)
-        tun = replace(
-            tun, ipv6_addr=first, ipv6_netmask=v6.netmask, ipv6_network=f"{first}/{v6.prefixlen}"
-        )
-    if tun.ipv4_addr and not planner.link_has(tun.name, tun.ipv4_addr):
-        planner.ensure_address(tun.ipv4_addr, ad.prefixlen4(tun.ipv4_netmask), tun.name)
-    if tun.ipv6_addr and not planner.link_has(tun.name, tun.ipv6_addr):
-        planner.ensure_address(tun.ipv6_addr, ad.prefixlen6(tun.ipv6_netmask), tun.name)
-    return tun
-
-
-def _plan_addresses(planner: Planner, index: int, partition: Partition) -> tuple[Address, ...]:
-    config = planner.config
-    v4_dev = config.interface_name or ""
-    v6_dev = config.ipv6_interface_name or ""
-    old = partition.address_list
-    if not old:
-        v4 = planner.new_local_ipv4()
-        planner.ensure_address(v4, 32, v4_dev)
-        v6 = planner.partition_ipv6(index)
-        planner.ensure_address(str(v6.addr), v6.prefixlen, v6_dev)
-        return (Address(v4, LOCAL_NETMASK), Address(str(v6.addr), v6.netmask))
-    if len(old) != 2 or sum(a.is_ipv6 for a in old) != 1:
-        raise FormatError(
-            f"{partition.reference}: the computer description must hold exactly one IPv4 and "
-            f"one IPv6 address, not {[a.addr for a in old]}"
-        )
-    result = []
-    for address in old:
-        if address.is_ipv6:
-            result.append(_keep_ipv6(planner, index, address, v6_dev))
-        elif planner.ensure_address(address.addr, 32, v4_dev):
-            result.append(Address(address.addr, LOCAL_NETMASK))
-        else:
-            v4 = planner.new_local_ipv4()
-            planner.ensure_address(v4, 32, v4_dev)
-            result.append(Address(v4, LOCAL_NETMASK))
-    return tuple(result)
-
-
-def _keep_ipv6(planner: Planner, index: int, address: Address, dev: str) -> Address:
-    """A stored partition IPv6 stays if it is (or can be put) on the interface's network."""
-    base = planner.base
-    assert base is not None
-    if planner.link_has(dev, address.addr):
-        return Address(address.addr, address.netmask)
-    try:
-        inside = (
-            ipaddress.IPv6Address(address.addr) in base.network
-            and ad.prefixlen6(address.netmask) == base.prefixlen
-        )
-    except ValueError:
-        inside = False
-    if inside and planner.ensure_address(address.addr, base.prefixlen, dev):
-        return Address(address.addr, address.netmask)
-    planner.warnings.append(f"cannot keep IPv6 {address.addr}: choosing a new one")
-    v6 = planner.partition_ipv6(index)
-    planner.ensure_address(str(v6.addr), v6.prefixlen, dev)
-    return Address(str(v6.addr), v6.netmask)

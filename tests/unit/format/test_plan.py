@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from slapos.format import actions as act
-from slapos.format.config import FormatConfig, FormatInputError
+from slapos.format.config import FormatConfig, FormatError, FormatInputError
+from slapos.format.host import HostState, PathEntry, UserEntry
 from slapos.format.model import RESOURCE_FILE, computer_from_dict, loads_xml
 from slapos.format.netif import IfAddress, Link, NetworkState, Route
-from slapos.format.plan import FormatError, HostState, PathEntry, UserEntry, plan_format
+from slapos.format.plan import plan_format
 
 
 def make_config(tmp_path: Path, **kw) -> FormatConfig:
