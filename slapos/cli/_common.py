@@ -91,12 +91,14 @@ class Context:
         runner: Runner | None = None,
         clock: Clock | None = None,
         stdin: str = "",
-    ) -> Context:
+    ) -> CapturedContext:
+        """A context for tests: output captured in StringIO, no program run unless a
+        `runner` is given."""
         from slapos.system import SystemClock
 
         env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         env.update(environ or {})
-        return cls(
+        return CapturedContext(
             stdout=io.StringIO(),
             stderr=io.StringIO(),
             stdin=io.StringIO(stdin),
@@ -191,6 +193,13 @@ class Context:
                 "this slapos command must be run as root "
                 "(or set root_check = false in [slapos] of the configuration)"
             )
+
+
+class CapturedContext(Context):
+    """What `Context.for_test` makes: its output streams are StringIO, to be read back."""
+
+    stdout: io.StringIO
+    stderr: io.StringIO
 
 
 # ---- argument parsing ---------------------------------------------------------------

@@ -32,6 +32,9 @@ from slapos.grid.instance_io import (
     ProcessResult as ProcessResult,
 )
 from slapos.grid.instance_io import (
+    ServiceControl as ServiceControl,
+)
+from slapos.grid.instance_io import (
     Services as Services,
 )
 from slapos.grid.instance_io import (
@@ -76,9 +79,9 @@ class InstanceEngine:
         options: InstanceOptions,
         computer: Any = None,
         progress: Callable[[str], None] | None = None,
-        services: Services | None = None,
+        services: ServiceControl | None = None,
     ) -> None:
-        self.services = services or Services()
+        self.services: ServiceControl = services or Services()
         self.node = node
         self.config = node.config
         self.options = options

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from slapos.config import NodeConfig
 from slapos.errors import ExitCode, SlapOSError
@@ -209,8 +209,18 @@ class Node:
     is_root: bool
 
 
+class ServiceControl(Protocol):
+    """What the engines need of supervisord: `Services` is the real one."""
+
+    def prepare(self, node: Node, watchdog_command: str, launch: bool) -> None: ...
+    def start(self, instance_root: Path, partition_id: str, path: Path) -> None: ...
+    def stop(self, instance_root: Path, partition_id: str, all_files: bool = False) -> None: ...
+    def start_all(self, instance_root: Path) -> None: ...
+    def states(self, instance_root: Path, names: list[str]) -> dict[str, str]: ...
+
+
 class Services:
-    """The engine's view of supervisord; tests pass a fake with the same methods."""
+    """The engine's view of supervisord (a ServiceControl)."""
 
     def prepare(self, node: Node, watchdog_command: str, launch: bool) -> None:
         root = node.config.instance_root

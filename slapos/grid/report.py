@@ -79,11 +79,11 @@ def retention_until(p: part.Partition, now: float) -> float | None:
 
 class ReportEngine:
     def __init__(
-        self, node: inst.Node, computer: Any = None, services: inst.Services | None = None
+        self, node: inst.Node, computer: Any = None, services: inst.ServiceControl | None = None
     ) -> None:
         self.node = node
         self.config = node.config
-        self.services = services or inst.Services()
+        self.services: inst.ServiceControl = services or inst.Services()
         self._engine = inst.InstanceEngine(
             node, inst.InstanceOptions(), computer, services=self.services
         )

@@ -1,11 +1,12 @@
-"""`FakeServices`: the instance engine's supervisord, recording what it is told."""
+"""`FakeServices`: the instance engine's supervisord (a `slapos.grid.instance_io.ServiceControl`),
+recording what it is told."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slapos.grid.instance_io import Node
+from slapos.grid.instance_io import Node, ServiceControl
 
 
 @dataclass
@@ -31,3 +32,6 @@ class FakeServices:
 
     def states(self, instance_root: Path, names: list[str]) -> dict[str, str]:
         return {n: self.running[n] for n in names if n in self.running}
+
+
+_check: ServiceControl = FakeServices()  # mypy: the fake stands for the protocol
