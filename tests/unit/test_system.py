@@ -22,7 +22,12 @@ def test_polls_until_ready() -> None:
 def test_gives_up_at_the_deadline_without_sleeping_past_it() -> None:
     clock = FakeClock(start=100.0)
     calls: list[float] = []
-    assert not wait_until(lambda: calls.append(clock.now) or False, 1.0, clock=clock, pause=0.375)
+
+    def never() -> bool:
+        calls.append(clock.now)
+        return False
+
+    assert not wait_until(never, 1.0, clock=clock, pause=0.375)
     assert clock.sleeps == [0.375, 0.375, 0.25]  # the last pause is cut at the deadline
     assert calls == [100.0, 100.375, 100.75, 101.0]  # asked once more at the deadline
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 from slapos.cli.configure.local_setup import LocalSettings, write_files
 from slapos.config import IniFile
@@ -9,7 +10,7 @@ from slapos.format.config import load_format_config
 
 
 def settings(tmp_path: Path, **kw) -> LocalSettings:
-    values = {
+    values: dict[str, Any] = {
         "config_dir": tmp_path / "etc",
         "instance_root": tmp_path / "srv",
         "software_root": tmp_path / "soft",
@@ -30,7 +31,7 @@ def test_unprivileged_files(tmp_path):
     assert config.partition_amount == 4 and config.computer_id == "local_computer"
     assert config.master_url == "http://127.0.0.1:8123"
     assert str(config.ipv4_local_network) == "127.10.0.0/16"
-    assert node.get("slapos", "pidfile_instance", "").startswith(str(tmp_path))
+    assert str(node.get("slapos", "pidfile_instance", "")).startswith(str(tmp_path))
     assert not node.has_section("networkcache")  # nothing to download from
     proxy = IniFile.read(s.proxy_config)
     assert proxy.get("slapproxy", "port") == "8123"
@@ -56,7 +57,7 @@ def test_root_layouts_and_shacache(tmp_path):
     )
     assert node.get("networkcache", "download-dir-url") == "http://127.0.0.1:8123/shacache/dir"
     proxy = IniFile.read(s.proxy_config)
-    key = Path(proxy.get("slapproxy", "shacache-signing-key-path"))
+    key = Path(str(proxy.get("slapproxy", "shacache-signing-key-path")))
     assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     on_lo = settings(tmp_path / "lo", privileged=True)

@@ -53,9 +53,10 @@ def test_netmask_conversions():
 
 def test_choose_base_prefers_the_largest_network_then_lowest_address():
     candidates = [base("2001:db8:1:2::9", 64), base("2001:db8:1:2::5", 64), base("2001:db9::1", 48)]
-    assert str(ad.choose_base(candidates).addr) == "2001:db9::1"
+    largest = ad.choose_base(candidates)
+    assert largest is not None and str(largest.addr) == "2001:db9::1"
     chosen = ad.choose_base(candidates, preferred="2001:db8:1:2::7")
-    assert str(chosen.addr) == "2001:db8:1:2::5"
+    assert chosen is not None and str(chosen.addr) == "2001:db8:1:2::5"
     assert ad.choose_base([]) is None
 
 

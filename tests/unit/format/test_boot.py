@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def ip_runner(ready_after: int) -> FakeRunner:
 
 
 def settings(tmp_path: Path, **kw) -> BootSettings:
-    values = {
+    values: dict[str, Any] = {
         "instance_root": tmp_path,
         "partition_base_name": "slappart",
         "master_host": None,
@@ -46,12 +47,17 @@ def test_boot_waits_for_ipv6_retries_format_bangs_and_removes_timestamps(tmp_pat
     clock, runner = FakeClock(), ip_runner(ready_after=2)
     results = iter([1, 1, 0])
     bangs: list[str] = []
+
+    def bang(message: str) -> int:
+        bangs.append(message)
+        return 0
+
     boot(
         settings(tmp_path, message="Power cut"),
         runner=runner,
         clock=clock,
         run_format=lambda: next(results),
-        run_bang=lambda m: bangs.append(m) or 0,
+        run_bang=bang,
     )
     assert [argv[:4] for argv in runner.argvs].count(ADDRESSES) == 3
     assert clock.sleeps == [5.0, 5.0, 15.0, 15.0]

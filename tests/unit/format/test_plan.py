@@ -7,6 +7,7 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from slapos.format.plan import plan_format
 
 
 def make_config(tmp_path: Path, **kw) -> FormatConfig:
-    values = {
+    values: dict[str, Any] = {
         "path": tmp_path / "slapos.cfg",
         "computer_id": "COMP-1",
         "master_url": "http://127.0.0.1:1",
@@ -126,6 +127,7 @@ def test_fresh_node_plan(tmp_path):
     v4 = [line for line in lines if line.startswith("ip addr add 10.0.")]
     assert len(v4) == 2 and all(line.endswith("/32 dev eth0") for line in v4)
     p0 = plan.computer.partition_list[0]
+    assert p0.ipv6 is not None and p0.ipv4 is not None and p0.ipv6_range is not None
     assert p0.ipv6.addr == "2001:db8:1:2::2" and p0.ipv6.netmask == "ffff:ffff:ffff:ffff::"
     assert p0.ipv4.netmask == "255.255.255.255"
     assert p0.ipv6_range.network == "2001:db8:1:2:4001::/80"
@@ -257,7 +259,10 @@ def test_computer_xml_history_starts_with_the_first_version(tmp_path):
     # an XML without its archive (written by upstream's first run) is archived once
     lost = replace(after, paths={k: v for k, v in after.paths.items() if k != archive})
     again = plan_format(config, previous_of(after.files[xml]), lost, random.Random(2))
-    assert [(a.path, a.archive) for a in again.actions] == [(xml, archive)]
+    assert [(a.path, a.archive) for a in again.actions if isinstance(a, act.WriteFile)] == [
+        (xml, archive)
+    ]
+    assert len(again.actions) == 1
 
 
 def test_resource_file_holds_upstream_keys(tmp_path):
@@ -312,5 +317,6 @@ def test_taken_address_falls_back_to_random(tmp_path):
     other = Link("eth1", (IfAddress(6, "2001:db8:1:2::2", 64),))
     host = replace(host, network=replace(host.network, links={**host.network.links, "eth1": other}))
     plan = plan_format(make_config(tmp_path, partition_amount=1), None, host, random.Random(1))
-    assert plan.computer.partition_list[0].ipv6.addr != "2001:db8:1:2::2"
+    ipv6 = plan.computer.partition_list[0].ipv6
+    assert ipv6 is not None and ipv6.addr != "2001:db8:1:2::2"
     assert any("already taken" in w for w in plan.warnings)

@@ -70,8 +70,7 @@ def test_explained_buildout_failure(tmp_path: Path) -> None:
         step=Step("buildout", name="download", command="bin/buildout -U", message="MD5 ..."),
     )
     path = partition(tmp_path, record, log)
-    record = RunRecord.read(path / ".slapgrid")
-    assert record is not None
+    assert RunRecord.read(path / ".slapgrid") is not None
     e = explain(path, "/etc/opt/slapos/slapos.cfg")
     assert e.failing and e.hint_name == "checksum-mismatch"
     assert e.log_tail is not None and len(e.log_tail) == 30

@@ -190,7 +190,7 @@ def test_timestamps_change_exactly_when_the_node_must_reprocess(client: Client) 
     second = _timestamps(client)
     assert second["slappart0"] != first["slappart0"]
     # a child requested by the root; its published parameters re-timestamp the root only
-    form = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    form: dict[str, Any] = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
     child = client.request("child", **form)[1].state["slap_computer_partition_id"]
     before = _timestamps(client)
     conn = {"computer_id": "COMP", "computer_partition_id": child,
@@ -212,7 +212,7 @@ def test_timestamps_change_exactly_when_the_node_must_reprocess(client: Client) 
 
 def test_stopping_a_tree_and_destroying_it(client: Client) -> None:
     client.request("root")
-    form = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    form: dict[str, Any] = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
     client.request("child", **form)
     assert client.request("root", state="stopped")[1].state["_requested_state"] == "stopped"
     # the child takes the root's state when its parent requests it again
@@ -220,7 +220,7 @@ def test_stopping_a_tree_and_destroying_it(client: Client) -> None:
     # state None on a stopped instance answers "started" while it stays stopped (upstream)
     assert client.request("root")[1].state["_requested_state"] == "started"
     assert client.partitions()["slappart0"]["_requested_state"] == "stopped"
-    destroyed = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    destroyed: dict[str, Any] = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
     status, body = client.post("/destroyedComputerPartition", **destroyed)
     assert (status, body) == (200, "Not destroying yet because this partition has child "
                               "partitions: child")  # fmt: skip
@@ -331,7 +331,11 @@ def test_with_tls_identities_only_the_host_publishes_for_a_shared_instance(tmp_p
     c.post("/loadComputerConfigurationFromXML", xml=dumps(computer))
     c.request("host")
     c.request("web", shared=True)
-    form = {"computer_id": "COMP", "connection_xml": dumps({"a": "b"}), "slave_reference": "_web"}
+    form: dict[str, Any] = {
+        "computer_id": "COMP",
+        "connection_xml": dumps({"a": "b"}),
+        "slave_reference": "_web",
+    }
     status, body = c.post("/setComputerPartitionConnectionXml", computer_partition_id="slappart1",
                           **form)  # fmt: skip
     assert status == 403 and "hosted by 'slappart0'" in body
@@ -390,13 +394,13 @@ def test_a_child_on_another_computer_wakes_its_requester_up(client: Client) -> N
     on_other = {"computer_guid": "OTHER"}
     client.request("host", filter_kw=on_other)  # OTHER/slappart0
     client.request("root")  # COMP/slappart0
-    form = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    form: dict[str, Any] = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
     status, kid = client.request("kid", filter_kw=on_other, **form)
     assert status == 200 and kid.state["slap_computer_id"] == "OTHER"
     client.request("svc", shared=True, filter_kw=on_other, **form)
 
     before = _timestamps(client)["slappart0"]
-    published = {"computer_id": "OTHER", "computer_partition_id": "slappart1",
+    published: dict[str, Any] = {"computer_id": "OTHER", "computer_partition_id": "slappart1",
                  "connection_xml": dumps({"url": "http://kid"})}  # fmt: skip
     assert client.post("/setComputerPartitionConnectionXml", **published) == (200, "done")
     after_child = _timestamps(client)["slappart0"]
@@ -415,7 +419,7 @@ def test_a_status_report_keeps_the_cached_answer(client: Client) -> None:
     client.request("root")
     client.partitions()
     generation = client.app.current_generation()
-    form = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    form: dict[str, Any] = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
     assert client.post("/startedComputerPartition", **form) == (200, "Ignored")
     assert client.app.current_generation() == generation  # nothing a node reads changed
     client.request("root", params={"a": "1"})

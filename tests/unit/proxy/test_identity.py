@@ -99,7 +99,7 @@ def as_peer(client: Client, peer: str | None) -> Client:
     return Client(client.app, peer=peer)
 
 
-def publish(partition: str) -> dict[str, str]:
+def publish(partition: str) -> dict[str, Any]:
     return {
         "computer_id": "COMP",
         "computer_partition_id": partition,
@@ -281,7 +281,7 @@ def test_tls_a_user_has_full_access(tls):
 
 def test_tls_a_partition_acts_only_on_itself(tls):
     part = as_peer(tls, "COMP/slappart0")
-    own = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
+    own: dict[str, Any] = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
     other = {"computer_id": "COMP", "computer_partition_id": "slappart1"}
     assert part.get("/getComputerPartitionCertificate", **own)[0] == 200
     _one_line_403(part.get("/getComputerPartitionCertificate", **other), "not on partition")

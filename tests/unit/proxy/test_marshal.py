@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from lxml import etree
 from xml_marshaller import xml_marshaller
@@ -10,16 +12,17 @@ from slapos.proxy import marshal
 from slapos.proxy.marshal import MarshalError, WireObject
 
 
-def _lxml_dict2xml(parameters: dict) -> str:
+def _lxml_dict2xml(parameters: dict[str, Any]) -> str:
     """upstream's dict2xml, rebuilt here from its observable behaviour."""
     instance = etree.Element("instance")
     for key, value in sorted(parameters.items()):
         etree.SubElement(instance, "parameter", attrib={"id": key}).text = (
             value if isinstance(value, str) else str(value)
         )
-    return etree.tostring(
+    text: str = etree.tostring(
         instance, pretty_print=True, xml_declaration=True, encoding="utf-8"
     ).decode()
+    return text
 
 
 STRINGS = [
@@ -96,8 +99,11 @@ ComputerPartition.__module__ = "slapos.slap.slap"
 
 def test_objects_match_xml_marshaller() -> None:
     reference = ComputerPartition("COMP", "slappart0")
-    reference._instance_guid = "COMP-slappart0"
-    reference._parameter_dict = {"ip_list": [("tap", "10.0.0.1")], "k": "v"}
+    # the attributes upstream's master sets on the objects it sends
+    vars(reference).update(
+        _instance_guid="COMP-slappart0",
+        _parameter_dict={"ip_list": [("tap", "10.0.0.1")], "k": "v"},
+    )
     ours = WireObject(
         "ComputerPartition",
         ("COMP", "slappart0", None),
@@ -169,7 +175,7 @@ def test_control_characters_are_refused() -> None:
     ],
     ids=repr,
 )
-def test_dict2xml_matches_lxml(parameters: dict) -> None:
+def test_dict2xml_matches_lxml(parameters: dict[str, Any]) -> None:
     assert marshal.dict2xml(parameters) == _lxml_dict2xml(parameters)
     expected = {str(k): (str(v) if v != "" else None) for k, v in parameters.items()}
     assert marshal.xml2dict(marshal.dict2xml(parameters)) == expected

@@ -77,7 +77,7 @@ def app(tmp_path: Path) -> ProxyApp:
 
 
 def populate(app: ProxyApp, release: str, partitions: int = 3) -> None:
-    fmt = {
+    fmt: dict[str, Any] = {
         "computer_guid": "COMP",
         "compute_partition_list": [
             {"partition_id": f"slappart{i}",

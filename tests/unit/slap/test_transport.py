@@ -11,6 +11,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -438,7 +439,13 @@ def test_urlencode_is_urllib_urlencode():
         assert transport.quote_plus(text) == urllib.parse.quote_plus(text)
         form = {text: text[::-1], "n": rng.randint(-5, 5), "none": None, "b": text.encode()}
         assert transport.urlencode(form) == urllib.parse.urlencode(form)
-        pairs = [("l", [text, 1, b"x y"]), (text, None), ("t", (text,)), (b"b y", "v"), ("i", 3)]
+        pairs: list[tuple[Any, Any]] = [
+            ("l", [text, 1, b"x y"]),
+            (text, None),
+            ("t", (text,)),
+            (b"b y", "v"),
+            ("i", 3),
+        ]
         assert transport.urlencode(pairs, doseq=True) == urllib.parse.urlencode(pairs, doseq=True)
         assert transport.urlencode(pairs) == urllib.parse.urlencode(pairs)
     with pytest.raises(UnicodeEncodeError):

@@ -115,7 +115,8 @@ def test_references_and_key_order():
 
 
 def test_scalars():
-    for value in (None, True, False, 0, -5, 10**30, 1.5, "", (), ("a", 1), [], {}):
+    values: tuple[object, ...] = (None, True, False, 0, -5, 10**30, 1.5, "", (), ("a", 1), [], {})
+    for value in values:
         assert wire.loads(wire.dumps(value)) == value
     assert wire.dumps(None) == "<marshal><none/></marshal>"
     assert wire.dumps(False) == "<marshal><bool>0</bool></marshal>"
