@@ -154,6 +154,27 @@ def split_lines(value: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in value.splitlines() if line.strip())
 
 
+@dataclass(frozen=True)
+class MasterAccess:
+    """How to reach a master: where it is, the certificate and key shown to it, how its own
+    certificate is checked, how large an answer is taken and how long a call may take.
+
+    Node, client and format configurations each give theirs (`.master`); slapos.slap.entry's
+    `connect()` and the watchdog's command line take it.
+    """
+
+    url: str
+    key_file: str | None = None
+    cert_file: str | None = None
+    ca_file: str | None = None
+    #: False: the master's certificate is not checked (warned about on every run).
+    tls_verify: bool = True
+    max_answer_mb: int = DEFAULT_MAX_ANSWER_MB
+    #: seconds a call may take
+    timeout: float = 60.0
+    rest_url: str | None = None
+
+
 # --------------------------------------------------------------------------------------
 # Client configuration (slapos-client.cfg)
 
@@ -179,6 +200,19 @@ class ClientConfig:
     def resolve_alias(self, software: str) -> str:
         """`kvm` -> its URL when an alias of that name is configured, else unchanged."""
         return self.aliases.get(software, software)
+
+    @property
+    def master(self) -> MasterAccess:
+        return MasterAccess(
+            self.master_url,
+            self.key_file,
+            self.cert_file,
+            self.master_ca_file,
+            self.master_tls_verify,
+            self.master_max_answer_mb,
+            self.timeout,
+            self.master_rest_url,
+        )
 
 
 def load_client_config(path: Path, master_url: str | None = None) -> ClientConfig:
@@ -331,6 +365,17 @@ class NodeConfig:
     networkcache: NetworkCacheConfig = field(default_factory=NetworkCacheConfig)
     #: every section of the file, for the rare reader of an extra section ([firewall] ...).
     ini: IniFile | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def master(self) -> MasterAccess:
+        return MasterAccess(
+            self.master_url,
+            self.key_file,
+            self.cert_file,
+            self.master_ca_file,
+            self.master_tls_verify,
+            self.master_max_answer_mb,
+        )
 
     def pidfile_for(self, kind: str, cli_pidfile: str | None, default: str) -> str:
         """Upstream's precedence: pidfile_<kind> > --pidfile > pidfile > default."""

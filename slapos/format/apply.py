@@ -300,21 +300,13 @@ def apply_plan(plan: FormatPlan, runner: Runner) -> None:
 
 def post_configuration(config: FormatConfig, computer: Computer) -> None:
     """Send the computer description to the master (loadComputerConfigurationFromXML)."""
-    from slapos import slap
+    from slapos.slap import NotFoundError
+    from slapos.slap.entry import connect
 
-    connection = slap.slap()
-    with_keys = config.key_file is not None and config.cert_file is not None
     try:
-        connection.initializeConnection(
-            config.master_url,
-            key_file=str(config.key_file) if with_keys else None,
-            cert_file=str(config.cert_file) if with_keys else None,
-            master_ca_file=str(config.master_ca_file) if config.master_ca_file else None,
-            master_tls_verify=config.master_tls_verify,
-        )
-        remote = connection.registerComputer(config.computer_id)
+        remote = connect(config.master).registerComputer(config.computer_id)
         remote.updateConfiguration(marshal(computer))
-    except slap.NotFoundError as exc:
+    except NotFoundError as exc:
         raise MasterError(
             f"{config.master_url} does not know computer {config.computer_id!r} ({exc}): check "
             "computer_id and the certificates of slapos.cfg"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slapos.config import IniFile, parse_int
+from slapos.config import IniFile, MasterAccess, parse_int
 from slapos.errors import ConfigError, SlapOSError
 
 #: Options that used to manage a bridge; any value is refused (upstream does the same).
@@ -79,6 +79,18 @@ class FormatConfig:
 
     def partition_user(self, index: int) -> str:
         return f"{self.user_base_name}{index}"
+
+    @property
+    def master(self) -> MasterAccess:
+        """The node's master; its key and certificate only as a pair (as upstream)."""
+        pair = self.key_file is not None and self.cert_file is not None
+        return MasterAccess(
+            self.master_url,
+            key_file=str(self.key_file) if pair else None,
+            cert_file=str(self.cert_file) if pair else None,
+            ca_file=str(self.master_ca_file) if self.master_ca_file else None,
+            tls_verify=self.master_tls_verify,
+        )
 
 
 _BOOL_KEYS = (

@@ -101,12 +101,10 @@ class InstanceEngine:
 
     def _watchdog_command(self) -> str:
         return sv.watchdog_command(
-            self.config.master_url,
+            self.config.master,
             self.config.computer_id,
             self.config.instance_root,
             self.config.certificate_repository_path,
-            master_ca_file=self.config.master_ca_file,
-            master_tls_verify=self.config.master_tls_verify,
         )
 
     def prepare_supervisord(self) -> None:

@@ -31,18 +31,9 @@ DESTROYED = "destroyed"
 
 def connect_master(config: NodeConfig) -> Any:
     """The slap library's Computer object for this node (upstream's API)."""
-    from slapos import slap
+    from slapos.slap.entry import connect
 
-    s = slap.slap()
-    s.initializeConnection(
-        config.master_url,
-        key_file=config.key_file,
-        cert_file=config.cert_file,
-        master_ca_file=config.master_ca_file,
-        master_tls_verify=config.master_tls_verify,
-        max_answer_size=config.master_max_answer_mb << 20,
-    )
-    return s.registerComputer(config.computer_id)
+    return connect(config.master).registerComputer(config.computer_id)
 
 
 def offline_errors() -> tuple[type[BaseException], ...]:

@@ -86,7 +86,7 @@ class SlapMaster:
     def __init__(self, config: NodeConfig) -> None:
         from slapos.slap.entry import connect
 
-        self._computer = connect(config).registerComputer(config.computer_id)
+        self._computer = connect(config.master).registerComputer(config.computer_id)
         self._releases: dict[str, Any] = {}
 
     def software_releases(self) -> list[SuppliedRelease]:
@@ -258,7 +258,7 @@ class SoftwareEngine:
         config = self.config
         try:
             command = supervisor.watchdog_command(
-                config.master_url,
+                config.master,
                 config.computer_id,
                 config.instance_root,
                 config.certificate_repository_path,

@@ -28,8 +28,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slapos.errors import SlapOSError
+
+if TYPE_CHECKING:
+    from slapos.config import MasterAccess
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +120,20 @@ def supervisord_config_text(paths: SupervisordPaths, watchdog_command: str | Non
 
 
 def watchdog_command(
-    master_url: str,
+    master: MasterAccess,
     computer_id: str,
     instance_root: Path,
     certificate_repository_path: Path | None = None,
     python: str | None = None,
-    *,
-    master_ca_file: str | None = None,
-    master_tls_verify: bool = True,
 ) -> str:
-    """The event listener command that bangs the master when an -on-watch service dies."""
+    """The event listener command that bangs the master when an -on-watch service dies
+    (with each partition's own certificate, from `certificate_repository_path`)."""
     argv = [
         python or sys.executable,
         "-m",
         "slapos.grid.watchdog",
         "--master-url",
-        master_url,
+        master.url,
         "--computer-id",
         computer_id,
         "--instance-root",
@@ -139,9 +141,9 @@ def watchdog_command(
     ]
     if certificate_repository_path is not None:
         argv += ["--certificate-repository-path", str(certificate_repository_path)]
-    if master_ca_file:
-        argv += ["--master-ca-file", master_ca_file]
-    if not master_tls_verify:
+    if master.ca_file:
+        argv += ["--master-ca-file", master.ca_file]
+    if not master.tls_verify:
         argv.append("--no-master-tls-verify")
     return " ".join(shlex.quote(a) for a in argv)
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
+
+from slapos.config import MasterAccess
 
 log = logging.getLogger(__name__)
 
@@ -104,28 +106,22 @@ class Watchdog:
 
 
 def master_bang(
-    master_url: str,
-    computer_id: str,
-    certificate_repository: Path | None,
-    master_ca_file: str | None = None,
-    master_tls_verify: bool = True,
+    master: MasterAccess, computer_id: str, certificate_repository: Path | None
 ) -> BangFunction:
-    def bang(partition_id: str, message: str) -> None:
-        from slapos import slap
+    """Bang as the partition itself: with its own key and certificate when the node keeps
+    them in `certificate_repository`."""
 
-        key = cert = None
+    def bang(partition_id: str, message: str) -> None:
+        from slapos.slap.entry import connect
+
+        access = master
         if certificate_repository is not None:
-            key = str(certificate_repository / f"{partition_id}.key")
-            cert = str(certificate_repository / f"{partition_id}.crt")
-        s = slap.slap()
-        s.initializeConnection(
-            master_url,
-            key_file=key,
-            cert_file=cert,
-            master_ca_file=master_ca_file,
-            master_tls_verify=master_tls_verify,
-        )
-        s.registerComputerPartition(computer_id, partition_id).bang(message)
+            access = replace(
+                master,
+                key_file=str(certificate_repository / f"{partition_id}.key"),
+                cert_file=str(certificate_repository / f"{partition_id}.crt"),
+            )
+        connect(access).registerComputerPartition(computer_id, partition_id).bang(message)
 
     return bang
 
@@ -145,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     repo = Path(args.certificate_repository_path) if args.certificate_repository_path else None
     watchdog = Watchdog(
         master_bang(
-            args.master_url, args.computer_id, repo, args.master_ca_file, args.master_tls_verify
+            MasterAccess(
+                args.master_url, ca_file=args.master_ca_file, tls_verify=args.master_tls_verify
+            ),
+            args.computer_id,
+            repo,
         ),
         Path(args.instance_root) if args.instance_root else None,
     )

@@ -7,15 +7,15 @@ Upstream defines them in `slapos.slap.slap`, and code imports them from there or
 The wire documents themselves (`Computer`, `ComputerPartition`, `SoftwareRelease`,
 `SoftwareInstance`) stay in `slapos.slap.slap`, whose name the wire format carries.
 
-`connect(config)` is how slapos itself reaches a master: one `slap` connected as a node or
-client configuration says.
+`connect(config.master)` is how slapos itself reaches a master: one `slap` connected as a
+node, client or format configuration's `slapos.config.MasterAccess` says.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from slapos.slap import wire
 from slapos.slap.exception import NotFoundError, ServerError, SlapException
@@ -27,6 +27,9 @@ from slapos.slap.slap import (
     SlapRequester,
     SoftwareRelease,
 )
+
+if TYPE_CHECKING:
+    from slapos.config import MasterAccess
 
 log = logging.getLogger(__name__)
 
@@ -204,38 +207,19 @@ class slap:
         return self._hateoas_navigator.getComputerDict()  # type: ignore[no-any-return]
 
 
-class MasterAccess(Protocol):
-    """How a configuration reaches its master (slapos.config's NodeConfig, ClientConfig)."""
-
-    @property
-    def master_url(self) -> str: ...
-    @property
-    def key_file(self) -> str | None: ...
-    @property
-    def cert_file(self) -> str | None: ...
-    @property
-    def master_ca_file(self) -> str | None: ...
-    @property
-    def master_tls_verify(self) -> bool: ...
-    @property
-    def master_max_answer_mb(self) -> int: ...
-
-
-def connect(
-    config: MasterAccess, *, timeout: float | None = 60, rest_url: str | None = None
-) -> slap:
-    """A `slap` connected to `config`'s master: its certificate and key, the CA that checks
-    the master's certificate (or no check), the answer size limit, and `timeout` seconds
-    for each call."""
+def connect(master: MasterAccess) -> slap:
+    """A `slap` connected to `master`: its certificate and key, the CA that checks the
+    master's certificate (or no check), the answer size limit, and its timeout for each
+    call (a node configuration's is 60 s, a client's [slapos] timeout)."""
     connection = slap()
     connection.initializeConnection(
-        config.master_url,
-        key_file=config.key_file,
-        cert_file=config.cert_file,
-        master_ca_file=config.master_ca_file,
-        timeout=timeout,
-        slapgrid_rest_uri=rest_url,
-        master_tls_verify=config.master_tls_verify,
-        max_answer_size=config.master_max_answer_mb << 20,
+        master.url,
+        key_file=master.key_file,
+        cert_file=master.cert_file,
+        master_ca_file=master.ca_file,
+        timeout=master.timeout,
+        slapgrid_rest_uri=master.rest_url,
+        master_tls_verify=master.tls_verify,
+        max_answer_size=master.max_answer_mb << 20,
     )
     return connection

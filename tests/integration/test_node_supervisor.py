@@ -81,6 +81,7 @@ def test_watchdog_joins_a_supervisord_started_without_it() -> None:
     import tempfile
     from pathlib import Path
 
+    from slapos.config import MasterAccess
     from slapos.grid import supervisor
     from slapos.system import SubprocessRunner
 
@@ -90,7 +91,7 @@ def test_watchdog_joins_a_supervisord_started_without_it() -> None:
         supervisor.ensure_supervisord(root, SubprocessRunner())
         with supervisor.connect(root) as sv:
             assert sv.process_info("watchdog") is None
-        command = supervisor.watchdog_command("http://127.0.0.1:9", "COMP-0", root)
+        command = supervisor.watchdog_command(MasterAccess("http://127.0.0.1:9"), "COMP-0", root)
         assert supervisor.write_supervisord_config(root, command).changed
         supervisor.ensure_supervisord(root, SubprocessRunner())  # as `node instance`
         with supervisor.connect(root) as sv:

@@ -57,7 +57,7 @@ def connect(config: ClientConfig) -> slap:
     """A slap object connected as the configuration says ([slapos] timeout, 60 s a call)."""
     from slapos.slap.entry import connect as connect_master
 
-    return connect_master(config, timeout=config.timeout, rest_url=config.master_rest_url)
+    return connect_master(config.master)
 
 
 def resolve_software(connection: slap, config: ClientConfig, software: str) -> str:

@@ -291,6 +291,7 @@ def _wait_port(host: str, port: int, timeout: float) -> bool:
 
 def start_proxy(s: LocalSettings, runner: Runner, timeout: float = 60.0) -> None:
     """The proxy as program `slapproxy` of the node's supervisord; wait until it listens."""
+    from slapos.config import MasterAccess
     from slapos.grid import supervisor
 
     command = " ".join(
@@ -310,7 +311,7 @@ def start_proxy(s: LocalSettings, runner: Runner, timeout: float = 60.0) -> None
     )
     supervisor.add_program(s.instance_root, program)
     watchdog = supervisor.watchdog_command(
-        s.master_url, COMPUTER_ID, s.instance_root, python=s.python
+        MasterAccess(s.master_url), COMPUTER_ID, s.instance_root, python=s.python
     )
     supervisor.write_supervisord_config(s.instance_root, watchdog)
     if supervisor.running_state(s.instance_root) == "RUNNING":

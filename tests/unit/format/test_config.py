@@ -57,3 +57,16 @@ def test_bad_input_names_the_key(change, message):
         load(BASE.replace(*change))
     assert "\n" not in str(info.value)
     assert info.value.exit_code == 1
+
+
+def test_the_master_is_reached_with_the_key_and_certificate_only_as_a_pair(tmp_path):
+    key, cert, ca = tmp_path / "k.key", tmp_path / "c.crt", tmp_path / "ca.pem"
+    for path in (key, cert, ca):
+        path.write_text("")
+    tls = f"master_ca_file = {ca}\nmaster_tls_verify = false\n"
+    alone = load(BASE.replace("[slapformat]", f"key_file = {key}\n{tls}[slapformat]"))
+    assert (alone.master.key_file, alone.master.cert_file) == (None, None)
+    assert alone.master.ca_file == str(ca) and alone.master.tls_verify is False
+    pair = load(BASE.replace("[slapformat]", f"key_file = {key}\ncert_file = {cert}\n[slapformat]"))
+    assert (pair.master.key_file, pair.master.cert_file) == (str(key), str(cert))
+    assert pair.master.url == "http://127.0.0.1:1" and pair.master.timeout == 60

@@ -117,3 +117,16 @@ def test_add_program_for_configure_local(tmp_path: Path) -> None:
 def test_nothing_answers(tmp_path: Path) -> None:
     assert sv.running_state(tmp_path) is None
     assert not sv.supervisord_alive(tmp_path)
+
+
+def test_the_watchdog_reaches_the_master_as_the_node_does(tmp_path: Path) -> None:
+    from slapos.config import MasterAccess
+
+    master = MasterAccess("https://m:1", ca_file="/etc/ca.pem", tls_verify=False)
+    command = sv.watchdog_command(master, "COMP-1", tmp_path, tmp_path / "certs", python="py")
+    assert command.split() == [
+        *("py", "-m", "slapos.grid.watchdog", "--master-url", "https://m:1"),
+        *("--computer-id", "COMP-1", "--instance-root", str(tmp_path)),
+        *("--certificate-repository-path", str(tmp_path / "certs")),
+        *("--master-ca-file", "/etc/ca.pem", "--no-master-tls-verify"),
+    ]
