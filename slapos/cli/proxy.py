@@ -198,10 +198,11 @@ def run_revoke(args: argparse.Namespace, ctx: Context) -> int:
     import time
 
     from slapos.errors import UsageError
-    from slapos.proxy import db as dbmod
     from slapos.proxy.config import load_proxy_config
+    from slapos.proxy.db import open_database
     from slapos.proxy.identity import revoke
     from slapos.proxy.service import Master
+    from slapos.proxy.store import Store
 
     if not args.names and not args.list:
         raise UsageError("give the NAME of a certificate to revoke, or --list")
@@ -210,12 +211,12 @@ def run_revoke(args: argparse.Namespace, ctx: Context) -> int:
         {"database_uri": args.database_uri},
         for_start=False,
     )
-    database = dbmod.open_database(config.database_uri)
+    database = open_database(config.database_uri)
     conn = database.connect()
     try:
         database.initialize(conn)
         with database.write_transaction(conn):
-            master = Master(dbmod.Store(conn), config.computer_id, time.time)
+            master = Master(Store(conn), config.computer_id, time.time)
             for name in args.names:
                 refused = revoke(master, name, time.time())
                 if refused:

@@ -39,6 +39,7 @@ from slapos.proxy.service import (
     Requester,
     RequestResult,
 )
+from slapos.proxy.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,7 @@ class ProxyApp:
 
     def current_generation(self) -> int:
         """The database's write counter now (one query, outside any transaction)."""
-        return self._run(lambda conn: dbmod.Store(conn).generation())  # type: ignore[no-any-return]
+        return self._run(lambda conn: Store(conn).generation())  # type: ignore[no-any-return]
 
     @property
     def generation(self) -> int:
@@ -339,7 +340,7 @@ class ProxyApp:
     ) -> Master:
         target = target_finder(self, request) if request is not None else None
         return Master(
-            dbmod.Store(conn, address_cache),
+            Store(conn, address_cache),
             self.config.computer_id,
             self.now,
             forward_target=target,
@@ -378,7 +379,7 @@ class ProxyApp:
             # database's own writer lock): the generation read here is exact
             try:
                 with self.db.write_transaction(conn):
-                    store = dbmod.Store(conn)
+                    store = Store(conn)
                     generation = store.generation()
                     if generation != self._addresses_generation:
                         self._addresses.clear()  # another process may have reformatted
@@ -467,7 +468,7 @@ class ProxyApp:
         if new_root is None:
             return
         with self.db.write_transaction(conn):
-            store = dbmod.Store(conn)
+            store = Store(conn)
             rebase(store, new_root, self.db.path)
             store.bump_generation()
 

@@ -13,7 +13,7 @@ import os
 from datetime import datetime
 from urllib.parse import urlparse
 
-from slapos.proxy.db import Store
+from slapos.proxy.store import Store
 
 log = logging.getLogger(__name__)
 KEY = "local_software_release_root"

@@ -19,9 +19,10 @@ from typing import Any
 
 from slapos.errors import SlapOSError
 from slapos.proxy import status as node_status
-from slapos.proxy.db import COLUMNS, GENERATION, TABLES, Database, Store, open_database
+from slapos.proxy.db import Database, open_database
 from slapos.proxy.marshal import dumps
 from slapos.proxy.service import Master, NotFound
+from slapos.proxy.store import COLUMNS, GENERATION, TABLES, Store
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 
 from slapos.proxy.db import REVISIONS as SQLITE_REVISIONS
-from slapos.proxy.db import (
-    SCHEMA_VERSION,
-    TABLES,
-    Database,
-    DatabaseError,
-    Store,
-)
+from slapos.proxy.db import Database, DatabaseError
+from slapos.proxy.store import SCHEMA_VERSION, TABLES, Store
 
 log = logging.getLogger(__name__)
 

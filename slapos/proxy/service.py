@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from slapos.proxy.db import Store
 from slapos.proxy.marshal import MarshalError, WireObject, dict2xml, dumps, loads, xml2dict
+from slapos.proxy.store import Store
 
 log = logging.getLogger(__name__)
 

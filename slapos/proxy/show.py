@@ -20,8 +20,6 @@ from typing import Any, TextIO
 
 from slapos.errors import SlapOSError
 from slapos.proxy.db import (
-    COLUMNS,
-    SCHEMA_VERSION,
     Database,
     DatabaseError,
     is_postgresql,
@@ -29,6 +27,7 @@ from slapos.proxy.db import (
     sqlite_path,
 )
 from slapos.proxy.marshal import MarshalError, xml2dict
+from slapos.proxy.store import COLUMNS, SCHEMA_VERSION
 
 SECTIONS = ("computers", "software", "partitions", "slaves", "params", "network")
 _SKIPPED = {
