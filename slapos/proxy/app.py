@@ -29,16 +29,16 @@ from slapos.proxy.form import parse_form
 from slapos.proxy.forward import target_finder
 from slapos.proxy.identity import authorize, certificate_identity
 from slapos.proxy.marshal import MarshalError
-from slapos.proxy.panel import guard
-from slapos.proxy.service import (
+from slapos.proxy.model import (
     BadRequest,
     ForwardNeeded,
     InstanceRequest,
-    Master,
     ProxyHTTPError,
     Requester,
     RequestResult,
 )
+from slapos.proxy.panel import guard
+from slapos.proxy.service import Master
 from slapos.proxy.store import Store
 
 log = logging.getLogger(__name__)

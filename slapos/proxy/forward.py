@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from slapos.proxy.marshal import MarshalError, WireObject, dumps, loads
-from slapos.proxy.service import (
+from slapos.proxy.model import (
     InstanceRequest,
     NotFound,
     NotReady,

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
 from slapos.proxy import status
+from slapos.proxy.documents import shared_entries
 from slapos.proxy.marshal import dict2xml
-from slapos.proxy.service import BadRequest, Master, NotFound, shared_entries
+from slapos.proxy.model import BadRequest, NotFound
+from slapos.proxy.service import Master
 
 if TYPE_CHECKING:
     from slapos.proxy.app import ProxyApp, Request, Response

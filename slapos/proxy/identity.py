@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from slapos.proxy.service import Forbidden
+from slapos.proxy.model import Forbidden
 from slapos.proxy.wsgi import PEER_KEY  # the client certificate's common name
 
 if TYPE_CHECKING:

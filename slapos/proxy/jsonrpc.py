@@ -16,17 +16,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slapos.proxy import status
+from slapos.proxy.documents import shared_entries
 from slapos.proxy.jsonrpc_schema import InvalidInput, validate
 from slapos.proxy.marshal import WireObject, dict2xml, xml2dict
-from slapos.proxy.service import (
-    Forbidden,
-    InstanceRequest,
-    Master,
-    ProxyHTTPError,
-    Requester,
-    RequestResult,
-    shared_entries,
-)
+from slapos.proxy.model import Forbidden, InstanceRequest, ProxyHTTPError, Requester, RequestResult
+from slapos.proxy.service import Master
 
 if TYPE_CHECKING:
     from slapos.proxy.app import Handler, ProxyApp, Request, Response

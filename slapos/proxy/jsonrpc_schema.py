@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slapos.proxy.service import ProxyHTTPError
+from slapos.proxy.model import ProxyHTTPError
 
 
 class InvalidInput(ProxyHTTPError):

@@ -16,13 +16,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from slapos.proxy import status as reports
+from slapos.proxy.documents import shared_entries
 from slapos.proxy.jsonrpc import (
     instance_guid,
     partition_json,
     shared_json,
 )
 from slapos.proxy.marshal import xml2dict
-from slapos.proxy.service import Forbidden, Master, shared_entries
+from slapos.proxy.model import Forbidden
+from slapos.proxy.service import Master
 
 if TYPE_CHECKING:
     from slapos.proxy.app import ProxyApp, Request

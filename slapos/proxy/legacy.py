@@ -14,14 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from slapos.proxy import status
 from slapos.proxy.marshal import WireObject, dumps, loads
-from slapos.proxy.service import (
-    USER,
-    BadRequest,
-    InstanceRequest,
-    Master,
-    NotFound,
-    Requester,
-)
+from slapos.proxy.model import USER, BadRequest, InstanceRequest, NotFound, Requester
+from slapos.proxy.service import Master
 
 if TYPE_CHECKING:
     from slapos.proxy.app import Handler, ProxyApp, Request, Response

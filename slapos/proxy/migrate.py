@@ -21,7 +21,8 @@ from slapos.errors import SlapOSError
 from slapos.proxy import status as node_status
 from slapos.proxy.db import Database, open_database
 from slapos.proxy.marshal import dumps
-from slapos.proxy.service import Master, NotFound
+from slapos.proxy.model import NotFound
+from slapos.proxy.service import Master
 from slapos.proxy.store import COLUMNS, GENERATION, TABLES, Store
 
 log = logging.getLogger(__name__)

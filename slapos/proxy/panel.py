@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from slapos.proxy.service import Forbidden, Master, NotFound
+from slapos.proxy.model import Forbidden, NotFound
+from slapos.proxy.service import Master
 
 if TYPE_CHECKING:
     from slapos.proxy.app import Handler, ProxyApp, Request, Response

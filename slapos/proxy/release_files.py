@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from slapos.proxy.service import BadRequest, Forbidden, Master, ProxyHTTPError
+from slapos.proxy.model import BadRequest, Forbidden, ProxyHTTPError
+from slapos.proxy.service import Master
 from slapos.slap.schema import SchemaUnavailable
 
 if TYPE_CHECKING:

@@ -1,9 +1,9 @@
 """What the stand-alone master does (protocol.md §8), independent of HTTP encodings.
 
 Both the legacy SLAP routes and the JSON-RPC methods call these functions inside one
-database transaction. Failures raise `ProxyHTTPError` subclasses carrying the HTTP status
-and a one-line reason. Objects handed to the node are `WireObject`s shaped exactly like
-upstream's proxy answers (§4.7).
+database transaction. Failures raise `ProxyHTTPError` subclasses (`slapos.proxy.model`)
+carrying the HTTP status and a one-line reason. Objects handed to the node are
+`WireObject`s shaped exactly like upstream's proxy answers (`slapos.proxy.documents`, §4.7).
 
 Must not import slapos.cli.
 """
@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlparse
 
-from slapos.proxy.marshal import MarshalError, WireObject, dict2xml, dumps, loads, xml2dict
+from slapos.proxy.documents import partition_object, shared_entries, software_release
+from slapos.proxy.marshal import WireObject, dict2xml, dumps, xml2dict
+from slapos.proxy.model import (
+    USER,
+    BadRequest,
+    Forbidden,
+    Forwarder,
+    ForwardNeeded,
+    InstanceRequest,
+    NotFound,
+    Requester,
+    RequestResult,
+)
 from slapos.proxy.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,85 +42,6 @@ KVM_FRONTEND_URL = (
     "http://git.erp5.org/gitweb/slapos.git/blob_plain/refs/tags/slapos-0.92:/software/kvm/"
     "software.cfg"
 )
-
-
-class ProxyHTTPError(Exception):
-    """An answer other than 200; the message is the one-line body."""
-
-    status: ClassVar[int] = 500
-
-
-class BadRequest(ProxyHTTPError):
-    status = 400
-
-
-class Forbidden(ProxyHTTPError):
-    status = 403
-
-
-class NotFound(ProxyHTTPError):
-    status = 404
-
-
-class NotReady(ProxyHTTPError):
-    status = 408
-
-
-class UpstreamUnreachable(ProxyHTTPError):
-    status = 523
-
-
-class UpstreamRefused(ProxyHTTPError):
-    status = 502
-
-
-class ForwardNeeded(Exception):
-    """The request belongs to another master: forward it outside any transaction."""
-
-    def __init__(self, target: str, who: Requester) -> None:
-        super().__init__(target)
-        self.target = target
-        self.who = who
-
-
-@dataclass(frozen=True)
-class Requester:
-    """Who asks: `requester_id` (a partition reference or 'user'), and its tree root."""
-
-    requester_id: str = "user"
-    requested_by: str = ""
-    computer_id: str | None = None
-
-
-#: a user's request (no partition behind it); Requester is immutable: one serves all
-USER = Requester()
-
-
-@dataclass
-class InstanceRequest:
-    title: str
-    software_release: str
-    software_type: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    filter_kw: dict[str, Any] = field(default_factory=dict)
-    state: str | None = None
-    shared: bool = False
-
-
-@dataclass
-class RequestResult:
-    """`wire` is the legacy answer; `partition` the allocated (or hosting) partition row."""
-
-    wire: WireObject
-    kind: str  # instance | shared | fake | forwarded
-    partition: Any = None
-    state: str = "started"
-    timestamp: float | None = None
-    #: title of the requester's tree root ('' for a user)
-    requested_by: str = ""
-
-
-Forwarder = Callable[[str, InstanceRequest, Requester], WireObject]
 
 
 class Master:
@@ -583,65 +515,3 @@ class Master:
         for member in self.store.tree_partitions(root):
             result.extend(self.store.addresses(member["reference"], member["computer_reference"]))
         return result
-
-
-# ---------------------------------------------------------------------------------------
-# Wire objects
-
-
-def software_release(url: str, computer_id: str) -> WireObject:
-    return WireObject(
-        "SoftwareRelease",
-        (url, computer_id),
-        {"_software_instance_list": [], "_software_release": url, "_computer_guid": computer_id},
-    )
-
-
-def shared_entries(text: str | None) -> list[dict[str, Any]]:
-    """The marshalled slave_instance_list column, as a list of dicts."""
-    if not text:
-        return []
-    try:
-        value = loads(text)
-    except MarshalError:
-        log.warning("unreadable slave_instance_list ignored: %.60s", text)
-        return []
-    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
-
-
-def partition_object(row: Any, addresses: list[tuple[str, str]]) -> WireObject:
-    """A partition as the node sees it (§4.7.2, §4.8)."""
-    computer_id, partition_id = row["computer_reference"], row["reference"]
-    state: dict[str, Any] = {
-        "_computer_id": computer_id,
-        "_partition_id": partition_id,
-        "_request_dict": None,
-        "_software_release_document": None,
-        "_requested_state": "destroyed",
-        "_need_modification": 0,
-        "_instance_guid": f"{computer_id}-{partition_id}",
-    }
-    url = row["software_release"]
-    if url:
-        parameters: dict[str, Any] = dict(xml2dict(row["xml"]))
-        parameters.update(
-            ip_list=list(addresses),
-            full_address_list=[],
-            slap_software_type=row["software_type"],
-            instance_title=row["partition_reference"],
-            root_instance_title=row["requested_by"] or row["partition_reference"],
-            slap_computer_id=computer_id,
-            slap_computer_partition_id=partition_id,
-            slap_software_release_url=url,
-            slave_instance_list=shared_entries(row["slave_instance_list"]),
-        )
-        if row["timestamp"]:
-            parameters["timestamp"] = str(row["timestamp"])
-        state.update(
-            _need_modification=1,
-            _requested_state=row["requested_state"],
-            _parameter_dict=parameters,
-            _connection_dict=xml2dict(row["connection_xml"]),
-            _software_release_document=software_release(url, computer_id),
-        )
-    return WireObject("ComputerPartition", (computer_id, partition_id, None), state)
