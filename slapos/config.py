@@ -159,18 +159,18 @@ class MasterAccess:
     """How to reach a master: where it is, the certificate and key shown to it, how its own
     certificate is checked, how large an answer is taken and how long a call may take.
 
-    Node, client and format configurations each give theirs (`.master`); slapos.slap.entry's
-    `connect()` and the watchdog's command line take it.
+    `tls_verify = False`: the master's certificate is not checked (warned about on every
+    run); `max_answer_mb`: MiB; `timeout`: seconds a call may take. Node, client and format
+    configurations each give theirs (`.master`); slapos.slap.entry's `connect()` and the
+    watchdog's command line take it.
     """
 
     url: str
     key_file: str | None = None
     cert_file: str | None = None
     ca_file: str | None = None
-    #: False: the master's certificate is not checked (warned about on every run).
     tls_verify: bool = True
     max_answer_mb: int = DEFAULT_MAX_ANSWER_MB
-    #: seconds a call may take
     timeout: float = 60.0
     rest_url: str | None = None
 
@@ -203,16 +203,23 @@ class ClientConfig:
 
     @property
     def master(self) -> MasterAccess:
-        return MasterAccess(
-            self.master_url,
-            self.key_file,
-            self.cert_file,
-            self.master_ca_file,
-            self.master_tls_verify,
-            self.master_max_answer_mb,
-            self.timeout,
-            self.master_rest_url,
-        )
+        return _master_access(self, timeout=self.timeout, rest_url=self.master_rest_url)
+
+
+def _master_access(
+    config: ClientConfig | NodeConfig, *, timeout: float = 60.0, rest_url: str | None = None
+) -> MasterAccess:
+    """The node's or the client's master, as their [slapos] keys of the same names say."""
+    return MasterAccess(
+        config.master_url,
+        config.key_file,
+        config.cert_file,
+        config.master_ca_file,
+        config.master_tls_verify,
+        config.master_max_answer_mb,
+        timeout,
+        rest_url,
+    )
 
 
 def load_client_config(path: Path, master_url: str | None = None) -> ClientConfig:
@@ -368,14 +375,7 @@ class NodeConfig:
 
     @property
     def master(self) -> MasterAccess:
-        return MasterAccess(
-            self.master_url,
-            self.key_file,
-            self.cert_file,
-            self.master_ca_file,
-            self.master_tls_verify,
-            self.master_max_answer_mb,
-        )
+        return _master_access(self)  # 60 s a call, as every node command
 
     def pidfile_for(self, kind: str, cli_pidfile: str | None, default: str) -> str:
         """Upstream's precedence: pidfile_<kind> > --pidfile > pidfile > default."""

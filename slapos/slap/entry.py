@@ -212,12 +212,8 @@ def connect(master: MasterAccess) -> slap:
     master's certificate (or no check), the answer size limit, and its timeout for each
     call (a node configuration's is 60 s, a client's [slapos] timeout)."""
     connection = slap()
-    connection.initializeConnection(
-        master.url,
-        key_file=master.key_file,
-        cert_file=master.cert_file,
-        master_ca_file=master.ca_file,
-        timeout=master.timeout,
+    connection.initializeConnection(  # upstream's positional order, then ours
+        *(master.url, master.key_file, master.cert_file, master.ca_file, master.timeout),
         slapgrid_rest_uri=master.rest_url,
         master_tls_verify=master.tls_verify,
         max_answer_size=master.max_answer_mb << 20,

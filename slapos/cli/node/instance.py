@@ -202,7 +202,7 @@ def run_bang(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.node_config(args)
     ctx.require_root(config.root_check)
     message = args.message or ""
-    connection = connect(config.master)  # 60 s a call, as every node command
+    connection = connect(config.master)
     ctx.stderr.write(f"Banging to {config.master_url!r}\n")
     connection.registerComputer(config.computer_id).bang(message)
     ctx.stderr.write(f"Bang with message {message!r}\n")
