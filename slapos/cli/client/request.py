@@ -231,8 +231,8 @@ def _waiting_for(connection: slap, reference: str, static_hint: str, command: st
 
 
 def run_request(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.slap import ConnectionError as MasterConnectionError
     from slapos.slap.schema import SoftwareReleaseSchema
+    from slapos.system import wait_until
 
     config = ctx.client_config(args)
     node = parse_key_values(args.node, "--node")
@@ -244,63 +244,106 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
     parameters = _request_parameters(args, schema)
     _validate(schema, args.reference, args.software_url, parameters)
     log.info("Requesting %s as an instance of %s ...", args.reference, software)
-    order = connection.registerOpenOrder()
-    deadline = ctx.clock.monotonic() + args.timeout
-    delay = 1.0
-    hint = ""
-    answered = unreachable = False
-    kept: str | None = None
-    while True:
-        try:
-            partition = _send(order, software, args, parameters, node)
-        except MasterConnectionError as exc:
-            # A master that answered once and stops answering is restarting: --wait keeps
-            # asking until its timeout. One that never answered fails at once (bad URL).
-            if not args.wait or not answered:
-                raise
-            _master_down(args, ctx, exc, deadline - ctx.clock.monotonic(), unreachable, delay)
-            unreachable = True
-            delay = min(delay * 1.5, 10.0)
-            continue
-        answered, unreachable = True, False
-        state, connection_dict = _instance_status(partition)
-        if state == "started" and kept is None:
-            kept = _kept_state(connection, partition, args)
-        if kept:
-            state = kept
-        ready = state is not None and (state != "started" or bool(connection_dict))
-        if state is not None and not hint and not args.slave:
-            hint = _deployment_hint(connection, software, partition, ctx.slapos_command())
-            if "not supplied" in hint:
-                log.warning("%s: %s", args.reference, hint)
-        if not args.wait or ready:
-            break
-        remaining = deadline - ctx.clock.monotonic()
-        if remaining <= 0:
-            break
-        _say_waiting(connection, args.reference, state, hint, remaining, ctx.slapos_command())
-        ctx.clock.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, 10.0)
-    code = _report_request(args, ctx, schema, software, state, connection_dict)
-    if kept:
-        log.warning("the instance stays %s: add --state started to start it", state)
+    request = _Request(args, ctx, connection, software, parameters, node)
+    if not args.wait:
+        request.send()
+    elif (
+        not wait_until(
+            request.ready,
+            args.timeout,
+            clock=ctx.clock,
+            pause=1.0,
+            backoff=1.5,
+            max_pause=10.0,
+            on_wait=request.say_waiting,
+        )
+        and request.down is not None
+    ):
+        raise MasterError(
+            f"gave up waiting for {args.reference} after {args.timeout:g}s: {request.down}"
+        )
+    code = _report_request(args, ctx, schema, software, request.state, request.parameters)
+    if request.kept:
+        log.warning("the instance stays %s: add --state started to start it", request.state)
     return code
 
 
-def _say_waiting(
-    connection: slap,
-    reference: str,
-    state: str | None,
-    hint: str,
-    remaining: float,
-    command: str,
-) -> None:
-    what = (
-        "not allocated to a partition yet"
-        if state is None
-        else f"{state}, {_waiting_for(connection, reference, hint, command)}"
-    )
-    log.info("waiting for %s: %s (%ds left)", reference, what, max(0, int(remaining)))
+class _Request:
+    """One `slapos request`, sent again (it is idempotent) until the instance is ready."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        ctx: Context,
+        connection: slap,
+        software: str,
+        parameters: Any,
+        node: Any,
+    ) -> None:
+        self.args, self.connection, self.software = args, connection, software
+        self.order = connection.registerOpenOrder()
+        self.request_parameters, self.node = parameters, node
+        self.command = ctx.slapos_command()
+        #: the instance's state (None: not allocated yet) and connection parameters
+        self.state: str | None = None
+        self.parameters: dict[str, Any] | None = None
+        #: the state the master keeps, when a request without --state says "started"
+        self.kept: str | None = None
+        self.hint = ""
+        self.answered = False
+        #: why the master did not answer the last time, if it did not
+        self.down: Exception | None = None
+        self.said_down = False
+
+    def send(self) -> bool:
+        """Send the request once; True when the instance is ready."""
+        args = self.args
+        partition = _send(self.order, self.software, args, self.request_parameters, self.node)
+        self.answered = True
+        state, self.parameters = _instance_status(partition)
+        if state == "started" and self.kept is None:
+            self.kept = _kept_state(self.connection, partition, args)
+        self.state = self.kept or state
+        if self.state is not None and not self.hint and not args.slave:
+            self.hint = _deployment_hint(self.connection, self.software, partition, self.command)
+            if "not supplied" in self.hint:
+                log.warning("%s: %s", args.reference, self.hint)
+        return self.state is not None and (self.state != "started" or bool(self.parameters))
+
+    def ready(self) -> bool:
+        """send(), for --wait: a master that answered once and stops answering is
+        restarting, and is asked again; one that never answered fails at once (bad URL)."""
+        from slapos.slap import ConnectionError as MasterConnectionError
+
+        try:
+            ready = self.send()
+        except MasterConnectionError as exc:
+            if not self.answered:
+                raise
+            self.down = exc
+            return False
+        self.down, self.said_down = None, False
+        return ready
+
+    def say_waiting(self, remaining: float) -> None:
+        """What --wait is waiting for: said once while the master does not answer."""
+        reference = self.args.reference
+        if self.down is not None:
+            if not self.said_down:
+                log.warning(
+                    "the master does not answer (%s); still waiting for %s (%ds left)",
+                    self.down,
+                    reference,
+                    int(remaining),
+                )
+            self.said_down = True
+            return
+        if self.state is None:
+            what = "not allocated to a partition yet"
+        else:
+            why = _waiting_for(self.connection, reference, self.hint, self.command)
+            what = f"{self.state}, {why}"
+        log.info("waiting for %s: %s (%ds left)", reference, what, max(0, int(remaining)))
 
 
 def _send(
@@ -321,29 +364,6 @@ def _send(
     except NotFoundError as exc:  # allocation refused: a failure, not "unknown"
         raise MasterError(str(exc)) from None
     return partition
-
-
-def _master_down(
-    args: argparse.Namespace,
-    ctx: Context,
-    exc: Exception,
-    remaining: float,
-    said: bool,
-    delay: float,
-) -> None:
-    """--wait while the master does not answer: say so once, sleep, or give up at timeout."""
-    if remaining <= 0:
-        raise MasterError(
-            f"gave up waiting for {args.reference} after {args.timeout:g}s: {exc}"
-        ) from None
-    if not said:
-        log.warning(
-            "the master does not answer (%s); still waiting for %s (%ds left)",
-            exc,
-            args.reference,
-            int(remaining),
-        )
-    ctx.clock.sleep(min(delay, remaining))
 
 
 def _kept_state(connection: slap, partition: Any, args: argparse.Namespace) -> str:
