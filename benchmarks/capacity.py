@@ -45,7 +45,7 @@ from urllib.parse import urlencode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from slapos.proxy.marshal import dumps  # noqa: E402
+from slapos.slap.marshal import dumps  # noqa: E402
 from tests.fixtures.common import free_port, wait_for_port  # noqa: E402
 
 UPSTREAM = Path(os.environ.get("SLAPOS_UPSTREAM_VENV", "/opt/slapos-dev/upstream-1.26.1"))

@@ -28,7 +28,6 @@ from slapos.proxy.config import ProxyConfig
 from slapos.proxy.form import parse_form
 from slapos.proxy.forward import target_finder
 from slapos.proxy.identity import authorize, certificate_identity
-from slapos.proxy.marshal import MarshalError
 from slapos.proxy.model import (
     BadRequest,
     ForwardNeeded,
@@ -40,6 +39,7 @@ from slapos.proxy.model import (
 from slapos.proxy.panel import guard
 from slapos.proxy.service import Master
 from slapos.proxy.store import Store
+from slapos.slap.marshal import MarshalError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slapos.proxy.marshal import MarshalError, WireObject, loads, xml2dict
+from slapos.slap.instance_xml import xml2dict
+from slapos.slap.marshal import MarshalError, WireObject, loads
 
 log = logging.getLogger(__name__)
 

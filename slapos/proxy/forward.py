@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from slapos.proxy.marshal import MarshalError, WireObject, dumps, loads
 from slapos.proxy.model import (
     InstanceRequest,
     NotFound,
@@ -22,6 +21,7 @@ from slapos.proxy.model import (
     UpstreamRefused,
     UpstreamUnreachable,
 )
+from slapos.slap.marshal import MarshalError, WireObject, dumps, loads
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -18,9 +18,9 @@ from urllib.parse import quote, unquote, urlencode
 
 from slapos.proxy import status
 from slapos.proxy.documents import shared_entries
-from slapos.proxy.marshal import dict2xml
 from slapos.proxy.model import BadRequest, NotFound
 from slapos.proxy.service import Master
+from slapos.slap.instance_xml import dict2xml
 
 if TYPE_CHECKING:
     from slapos.proxy.app import ProxyApp, Request, Response

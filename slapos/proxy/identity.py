@@ -234,7 +234,7 @@ def _authorize_computer(request: Request, principal: Principal) -> None:
 
 
 def _described_computer(request: Request) -> str | None:
-    from slapos.proxy.marshal import MarshalError, loads
+    from slapos.slap.marshal import MarshalError, loads
 
     try:
         data = loads(request.form.get("xml") or "")

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from slapos.proxy import status
 from slapos.proxy.documents import shared_entries
 from slapos.proxy.jsonrpc_schema import InvalidInput, validate
-from slapos.proxy.marshal import WireObject, dict2xml, xml2dict
 from slapos.proxy.model import Forbidden, InstanceRequest, ProxyHTTPError, Requester, RequestResult
 from slapos.proxy.service import Master
+from slapos.slap.instance_xml import dict2xml, xml2dict
+from slapos.slap.marshal import WireObject
 
 if TYPE_CHECKING:
     from slapos.proxy.app import Handler, ProxyApp, Request, Response

@@ -22,9 +22,9 @@ from slapos.proxy.jsonrpc import (
     partition_json,
     shared_json,
 )
-from slapos.proxy.marshal import xml2dict
 from slapos.proxy.model import Forbidden
 from slapos.proxy.service import Master
+from slapos.slap.instance_xml import xml2dict
 
 if TYPE_CHECKING:
     from slapos.proxy.app import ProxyApp, Request

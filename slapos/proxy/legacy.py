@@ -13,9 +13,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from slapos.proxy import status
-from slapos.proxy.marshal import WireObject, dumps, loads
 from slapos.proxy.model import USER, BadRequest, InstanceRequest, NotFound, Requester
 from slapos.proxy.service import Master
+from slapos.slap.marshal import WireObject, dumps, loads
 
 if TYPE_CHECKING:
     from slapos.proxy.app import Handler, ProxyApp, Request, Response

@@ -20,10 +20,10 @@ from typing import Any
 from slapos.errors import SlapOSError
 from slapos.proxy import status as node_status
 from slapos.proxy.db import Database, open_database
-from slapos.proxy.marshal import dumps
 from slapos.proxy.model import NotFound
 from slapos.proxy.service import Master
 from slapos.proxy.store import COLUMNS, GENERATION, TABLES, Store
+from slapos.slap.marshal import dumps
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from slapos.proxy.marshal import WireObject
+from slapos.slap.marshal import WireObject
 
 
 class ProxyHTTPError(Exception):

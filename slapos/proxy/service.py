@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 from slapos.proxy.documents import partition_object, shared_entries, software_release
-from slapos.proxy.marshal import WireObject, dict2xml, dumps, xml2dict
 from slapos.proxy.model import (
     USER,
     BadRequest,
@@ -29,6 +28,8 @@ from slapos.proxy.model import (
     RequestResult,
 )
 from slapos.proxy.store import Store
+from slapos.slap.instance_xml import dict2xml, xml2dict
+from slapos.slap.marshal import WireObject, dumps
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,9 @@ from slapos.proxy.db import (
     open_database,
     sqlite_path,
 )
-from slapos.proxy.marshal import MarshalError, xml2dict
 from slapos.proxy.store import COLUMNS, SCHEMA_VERSION
+from slapos.slap.instance_xml import xml2dict
+from slapos.slap.marshal import MarshalError
 
 SECTIONS = ("computers", "software", "partitions", "slaves", "params", "network")
 _SKIPPED = {

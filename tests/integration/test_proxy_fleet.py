@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from slapos.proxy.marshal import dumps, loads
+from slapos.slap.marshal import dumps, loads
 from tests.fixtures.burst import BURST
 from tests.fixtures.common import REPO, wait_for
 from tests.fixtures.proxy import BACKENDS, backend_uri, start_proxy
@@ -148,8 +148,6 @@ def test_what_one_process_commits_the_other_answers_at_once(two: list[RunningPro
         "stale addresses after a reformat"
     )
     assert full(a) == full(b)
-
-
 
 
 def _server_pid(proxy: RunningProxy) -> int:

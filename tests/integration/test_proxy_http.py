@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from slapos.proxy.marshal import loads
+from slapos.slap.marshal import loads
 from tests.fixtures.common import wait_for
 from tests.fixtures.proxy import start_proxy
 from tests.fixtures.upstream import RunningProxy

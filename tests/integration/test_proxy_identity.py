@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from slapos.proxy.marshal import dumps, loads
+from slapos.slap.marshal import dumps, loads
 from tests.fixtures.common import REPO, free_port, wait_for
 from tests.fixtures.proxy import start_proxy
 from tests.fixtures.upstream import RunningProxy, Upstream

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from slapos.proxy.marshal import dumps
+from slapos.slap.marshal import dumps
 from tests.fixtures.proxy import start_proxy
 from tests.fixtures.upstream import RunningProxy, Upstream, start_upstream_proxy
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from slapos.proxy.marshal import dumps, loads
+from slapos.slap.marshal import dumps, loads
 from tests.fixtures.grid import materialise_sr
 from tests.fixtures.upstream import RunningProxy, Upstream
 

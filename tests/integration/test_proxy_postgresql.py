@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from slapos.proxy.marshal import dumps, loads
+from slapos.slap.marshal import dumps, loads
 from tests.fixtures.common import REPO, free_port
 from tests.fixtures.postgres import PostgresServer, start_postgres
 from tests.fixtures.proxy import start_proxy

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from slapos.proxy.marshal import dumps, loads
+from slapos.slap.marshal import dumps, loads
 from tests.fixtures.burst import BURST
 from tests.fixtures.common import REPO, wait_for
 from tests.fixtures.proxy import start_proxy
@@ -93,8 +93,6 @@ def test_sixteen_clients_at_once(upstream: Upstream, proxy: RunningProxy, tmp_pa
     with sqlite3.connect(proxy.database) as conn:
         busy = conn.execute("SELECT count(*) FROM partition18 WHERE slap_state='busy'").fetchone()
     assert busy[0] == 49
-
-
 
 
 def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from slapos.proxy.marshal import dumps, loads
+from slapos.slap.marshal import dumps, loads
 from tests.fixtures.common import free_port, wait_for
 from tests.fixtures.proxy import start_proxy
 from tests.fixtures.upstream import Upstream

@@ -12,7 +12,7 @@ import pytest
 
 from slapos.proxy.app import ProxyApp, create_app
 from slapos.proxy.config import ProxyConfig
-from slapos.proxy.marshal import WireObject, dumps, loads
+from slapos.slap.marshal import WireObject, dumps, loads
 
 SR = "http://sr.example.invalid/software.cfg"
 

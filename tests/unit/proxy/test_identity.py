@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from slapos.proxy.app import create_app
 from slapos.proxy.config import ProxyConfig, TLSConfig
 from slapos.proxy.identity import identity_of, parse_common_name
-from slapos.proxy.marshal import dumps, loads
+from slapos.slap.marshal import dumps, loads
 from tests.unit.proxy.test_app import Client
 
 

@@ -1,4 +1,5 @@
-"""The proxy codec against the reference implementations (xml_marshaller, lxml)."""
+"""The codecs the proxy speaks (slapos.slap.marshal, slapos.slap.instance_xml) against the
+reference implementations (xml_marshaller, lxml)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 from lxml import etree
 from xml_marshaller import xml_marshaller
 
-from slapos.proxy import marshal
-from slapos.proxy.marshal import MarshalError, WireObject
+from slapos.slap import instance_xml, marshal
+from slapos.slap.marshal import MarshalError, WireObject
 
 
 def _lxml_dict2xml(parameters: dict[str, Any]) -> str:
@@ -176,12 +177,12 @@ def test_control_characters_are_refused() -> None:
     ids=repr,
 )
 def test_dict2xml_matches_lxml(parameters: dict[str, Any]) -> None:
-    assert marshal.dict2xml(parameters) == _lxml_dict2xml(parameters)
+    assert instance_xml.dict2xml(parameters) == _lxml_dict2xml(parameters)
     expected = {str(k): (str(v) if v != "" else None) for k, v in parameters.items()}
-    assert marshal.xml2dict(marshal.dict2xml(parameters)) == expected
+    assert instance_xml.xml2dict(instance_xml.dict2xml(parameters)) == expected
 
 
 def test_xml2dict_joins_repeated_ids() -> None:
     xml = '<instance><parameter id="a">x</parameter><parameter id="a">y</parameter></instance>'
-    assert marshal.xml2dict(xml) == {"a": "x y"}
-    assert marshal.xml2dict(None) == {}
+    assert instance_xml.xml2dict(xml) == {"a": "x y"}
+    assert instance_xml.xml2dict(None) == {}
