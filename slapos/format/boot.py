@@ -94,18 +94,11 @@ def boot(
             f"no global IPv6 address on {settings.ipv6_interface}",
         )
     deadline = clock.monotonic() + settings.format_timeout
-    while True:
-        log.info("[BOOT] invoking slapos node format")
+
+    def format_once() -> int:
         result = run_format()
-        if result == ExitCode.OK:
-            break
-        if clock.monotonic() > deadline:
-            raise BootError(
-                f"node format still fails after {settings.format_timeout:.0f}s (last exit {result})"
-            )
         if result == ExitCode.FORMAT_OFFLINE_SUCCESS and settings.master_host:
             log.error("[BOOT] could not post to the master, waiting until it is reachable")
-            clock.sleep(settings.retry_pause)
             host, port = settings.master_host, settings.master_port
             _wait(
                 clock,
@@ -114,19 +107,16 @@ def boot(
                 functools.partial(reachable, host, port),
                 f"master {host}:{port} does not answer",
             )
-        else:
-            log.error("[BOOT] node format failed, trying again in %.0fs", settings.retry_pause)
-            clock.sleep(settings.retry_pause)
-    deadline = clock.monotonic() + settings.bang_timeout
-    while True:
-        log.info("[BOOT] invoking slapos node bang")
-        result = run_bang(settings.message)
-        if result == ExitCode.OK:
-            break
-        if clock.monotonic() > deadline:
-            raise BootError(f"node bang still fails after {settings.bang_timeout:.0f}s")
-        log.error("[BOOT] node bang failed, trying again in %.0fs", settings.retry_pause)
-        clock.sleep(settings.retry_pause)
+        return result
+
+    _retry(clock, settings.format_timeout, settings.retry_pause, "node format", format_once)
+    _retry(
+        clock,
+        settings.bang_timeout,
+        settings.retry_pause,
+        "node bang",
+        lambda: run_bang(settings.message),
+    )
     remove_timestamps(settings.instance_root, settings.partition_base_name)
 
 
@@ -138,3 +128,21 @@ def _wait(
 
     if not wait_until(ready, timeout, clock=clock, pause=pause, on_wait=waiting):
         raise BootError(f"{failure} after {timeout:.0f}s")
+
+
+def _retry(
+    clock: Clock, timeout: float, pause: float, what: str, attempt: Callable[[], int]
+) -> None:
+    """Run `attempt` until it exits 0, `pause` seconds apart; BootError after `timeout`."""
+    results: list[int] = []
+
+    def done() -> bool:
+        log.info("[BOOT] invoking slapos %s", what)
+        results.append(attempt())
+        return results[-1] == ExitCode.OK
+
+    def failed(remaining: float) -> None:
+        log.error("[BOOT] %s failed, trying again in %.0fs", what, min(pause, remaining))
+
+    if not wait_until(done, timeout, clock=clock, pause=pause, on_wait=failed):
+        raise BootError(f"{what} still fails after {timeout:.0f}s (last exit {results[-1]})")

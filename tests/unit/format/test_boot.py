@@ -85,3 +85,32 @@ def test_boot_gives_up_after_its_deadline(tmp_path):
             run_format=lambda: 1,
             run_bang=lambda m: 0,
         )
+
+
+def test_boot_waits_for_the_master_when_only_the_post_failed(tmp_path):
+    import socket
+
+    from slapos.errors import ExitCode
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        clock = FakeClock()
+        results = iter([ExitCode.FORMAT_OFFLINE_SUCCESS, 0])
+        boot(
+            settings(tmp_path, ipv6_interface=None, master_host="127.0.0.1", master_port=port),
+            runner=FakeRunner(),
+            clock=clock,
+            run_format=lambda: next(results),
+            run_bang=lambda m: 0,
+        )
+    assert clock.sleeps == [15.0]  # the master answers at once: one pause, then format again
+    with pytest.raises(BootError, match=r"node bang still fails after 40s \(last exit 1\)"):
+        boot(
+            settings(tmp_path, ipv6_interface=None, bang_timeout=40),
+            runner=FakeRunner(),
+            clock=clock,
+            run_format=lambda: 0,
+            run_bang=lambda m: 1,
+        )
