@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
@@ -30,6 +31,8 @@ SERVICE_INFO = SERVICE_LIST + " AND title:="
 COMPUTER_LIST = 'portal_type:"Compute Node" AND validation_state:validated'
 COMPUTER_INFO = COMPUTER_LIST + " AND reference:="
 _QUOTED = re.compile(r'"((?:\\.|[^\\"])*)"')
+#: the rows a search answers: (master, URL prefix, a title or reference; None: all)
+Rows = Callable[[Master, str, str | None], list[dict[str, Any]]]
 
 
 def _json(document: Any, status: int = 200) -> Response:
@@ -100,20 +103,23 @@ def _title_argument(query: str, prefix: str) -> str | None:
 
 
 def _search(app: ProxyApp, request: Request) -> list[dict[str, Any]]:
-    query = request.query.get("query", "")
+    rows, name = _parse_search(request.query.get("query", ""))
     prefix = _prefix(request)
-    if query == SERVICE_LIST:
-        return app.read(lambda m: _services(m, prefix, None))  # type: ignore[no-any-return]
-    if query.startswith(SERVICE_INFO):
-        title = _title_argument(query, SERVICE_INFO)
-        if title is not None:
-            return app.read(lambda m: _services(m, prefix, title))  # type: ignore[no-any-return]
-    elif query == COMPUTER_LIST:
-        return app.read(lambda m: _computers(m, prefix, None))  # type: ignore[no-any-return]
-    elif query.startswith(COMPUTER_INFO):
-        reference = _title_argument(query, COMPUTER_INFO)
-        if reference is not None:
-            return app.read(lambda m: _computers(m, prefix, reference))  # type: ignore[no-any-return]
+    return app.read(lambda m: rows(m, prefix, name))  # type: ignore[no-any-return]
+
+
+def _parse_search(query: str) -> tuple[Rows, str | None]:
+    """Which rows a search query asks for, and of which title or reference (None: all)."""
+    for rows, every, one in (
+        (_services, SERVICE_LIST, SERVICE_INFO),
+        (_computers, COMPUTER_LIST, COMPUTER_INFO),
+    ):
+        if query == every:
+            return rows, None
+        if query.startswith(one):
+            name = _title_argument(query, one)
+            if name is not None:
+                return rows, name
     raise BadRequest(f"Unhandled query: {query}")
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from slapos.proxy.model import BadRequest, Forbidden, ProxyHTTPError
+from slapos.proxy.model import BadRequest, Forbidden, ProxyHTTPError, UpstreamUnreachable
 from slapos.proxy.service import Master
 from slapos.slap.schema import SchemaUnavailable
 
@@ -39,10 +39,6 @@ MAX_DEPTH = 12
 MAX_REFS = 2000
 #: schema keywords whose value is data, never a schema: no `$ref` is looked for in them
 _VALUES = frozenset({"enum", "const", "default", "examples"})
-
-
-class Unreachable(ProxyHTTPError):
-    status = 523
 
 
 class TimedOut(ProxyHTTPError):
@@ -111,7 +107,7 @@ def download(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]
     except requests.Timeout:
         raise TimedOut(f"{url} did not answer within {TIMEOUT:g} s") from None
     except requests.RequestException as exc:
-        raise Unreachable(f"cannot fetch {url}: {type(exc).__name__}") from None
+        raise UpstreamUnreachable(f"cannot fetch {url}: {type(exc).__name__}") from None
 
 
 def read(url: str) -> bytes:
@@ -120,13 +116,13 @@ def read(url: str) -> bytes:
     if path is None:
         status, _, body = download(url)
         if status != 200:
-            raise Unreachable(f"{url} answered HTTP {status}")
+            raise UpstreamUnreachable(f"{url} answered HTTP {status}")
         return body
     try:
         with open(path, "rb") as file:
             body = file.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise Unreachable(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise UpstreamUnreachable(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(body) > MAX_BYTES:
         raise TooLarge(f"{path} is larger than {MAX_BYTES} bytes")
     return body
