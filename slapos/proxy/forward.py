@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from slapos.proxy.app import ProxyApp, Request
+    from slapos.proxy.config import MultimasterEntry
 
 log = logging.getLogger(__name__)
 TIMEOUT = 60.0
@@ -89,82 +90,106 @@ def target_finder(
 
 def forwarder(app: ProxyApp) -> Callable[[str, InstanceRequest, Requester], WireObject]:
     def forward(url: str, spec: InstanceRequest, who: Requester) -> WireObject:
-        import requests
-
         entry = app.config.multimaster.get(url)
-        key = entry.key if entry else None
-        cert = entry.cert if entry else None
-        if url.startswith("https") and not (key and cert):
+        if url.startswith("https") and not (entry and entry.key and entry.cert):
             raise NotFound(
                 f"External master {url} configuration did not specify key or certificate."
             )
         title = f"{who.requester_id}_{spec.title}"
-        filter_kw = dict(spec.filter_kw)
-        form: dict[str, Any] = {
-            "software_release": spec.software_release,
-            "software_type": spec.software_type,
-            "partition_reference": title,
-            "partition_parameter_xml": dumps(spec.parameters),
-            "state": dumps(spec.state),
-            "shared_xml": dumps(spec.shared),
-        }
-        headers = {}
-        if entry and entry.computer and entry.partition:
-            form.update(computer_id=entry.computer, computer_partition_id=entry.partition)
-            headers["Authorization"] = (
-                f"X-SlapPartition computer_id={entry.computer}, "
-                f"computer_partition_id={entry.partition}"
-            )
-        else:
-            filter_kw["source_instance_id"] = title
-        form["filter_xml"] = dumps(filter_kw)
+        form, headers = _request_form(spec, title, entry)
         log.info("forwarding request of %s (state=%s) to %s", title, spec.state, url)
-        verify: bool | str = True
-        if entry is not None:
-            verify = (entry.master_ca_file or True) if entry.master_tls_verify else False
-        if verify is False and url.startswith("https"):
-            log.warning(
-                "[multimaster/%s] master_tls_verify is off: its certificate is not checked", url
-            )
-        try:
-            answer = requests.post(
-                url.rstrip("/") + "/requestComputerPartition",
-                data=form,
-                headers=headers,
-                timeout=TIMEOUT,
-                verify=verify,
-                cert=(cert, key) if url.startswith("https") and cert and key else None,
-            )
-        except requests.RequestException as exc:
-            raise UpstreamUnreachable(f"cannot reach master {url}: {exc}") from None
-        if answer.status_code == 408:
-            raise NotReady(f"master {url} is provisioning {title}")
-        if answer.status_code != 200:
-            raise UpstreamRefused(
-                f"master {url} answered {answer.status_code} to the request of {title}"
-            )
-        try:
-            remote = loads(answer.content)
-        except MarshalError as exc:
-            raise UpstreamRefused(f"master {url} answered an unreadable document: {exc}") from None
-        if not isinstance(remote, WireObject):
-            raise UpstreamRefused(f"master {url} answered something else than an instance")
-        computer_id = remote.state.get("slap_computer_id")
-        partition_id = remote.state.get("slap_computer_partition_id")
-        state: dict[str, Any] = {
-            "_computer_id": computer_id,
-            "_partition_id": partition_id,
-            "_request_dict": None,
-        }
-        state.update(remote.state)
-        if spec.shared:
-            state["_synced"] = True
-        state.update(
-            _master_url=url,
-            _connection_helper=None,
-            _hateoas_navigator=None,
-            _software_release_document=spec.software_release,
-        )
-        return WireObject("ComputerPartition", (computer_id, partition_id, None), state)
+        remote = _post_request(url, entry, form, headers, title)
+        return _as_partition(url, spec, remote)
 
     return forward
+
+
+def _request_form(
+    spec: InstanceRequest, title: str, entry: MultimasterEntry | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form and headers of requestComputerPartition asking `spec` of another master."""
+    filter_kw = dict(spec.filter_kw)
+    form: dict[str, Any] = {
+        "software_release": spec.software_release,
+        "software_type": spec.software_type,
+        "partition_reference": title,
+        "partition_parameter_xml": dumps(spec.parameters),
+        "state": dumps(spec.state),
+        "shared_xml": dumps(spec.shared),
+    }
+    headers = {}
+    if entry and entry.computer and entry.partition:
+        form.update(computer_id=entry.computer, computer_partition_id=entry.partition)
+        headers["Authorization"] = (
+            f"X-SlapPartition computer_id={entry.computer}, computer_partition_id={entry.partition}"
+        )
+    else:
+        filter_kw["source_instance_id"] = title
+    form["filter_xml"] = dumps(filter_kw)
+    return form, headers
+
+
+def _post_request(
+    url: str,
+    entry: MultimasterEntry | None,
+    form: dict[str, Any],
+    headers: dict[str, str],
+    title: str,
+) -> WireObject:
+    """POST the request to the master at `url`: the instance it answers, or why not."""
+    import requests
+
+    key = entry.key if entry else None
+    cert = entry.cert if entry else None
+    verify: bool | str = True
+    if entry is not None:
+        verify = (entry.master_ca_file or True) if entry.master_tls_verify else False
+    if verify is False and url.startswith("https"):
+        log.warning(
+            "[multimaster/%s] master_tls_verify is off: its certificate is not checked", url
+        )
+    try:
+        answer = requests.post(
+            url.rstrip("/") + "/requestComputerPartition",
+            data=form,
+            headers=headers,
+            timeout=TIMEOUT,
+            verify=verify,
+            cert=(cert, key) if url.startswith("https") and cert and key else None,
+        )
+    except requests.RequestException as exc:
+        raise UpstreamUnreachable(f"cannot reach master {url}: {exc}") from None
+    if answer.status_code == 408:
+        raise NotReady(f"master {url} is provisioning {title}")
+    if answer.status_code != 200:
+        raise UpstreamRefused(
+            f"master {url} answered {answer.status_code} to the request of {title}"
+        )
+    try:
+        remote = loads(answer.content)
+    except MarshalError as exc:
+        raise UpstreamRefused(f"master {url} answered an unreadable document: {exc}") from None
+    if not isinstance(remote, WireObject):
+        raise UpstreamRefused(f"master {url} answered something else than an instance")
+    return remote
+
+
+def _as_partition(url: str, spec: InstanceRequest, remote: WireObject) -> WireObject:
+    """The instance another master answered, as the ComputerPartition our caller reads."""
+    computer_id = remote.state.get("slap_computer_id")
+    partition_id = remote.state.get("slap_computer_partition_id")
+    state: dict[str, Any] = {
+        "_computer_id": computer_id,
+        "_partition_id": partition_id,
+        "_request_dict": None,
+    }
+    state.update(remote.state)
+    if spec.shared:
+        state["_synced"] = True
+    state.update(
+        _master_url=url,
+        _connection_helper=None,
+        _hateoas_navigator=None,
+        _software_release_document=spec.software_release,
+    )
+    return WireObject("ComputerPartition", (computer_id, partition_id, None), state)

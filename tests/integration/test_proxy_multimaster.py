@@ -106,6 +106,44 @@ def test_unlisted_master_is_refused_and_self_is_local(proxy: RunningProxy) -> No
     assert answer.status_code == 200
 
 
+def test_forwarding_failures_are_answered_with_the_reason(tmp_path: Path) -> None:
+    """An https master listed without key and certificate is refused before any call; a
+    listed master that cannot be reached answers 523 with why."""
+    https_sr, closed_sr = (
+        "http://sr.example.invalid/https.cfg",
+        "http://sr.example.invalid/closed.cfg",
+    )
+    proxy_gen = start_proxy(
+        tmp_path,
+        extra_config=(
+            f"\n[multimaster/https://127.0.0.1:9/]\nsoftware_release_list =\n  {https_sr}\n"
+            f"\n[multimaster/http://127.0.0.1:9/]\nsoftware_release_list =\n  {closed_sr}\n"
+        ),
+    )
+    proxy = next(proxy_gen)
+    try:
+        _format(proxy)
+
+        def request(url: str) -> requests.Response:
+            form = {
+                "software_release": url, "software_type": "default",
+                "partition_reference": "x", "partition_parameter_xml": dumps({}),
+                "state": dumps(None), "shared_xml": dumps(False), "filter_xml": dumps({}),
+            }  # fmt: skip
+            return requests.post(f"{proxy.url}/requestComputerPartition", data=form, timeout=30)
+
+        answer = request(https_sr)
+        assert answer.status_code == 404
+        assert answer.text == (
+            "External master https://127.0.0.1:9/ configuration did not specify key or certificate."
+        )
+        answer = request(closed_sr)
+        assert answer.status_code == 523
+        assert answer.text.startswith("cannot reach master http://127.0.0.1:9/: ")
+    finally:
+        next(proxy_gen, None)
+
+
 def test_shacache_mount(tmp_path: Path) -> None:
     plain_gen = start_proxy(tmp_path / "plain")
     plain = next(plain_gen)
