@@ -2,7 +2,7 @@
 # One entry point for a fresh machine: installs what slapos needs, then does the job.
 #
 #   ./dev.sh demo [DIR]    local master + node deploying the demo instance (no root needed)
-#   ./dev.sh demo [DIR] --destroy   stop the demo, delete its users, remove DIR
+#   ./dev.sh demo [DIR] --stop | --destroy   stop it | also delete its users, remove DIR
 #   ./dev.sh test [ARGS]   ruff, mypy and the whole test suite (with ARGS: only pytest ARGS)
 #   ./dev.sh setup         only install
 #
@@ -151,21 +151,32 @@ case "$cmd" in
   demo)
     # the demo needs neither upstream's slapos.core nor anything else from the network
     install_debian base
-    # DIR is relative to where dev.sh was called from (default: ./demo there).
-    dir=demo
-    case "${1:-}" in ""|-*) ;; *) dir=$1; given_dir=1; shift ;; esac
-    case "$dir" in /*) ;; *) dir="$CALLER_PWD/$dir" ;; esac
+    # The arguments go to the demo as given (DIR before or after the options, checked
+    # there); a relative DIR is taken from where dev.sh was called (default: ./demo there).
+    action=run
+    for arg; do case "$arg" in --stop) action=stop ;; --destroy) action=destroy ;; esac; done
+    set -- --invoked-as "$HERE/dev.sh demo" --relative-to "$CALLER_PWD" "$@"
     if [ "$(id -u)" = 0 ] && ! others_reach "$HERE"; then
       # As root, partition users run the node's Python and slapos: not from a clone they
       # cannot enter (in root's home, say), but from a copy installed where they can.
-      [ -n "${given_dir:-}" ] || dir=$DEMO_DIR_OUTSIDE
-      say "$HERE is closed to other users: the demo's partition users run slapos installed from it into $DEMO_VENV; the demo is in $dir"
-      install_demo_venv
-      cd /  # the clone on sys.path would shadow the installed slapos
-      exec "$DEMO_VENV/bin/python" -m slapos.demo "$dir" --invoked-as "$HERE/dev.sh demo" "$@"
+      set -- --default-dir "$DEMO_DIR_OUTSIDE" "$@"
+      if [ "$action" = run ]; then
+        say "$HERE is closed to other users: the demo's partition users run slapos installed from it into $DEMO_VENV; the demo is in $DEMO_DIR_OUTSIDE unless DIR is given"
+        install_demo_venv
+      fi
+      if [ -x "$DEMO_VENV/bin/python" ]; then
+        cd /  # the clone on sys.path would shadow the installed slapos
+        "$DEMO_VENV/bin/python" -m slapos.demo --demo-venv "$DEMO_VENV" "$@" || exit
+        # made for the demos alone: it goes with the last of them
+        if [ "$action" = destroy ] && [ ! -s "$DEMO_VENV/.slapos-demo-dirs" ]; then
+          say "removing $DEMO_VENV (the demo's Python; no demo uses it now)"
+          rm -rf "$DEMO_VENV"
+        fi
+        exit 0
+      fi
     fi
     install_venv base
-    exec "$VENV/bin/python" -m slapos.demo "$dir" --invoked-as "$HERE/dev.sh demo" "$@" ;;
+    exec "$VENV/bin/python" -m slapos.demo "$@" ;;
   *)
     case "$cmd" in help|-h|--help) status=0 ;; *) echo "dev.sh: unknown command '$cmd'" >&2; status=2 ;; esac
     sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from slapos.demo import main
+from slapos.demo.cli import main
 
 raise SystemExit(main())

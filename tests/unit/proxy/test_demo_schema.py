@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slapos.demo import materialise_release
+from slapos.demo.release import materialise_release
 from slapos.proxy.app import ProxyApp
 from slapos.slap.schema import SoftwareReleaseSchema
 from tests.unit.proxy.test_panel import app, populate, rpc  # noqa: F401
