@@ -468,6 +468,36 @@ def test_release_without_schema_uses_the_key_value_editor(browser: Browser, worl
     assert parameters["size"] == "4" and "colour" not in parameters
 
 
+def test_release_without_parameters_says_so(
+    browser: Browser, proxy: RunningProxy, tmp_path: Path
+) -> None:
+    """The demo's release: its schema allows no parameter. The form says so, under the
+    schema's description, rather than showing an empty form."""
+    from slapos.demo.release import materialise_release
+
+    materialise_release(tmp_path / "demo")
+    release = str(tmp_path / "demo" / "software.cfg")
+    schema = json.loads((tmp_path / "demo" / "instance-input-schema.json").read_text())
+    format_computer(proxy.url, proxy.computer_id)
+    s = slap()
+    s.initializeConnection(proxy.url, timeout=10)
+    s.registerSupply().supply(release, proxy.computer_id)
+    driver = browser.driver
+    driver.get(f"{proxy.url}/panel/#/request")  # the only release supplied: chosen
+    note = text_of(driver, "#rq-parameters .no-parameters")
+    assert note == "This release takes no parameters."
+    assert text_of(driver, "#rq-parameters .schema-form > .help") == schema["description"]
+    assert not all_css(driver, "#rq-parameters input, #rq-parameters textarea")
+    browser.screenshot("request-no-parameters")
+    fill(driver, "title", "Demo")
+    css(driver, '#request button[type="submit"]').click()
+    css(driver, '.instance[data-title="Demo"]')
+    answer = requests.post(
+        f"{proxy.url}/slapos.get.v0.instance_tree", json={"title": "Demo"}, timeout=10
+    )
+    assert answer.status_code == 200 and answer.json()["software_release_uri"] == release
+
+
 def test_start_stop_destroy(browser: Browser, world: World) -> None:
     driver = open_panel(browser, world, "panel/#/tree/WebSite")
     css(driver, 'button[data-state="stopped"]').click()

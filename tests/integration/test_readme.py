@@ -141,9 +141,14 @@ def test_demo_from_a_clone_in_a_closed_home(tmp_path):
             assert b"Hello from SlapOS!" in answer.read()
         assert f"  {venv}/bin/slapos service list" in demo.stdout
         assert not (clone / ".venv").exists()  # nothing the partition users would need there
-        gone = run(["./dev.sh", "demo", str(directory), "--destroy"], clone, env)
+        assert (venv / ".slapos-demo-dirs").read_text() == f"{directory}\n"
+        # DIR after the option (the order the summary does not print) works the same; the
+        # virtualenv made for the demo goes with it, the clone stays as it was
+        gone = run(["./dev.sh", "demo", "--destroy", str(directory)], clone, env)
         assert gone.returncode == 0, gone.stdout + gone.stderr
         assert not [u.pw_name for u in pwd.getpwall() if u.pw_name in users]
+        assert not directory.exists() and not venv.exists()
+        assert f"dev.sh: removing {venv} (the demo's Python; no demo uses it now)" in gone.stderr
     finally:
         if (directory / "etc").exists():
             run([str(venv / "bin" / "python"), "-m", "slapos.demo", str(directory), "--destroy"],
@@ -168,3 +173,33 @@ def test_dev_sh_names_an_unknown_command():
         stdin=subprocess.DEVNULL, check=False,
     )  # fmt: skip
     assert helped.returncode == 0 and helped.stderr == "" and "./dev.sh demo" in helped.stdout
+
+
+def test_dev_sh_demo_takes_dir_before_or_after_the_option(tmp_path):
+    """`./dev.sh demo --destroy DIR` as `./dev.sh demo DIR --destroy`; anything else is one
+    usage error. A relative DIR is the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLAPOS_", "PYTEST_"))}
+    env["SLAPOS_DEMO_VENV"] = str(tmp_path / "no-venv")  # never the machine's
+
+    def dev_sh(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", str(REPO / "dev.sh"), "demo", *argv], capture_output=True, text=True,
+            timeout=300, stdin=subprocess.DEVNULL, check=False, cwd=tmp_path, env=env,
+        )  # fmt: skip
+
+    for argv in (["--destroy", "gone"], ["gone", "--destroy"], ["--stop", "gone"]):
+        done = dev_sh(*argv)
+        if argv[0] == "--stop":
+            assert done.returncode == 1, done.stderr
+            assert done.stderr.splitlines()[-1] == (
+                f"demo --stop failed: {tmp_path}/gone is not a demo directory (no etc/slapos.cfg)"
+            )
+        else:
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert done.stdout == f"nothing to remove: {tmp_path}/gone does not exist\n"
+    done = dev_sh("one", "two", "--destroy")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"{REPO}/dev.sh demo: error: one DIR only, got 2: one two"
+    )
+    assert not (tmp_path / "no-venv").exists()

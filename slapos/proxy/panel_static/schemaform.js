@@ -5,7 +5,8 @@
  * Handles what software release schemas use: objects (nested as fieldsets), strings,
  * integers, numbers, booleans, enums, defaults, required fields, arrays of plain values
  * (one per line); anything else (oneOf, arrays of objects, untyped) is edited as JSON
- * and checked by the same validator. The schema has no $ref left: the proxy resolved
+ * and checked by the same validator. The schema's top-level description heads the form; an
+ * object schema that allows nothing says the release takes no parameters. The schema has no $ref left: the proxy resolved
  * them (slapos/proxy/release_files.py).
  */
 "use strict";
@@ -257,11 +258,27 @@ const SchemaForm = (() => {
     };
   }
 
+  /* The schema of a release that takes no parameters: an object with nothing allowed. */
+  function noParameters(value) {
+    const current = value && typeof value === "object" ? value : {};
+    const note = el("p", { className: "no-parameters", text: "This release takes no parameters." });
+    // anything already set (an update) is kept, and the validator then says it is not allowed
+    return { element: el("div", { className: "fields" }, note), read: () => ({ ...current }) };
+  }
+
   function build(schema, value) {
-    const root = typeOf(schema) === "object" && schema.properties ? schema : null;
-    const form = root ? objectField("", root, value, true, "") : field("parameters", schema, value, false, "_");
+    const object = typeOf(schema) === "object" && schema.properties;
+    const named = object && Object.keys(schema.properties).length > 0;
+    const root = named || (object && schema.additionalProperties === false) ? schema : null;
+    let form;
+    if (named) form = objectField("", root, value, true, "");
+    else if (root) form = noParameters(value);
+    else form = field("parameters", schema, value, false, "_");
+    // the schema's own description says what the parameters are for (nested objects and
+    // the single-field form show theirs already)
+    const intro = root ? help(root) : null;
     return {
-      element: form.element,
+      element: intro ? el("div", { className: "schema-form" }, intro, form.element) : form.element,
       read() {
         const errors = [];
         let result = form.read(errors);
