@@ -180,7 +180,7 @@ def connection_url(client_config: Path, software_url: str) -> str | None:
     from slapos.slap import ResourceNotReady
     from slapos.slap.entry import connect
 
-    connection = connect(load_client_config(client_config), timeout=30)
+    connection = connect(load_client_config(client_config).master)
     try:
         instance = connection.registerOpenOrder().request(
             software_url, SOFTWARE_NAME, partition_parameter_kw={}, state="started"
