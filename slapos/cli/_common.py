@@ -28,13 +28,13 @@ Handler = Callable[[argparse.Namespace, "Context"], int]
 #: What a family's or area's register(sub, root) adds its commands to.
 SubParsers: TypeAlias = "argparse._SubParsersAction[SlapOSArgumentParser]"
 
-NODE_CFG_HELP = (
-    "SlapOS configuration file (default: $SLAPOS_CONFIGURATION or /etc/opt/slapos/slapos.cfg)"
-)
-CLIENT_CFG_HELP = (
-    "SlapOS configuration file (default: $SLAPOS_CLIENT_CONFIGURATION or "
-    "~/.slapos/slapos-client.cfg)"
-)
+#: --cfg's help, by the configuration it names
+CFG_HELP = {
+    "node": "SlapOS configuration file (default: $SLAPOS_CONFIGURATION or "
+    "/etc/opt/slapos/slapos.cfg)",
+    "client": "SlapOS configuration file (default: $SLAPOS_CLIENT_CONFIGURATION or "
+    "~/.slapos/slapos-client.cfg)",
+}
 
 
 class Context:
@@ -475,6 +475,32 @@ def add_command(
     return parser
 
 
+class Commands:
+    """Adds the commands of one family or area: the sub-command list they go in, the root
+    that records them, their listing group and the configuration their --cfg names
+    ("node": slapos.cfg, "client": slapos-client.cfg, None: no --cfg)."""
+
+    def __init__(
+        self,
+        sub: SubParsers,
+        root: SlapOSArgumentParser,
+        *,
+        group: str,
+        cfg: str | None = None,
+    ) -> None:
+        self.sub, self.root, self.group, self.cfg = sub, root, group, cfg
+
+    def add(
+        self, words: tuple[str, ...], handler: Handler, help: str, **options: Any
+    ) -> SlapOSArgumentParser:
+        """One leaf command (add_command's `options`), its --cfg, bound to `handler`."""
+        parser = add_command(self.sub, self.root, words, group=self.group, help=help, **options)
+        if self.cfg is not None:
+            parser.add_argument("--cfg", help=CFG_HELP[self.cfg])
+        parser.set_defaults(handler=handler)
+        return parser
+
+
 def register_module(
     name: str,
     sub: SubParsers,
@@ -518,12 +544,64 @@ def group_help(parser: argparse.ArgumentParser) -> Handler:
     return show
 
 
-def add_node_cfg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cfg", help=NODE_CFG_HELP)
+def add_format_option(
+    parser: argparse.ArgumentParser,
+    help: str = "output format: human-readable text (default) or JSON for scripts",
+) -> None:
+    """--format text|json, for the commands whose results scripts read."""
+    parser.add_argument("--format", choices=("text", "json"), default="text", help=help)
 
 
-def add_client_cfg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cfg", help=CLIENT_CFG_HELP)
+def add_master_url_options(parser: argparse.ArgumentParser) -> None:
+    """--master-url and --master-url-web, for the commands that get a certificate."""
+    parser.add_argument(
+        "--master-url",
+        default="https://slap.vifib.com",
+        help="URL of SlapOS Master REST API (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--master-url-web",
+        default="https://panel.rapid.space",
+        help="URL of SlapOS Master webservice to register certificates (default: %(default)s)",
+    )
+
+
+def add_partition_layout_options(
+    parser: argparse.ArgumentParser,
+    *,
+    partitions: int,
+    ipv4_default: str | None,
+    ipv4_help: str,
+    master_urls: bool = False,
+) -> None:
+    """--interface-name, --partition-number and --ipv4-local-network (with `master_urls`,
+    --master-url and --master-url-web between, upstream's order), for the commands that write
+    a node's configuration (configure local, node register)."""
+    parser.add_argument(
+        "--interface-name",
+        default="lo",
+        help="Primary network interface. IP of Partitions will be added to it "
+        "(default: %(default)s)",
+    )
+    if master_urls:
+        add_master_url_options(parser)
+    parser.add_argument(
+        "--partition-number",
+        type=int,
+        default=partitions,
+        help="Number of partitions to create in the SlapOS Node (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ipv4-local-network",
+        default=ipv4_default,
+        help="Subnetwork used to assign local IPv4 addresses. It should be a not used network "
+        f"in order to avoid conflicts ({ipv4_help})",
+    )
+
+
+def add_message_option(parser: argparse.ArgumentParser) -> None:
+    """-m/--message, what node bang and node boot tell the master."""
+    parser.add_argument("-m", "--message", help="Message for bang")
 
 
 def add_no_master_tls_verify(parser: argparse.ArgumentParser) -> None:

@@ -12,12 +12,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
+    Commands,
     Context,
     SlapOSArgumentParser,
     SubParsers,
-    add_command,
     add_group,
-    add_node_cfg,
 )
 
 if TYPE_CHECKING:
@@ -33,12 +32,10 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         (lookup, ("cachelookup", "binary-sr"), False),
         (seed, ("cache", "lookup"), True),
     ):
-        p = add_command(
-            target,
-            root,
+        p = Commands(target, root, group="cachelookup", cfg="node").add(
             words,
-            group="cachelookup",
-            help="perform a query to the networkcache",
+            run_binary_sr,
+            "perform a query to the networkcache",
             description=(
                 "perform a query to the networkcache\n\n"
                 "Give the URL of a software release, or its MD5 hash.\n\n"
@@ -48,36 +45,26 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
             ),
             hidden=hidden,
         )
-        add_node_cfg(p)
         p.add_argument("software_url", help="Your software url or MD5 hash")
-        p.set_defaults(handler=run_binary_sr)
-    p = add_command(
-        lookup,
-        root,
-        ("cachelookup", "url"),
-        group="cachelookup",
-        help="perform a query to the networkcache.",
-        description="perform a query to the networkcache.\n\n"
-        "Shows whether buildout's source cache holds a copy of a file\n"
-        "downloaded from URL.",
-    )
-    add_node_cfg(p)
-    p.add_argument("url", help="URL to query")
-    p.set_defaults(handler=run_url)
-    p = add_command(
-        lookup,
-        root,
-        ("cachelookup", "pypi"),
-        group="cachelookup",
-        help="perform a query to the networkcache.",
-        description="perform a query to the networkcache.\n\n"
-        "Shows whether buildout's source cache holds a distribution of the\n"
-        "Python package NAME at VERSION.",
-    )
-    add_node_cfg(p)
-    p.add_argument("name", help="python package name")
-    p.add_argument("version", help="python package version")
-    p.set_defaults(handler=run_pypi)
+    source = Commands(lookup, root, group="cachelookup", cfg="node")
+    for word, handler, holds, positionals in (
+        ("url", run_url, "a copy of a file\ndownloaded from URL", {"url": "URL to query"}),
+        (
+            "pypi",
+            run_pypi,
+            "a distribution of the\nPython package NAME at VERSION",
+            {"name": "python package name", "version": "python package version"},
+        ),
+    ):
+        p = source.add(
+            ("cachelookup", word),
+            handler,
+            "perform a query to the networkcache.",
+            description="perform a query to the networkcache.\n\n"
+            f"Shows whether buildout's source cache holds {holds}.",
+        )
+        for name, text in positionals.items():
+            p.add_argument(name, help=text)
 
 
 def _networkcache(args: argparse.Namespace, ctx: Context) -> NetworkCacheConfig:

@@ -8,11 +8,10 @@ import argparse
 import sys
 
 from slapos.cli._common import (
+    Commands,
     Context,
     SlapOSArgumentParser,
     SubParsers,
-    add_client_cfg,
-    add_command,
 )
 from slapos.cli.client import log
 from slapos.errors import ExitCode, SlapOSError, UsageError
@@ -42,15 +41,12 @@ DESCRIPTION = (
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
+    p = Commands(sub, root, group="client", cfg="client").add(
         ("console",),
-        group="client",
-        help="open python console with slap library imported",
+        run_console,
+        "open python console with slap library imported",
         description=DESCRIPTION,
     )
-    add_client_cfg(p)
     p.add_argument("-u", "--master_url", "--master-url", help="Url of SlapOS Master to use")
     p.add_argument("-k", "--key_file", "--key-file", help="SSL Authorisation key file")
     p.add_argument("-c", "--cert_file", "--cert-file", help="SSL Authorisation certificate file")
@@ -82,7 +78,6 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     p.add_argument(
         "script_file_and_arguments", nargs=argparse.REMAINDER, help="Script to run, with arguments"
     )
-    p.set_defaults(handler=run_console)
 
 
 BANNER = (

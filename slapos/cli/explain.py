@@ -13,11 +13,11 @@ import json
 from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
+    Commands,
     Context,
     SlapOSArgumentParser,
     SubParsers,
-    add_client_cfg,
-    add_command,
+    add_format_option,
 )
 
 if TYPE_CHECKING:
@@ -25,22 +25,13 @@ if TYPE_CHECKING:
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
+    p = Commands(sub, root, group="client", cfg="client").add(
         ("explain",),
-        group="client",
-        help="explain an instance tree: where each instance runs, its state, its last error",
+        run_explain,
+        "explain an instance tree: where each instance runs, its state, its last error",
     )
-    add_client_cfg(p)
     p.add_argument("title", metavar="INSTANCE_TITLE", help="title of the tree's root instance")
-    p.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="output format: human-readable text (default) or JSON for scripts",
-    )
-    p.set_defaults(handler=run_explain)
+    add_format_option(p)
 
 
 def run_explain(args: argparse.Namespace, ctx: Context) -> int:

@@ -9,38 +9,32 @@ import logging
 from pathlib import Path
 
 from slapos.cli._common import (
+    Commands,
     Context,
     SlapOSArgumentParser,
     SubParsers,
-    add_command,
+    add_format_option,
     add_group,
-    add_node_cfg,
 )
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    _, proxy = add_group(sub, "proxy", help="the stand-alone SlapOS master")
-    p = add_command(
-        proxy, root, ("proxy", "start"), group="other", help="minimalist, stand-alone SlapOS Master"
+    proxy = Commands(
+        add_group(sub, "proxy", help="the stand-alone SlapOS master")[1],
+        root,
+        group="other",
+        cfg="node",
     )
-    add_node_cfg(p)
-    p.add_argument(
-        "-u", "--database-uri", help="database: a sqlite file path or a postgresql:// URI"
-    )
+    p = proxy.add(("proxy", "start"), run_start, "minimalist, stand-alone SlapOS Master")
+    _add_database_uri(p, "database: a sqlite file path or a postgresql:// URI")
     p.add_argument("--port", type=int, help="Port to use")
     p.add_argument("--host", help="Host to use")
     p.add_argument("--local-software-release-root", help="Root path for local Software Releases")
-    p.set_defaults(handler=run_start)
 
-    p = add_command(
-        proxy, root, ("proxy", "show"), group="other", help="display proxy instances and parameters"
-    )
-    add_node_cfg(p)
-    p.add_argument(
-        "-u", "--database-uri", help="database: a sqlite file path or a postgresql:// URI"
-    )
+    p = proxy.add(("proxy", "show"), run_show, "display proxy instances and parameters")
+    _add_database_uri(p, "database: a sqlite file path or a postgresql:// URI")
     for flag, text in (
         ("--computers", "view computer information"),
         ("--software", "view software releases"),
@@ -50,42 +44,25 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         ("--network", "view network settings"),
     ):
         p.add_argument(flag, action="store_true", help=text)
-    p.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="output format: aligned tables (default) or JSON",
-    )
-    p.set_defaults(handler=run_show)
+    add_format_option(p, "output format: aligned tables (default) or JSON")
 
-    p = add_command(
-        proxy,
-        root,
+    p = proxy.add(
         ("proxy", "migrate"),
-        group="other",
-        help="copy the proxy database into another one (sqlite to PostgreSQL), checked",
+        run_migrate,
+        "copy the proxy database into another one (sqlite to PostgreSQL), checked",
     )
-    add_node_cfg(p)
-    p.add_argument(
-        "-u", "--database-uri", help="the database to copy (default: database_uri of --cfg)"
-    )
+    _add_database_uri(p, "the database to copy (default: database_uri of --cfg)")
     p.add_argument(
         "--to",
         required=True,
         metavar="URI",
         help="the empty target database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME",
     )
-    p.set_defaults(handler=run_migrate)
 
-    p = add_command(
-        proxy,
-        root,
-        ("proxy", "revoke"),
-        group="other",
-        help="refuse a client certificate from now on (with tls_ca)",
+    p = proxy.add(
+        ("proxy", "revoke"), run_revoke, "refuse a client certificate from now on (with tls_ca)"
     )
-    add_node_cfg(p)
-    p.add_argument("-u", "--database-uri", help="the database (default: database_uri of --cfg)")
+    _add_database_uri(p, "the database (default: database_uri of --cfg)")
     p.add_argument(
         "names",
         nargs="*",
@@ -95,7 +72,10 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         "next one it issues gets a new name",
     )
     p.add_argument("--list", action="store_true", help="list the revoked certificate names")
-    p.set_defaults(handler=run_revoke)
+
+
+def _add_database_uri(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("-u", "--database-uri", help=help)
 
 
 def _config_path(args: argparse.Namespace, ctx: Context, *, optional: bool) -> Path | None:

@@ -10,7 +10,6 @@ to ctx.stdout; progress and diagnostics are logged (stderr).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterable
 
 from slapos.cli._common import Context
@@ -42,15 +41,6 @@ PRODUCT_PREFIX = "product."
 
 class ParameterError(SlapOSError):
     """A `key=value` list could not be parsed (exit 1, as upstream)."""
-
-
-def add_format_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="output format: human-readable text (default) or JSON for scripts",
-    )
 
 
 def connect(config: ClientConfig) -> slap:

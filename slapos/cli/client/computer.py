@@ -5,42 +5,27 @@ from __future__ import annotations
 import argparse
 
 from slapos.cli._common import (
+    Commands,
     Context,
     SlapOSArgumentParser,
     SubParsers,
-    add_client_cfg,
-    add_command,
+    add_format_option,
     add_group,
 )
-from slapos.cli.client import add_format_option, connect, emit_json
+from slapos.cli.client import connect, emit_json
 from slapos.errors import ExitCode
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    _, computer = add_group(sub, "computer", help="manage your computers (nodes)")
-    p = add_command(
-        computer,
-        root,
-        ("computer", "list"),
-        group="client",
-        help="List all available compute nodes",
-    )
-    add_client_cfg(p)
+    _, group = add_group(sub, "computer", help="manage your computers (nodes)")
+    computer = Commands(group, root, group="client", cfg="client")
+    p = computer.add(("computer", "list"), run_computer_list, "List all available compute nodes")
     add_format_option(p)
-    p.set_defaults(handler=run_computer_list)
-    p = add_command(
-        computer, root, ("computer", "info"), group="client", help="get information of an computer"
-    )
-    add_client_cfg(p)
+    p = computer.add(("computer", "info"), run_computer_info, "get information of an computer")
     p.add_argument("reference", help="Your computer reference")
     add_format_option(p)
-    p.set_defaults(handler=run_computer_info)
-    p = add_command(
-        computer, root, ("computer", "token"), group="client", help="get token for setup a computer"
-    )
-    add_client_cfg(p)
+    p = computer.add(("computer", "token"), run_computer_token, "get token for setup a computer")
     add_format_option(p)
-    p.set_defaults(handler=run_computer_token)
 
 
 def run_computer_list(args: argparse.Namespace, ctx: Context) -> int:

@@ -7,14 +7,13 @@ import argparse
 from collections.abc import Mapping
 
 from slapos.cli._common import (
+    Commands,
     Context,
     SlapOSArgumentParser,
     SubParsers,
-    add_client_cfg,
-    add_command,
+    add_format_option,
 )
 from slapos.cli.client import (
-    add_format_option,
     connect,
     decode_connection,
     emit_json,
@@ -38,14 +37,9 @@ FRONTEND_URL = (
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
-        ("request",),
-        group="client",
-        help="request an instance and get status and parameters of instance",
+    p = Commands(sub, root, group="client", cfg="client").add(
+        ("request",), run_request, "request an instance and get status and parameters of instance"
     )
-    add_client_cfg(p)
     p.add_argument("reference", help="Your instance reference (for now it is its title)")
     p.add_argument("software_url", help="Your software url (or an alias, or product.NAME)")
     p.add_argument(
@@ -89,7 +83,6 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         help="with --wait, give up after this many seconds (default: 600)",
     )
     add_format_option(p)
-    p.set_defaults(handler=run_request)
 
 
 def load_parameters_file(path: str) -> tuple[Any, bool]:

@@ -6,20 +6,14 @@ from __future__ import annotations
 import argparse
 
 from slapos.cli._common import (
+    Commands,
     Context,
     SlapOSArgumentParser,
     SubParsers,
-    add_client_cfg,
-    add_command,
+    add_format_option,
     add_group,
 )
-from slapos.cli.client import (
-    add_format_option,
-    connect,
-    decode_connection,
-    emit_json,
-    log,
-)
+from slapos.cli.client import connect, decode_connection, emit_json, log
 from slapos.errors import ExitCode
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos service --help`)
@@ -30,31 +24,23 @@ if TYPE_CHECKING:
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     _, service = add_group(sub, "service", help="manage your services (instances)")
     for words, hidden in ((("service",), False), ((), True)):
-        target = service if words else sub
-        p = add_command(
-            target,
-            root,
+        commands = Commands(service if words else sub, root, group="client", cfg="client")
+        p = commands.add(
             (*words, "list"),
-            group="client",
-            help="List the title of all your slapos services",
+            run_service_list,
+            "List the title of all your slapos services",
             hidden=hidden,
         )
-        add_client_cfg(p)
         add_format_option(p)
-        p.set_defaults(handler=run_service_list)
-        p = add_command(
-            target,
-            root,
+        p = commands.add(
             (*words, "info"),
-            group="client",
-            help="get status, software_release and parameters of an instance",
+            run_service_info,
+            "get status, software_release and parameters of an instance",
             hidden=hidden,
         )
-        add_client_cfg(p)
         p.add_argument("reference", help="Your instance reference (for now it is its title)")
         p.add_argument("--news", action="store_true", help="Include raw news in output")
         add_format_option(p)
-        p.set_defaults(handler=run_service_info)
 
 
 def run_service_list(args: argparse.Namespace, ctx: Context) -> int:

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slapos.cli._common import (
-    Context,
-    SlapOSArgumentParser,
-    SubParsers,
-    add_client_cfg,
-    add_command,
-)
+from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
 from slapos.cli.client import connect, log, resolve_software
 from slapos.errors import ExitCode, MasterError
 
@@ -24,11 +18,10 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         ("supply", "supply a Software to a node", "available"),
         ("remove", "remove a Software from a node", "destroyed"),
     ):
-        p = add_command(sub, root, (name,), group="client", help=desc)
-        add_client_cfg(p)
+        p = Commands(sub, root, group="client", cfg="client").add((name,), run_supply, desc)
         p.add_argument("software_url", help="Your software url (or an alias, or product.NAME)")
         p.add_argument("node", help="Target node")
-        p.set_defaults(handler=run_supply, software_state=state)
+        p.set_defaults(software_state=state)
 
 
 def run_supply(args: argparse.Namespace, ctx: Context) -> int:

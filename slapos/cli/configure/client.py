@@ -11,11 +11,11 @@ import json
 import logging
 
 from slapos.cli._common import (
+    Commands,
     Context,
     SlapOSArgumentParser,
     SubParsers,
-    add_client_cfg,
-    add_command,
+    add_master_url_options,
     add_no_master_tls_verify,
 )
 from slapos.errors import ExitCode, MasterError, SlapOSError, UsageError
@@ -38,31 +38,18 @@ key_file = {key_file}
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
+    p = Commands(sub, root, group="client", cfg="client").add(
         ("configure", "client"),
-        group="client",
-        help="configure slapos client with an existing account",
+        run_configure_client,
+        "configure slapos client with an existing account",
     )
-    add_client_cfg(p)
-    p.add_argument(
-        "--master-url",
-        default="https://slap.vifib.com",
-        help="URL of SlapOS Master REST API (default: %(default)s)",
-    )
-    p.add_argument(
-        "--master-url-web",
-        default="https://panel.rapid.space",
-        help="URL of SlapOS Master webservice to register certificates (default: %(default)s)",
-    )
+    add_master_url_options(p)
     p.add_argument(
         "--token",
         help="SlapOS 'credential security' authentication token (if this parameter is omitted, "
         "or is 'ask', the token will be prompted during configuration)",
     )
     add_no_master_tls_verify(p)
-    p.set_defaults(handler=run_configure_client)
 
 
 def read_token(args: argparse.Namespace, ctx: Context) -> str:

@@ -8,10 +8,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
+    Commands,
     SlapOSArgumentParser,
     SubParsers,
-    add_command,
-    add_node_cfg,
+    add_partition_layout_options,
 )
 
 if TYPE_CHECKING:
@@ -21,32 +21,16 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
+    p = Commands(sub, root, group="other", cfg="node").add(
         ("configure", "local"),
-        group="other",
-        help="Configure a slapos node, from scratch to ready-to-use, using slapproxy.",
+        run_configure_local,
+        "Configure a slapos node, from scratch to ready-to-use, using slapproxy.",
     )
-    add_node_cfg(p)
-    p.add_argument(
-        "--interface-name",
-        default="lo",
-        help="Primary network interface. IP of Partitions will be added to it "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--partition-number",
-        type=int,
-        default=20,
-        help="Number of partitions to create in the SlapOS Node (default: %(default)s)",
-    )
-    p.add_argument(
-        "--ipv4-local-network",
-        default=None,
-        help="Subnetwork used to assign local IPv4 addresses. It should be a not used network "
-        "in order to avoid conflicts "
-        "(default: 127.10.0.0/16 on lo, 10.0.0.0/16 on other interfaces)",
+    add_partition_layout_options(
+        p,
+        partitions=20,
+        ipv4_default=None,
+        ipv4_help="default: 127.10.0.0/16 on lo, 10.0.0.0/16 on other interfaces",
     )
     p.add_argument(
         "--daemon-listen-ip",
@@ -96,7 +80,6 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         default="slapsoft",
         help="As root: the user that builds software releases (default: %(default)s)",
     )
-    p.set_defaults(handler=run_configure_local)
 
 
 def run_configure_local(args: argparse.Namespace, ctx: Context) -> int:

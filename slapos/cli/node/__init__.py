@@ -10,7 +10,7 @@ cron every minute, imports and builds its own area only.
 from __future__ import annotations
 
 from slapos.cli._common import (
-    NODE_CFG_HELP,
+    CFG_HELP,
     SlapOSArgumentParser,
     SubParsers,
     add_group,
@@ -22,7 +22,7 @@ from slapos.cli.registry import areas_of
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     node, node_sub = add_group(sub, "node", help="manage this SlapOS node")
     # bare `slapos node` is `slapos node status`: its --cfg is accepted here too
-    node.add_argument("--cfg", dest="group_cfg", help=NODE_CFG_HELP)
+    node.add_argument("--cfg", dest="group_cfg", help=CFG_HELP["node"])
     words = getattr(root, "command_words", ())
     areas = areas_of("node", words)
     for name in areas:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from slapos.cli._common import add_node_cfg
-
 PIDFILE_DEFAULTS = {
     "software": "/opt/slapos/slapgrid-sr.pid",
     "instance": "/opt/slapos/slapgrid-cp.pid",
@@ -15,7 +13,6 @@ PIDFILE_DEFAULTS = {
 
 
 def add_slapgrid_options(parser: argparse.ArgumentParser, pid_kind: str) -> None:
-    add_node_cfg(parser)
     parser.add_argument("--instance-root", help="The instance root directory location.")
     parser.add_argument("--software-root", help="The software_root directory location.")
     parser.add_argument("--master-url", help="The master server URL. Mandatory.")

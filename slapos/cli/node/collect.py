@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command, add_node_cfg
+from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
-        ("node", "collect"),
-        group="node",
-        help="Collect system consumption and data and store.",
+    Commands(sub, root, group="node", cfg="node").add(
+        ("node", "collect"), run_collect, "Collect system consumption and data and store."
     )
-    add_node_cfg(p)
-    p.set_defaults(handler=run_collect)
 
 
 def run_collect(args: argparse.Namespace, ctx: Context) -> int:

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any, TextIO
 
-from slapos.cli._common import Context
+from slapos.cli._common import Context, add_format_option
 from slapos.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -34,18 +34,14 @@ RESET = "\033[0m"
 
 
 def add_dry_run_options(parser: argparse.ArgumentParser) -> None:
+    """--dry-run and its --format, for node software, instance and report."""
     parser.add_argument(
         "--dry-run",
         action="store_true",
         help="Print what a run would do and why, change nothing (exit 0: nothing to do, "
         "4: a run would change something)",
     )
-    parser.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="--dry-run output: human-readable text (default) or JSON for scripts",
-    )
+    add_format_option(parser, "--dry-run output: human-readable text (default) or JSON for scripts")
 
 
 def use_colour(stream: TextIO, environ: Any) -> bool:

@@ -13,7 +13,13 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command, add_node_cfg
+from slapos.cli._common import (
+    Commands,
+    Context,
+    SlapOSArgumentParser,
+    SubParsers,
+    add_format_option,
+)
 
 if TYPE_CHECKING:
     from slapos.grid.explain import Explanation
@@ -27,25 +33,16 @@ STATUS_WORDS = {
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
+    p = Commands(sub, root, group="node", cfg="node").add(
         ("node", "explain"),
-        group="node",
-        help="explain the last run of each partition (or one): failing step, log, hint",
+        run_explain,
+        "explain the last run of each partition (or one): failing step, log, hint",
     )
-    add_node_cfg(p)
     p.add_argument("partition", nargs="?", metavar="PARTITION", help="only this partition")
     p.add_argument(
         "--lines", type=int, default=30, help="log lines shown for a failure (default: 30)"
     )
-    p.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="output format: human-readable text (default) or JSON for scripts",
-    )
-    p.set_defaults(handler=run_explain)
+    add_format_option(p)
 
 
 def run_explain(args: argparse.Namespace, ctx: Context) -> int:

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command, add_node_cfg
+from slapos.cli._common import (
+    Commands,
+    Context,
+    SlapOSArgumentParser,
+    SubParsers,
+    add_message_option,
+)
 from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
 from slapos.cli.node.dry_run import add_dry_run_options
 
@@ -18,7 +24,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(sub, root, ("node", "instance"), group="node", help="run instance deployment")
+    node = Commands(sub, root, group="node", cfg="node")
+    p = node.add(("node", "instance"), run_instance, "run instance deployment")
     add_slapgrid_options(p, "instance")
     p.add_argument(
         "--buildout-debug",
@@ -39,52 +46,18 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     only.add_argument(
         "--all", action="store_true", help="Deprecated. Use --force without --only-cp instead."
     )
-    only.add_argument(
-        "--only-cp",
-        "--only",
-        dest="only_cp",
-        help="Update a single or a list of computer partitions (ie.:slappartX, slappartY), this "
-        "option will make all other computer partitions be ignored.",
-    )
+    _add_only_cp(only, "Update")
     add_dry_run_options(p)
-    p.set_defaults(handler=run_instance)
 
-    p = add_command(
-        sub,
-        root,
-        ("node", "report"),
-        group="node",
-        help="run instance reports and garbage collection",
-    )
+    p = node.add(("node", "report"), run_report, "run instance reports and garbage collection")
     add_slapgrid_options(p, "report")
     add_dry_run_options(p)
-    p.set_defaults(handler=run_report)
 
-    p = add_command(
-        sub,
-        root,
-        ("node", "promise"),
-        group="node",
-        help="run only promises to test the partition state",
-    )
+    p = node.add(("node", "promise"), run_promise, "run only promises to test the partition state")
     add_slapgrid_options(p, "instance")
-    p.add_argument(
-        "--only-cp",
-        "--only",
-        dest="only_cp",
-        help="Run promise for a single or a list of computer partitions (ie.:slappartX, "
-        "slappartY), this option will make all other computer partitions be ignored.",
-    )
-    p.set_defaults(handler=run_promise)
+    _add_only_cp(p, "Run promise for")
 
-    p = add_command(
-        sub,
-        root,
-        ("node", "prune"),
-        group="node",
-        help="Clean up unused shared slapos.recipe.cmmi parts.",
-    )
-    add_node_cfg(p)
+    p = node.add(("node", "prune"), run_prune, "Clean up unused shared slapos.recipe.cmmi parts.")
     p.add_argument("--dry-run", action="store_true", help="Don't delete, just log")
     p.add_argument(
         "--additional-software-directory",
@@ -95,14 +68,19 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         "parts used by software in these directories will not be pruned. Can be specified "
         "multiple times.",
     )
-    p.set_defaults(handler=run_prune)
 
-    p = add_command(
-        sub, root, ("node", "bang"), group="node", help="request update on all partitions"
+    p = node.add(("node", "bang"), run_bang, "request update on all partitions")
+    add_message_option(p)
+
+
+def _add_only_cp(parser: Any, verb: str) -> None:
+    parser.add_argument(
+        "--only-cp",
+        "--only",
+        dest="only_cp",
+        help=f"{verb} a single or a list of computer partitions (ie.:slappartX, slappartY), "
+        "this option will make all other computer partitions be ignored.",
     )
-    add_node_cfg(p)
-    p.add_argument("-m", "--message", help="Message for bang")
-    p.set_defaults(handler=run_bang)
 
 
 # ---- handlers -------------------------------------------------------------------------

@@ -9,11 +9,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from slapos.cli._common import (
+    Commands,
     SlapOSArgumentParser,
     SubParsers,
-    add_command,
+    add_message_option,
     add_no_master_tls_verify,
-    add_node_cfg,
+    add_partition_layout_options,
     str2bool,
 )
 
@@ -28,20 +29,21 @@ FORMAT_MAX_DELAY = 3600.0
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     """format, register and boot: the commands that set a node up (each parser sits above
     its handler)."""
-    _register_format(sub, root)
-    _register_register(sub, root)
-    _register_boot(sub, root)
-
-
-def _register_format(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
-        ("node", "format"),
-        group="node",
-        help="create users, partitions and network configuration",
+    node = Commands(sub, root, group="node", cfg="node")
+    _register_format(node)
+    _register_register(node)
+    p = node.add(
+        ("node", "boot"),
+        run_boot,
+        "Test network and invoke simple format and bang (Use on Linux startup)",
     )
-    add_node_cfg(p)
+    add_message_option(p)
+
+
+def _register_format(node: Commands) -> None:
+    p = node.add(
+        ("node", "format"), run_format, "create users, partitions and network configuration"
+    )
     p.add_argument(
         "-x",
         "--computer_xml",
@@ -99,7 +101,6 @@ def _register_format(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         help="Don't actually do anything, print the plan (default: False)",
     )
     p.add_argument("-c", "--console", help="Console output (obsolete)")
-    p.set_defaults(handler=run_format)
 
 
 def run_format(args: argparse.Namespace, ctx: Context) -> int:
@@ -191,43 +192,15 @@ def _add_log_file(path: object) -> None:
     logger.addHandler(handler)
 
 
-def _register_register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
-        ("node", "register"),
-        group="node",
-        help="Register a new computer on SlapOS Master.",
-    )
-    add_node_cfg(p)
+def _register_register(node: Commands) -> None:
+    p = node.add(("node", "register"), run_register, "Register a new computer on SlapOS Master.")
     p.add_argument("node_name", help="Chosen title for the node")
-    p.add_argument(
-        "--interface-name",
-        default="lo",
-        help="Primary network interface. IP of Partitions will be added to it "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--master-url",
-        default="https://slap.vifib.com",
-        help="URL of SlapOS Master REST API (default: %(default)s)",
-    )
-    p.add_argument(
-        "--master-url-web",
-        default="https://panel.rapid.space",
-        help="URL of SlapOS Master webservice to register certificates (default: %(default)s)",
-    )
-    p.add_argument(
-        "--partition-number",
-        type=int,
-        default=10,
-        help="Number of partitions to create in the SlapOS Node (default: %(default)s)",
-    )
-    p.add_argument(
-        "--ipv4-local-network",
-        default="10.0.0.0/16",
-        help="Subnetwork used to assign local IPv4 addresses. It should be a not used network "
-        "in order to avoid conflicts (default: %(default)s)",
+    add_partition_layout_options(
+        p,
+        partitions=10,
+        ipv4_default="10.0.0.0/16",
+        ipv4_help="default: %(default)s",
+        master_urls=True,
     )
     p.add_argument(
         "--ipv6-interface",
@@ -258,7 +231,6 @@ def _register_register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         help="Simulate the execution steps (default: False)",
     )
     add_no_master_tls_verify(p)
-    p.set_defaults(handler=run_register)
 
 
 def run_register(args: argparse.Namespace, ctx: Context) -> int:
@@ -304,19 +276,6 @@ def run_register(args: argparse.Namespace, ctx: Context) -> int:
         log.info("node has successfully been configured as %s", computer_id)
         log.info("now please invoke slapos node boot on your site")
     return 0
-
-
-def _register_boot(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
-        ("node", "boot"),
-        group="node",
-        help="Test network and invoke simple format and bang (Use on Linux startup)",
-    )
-    add_node_cfg(p)
-    p.add_argument("-m", "--message", help="Message for bang")
-    p.set_defaults(handler=run_boot)
 
 
 def run_boot(args: argparse.Namespace, ctx: Context) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command
+from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
 from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
 from slapos.cli.node.dry_run import add_dry_run_options
 
@@ -18,9 +18,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub, root, ("node", "software"), group="node", help="run software installation/deletion"
-    )
+    node = Commands(sub, root, group="node", cfg="node")
+    p = node.add(("node", "software"), run_software, "run software installation/deletion")
     add_slapgrid_options(p, "software")
     p.add_argument(
         "--buildout-debug",
@@ -52,7 +51,6 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         "ignored.",
     )
     add_dry_run_options(p)
-    p.set_defaults(handler=run_software)
 
 
 def _progress(args: argparse.Namespace, ctx: Context, clock: Clock) -> Progress:

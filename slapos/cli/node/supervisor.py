@@ -7,50 +7,41 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from slapos.cli._common import Context, SlapOSArgumentParser, SubParsers, add_command, add_node_cfg
+from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
 
 ALIASES = ("status", "start", "stop", "restart", "tail")
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    p = add_command(
-        sub,
-        root,
+    node = Commands(sub, root, group="node", cfg="node")
+    p = node.add(
         ("node", "supervisord"),
-        group="node",
-        help="launch, if not already running, supervisor daemon",
+        run_supervisord,
+        "launch, if not already running, supervisor daemon",
     )
-    add_node_cfg(p)
     p.add_argument("-n", "--nodaemon", action="store_true", help="Do not daemonize supervisord")
-    p.set_defaults(handler=run_supervisord)
 
-    p = add_command(
-        sub,
-        root,
+    p = node.add(
         ("node", "supervisorctl"),
-        group="node",
-        help="open supervisor console, for process management",
+        run_supervisorctl,
+        "open supervisor console, for process management",
         passthrough="supervisor_args",
     )
-    add_node_cfg(p)
     p.add_argument("supervisor_args", nargs="*", help="parameters passed to supervisorctl")
-    p.set_defaults(handler=run_supervisorctl, supervisor_action=None)
+    p.set_defaults(supervisor_action=None)
 
     for action in ALIASES:
-        p = add_command(
-            sub,
-            root,
+        p = node.add(
             ("node", action),
-            group="node",
-            help=f"alias for 'node supervisorctl {action}'",
+            run_supervisorctl,
+            f"alias for 'node supervisorctl {action}'",
             description=f"alias for 'node supervisorctl {action}'\n\n"
             "Name partitions and programs as supervisor does: 'slappart3:' is every program "
             "of slappart3, 'slappart3:apache' one program of it.",
             passthrough="supervisor_args",
         )
-        add_node_cfg(p)
         p.add_argument("supervisor_args", nargs="*", help="parameters passed to supervisorctl")
-        p.set_defaults(handler=run_supervisorctl, supervisor_action=action)
+        p.set_defaults(supervisor_action=action)
 
 
 def status_default() -> dict[str, Any]:
