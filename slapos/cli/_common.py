@@ -382,38 +382,21 @@ def add_global_options(parser: argparse.ArgumentParser, *, root: bool = False) -
         default=d(None),
         help="Specify a file to log output (default: console only)",
     )
-    group.add_argument(
-        "--log-color",
-        dest="log_color",
-        action="store_const",
-        const=True,
-        default=d(None),
-        help="Colored log output in console (stripped if redirected)",
-    )
-    group.add_argument(
-        "--no-log-color",
-        dest="log_color",
-        action="store_const",
-        const=False,
-        default=d(None),
-        help="Never colour the console log",
-    )
-    group.add_argument(
-        "--log-time",
-        dest="log_time",
-        action="store_const",
-        const=True,
-        default=d(True),
-        help="Include timestamp in console log (the default)",
-    )
-    group.add_argument(
-        "--no-log-time",
-        dest="log_time",
-        action="store_const",
-        const=False,
-        default=d(True),
-        help="Leave the timestamp out of console log lines",
-    )
+    for flag, dest, const, default, text in (
+        (
+            "--log-color",
+            "log_color",
+            True,
+            None,
+            "Colored log output in console (stripped if redirected)",
+        ),
+        ("--no-log-color", "log_color", False, None, "Never colour the console log"),
+        ("--log-time", "log_time", True, True, "Include timestamp in console log (the default)"),
+        ("--no-log-time", "log_time", False, True, "Leave the timestamp out of console log lines"),
+    ):
+        group.add_argument(
+            flag, dest=dest, action="store_const", const=const, default=d(default), help=text
+        )
 
 
 class _HiddenHelp:

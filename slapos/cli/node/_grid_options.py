@@ -12,7 +12,11 @@ PIDFILE_DEFAULTS = {
 }
 
 
-def add_slapgrid_options(parser: argparse.ArgumentParser, pid_kind: str) -> None:
+def add_slapgrid_options(
+    parser: argparse.ArgumentParser, pid_kind: str, *, buildout_debug: bool = False
+) -> None:
+    """Upstream's slapgrid options; with `buildout_debug`, --buildout-debug last (the
+    commands that run buildout: node software and node instance)."""
     parser.add_argument("--instance-root", help="The instance root directory location.")
     parser.add_argument("--software-root", help="The software_root directory location.")
     parser.add_argument("--master-url", help="The master server URL. Mandatory.")
@@ -78,6 +82,12 @@ def add_slapgrid_options(parser: argparse.ArgumentParser, pid_kind: str) -> None
         type=int,
         help="Deprecated. Will only work from configuration file in the future.",
     )
+    if buildout_debug:
+        parser.add_argument(
+            "--buildout-debug",
+            action="store_true",
+            help="Run buildout in debug mode (with -D command line switch)",
+        )
 
 
 def slapgrid_overrides(args: argparse.Namespace) -> dict[str, Any]:

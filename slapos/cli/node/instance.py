@@ -26,12 +26,7 @@ if TYPE_CHECKING:
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     node = Commands(sub, root, group="node", cfg="node")
     p = node.add(("node", "instance"), run_instance, "run instance deployment")
-    add_slapgrid_options(p, "instance")
-    p.add_argument(
-        "--buildout-debug",
-        action="store_true",
-        help="Run buildout in debug mode (with -D command line switch)",
-    )
+    add_slapgrid_options(p, "instance", buildout_debug=True)
     p.add_argument(
         "--force-stop",
         action="store_true",

@@ -20,12 +20,7 @@ if TYPE_CHECKING:
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     node = Commands(sub, root, group="node", cfg="node")
     p = node.add(("node", "software"), run_software, "run software installation/deletion")
-    add_slapgrid_options(p, "software")
-    p.add_argument(
-        "--buildout-debug",
-        action="store_true",
-        help="Run buildout in debug mode (with -D command line switch)",
-    )
+    add_slapgrid_options(p, "software", buildout_debug=True)
     p.add_argument(
         "--garbage-collect",
         action="store_true",
