@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import psutil
@@ -26,8 +26,16 @@ MEASURE_INTERVAL = 5.0
 NO_LIMIT = 1000.0
 
 
+class _Row:
+    """A sample (a dataclass) whose row in the collector's table is its fields in order,
+    then the date and time of the snapshot."""
+
+    def row(self, date: str, time: str) -> tuple[object, ...]:
+        return (*astuple(self), date, time)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class ProcessSample:
+class ProcessSample(_Row):
     user: str
     pid: int
     process: str  # "<pid>-<create time>": identifies the process, not its command line
@@ -39,25 +47,9 @@ class ProcessSample:
     io_rw_counter: int
     io_cycles_counter: int
 
-    def row(self, date: str, time: str) -> tuple[object, ...]:
-        return (
-            self.user,
-            self.pid,
-            self.process,
-            self.cpu_percent,
-            self.cpu_time,
-            self.cpu_num_threads,
-            self.memory_percent,
-            self.memory_rss,
-            self.io_rw_counter,
-            self.io_cycles_counter,
-            date,
-            time,
-        )
-
 
 @dataclass(frozen=True)
-class SystemSample:
+class SystemSample(_Row):
     loadavg: float
     cpu_percent: float
     memory_used: int
@@ -68,22 +60,6 @@ class SystemSample:
     net_out_bytes: int
     net_out_errors: int
     net_out_dropped: int
-
-    def row(self, date: str, time: str) -> tuple[object, ...]:
-        return (
-            self.loadavg,
-            self.cpu_percent,
-            self.memory_used,
-            self.memory_free,
-            self.net_in_bytes,
-            self.net_in_errors,
-            self.net_in_dropped,
-            self.net_out_bytes,
-            self.net_out_errors,
-            self.net_out_dropped,
-            date,
-            time,
-        )
 
 
 @dataclass(frozen=True)
@@ -110,13 +86,10 @@ class ComputerSample:
 
 
 @dataclass(frozen=True)
-class TemperatureSample:
+class TemperatureSample(_Row):
     sensor_id: str
     temperature: float
     alarm: int  # 0 below max, 1 at or above max, 2 at or above critical
-
-    def row(self, date: str, time: str) -> tuple[object, ...]:
-        return (self.sensor_id, self.temperature, self.alarm, date, time)
 
 
 # ---- processes --------------------------------------------------------------------
