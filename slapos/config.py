@@ -4,8 +4,6 @@ Upstream's INI files keep their section and key names; `foo-bar` and `foo_bar` a
 key. Precedence: command-line flag > file > default. Environment variables only choose the
 file (resolved in slapos.cli._common). Libraries take these dataclasses, never a
 ConfigParser, an argparse Namespace or a dict of strings.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

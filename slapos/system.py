@@ -3,8 +3,6 @@
 `Runner` runs programs (the only module allowed to import subprocess), `Clock` tells and
 waits for time, `PidFile` is the lock that keeps two node runs apart. Production instances
 are built once, in slapos.cli._common.Context.from_process().
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

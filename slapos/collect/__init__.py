@@ -2,6 +2,4 @@
 
 `collector.collect()` is one `node collect` run; `usage.report_usage()` is what
 `node report` calls to send the reports to the master.
-
-Must not import slapos.cli.
 """

@@ -4,8 +4,6 @@ Snapshots every partition user's processes and the whole computer, stores them i
 `<instance_root>/var/data-log/collector.db`, then writes today's CSV series, the dumps of
 past days, the consumption journals `node report` sends to the master, the partitions'
 monitor files, and drops reported rows older than `collect_cache` days.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

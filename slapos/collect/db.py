@@ -6,8 +6,6 @@ heating. Each has `date` and `time` (UTC text, `YYYY-MM-DD` and `HH:MM:SS`) and 
 
 A file that is not a sound SQLite database is moved aside (`collector.db.corrupt-<stamp>`)
 and a new one is created: the collector keeps working and the old data stays inspectable.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

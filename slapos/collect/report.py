@@ -1,7 +1,5 @@
 """What `node collect` writes from its database: CSV series, daily dumps, consumption
 journals for the master, per-partition monitor files, compressed archives.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

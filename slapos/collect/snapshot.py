@@ -2,8 +2,6 @@
 
 Each snapshot is a frozen dataclass whose `row(date, time)` is the database row. psutil is
 the only library used; temperatures come from `sensors -u` through a Runner.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

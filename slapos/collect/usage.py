@@ -11,8 +11,6 @@ not take stays for the next run (upstream deleted partition files before knowing
 
 The documents are checked in Python against upstream's two formats (`journal` and
 `consumption`, element order and float quantities), rather than with XSD files.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -5,6 +5,4 @@ host.py (the host as read), plan.py with partition_network.py (pure: config + ho
 -> actions), apply.py (reads the host; actions -> the operating system),
 netif.py (the only module reading network state), register.py, boot.py.
 `configure local`, which drives format and grid, lives above them (slapos/cli/configure/).
-
-Must not import slapos.cli.
 """

@@ -3,8 +3,6 @@
 Each action says what it does (`describe()`) and the equivalent command line (`argv()`):
 commands (useradd, ip ...) are run as that argv by apply.py, file-system actions are done
 with os calls there. plan.py only builds these.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ With P the prefix length of the interface's network and n = ipv6_prefixshift:
   k = 1 for the partition range, 2 for the tap range (host bits all ones), 3 for the tun
   range;
 * tun i gets the i-th of 2**ceil(log2(amount)) subnets of 172.16.0.0/12.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@
 and network of the host (a host.py `HostState`), and asks plan.py for the plan.
 `apply_plan()` runs its commands through the Runner and does its file-system changes;
 `post_configuration()` tells the master.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ partition's .timestamp so the next `node instance` reprocesses everything. Upstr
 forever; here every wait has a deadline, so a broken node ends with an error (exit 1)
 instead of a boot script hanging.
 
-Must not import slapos.cli: the CLI passes `run_format` and `run_bang` in.
+The CLI passes `run_format` and `run_bang` in.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 Upstream loads [slapformat] first and [slapos] on top of it, so a key present in both
 sections takes the [slapos] value; command-line values win over both.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 apply.py reads the host into a `HostState`; plan.py plans against it. Plain data: nothing
 here reads or changes the host.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ JSON twin (`computer_json`), one `.slapos-resource` JSON file per partition, and
 "computer definition" files (`-i` / `-o`). The dictionaries keep upstream's keys so that
 masters, and nodes of both implementations, read each other's files.
 
-Pure data and (de)serialisation; file writing happens in apply.py. Must not import slapos.cli.
+Pure data and (de)serialisation; file writing happens in apply.py.
 """
 
 from __future__ import annotations

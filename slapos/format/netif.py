@@ -3,8 +3,6 @@
 The only module of slapos.format that looks at the network. It never parses `ip`'s text
 output: every query uses `ip -j`. Commands that change the network are built as data in
 plan.py and run by apply.py.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

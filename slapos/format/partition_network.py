@@ -4,8 +4,6 @@ Its two addresses (a local IPv4, an IPv6 of the interface's prefix), its IPv6 ra
 (addresses, routes, shared IPv4 pool) and tun, each kept from the previous description when
 it is still valid, and the actions that put them on the host. Decisions go through plan.py's
 `Planner`, which holds the run's taken addresses and the host as read.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

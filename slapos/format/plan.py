@@ -9,8 +9,6 @@ comes from the `random.Random` passed in.
 `Planner` holds a run's state and makes the elementary decisions (ensure a user, a
 directory, a file, an address; pick free addresses and ranges); `plan_format` and the
 functions after it decide what the computer and each partition get.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

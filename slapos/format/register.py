@@ -4,8 +4,6 @@ configuration directory.
 The exchange (upstream's): POST <master-url-web>/Person_requestComputer with the form
 field `title` (the node name) and the header `X-Access-Token`; the answer is JSON holding
 `certificate` and `key`. The computer id is the `COMP-...` text of the certificate.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

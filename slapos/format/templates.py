@@ -2,8 +2,6 @@
 
 Our own layout (not upstream's example file): only keys the node reads, each section
 introduced by a comment saying what it is for.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations
