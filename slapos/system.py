@@ -14,14 +14,16 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, TypeVar
 
 from slapos.errors import AlreadyRunningError, SlapOSError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,30 @@ def wait_until(
         if max_pause is not None:
             pause = min(pause, max_pause)
     return True
+
+
+def retry(
+    call: Callable[[], T],
+    delays: Iterable[float],
+    transient: Callable[[Exception], bool],
+    *,
+    clock: Clock,
+    on_retry: Callable[[Exception, float], None] | None = None,
+) -> T:
+    """Return `call()`; when it raises an exception `transient` accepts, sleep the next of
+    `delays` and call again: the one retry policy of slapos. Once the delays run out, or
+    for any other exception, the exception propagates. `on_retry(exc, delay)` says so
+    before each sleep."""
+    for delay in delays:
+        try:
+            return call()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+            clock.sleep(delay)
+    return call()
 
 
 @dataclass

@@ -44,7 +44,7 @@ from slapos.cache.shacache import (
     url_key,
 )
 from slapos.config import NetworkCacheConfig
-from slapos.system import Clock, Runner, SubprocessRunner, SystemClock
+from slapos.system import Clock, Runner, SubprocessRunner, SystemClock, retry
 
 __all__ = [
     "CacheError",
@@ -393,25 +393,27 @@ def _upload(
     try:
         with tempfile.TemporaryFile(dir=sr_path.parent) as archive:
             archive_software(sr_path, archive)
-            delays = [*retry_delays, None]
-            for attempt, delay in enumerate(delays, 1):
-                try:
-                    sha512 = client.upload(archive, software_hash(sr_url), metadata)
-                except CacheUnreachable as exc:
-                    # no retry: a server that refuses connections will not come back in
-                    # seconds; the next build uploads
-                    _log_unreachable_upload(config, sr_url, exc)
-                    return
-                except CacheError as exc:
-                    transient = isinstance(exc, CacheHTTPError) and exc.status >= 500
-                    if delay is None or not transient:
-                        log.warning("upload of %s to the binary cache failed: %s", sr_url, exc)
-                        return
-                    log.info("upload attempt %d of %s failed (%s); retrying", attempt, sr_url, exc)
-                    clock.sleep(delay)
-                    continue
-                log.info("uploaded %s to the binary cache (sha512 %s...)", sr_url, sha512[:16])
+
+            def failed(exc: Exception, delay: float) -> None:
+                log.info("upload of %s failed (%s); retrying in %.0fs", sr_url, exc, delay)
+
+            try:
+                sha512 = retry(
+                    lambda: client.upload(archive, software_hash(sr_url), metadata),
+                    retry_delays,
+                    lambda exc: isinstance(exc, CacheHTTPError) and exc.status >= 500,
+                    clock=clock,
+                    on_retry=failed,
+                )
+            except CacheUnreachable as exc:
+                # no retry: a server that refuses connections will not come back in
+                # seconds; the next build uploads
+                _log_unreachable_upload(config, sr_url, exc)
                 return
+            except CacheError as exc:
+                log.warning("upload of %s to the binary cache failed: %s", sr_url, exc)
+                return
+            log.info("uploaded %s to the binary cache (sha512 %s...)", sr_url, sha512[:16])
     except (OSError, tarfile.TarError) as exc:
         log.warning("cannot archive %s for the binary cache: %s", sr_path, exc)
 

@@ -246,7 +246,6 @@ class MasterSession:
         """One HTTP call with timeout, TLS settings, retries and status mapping."""
         call = call or url
         attempts = 1 + (self.retries if (method == "GET" if retry is None else retry) else 0)
-        delay = self.backoff
         url = _with_params(url, params)
         sent = {**self.headers, **(headers or {})}
         body = data if isinstance(data, bytes) else None
@@ -254,39 +253,40 @@ class MasterSession:
             sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
             form = [(k, v) for k, v in data.items() if v is not None]  # as requests did
             body = urlencode(form, doseq=True).encode("ascii")
-        for attempt in range(1, attempts + 1):
-            try:
-                response = self.http.request(
-                    method, url, body, sent, allow_redirects=allow_redirects
-                )
-                break
-            except transport.TLSFailed as exc:
-                hint = self._certificate_hint(str(exc))
-                raise ConnectionError(
-                    f"master {self.master_url}: TLS error on {method} {call}: {_short(exc)}"
-                    + (f" ({hint})" if hint else "")
-                ) from exc
-            except transport.ConnectFailed as exc:
-                if attempt < attempts:
-                    log.debug("%s %s: %s; retrying in %.1fs", method, call, _short(exc), delay)
-                    self.clock.sleep(delay)
-                    delay *= 2
-                    continue
-                hint = self._certificate_hint(str(exc))
-                raise ConnectionError(
-                    f"cannot connect to master {self.master_url} ({method} {call}): "
-                    f"{_short(exc)} ({hint or 'check master_url and that the master is running'})"
-                ) from exc
-            except transport.TimedOut as exc:
-                raise ConnectionError(
-                    f"master {self.master_url} did not answer {method} {call} within "
-                    f"{self.timeout}s"
-                ) from exc
-            except transport.TransportError as exc:  # invalid URL or proxy, refused answer
-                raise ConnectionError(
-                    f"cannot call master {self.master_url} ({method} {call}): "
-                    + " ".join(str(exc).split())
-                ) from exc
+        from slapos.system import retry as with_retries  # `retry` is a parameter here
+
+        def failed_to_connect(exc: Exception, delay: float) -> None:
+            log.debug("%s %s: %s; retrying in %.1fs", method, call, _short(exc), delay)
+
+        try:
+            response = with_retries(
+                lambda: self.http.request(method, url, body, sent, allow_redirects=allow_redirects),
+                [self.backoff * 2**i for i in range(attempts - 1)],
+                lambda exc: isinstance(exc, transport.ConnectFailed),
+                clock=self.clock,
+                on_retry=failed_to_connect,
+            )
+        except transport.TLSFailed as exc:
+            hint = self._certificate_hint(str(exc))
+            raise ConnectionError(
+                f"master {self.master_url}: TLS error on {method} {call}: {_short(exc)}"
+                + (f" ({hint})" if hint else "")
+            ) from exc
+        except transport.ConnectFailed as exc:
+            hint = self._certificate_hint(str(exc))
+            raise ConnectionError(
+                f"cannot connect to master {self.master_url} ({method} {call}): "
+                f"{_short(exc)} ({hint or 'check master_url and that the master is running'})"
+            ) from exc
+        except transport.TimedOut as exc:
+            raise ConnectionError(
+                f"master {self.master_url} did not answer {method} {call} within {self.timeout}s"
+            ) from exc
+        except transport.TransportError as exc:  # invalid URL or proxy, refused answer
+            raise ConnectionError(
+                f"cannot call master {self.master_url} ({method} {call}): "
+                + " ".join(str(exc).split())
+            ) from exc
         self._raise_for_status(method, call, response)
         return response
 

@@ -1,8 +1,11 @@
-"""`slapos.system.wait_until`: the one wait-until-deadline loop, on a FakeClock."""
+"""`slapos.system.wait_until` and `retry`: the one wait-until-deadline loop and the one
+retry policy, on a FakeClock."""
 
 from __future__ import annotations
 
-from slapos.system import wait_until
+import pytest
+
+from slapos.system import retry, wait_until
 from tests.fakes import FakeClock
 
 
@@ -46,3 +49,30 @@ def test_backoff_is_bounded_and_on_wait_hears_the_time_left() -> None:
     )
     assert clock.sleeps == [1, 2, 3, 3, 1]
     assert remaining == [10, 9, 7, 4, 1]
+
+
+def test_retry_sleeps_its_delays_on_transient_errors_only() -> None:
+    clock, calls = FakeClock(), list[int]()
+
+    def flaky() -> str:
+        calls.append(len(calls))
+        if len(calls) < 3:
+            raise TimeoutError("not yet")
+        return "done"
+
+    said: list[float] = []
+    transient = lambda exc: isinstance(exc, TimeoutError)  # noqa: E731
+    assert retry(flaky, [1, 2, 4], transient, clock=clock, on_retry=lambda e, d: said.append(d))
+    assert (clock.sleeps, said, len(calls)) == ([1, 2], [1, 2], 3)
+
+    calls.clear()
+    with pytest.raises(TimeoutError):  # the delays run out: the last error propagates
+        retry(flaky, [5], transient, clock=clock)
+    assert (clock.sleeps[2:], len(calls)) == ([5], 2)
+
+    def broken() -> str:
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):  # not transient: no second call, no sleep
+        retry(broken, [7], transient, clock=clock)
+    assert 7 not in clock.sleeps
