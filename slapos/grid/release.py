@@ -35,6 +35,8 @@ COMPLETED = ".completed"
 #: Where the full buildout log of each release is kept (outside the release directory, so
 #: that it survives a failed first build and never differs from upstream's layout).
 LOG_DIRECTORY = ".slapgrid/log"
+#: buildout's download cache, shared by every release the node builds (docs/node-software.rst).
+DOWNLOAD_CACHE = ".slapgrid/download-cache"
 #: Environment variable that marks every process of a build with its directory.
 BUILD_MARK = "SLAPGRID_SOFTWARE_BUILD"
 
@@ -62,6 +64,10 @@ class Software:
     @property
     def path(self) -> Path:
         return self.config.software_root / software_hash(self.url)
+
+    @property
+    def download_cache(self) -> Path:
+        return self.config.software_root / DOWNLOAD_CACHE
 
     @property
     def log_path(self) -> Path:
@@ -121,12 +127,24 @@ class Software:
         extends_cache = self.path / "extends-cache"
         extends_cache.mkdir(exist_ok=True)
         self._chown(extends_cache, owner)
+        self._make_download_cache(owner)
         profile = self.path / "buildout.cfg"
         if not profile.exists():
             profile.write_text(self.profile_text())
             self._chown(profile, owner)
         self._note_git_revision(profile)
         return self.buildout_arguments(extends_cache, profile)
+
+    def _make_download_cache(self, owner: Credentials | None) -> None:
+        """The node's download cache, the build's to write (as root: the software user's)."""
+        cache = self.download_cache
+        if cache.is_dir():
+            return
+        cache.parent.mkdir(exist_ok=True)
+        if owner is not None:  # root's .slapgrid: the software user goes through it
+            cache.parent.chmod(cache.parent.stat().st_mode | 0o111)
+        cache.mkdir(mode=0o750)
+        self._chown(cache, owner)
 
     def _note_git_revision(self, profile: Path) -> None:
         """A release from a git checkout: note its revision in buildout.cfg (upstream does).
@@ -175,9 +193,17 @@ class Software:
         )
 
     def buildout_arguments(self, extends_cache: Path, profile: Path) -> list[str]:
-        """node.md §4.5: extends-cache, directory, networkcache options, -N, -c."""
+        """node.md §4.5: extends-cache, directory, networkcache options, -N, -c.
+
+        Beyond upstream: the node-wide download cache (distributions and other downloads
+        fetched once per node, not once per release).
+        """
         cache = self.config.networkcache
-        args = [f"buildout:extends-cache={extends_cache}", f"buildout:directory={self.path}"]
+        args = [
+            f"buildout:extends-cache={extends_cache}",
+            f"buildout:directory={self.path}",
+            f"buildout:download-cache={self.download_cache}",
+        ]
         passed = {
             "signature-private-key-file": cache.signature_private_key_file,
             "upload-cache-url": cache.upload_cache_url,

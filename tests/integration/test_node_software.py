@@ -589,3 +589,56 @@ def test_build_runs_as_the_owner_with_a_clean_environment(node) -> None:  # type
         assert name not in environ
     # umask 027: what the build creates is not world-readable
     assert (sr / "parts" / "environ" / "environment.json").stat().st_mode & 0o007 == 0
+
+
+def test_a_distribution_is_downloaded_once_per_node(node) -> None:  # type: ignore[no-untyped-def]
+    """Two releases needing the same egg: the node's download cache fetches it once."""
+    import http.server
+    import shutil
+    import sys
+    import threading
+
+    served = node.base / "links"
+    served.mkdir()
+    egg = node.source.root / "recipe" / "srtest.recipe-1.0.egg"
+    name = f"srtest.recipe-1.0-py{sys.version_info[0]}.{sys.version_info[1]}.egg"
+    shutil.make_archive(str(served / "egg"), "zip", egg)
+    (served / "egg.zip").rename(served / name)
+    requested: list[str] = []
+
+    class Recording(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, format: str, *args: object) -> None:
+            requested.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        urls = []
+        for release_name in ("one", "two"):
+            release = node.source.root / release_name
+            release.mkdir(mode=0o755)
+            (release / "software.cfg").write_text(
+                "[buildout]\n"
+                f"find-links = http://127.0.0.1:{server.server_address[1]}/\n"
+                "parts = hello\nnewest = false\nallow-hosts = 127.0.0.1:*\n"
+                "index = http://127.0.0.1:9/simple\n"
+                f"[hello]\nrecipe = srtest.recipe\ncontent = {release_name}\n"
+            )
+            (release / "software.cfg").chmod(0o644)
+            urls.append(str(release / "software.cfg"))
+            node.supply(urls[-1])
+        result = node.run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    for url in urls:
+        assert list((node.sr_path(url) / "eggs").glob("*/srtest.recipe-1.0*.egg")), url
+    assert requested.count(f"/{name}") == 1, requested
+    cache = node.software_root / ".slapgrid" / "download-cache"
+    assert (cache / "dist" / name).is_file()
+    if node.user:
+        assert cache.owner() == node.user

@@ -86,6 +86,7 @@ def test_available_release_is_built_and_reported(tmp_path: Path) -> None:
         "-U",
         f"buildout:extends-cache={sr}/extends-cache",
         f"buildout:directory={sr}",
+        f"buildout:download-cache={engine.config.software_root}/.slapgrid/download-cache",
         "-N",
         "-c",
         f"{sr}/buildout.cfg",
@@ -223,6 +224,7 @@ def test_networkcache_options_are_passed_to_buildout(tmp_path: Path) -> None:
     assert args == [
         "buildout:extends-cache=/ec",
         f"buildout:directory={software.path}",
+        f"buildout:download-cache={config.software_root}/.slapgrid/download-cache",
         "buildout:networkcache-section=networkcache",
         "networkcache:signature-private-key-file=/k.pem",
         "networkcache:upload-cache-url=https://up/cache",
