@@ -16,6 +16,11 @@ not depend on how loaded the machine is while the build runs.
 Each run gets a fresh software root owned by a user made for it (buildout never runs as
 root) and its own master (our proxy); runs alternate between the two nodes. The eggs each
 node had buildout install are counted.
+
+With --second, each node then builds the same release supplied under a second URL (a copy
+of it), the node's second release: our node finds the distributions in its download cache
+(buildout still reads the index page of each, and installs each), upstream's downloads
+them again. That line is extra: the target is about the first build.
 """
 
 from __future__ import annotations
@@ -50,8 +55,28 @@ def node_command(flavour: str, cfg: Path) -> list[str]:
     return argv
 
 
-def one_run(flavour: str, base: Path, url: str) -> tuple[float, float | None, int]:
-    """(wall time, build span or None, eggs installed) of one first build in a fresh node."""
+Run = tuple[float, float | None, int, float | None]
+
+
+def build(flavour: str, argv: list[str]) -> tuple[float, dict[str, float], int, str]:
+    """Run one `node software`: (wall time, marks of its -v output, exit code, output)."""
+    marks: dict[str, float] = {}
+    output: list[str] = []
+    start = time.perf_counter()
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if ": bootstrapping" in line:
+                marks.setdefault("start", time.perf_counter())
+            elif line.rstrip().endswith(" is available"):
+                marks["end"] = time.perf_counter()
+    return time.perf_counter() - start, marks, proc.returncode, "".join(output)
+
+
+def one_run(flavour: str, base: Path, url: str, second: str | None = None) -> Run:
+    """(wall time, build span or None, eggs installed, wall time of `second` or None)."""
     from slapos.slap import slap
 
     proxy_gen = start_proxy(base / "proxy")
@@ -67,25 +92,22 @@ def one_run(flavour: str, base: Path, url: str) -> tuple[float, float | None, in
         s.initializeConnection(proxy.url)
         s.registerSupply().supply(url, computer_guid=proxy.computer_id)
         argv = node_command(flavour, node.config) + (["-v"] if flavour == "ours" else [])
-        marks: dict[str, float] = {}
-        output: list[str] = []
-        start = time.perf_counter()
-        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) as proc:  # fmt: skip
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                output.append(line)
-                if ": bootstrapping" in line:
-                    marks.setdefault("start", time.perf_counter())
-                elif line.rstrip().endswith(" is available"):
-                    marks["end"] = time.perf_counter()
-        elapsed = time.perf_counter() - start
-        software = node.software_root / software_hash(url)
-        if proc.returncode != 0 or not (software / "instance.cfg").exists():
-            # (upstream's node exits 0 on a failed build)
-            raise SystemExit(f"{flavour}: node software failed:\n{''.join(output)[-3000:]}")
-        span = marks["end"] - marks["start"] if len(marks) == 2 else None
-        return elapsed, span, len(list(software.glob("eggs/*/*.egg")))
+        times: list[float] = []
+        for supplied in (url, second):
+            if supplied is None:
+                continue
+            if supplied != url:
+                s.registerSupply().supply(supplied, computer_guid=proxy.computer_id)
+            elapsed, marks, returncode, output = build(flavour, argv)
+            software = node.software_root / software_hash(supplied)
+            if returncode != 0 or not (software / "instance.cfg").exists():
+                # (upstream's node exits 0 on a failed build)
+                raise SystemExit(f"{flavour}: node software failed:\n{output[-3000:]}")
+            if not times:
+                span = marks["end"] - marks["start"] if len(marks) == 2 else None
+                eggs = len(list(software.glob("eggs/*/*.egg")))
+            times.append(elapsed)
+        return times[0], span, eggs, times[1] if second else None
     finally:
         proxy_gen.close()
         if user:
@@ -96,6 +118,9 @@ def one_run(flavour: str, base: Path, url: str) -> tuple[float, float | None, in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--second", action="store_true", help="then the release under a second URL, same node"
+    )
     args = parser.parse_args()
     corpus = Path(tempfile.mkdtemp(prefix="slcbsrc", dir="/tmp"))
     corpus.chmod(0o755)
@@ -103,14 +128,18 @@ def main() -> None:
     for path in [corpus / "cookbook", *(corpus / "cookbook").iterdir()]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     url = str(corpus / "cookbook" / "software.cfg")
-    runs: dict[str, list[tuple[float, float | None, int]]] = {"ours": [], "upstream": []}
+    second = None
+    if args.second:
+        shutil.copytree(corpus / "cookbook", corpus / "cookbook-again")
+        second = str(corpus / "cookbook-again" / "software.cfg")
+    runs: dict[str, list[Run]] = {"ours": [], "upstream": []}
     try:
         for _ in range(args.runs):
             for flavour in runs:
                 base = Path(tempfile.mkdtemp(prefix="slcbench", dir="/tmp"))
                 base.chmod(0o755)
                 try:
-                    runs[flavour].append(one_run(flavour, base, url))
+                    runs[flavour].append(one_run(flavour, base, url, second))
                 finally:
                     shutil.rmtree(base, ignore_errors=True)
                 print(f"{flavour}: {runs[flavour][-1]}", file=sys.stderr)
@@ -121,6 +150,12 @@ def main() -> None:
     for flavour, label in (("ours", "ours"), ("upstream", "upstream 1.26.1")):
         walls = " ".join(f"{r[0]:.1f}" for r in runs[flavour])
         print(f"{label:30}{wall[flavour]:>7.1f}s  {runs[flavour][0][2]:>5}   {walls}")
+    if args.second:
+        print(f"{'second release, same node':30}{'median':>8}          runs")
+        for flavour, label in (("ours", "ours"), ("upstream", "upstream 1.26.1")):
+            again = [r[3] for r in runs[flavour] if r[3] is not None]
+            walls = " ".join(f"{x:.1f}" for x in again)
+            print(f"{label:30}{statistics.median(again):>7.1f}s          {walls}")
     shares = [r[0] - r[1] for r in runs["ours"] if r[1] is not None]
     print(f"ours / upstream (different work, see above): {wall['ours'] / wall['upstream']:.2f}x")
     print(f"our node's own share of its runs (wall - build): "
