@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,12 +50,14 @@ def cli(master, tmp_path):  # noqa: F811
     return Cli(tmp_path, master.url, master.computer_id)
 
 
-def write_release(directory: Path, serialisation: str | None, schema: dict | None = None) -> str:
+def write_release(
+    directory: Path, serialisation: str | None, schema: dict[str, Any] | None = None
+) -> str:
     """A local software release with a software.cfg.json (path URLs work like http ones)."""
     directory.mkdir(parents=True, exist_ok=True)
     software = directory / "software.cfg"
     software.write_text("[buildout]\nparts =\n")
-    entry: dict = {"request": "instance-input-schema.json", "response": "out.json"}
+    entry: dict[str, Any] = {"request": "instance-input-schema.json", "response": "out.json"}
     if serialisation:
         entry["serialisation"] = serialisation
     (directory / "software.cfg.json").write_text(

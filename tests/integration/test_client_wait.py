@@ -4,6 +4,7 @@ the instance, as the real SlapOS Master does (protocol.md §10)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from slapos.cli._common import Context
 from slapos.cli.main import main
@@ -14,7 +15,7 @@ from tests.fakes.master import fake_master  # noqa: F401
 SR = "https://example.invalid/software/demo/software.cfg"
 
 
-def answer(connection: dict) -> str:
+def answer(connection: dict[str, Any]) -> str:
     instance = SoftwareInstance(
         _connection_dict=connection,
         _instance_guid="SOFTINST-1",
@@ -91,7 +92,7 @@ def test_wait_rides_out_a_master_restart_then_gives_up_when_it_stays_down(tmp_pa
     master = next(running)
     format_computer(master.url, master.computer_id, partitions=2)
     assert run(tmp_path, master.url, clock=FakeClock())[0] == 0
-    restarted: list = []
+    restarted: list[Any] = []
 
     def world(sleeps: int) -> None:
         if sleeps == 1:

@@ -22,9 +22,10 @@ import signal
 import subprocess
 import tempfile
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ class Cluster:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     proxies: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     postgres: PostgresServer | None = None
-    postgres_run: Iterator[PostgresServer] | None = None
+    postgres_run: Generator[PostgresServer, None, None] | None = None
 
     def ns(self, role: str) -> str:
         return f"{self.tag}{role}"
@@ -284,7 +285,7 @@ def _instance_runs(cluster: Cluster, configs: dict[str, Path], order: list[str])
         assert done.returncode == 0, f"{role}: {done.stderr[-3000:]}"
 
 
-def _published(cluster: Cluster, master: str, sr: str, title: str) -> dict:
+def _published(cluster: Cluster, master: str, sr: str, title: str) -> dict[str, Any]:
     """The connection parameters the client is shown for `title` through `master`."""
     import json
 

@@ -165,14 +165,14 @@ def test_retention_dumps_reports_and_drops_old_rows(node: Node) -> None:
     # a first run creates the database
     assert run_collect(node).returncode == 0
     with sqlite3.connect(data_log / "collector.db") as db:
-        for day, reported in ((old, 1), (unreported_old, 0), (yesterday, 0)):
+        for day, flag in ((old, 1), (unreported_old, 0), (yesterday, 0)):
             db.execute(
                 "insert into system values (1, 50, 100, 100, 0, 0, 0, 0, 0, 0, ?, '10:00:00', ?)",
-                (day, reported),
+                (day, flag),
             )
             db.execute(
                 "insert into user values (?, 1, '1-1', 30, 1, 1, 1, ?, 0, 0, ?, '10:00:00', ?)",
-                (burner, 64 * 1024 * 1024, day, reported),
+                (burner, 64 * 1024 * 1024, day, flag),
             )
     (node.instance_root / "var" / "consumption-report").mkdir(parents=True, exist_ok=True)
     for leftover in (node.instance_root / "var" / "consumption-report").iterdir():

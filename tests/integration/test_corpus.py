@@ -16,13 +16,13 @@ which works around zc.buildout, end to end against our proxy.
 from __future__ import annotations
 
 import os
-import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.common import free_port, wait_for
+from tests.fixtures.common import fetch, free_port, not_answering, wait_for
 from tests.fixtures.corpus import Corpus, CorpusNode, node_summary
 from tests.fixtures.grid import materialise_sr
 
@@ -34,14 +34,6 @@ WAY_IDS = ["our-node-our-proxy", "our-node-upstream-proxy"]
 TEMPLATE_WAYS = [("ours", "ours", "template"), ("ours", "upstream", "template"),
                  ("upstream", "ours", "template-portable")]  # fmt: skip
 TEMPLATE_WAY_IDS = [*WAY_IDS, "upstream-node-our-proxy"]
-
-
-def fetch(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return str(response.read().decode())
-    except OSError:
-        return None
 
 
 def http_server_pids(port: str) -> list[int]:
@@ -93,7 +85,8 @@ def deploy(cn: CorpusNode, url: str, name: str, key: str, runs: int = 6) -> dict
 
 @pytest.fixture(params=WAYS, ids=WAY_IDS)
 def way(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return request.param
+    node_flavour, master_flavour = request.param
+    return node_flavour, master_flavour
 
 
 #: What the "template" release leaves in a partition, whichever node deployed it.
@@ -314,14 +307,14 @@ def check_lifecycle(
     stopped = cn.slapos("node", "instance", "--now")
     assert stopped.returncode == 0, node_summary(stopped)
     for service in own:
-        wait_for(lambda s=service: fetch(s) is None, 10, f"{service} to stop")
+        wait_for(partial(not_answering, service), 10, f"{service} to stop")
     for p in others:
         assert len(http_server_pids(p)) == 1, f"the service on port {p} stopped too"
     cn.request(url, name, state="started")
     started = cn.slapos("node", "instance", "--now")
     assert started.returncode == 0, node_summary(started)
     for service in own:
-        wait_for(lambda s=service: fetch(s), 10, f"{service} to answer again")
+        wait_for(partial(fetch, service), 10, f"{service} to answer again")
 
     cn.request(url, name, state="destroyed")
     destroyed = cn.slapos("node", "instance", "--now")

@@ -11,15 +11,15 @@ session (tests/fixtures/corpus.py).
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.common import free_port, wait_for
+from tests.fixtures.common import fetch, free_port, wait_for
 from tests.fixtures.corpus import Corpus, CorpusNode, node_summary
 from tests.integration.test_corpus import (
     deploy,
-    fetch,
     http_server_pids,
     master_for,
     partition_layout,
@@ -76,7 +76,7 @@ def test_cookbook_release(request: pytest.FixtureRequest, master_flavour: str, c
     }
     # each service answers, with what its own slapconfiguration read
     answers = {
-        key: wait_for(lambda k=key: fetch(published[k]), 20, f"{key} to answer")
+        key: wait_for(partial(fetch, published[key]), 20, f"{key} to answer")
         for key in ("url", "child-url", "serialised-child-url")
     }
     assert answers["url"] == f"hello cookbook from {root_id} (default)"

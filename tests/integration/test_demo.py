@@ -11,7 +11,6 @@ import contextlib
 import grp
 import os
 import pwd
-import re
 import secrets
 import shlex
 import shutil
@@ -22,9 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.common import REPO, wait_for
-
-URL = re.compile(r"^Demo service: +(http://\S+)$", re.M)
+from tests.fixtures.common import REPO, as_user, demo_url, wait_for
 
 
 def demo_env(home: Path) -> dict[str, str]:
@@ -40,9 +37,7 @@ def run_demo(
     *extra: str,
     prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    ids = {}
-    if user is not None:
-        ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    ids = as_user(user)
     return subprocess.run(
         [*prefix, str(python), "-m", "slapos.demo", str(directory), *extra],
         capture_output=True,
@@ -62,9 +57,7 @@ def shutdown(
     cfg = directory / "etc" / "slapos.cfg"
     if not cfg.exists():
         return
-    ids = {}
-    if user is not None:
-        ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    ids = as_user(user)
     pid_file = directory / "srv" / "var" / "run" / "supervisord.pid"
     pid = int(pid_file.read_text()) if pid_file.exists() else None
     subprocess.run(
@@ -107,7 +100,7 @@ def check_demo(
     assert "Hello from SlapOS!" in first.stdout
     # request's report is for scripts: no "Connection parameters ... are:" over nothing
     assert "Connection parameters of instance are" not in first.stderr
-    url = URL.search(first.stdout).group(1)
+    url = demo_url(first.stdout)
     if not prefix:  # (in a network namespace, its addresses are not ours)
         with urllib.request.urlopen(url, timeout=10) as answer:
             assert b"Hello from SlapOS!" in answer.read()
@@ -117,9 +110,7 @@ def check_demo(
         assert (directory / "etc" / name).exists()
     commands = next_commands(first.stdout)
     assert len(commands) == 3
-    ids = {}
-    if user is not None:
-        ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    ids = as_user(user)
     for argv in commands:
         done = subprocess.run(
             [*prefix, *argv], capture_output=True, text=True, timeout=120, check=False,
@@ -140,7 +131,7 @@ def check_demo(
     assert supplied.returncode == 0, supplied.stderr
     again = run_demo(python, directory, user, *extra, prefix=prefix)  # safe, keeps the service
     assert again.returncode == 0, again.stdout + again.stderr
-    assert URL.search(again.stdout).group(1) == url
+    assert demo_url(again.stdout) == url
     assert "software releases: 1 up to date, 1 failed" in again.stderr  # not rebuilt
     # the demo stopped by hand (as the panel's Stop does): running it again starts it
     node_cfg = str(directory / "etc" / "slapos.cfg")

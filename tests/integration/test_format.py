@@ -18,14 +18,15 @@ import textwrap
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli._common import CapturedContext, Context
 from slapos.cli.main import main
 from slapos.system import SubprocessRunner
 from tests.fakes import FakeClock
-from tests.fixtures.common import REPO
+from tests.fixtures.common import REPO, as_user
 from tests.fixtures.netns import veth_namespace
 
 
@@ -60,7 +61,7 @@ def node_cfg(tmp_path: Path, master_url: str = "http://127.0.0.1:9", **slapforma
     return cfg
 
 
-def fmt(cfg: Path, *extra: str, euid: int | None = None) -> tuple[int, Context]:
+def fmt(cfg: Path, *extra: str, euid: int | None = None) -> tuple[int, CapturedContext]:
     ctx = Context.for_test(cfg.parent, euid=euid, runner=SubprocessRunner())
     return main(["node", "format", "--cfg", str(cfg), "--now", *extra], ctx), ctx
 
@@ -202,16 +203,18 @@ def format_in(ns: str, cfg: Path, *extra: str) -> subprocess.CompletedProcess[st
     )
 
 
-def ns_links(ns: str) -> dict[str, dict]:
+def ns_links(ns: str) -> dict[str, dict[str, Any]]:
     out = sh("ip", "netns", "exec", ns, "ip", "-j", "-d", "addr", "show").stdout
     return {link["ifname"]: link for link in json.loads(out)}
 
 
-def ns_routes(ns: str, *args: str) -> list[dict]:
-    return json.loads(sh("ip", "netns", "exec", ns, "ip", "-j", *args).stdout or "[]")
+def ns_routes(ns: str, *args: str) -> list[dict[str, Any]]:
+    out = sh("ip", "netns", "exec", ns, "ip", "-j", *args).stdout
+    routes: list[dict[str, Any]] = json.loads(out or "[]")
+    return routes
 
 
-def addresses(link: dict) -> set[str]:
+def addresses(link: dict[str, Any]) -> set[str]:
     return {a["local"] for a in link.get("addr_info", [])}
 
 
@@ -349,7 +352,7 @@ def test_definition_files_round_trip(tmp_path):
     assert after == before
 
 
-def format_both(base: Path, upstream, **slapformat: str) -> dict[str, dict]:
+def format_both(base: Path, upstream, **slapformat: str) -> dict[str, dict[str, Any]]:
     """Upstream, then ours, format the same configuration in base/upstream and base/ours;
     each one's JSON (paths made alike, versions dropped), resources and XML history."""
     results = {}
@@ -516,10 +519,7 @@ def test_dry_run_as_an_unprivileged_process_changes_nothing(open_dir, node_pytho
         partition_has_ipv6_range="true",
         interface_name="lo",
     )
-    ids = {}
-    if os.geteuid() == 0:
-        nobody = pwd.getpwnam("nobody")
-        ids = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    ids = as_user(pwd.getpwnam("nobody") if os.geteuid() == 0 else None)
     # lo has no global IPv6: with alter_network, format refuses in one line; with
     # --alter_network False, the plan (users included) is printed.
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import os
 import pwd
-import urllib.request
 
 import pytest
 
-from tests.fixtures.common import wait_for
+from tests.fixtures.common import fetch, wait_for
 from tests.fixtures.grid_instance import (
     BuiltSoftware,
     InstanceNode,
 )
 from tests.fixtures.slap import master  # noqa: F401
-
-
-def fetch(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return None
 
 
 def service_pid(node: InstanceNode, name: str) -> int | None:
@@ -45,7 +36,7 @@ def sr_url(built_sr_instance: BuiltSoftware) -> str:
 
 @pytest.fixture
 def node(master, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:  # noqa: F811
-    n = instance_node_factory(master, partitions=3, software=built_sr_instance)
+    n: InstanceNode = instance_node_factory(master, partitions=3, software=built_sr_instance)
     n.slap().registerSupply().supply(sr_url, master.computer_id)
     return n
 
@@ -65,7 +56,8 @@ def request(node: InstanceNode, sr_url: str, name: str, state: str = "started", 
 
 def url_of(node: InstanceNode, sr_url: str, name: str) -> str | None:
     try:
-        return request(node, sr_url, name).getConnectionParameter("url")
+        url: str | None = request(node, sr_url, name).getConnectionParameter("url")
+        return url
     except Exception:
         return None
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import urllib.request
 
 import pytest
 
-from tests.fixtures.common import wait_for
+from tests.fixtures.common import fetch, wait_for
 from tests.fixtures.grid_instance import (
     BuiltSoftware,
     InstanceNode,
@@ -28,14 +27,6 @@ def master(proxy):  # type: ignore[no-untyped-def]
     return proxy
 
 
-def fetch(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return None
-
-
 @pytest.fixture
 def sr_url(built_sr_instance: BuiltSoftware) -> str:
     return built_sr_instance.url
@@ -43,7 +34,7 @@ def sr_url(built_sr_instance: BuiltSoftware) -> str:
 
 @pytest.fixture
 def node(master, recorder, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:
-    n = instance_node_factory(
+    n: InstanceNode = instance_node_factory(
         RecordedMaster(recorder.url, master.computer_id),
         partitions=3,
         extra="promise_timeout = 3\n",
@@ -166,7 +157,8 @@ def test_master_down_offline_mode(node: InstanceNode, sr_url: str, recorder: Rec
     assert "Traceback" not in done.stderr
     wait_for(lambda: fetch(url), 10, "the service to be started offline")
     with supervisor.connect(node.instance_root) as sv:
-        assert sv.process_info("extra:extra")["statename"] == "STOPPED"
+        info = sv.process_info("extra:extra")
+        assert info is not None and info["statename"] == "STOPPED"
 
 
 def test_watchdog_bangs_then_reprocessed(

@@ -54,7 +54,7 @@ def reader() -> Iterator[str | None]:
 
 @pytest.fixture
 def node(master, recorder, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:
-    n = instance_node_factory(
+    n: InstanceNode = instance_node_factory(
         RecordedMaster(recorder.url, master.computer_id),
         partitions=3,
         extra="promise_timeout = 5\n",
@@ -177,7 +177,8 @@ def by_id(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def last_run(node: InstanceNode, partition_id: str) -> dict[str, Any]:
     path = node.partition(partition_id) / ".slapgrid" / "last-run.json"
-    return json.loads(path.read_text())
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
 
 
 def assert_run_did(node: InstanceNode, plan: dict[str, Any], recorder: Recorder, calls: int):

@@ -14,7 +14,9 @@ from tests.fixtures.grid_instance import BuiltSoftware, InstanceNode
 
 @pytest.fixture
 def node(upstream_proxy, instance_node_factory, built_sr_instance: BuiltSoftware) -> InstanceNode:
-    n = instance_node_factory(upstream_proxy, partitions=1, software=built_sr_instance)
+    n: InstanceNode = instance_node_factory(
+        upstream_proxy, partitions=1, software=built_sr_instance
+    )
     n.slap().registerSupply().supply(built_sr_instance.url, upstream_proxy.computer_id)
     n.slap().registerOpenOrder().request(built_sr_instance.url, "web")
     done = n.slapos("node", "instance")

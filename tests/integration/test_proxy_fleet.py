@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -61,7 +62,7 @@ def request_form(title: str, parameters: dict[str, str] | None = None) -> dict[s
     }  # fmt: skip
 
 
-def full(proxy: RunningProxy) -> dict[str, dict]:
+def full(proxy: RunningProxy) -> dict[str, Any]:
     answer = requests.get(
         f"{proxy.url}/getFullComputerInformation", params={"computer_id": proxy.computer_id},
         timeout=30,

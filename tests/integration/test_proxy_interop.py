@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,13 +35,14 @@ DEVIATIONS = {
 SCENARIO = Path(__file__).resolve().parents[1] / "data" / "proxy" / "scenario.py"
 
 
-def _run(upstream: Upstream, url: str, computer: str) -> list[dict]:
+def _run(upstream: Upstream, url: str, computer: str) -> list[dict[str, Any]]:
     result = upstream.python_code(
         f"import sys, runpy; sys.argv = ['x', {url!r}, {computer!r}]; "
         f"runpy.run_path({str(SCENARIO)!r}, run_name='__main__')"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -39,7 +40,7 @@ def _node(upstream: Upstream, config: Path, *command: str) -> subprocess.Complet
     )
 
 
-def _full(proxy: RunningProxy) -> dict[str, dict]:
+def _full(proxy: RunningProxy) -> dict[str, Any]:
     answer = requests.get(
         f"{proxy.url}/getFullComputerInformation", params={"computer_id": proxy.computer_id},
         timeout=30,

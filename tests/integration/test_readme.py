@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.common import REPO
+from tests.fixtures.common import REPO, demo_url
 
-URL = re.compile(r"^Demo service: +(http://\S+)$", re.M)
 DEMO_USERS = ("slapsoft", "slapuser0", "slapuser1", "slapuser2")
 PYENV_SHIM = """#!/bin/sh
 echo "pyenv: $(basename "$0"): command not found" >&2
@@ -92,13 +91,13 @@ def test_the_readme_commands_work_the_first_time(clone, tmp_path):
     env = as_ci(clone, tmp_path)
     demo = run(["./dev.sh", "demo"], clone, env)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    url = URL.search(demo.stdout).group(1)
+    url = demo_url(demo.stdout)
     with urllib.request.urlopen(url, timeout=10) as answer:
         assert b"Hello from SlapOS!" in answer.read()
     assert f"Remove everything: {clone}/dev.sh demo {clone}/demo --destroy" in demo.stdout
     again = run(["./dev.sh", "demo"], clone, env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert URL.search(again.stdout).group(1) == url
+    assert demo_url(again.stdout) == url
 
     # `./dev.sh test`, on a small part of the suite (the whole of it would run this test)
     tests = run(["./dev.sh", "test", "-q", "-p", "no:cacheprovider",
@@ -136,7 +135,7 @@ def test_demo_from_a_clone_in_a_closed_home(tmp_path):
                     "--software-user", users[0]], clone, env)  # fmt: skip
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert f"dev.sh: {clone} is closed to other users" in demo.stderr
-        url = URL.search(demo.stdout).group(1)
+        url = demo_url(demo.stdout)
         with urllib.request.urlopen(url, timeout=10) as answer:
             assert b"Hello from SlapOS!" in answer.read()
         assert f"  {venv}/bin/slapos service list" in demo.stdout

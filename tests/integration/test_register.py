@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli._common import CapturedContext, Context
 from slapos.cli.main import main
 from slapos.config import IniFile
 from tests.fixtures.common import serve_http, tls_server_context
@@ -59,7 +59,7 @@ def web() -> Iterator[str]:
         yield served.url
 
 
-def run(tmp_path: Path, *argv: str, stdin: str = "", euid: int = 0) -> tuple[int, Context]:
+def run(tmp_path: Path, *argv: str, stdin: str = "", euid: int = 0) -> tuple[int, CapturedContext]:
     ctx = Context.for_test(tmp_path, euid=euid, stdin=stdin)
     return main(["node", "register", *argv], ctx), ctx
 
