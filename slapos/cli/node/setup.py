@@ -19,7 +19,10 @@ from slapos.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from slapos.cli._common import Context
+    from slapos.config import IniFile
 
 log = logging.getLogger(__name__)
 #: node format sleeps up to this long unless --now (upstream: spread the load on the master)
@@ -107,15 +110,11 @@ def run_format(args: argparse.Namespace, ctx: Context) -> int:
     """slapos node format: plan, then (unless --dry-run) apply and tell the master."""
     import random
 
-    from slapos.config import IniFile, parse_bool
     from slapos.errors import ExitCode, SlapOSError
     from slapos.format import apply
     from slapos.format.config import load_format_config
 
-    path = ctx.node_config_path(args.cfg)
-    ini = IniFile.read(path)
-    raw_check = ini.get("slapos", "root_check") or ini.get("slapformat", "root_check")
-    ctx.require_root(parse_bool(raw_check, f"{path}: root_check") if raw_check else True)
+    _, ini = _read_as_root(args, ctx, "slapos", "slapformat")
     config = load_format_config(
         ini,
         {
@@ -158,6 +157,22 @@ def run_format(args: argparse.Namespace, ctx: Context) -> int:
         log.error("formatted, but the master was not told: %s", exc)
         return ExitCode.FORMAT_OFFLINE_SUCCESS
     return ExitCode.OK
+
+
+def _read_as_root(args: argparse.Namespace, ctx: Context, *sections: str) -> tuple[Path, IniFile]:
+    """slapos.cfg, once root is checked (unless root_check of the first of `sections` that
+    sets it says false)."""
+    from slapos.config import IniFile, parse_bool
+
+    path = ctx.node_config_path(args.cfg)
+    ini = IniFile.read(path)
+    for section in sections:
+        raw = ini.get(section, "root_check")
+        if raw:
+            ctx.require_root(parse_bool(raw, f"{path}: [{section}] root_check"))
+            return path, ini
+    ctx.require_root()
+    return path, ini
 
 
 def _print_plan(plan: object, computer_id: str, ctx: Context) -> None:
@@ -284,14 +299,11 @@ def run_boot(args: argparse.Namespace, ctx: Context) -> int:
     from urllib.parse import urlsplit
 
     from slapos.cli.main import main
-    from slapos.config import IniFile, parse_bool
+    from slapos.config import parse_bool
     from slapos.errors import ConfigError
     from slapos.format.boot import BootSettings, boot
 
-    path = ctx.node_config_path(args.cfg)
-    ini = IniFile.read(path)
-    raw_check = ini.get("slapos", "root_check")
-    ctx.require_root(parse_bool(raw_check, f"{path}: [slapos] root_check") if raw_check else True)
+    path, ini = _read_as_root(args, ctx, "slapos")
     master = urlsplit(ini.require("slapos", "master_url"))
     try:
         port = master.port or (443 if master.scheme == "https" else 80)
