@@ -21,12 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    proxy = Commands(
-        add_group(sub, "proxy", help="the stand-alone SlapOS master")[1],
-        root,
-        group="other",
-        cfg="node",
-    )
+    _, parsers = add_group(sub, "proxy", help="the stand-alone SlapOS master")
+    proxy = Commands(parsers, root, group="other", cfg="node")
     p = proxy.add(("proxy", "start"), run_start, "minimalist, stand-alone SlapOS Master")
     _add_database_uri(p, "database: a sqlite file path or a postgresql:// URI")
     p.add_argument("--port", type=int, help="Port to use")

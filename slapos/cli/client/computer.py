@@ -17,8 +17,8 @@ from slapos.errors import ExitCode
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
-    _, group = add_group(sub, "computer", help="manage your computers (nodes)")
-    computer = Commands(group, root, group="client", cfg="client")
+    _, parsers = add_group(sub, "computer", help="manage your computers (nodes)")
+    computer = Commands(parsers, root, group="client", cfg="client")
     p = computer.add(("computer", "list"), run_computer_list, "List all available compute nodes")
     add_format_option(p)
     p = computer.add(("computer", "info"), run_computer_info, "get information of an computer")
