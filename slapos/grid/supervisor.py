@@ -45,7 +45,7 @@ from slapos.grid.supervisord_config import (
     write_partition_group,
     write_supervisord_config,
 )
-from slapos.system import Clock, Runner, SystemClock, wait_until
+from slapos.system import Clock, Runner, wait_until
 
 if TYPE_CHECKING:
     import xmlrpc.client
@@ -279,19 +279,13 @@ def ensure_supervisord(
     paths = SupervisordPaths.of(instance_root)
     if not paths.config.exists():
         raise SupervisorError(f"{paths.config} is missing (write the configuration first)")
-    for attempt in range(1, 6):
-        state = running_state(instance_root)
-        if state == "RUNNING":
-            log.debug("supervisord already running on %s", paths.socket)
-            _ensure_watchdog(instance_root, paths)
-            return
-        if state == "SHUTDOWN":
-            log.info("supervisord is shutting down, checking again")
-            (clock or SystemClock()).sleep(2 * attempt)
-            continue
-        if state is not None:
-            log.warning("supervisord in unknown state %s, starting it", state)
-        break
+    state = _settled_state(instance_root, clock)
+    if state == "RUNNING":
+        log.debug("supervisord already running on %s", paths.socket)
+        _ensure_watchdog(instance_root, paths)
+        return
+    if state not in (None, "SHUTDOWN"):
+        log.warning("supervisord in unknown state %s, starting it", state)
     log.info("launching supervisord (%s)", paths.config)
     if nodaemon:
         # In the foreground: runs until supervisord exits, output to our terminal.
@@ -313,6 +307,22 @@ def ensure_supervisord(
     ):
         return
     raise SupervisorError(f"supervisord did not come up on {paths.socket} (see {paths.logfile})")
+
+
+def _settled_state(instance_root: Path, clock: Clock | None) -> str | None:
+    """running_state(), once supervisord is not shutting down (waited for 30 s at most:
+    then it is started again anyway)."""
+    state = running_state(instance_root)
+
+    def settled() -> bool:
+        nonlocal state
+        state = running_state(instance_root)
+        return state != "SHUTDOWN"
+
+    if state == "SHUTDOWN":
+        log.info("supervisord is shutting down, waiting until it has stopped")
+        wait_until(settled, 30, clock=clock, pause=2, backoff=1.5)
+    return state
 
 
 def _ensure_watchdog(instance_root: Path, paths: SupervisordPaths) -> None:
