@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slapos.cli._common import Context
+    from slapos.config import NodeConfig
 
 PIDFILE_DEFAULTS = {
     "software": "/opt/slapos/slapgrid-sr.pid",
@@ -88,6 +92,18 @@ def add_slapgrid_options(
             action="store_true",
             help="Run buildout in debug mode (with -D command line switch)",
         )
+
+
+def random_delay(args: argparse.Namespace, config: NodeConfig, ctx: Context) -> None:
+    """Sleep up to [slapos] maximal_delay seconds unless --now (spreads the load of many
+    nodes' cron runs on the master)."""
+    if getattr(args, "now", False) or config.maximal_delay <= 0:
+        return
+    import random
+
+    delay = random.randint(1, config.maximal_delay)
+    ctx.stderr.write(f"sleeping {delay}s before starting (maximal_delay)\n")
+    ctx.clock.sleep(delay)
 
 
 def slapgrid_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,7 +15,12 @@ from slapos.cli._common import (
     SubParsers,
     add_message_option,
 )
-from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
+from slapos.cli.node._grid_options import (
+    PIDFILE_DEFAULTS,
+    add_slapgrid_options,
+    random_delay,
+    slapgrid_overrides,
+)
 from slapos.cli.node.dry_run import add_dry_run_options
 
 if TYPE_CHECKING:
@@ -89,16 +94,6 @@ def _node(args: argparse.Namespace, ctx: Context) -> Node:
     return Node(config, ctx.runner, ctx.clock, ctx.environ, ctx.is_root)
 
 
-def _random_delay(args: argparse.Namespace, config: NodeConfig, ctx: Context) -> None:
-    if getattr(args, "now", False) or not config.maximal_delay:
-        return
-    import random
-
-    delay = random.randint(1, config.maximal_delay)
-    ctx.stderr.write(f"sleeping {delay}s before starting (maximal_delay)\n")
-    ctx.clock.sleep(delay)
-
-
 def _pidfile(args: argparse.Namespace, config: NodeConfig, kind: str, default_kind: str) -> Path:
     return Path(config.pidfile_for(kind, args.pidfile, PIDFILE_DEFAULTS[default_kind]))
 
@@ -123,7 +118,7 @@ def run_instance(args: argparse.Namespace, ctx: Context) -> int:
         return run_instance_dry_run(args, ctx, options)
     node = _node(args, ctx)
     with PidFile(_pidfile(args, node.config, "instance", "instance")):
-        _random_delay(args, node.config, ctx)
+        random_delay(args, node.config, ctx)
         return InstanceEngine(node, options).run().exit_code
 
 
@@ -149,7 +144,7 @@ def run_report(args: argparse.Namespace, ctx: Context) -> int:
 
     node = _node(args, ctx)
     with PidFile(_pidfile(args, node.config, "report", "report")):
-        _random_delay(args, node.config, ctx)
+        random_delay(args, node.config, ctx)
         result = ReportEngine(node).run()  # logs "<partition>: destroyed", once each
     return result.exit_code
 

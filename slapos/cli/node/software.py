@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
-from slapos.cli.node._grid_options import PIDFILE_DEFAULTS, add_slapgrid_options, slapgrid_overrides
+from slapos.cli.node._grid_options import (
+    PIDFILE_DEFAULTS,
+    add_slapgrid_options,
+    random_delay,
+    slapgrid_overrides,
+)
 from slapos.cli.node.dry_run import add_dry_run_options
 
 if TYPE_CHECKING:
@@ -89,7 +94,6 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def run_software(args: argparse.Namespace, ctx: Context) -> int:
     """Install or remove the software releases supplied to this node (node.md §4)."""
-    import random
     import sys
 
     from slapos.grid.software import SlapMaster, SoftwareEngine, SoftwareOptions
@@ -110,10 +114,7 @@ def run_software(args: argparse.Namespace, ctx: Context) -> int:
     ctx.require_root(config.root_check)
     pidfile = Path(config.pidfile_for("software", args.pidfile, PIDFILE_DEFAULTS["software"]))
     with PidFile(pidfile), _sigterm_interrupts():
-        if not args.now and config.maximal_delay > 0:
-            delay = random.randint(1, config.maximal_delay)
-            ctx.stderr.write(f"sleeping {delay}s before starting (maximal_delay)\n")
-            ctx.clock.sleep(delay)
+        random_delay(args, config, ctx)
         engine = SoftwareEngine(
             config,
             SlapMaster(config),
