@@ -17,7 +17,7 @@ import io
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,7 @@ class Ipv6Range:
     prefixlen: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "addr": self.addr,
-            "netmask": self.netmask,
-            "network": self.network,
-            "prefixlen": self.prefixlen,
-        }
+        return asdict(self)
 
 
 _IF_FIELDS = (
@@ -82,8 +77,8 @@ class VirtualInterface:
     ipv6_gateway: str = ""
     ipv6_network: str = ""
 
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, **{k: getattr(self, k) for k in _IF_FIELDS}}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VirtualInterface:
@@ -160,12 +155,7 @@ class InterfaceSettings:
     ipv6_prefixshift: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "ipv4_local_network": self.ipv4_local_network,
-            "ipv6_interface": self.ipv6_interface,
-            "ipv6_prefixshift": self.ipv6_prefixshift,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
