@@ -8,6 +8,7 @@ with os calls there. plan.py only builds these.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -17,13 +18,12 @@ class Action:
     def argv(self) -> tuple[str, ...]:
         raise NotImplementedError
 
+    #: True when apply runs argv() as a program; False when it makes the change with os
+    #: calls (argv() then only shows the equivalent command)
+    is_command: ClassVar[bool] = True
+
     def describe(self) -> str:
         return " ".join(self.argv())
-
-    @property
-    def is_command(self) -> bool:
-        """True when apply runs argv() as a program."""
-        return True
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,7 @@ class DeleteRoute(Action):
 
 @dataclass(frozen=True)
 class MakeDir(Action):
+    is_command = False
     path: str
     mode: int
     parents: bool = False
@@ -150,26 +151,20 @@ class MakeDir(Action):
     def argv(self) -> tuple[str, ...]:
         return ("mkdir", *(("-p",) if self.parents else ()), "-m", f"{self.mode:04o}", self.path)
 
-    @property
-    def is_command(self) -> bool:
-        return False
-
 
 @dataclass(frozen=True)
 class ChangeMode(Action):
+    is_command = False
     path: str
     mode: int
 
     def argv(self) -> tuple[str, ...]:
         return ("chmod", f"{self.mode:04o}", self.path)
 
-    @property
-    def is_command(self) -> bool:
-        return False
-
 
 @dataclass(frozen=True)
 class ChangeOwner(Action):
+    is_command = False
     path: str
     user: str
     group: str
@@ -177,13 +172,10 @@ class ChangeOwner(Action):
     def argv(self) -> tuple[str, ...]:
         return ("chown", f"{self.user}:{self.group}", self.path)
 
-    @property
-    def is_command(self) -> bool:
-        return False
-
 
 @dataclass(frozen=True)
 class WriteFile(Action):
+    is_command = False
     path: str
     content: bytes
     mode: int = 0o644
@@ -197,7 +189,3 @@ class WriteFile(Action):
     def describe(self) -> str:
         kept = f" (versions kept in {self.archive})" if self.archive else ""
         return f"write {self.path} ({len(self.content)} bytes, mode {self.mode:04o}){kept}"
-
-    @property
-    def is_command(self) -> bool:
-        return False
