@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from slapos.slap import ComputerPartition, slap
+    from slapos.system import Clock
 
 #: The historic frontend SR that upstream never validates (cli.md §5.1.2).
 FRONTEND_URL = (
@@ -225,7 +226,6 @@ def _waiting_for(connection: slap, reference: str, static_hint: str, command: st
 
 def run_request(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.slap.schema import SoftwareReleaseSchema
-    from slapos.system import wait_until
 
     config = ctx.client_config(args)
     node = parse_key_values(args.node, "--node")
@@ -238,24 +238,13 @@ def run_request(args: argparse.Namespace, ctx: Context) -> int:
     _validate(schema, args.reference, args.software_url, parameters)
     log.info("Requesting %s as an instance of %s ...", args.reference, software)
     request = _Request(args, ctx, connection, software, parameters, node)
-    if not args.wait:
+    if args.wait:
+        request.wait(ctx.clock)
+    else:
         request.send()
-    elif (
-        not wait_until(
-            request.ready,
-            args.timeout,
-            clock=ctx.clock,
-            pause=1.0,
-            backoff=1.5,
-            max_pause=10.0,
-            on_wait=request.say_waiting,
-        )
-        and request.down is not None
-    ):
-        raise MasterError(
-            f"gave up waiting for {args.reference} after {args.timeout:g}s: {request.down}"
-        )
-    code = _report_request(args, ctx, schema, software, request.state, request.parameters)
+    code = _report_request(
+        args, ctx, schema, software, request.state, request.connection_parameters
+    )
     if request.kept:
         log.warning("the instance stays %s: add --state started to start it", request.state)
     return code
@@ -279,7 +268,7 @@ class _Request:
         self.command = ctx.slapos_command()
         #: the instance's state (None: not allocated yet) and connection parameters
         self.state: str | None = None
-        self.parameters: dict[str, Any] | None = None
+        self.connection_parameters: dict[str, Any] | None = None
         #: the state the master keeps, when a request without --state says "started"
         self.kept: str | None = None
         self.hint = ""
@@ -293,7 +282,7 @@ class _Request:
         args = self.args
         partition = _send(self.order, self.software, args, self.request_parameters, self.node)
         self.answered = True
-        state, self.parameters = _instance_status(partition)
+        state, self.connection_parameters = _instance_status(partition)
         if state == "started" and self.kept is None:
             self.kept = _kept_state(self.connection, partition, args)
         self.state = self.kept or state
@@ -301,7 +290,29 @@ class _Request:
             self.hint = _deployment_hint(self.connection, self.software, partition, self.command)
             if "not supplied" in self.hint:
                 log.warning("%s: %s", args.reference, self.hint)
-        return self.state is not None and (self.state != "started" or bool(self.parameters))
+        return self.state is not None and (
+            self.state != "started" or bool(self.connection_parameters)
+        )
+
+    def wait(self, clock: Clock) -> None:
+        """--wait: send until the instance is ready or --timeout has passed; a master that
+        still does not answer then is a failure."""
+        from slapos.system import wait_until
+
+        timeout = self.args.timeout
+        ready = wait_until(
+            self.ready,
+            timeout,
+            clock=clock,
+            pause=1.0,
+            backoff=1.5,
+            max_pause=10.0,
+            on_wait=self.say_waiting,
+        )
+        if not ready and self.down is not None:
+            raise MasterError(
+                f"gave up waiting for {self.args.reference} after {timeout:g}s: {self.down}"
+            )
 
     def ready(self) -> bool:
         """send(), for --wait: a master that answered once and stops answering is
