@@ -1,7 +1,7 @@
 """What the instance engine reads of the master's partition objects and writes beside a
 partition's files: accessors on the slap library's objects, the free-partition cleaning,
-the per-partition log; and the engine's plain types (Node, Outcome, ProcessResult) and its
-view of supervisord (Services). Split from slapos.grid.instance to keep both readable.
+the per-partition log; and the engine's plain types (InstanceOptions, Node, Outcome,
+ProcessResult) and its view of supervisord (Services).
 
 Must not import slapos.cli.
 """
@@ -20,13 +20,13 @@ from slapos.config import NodeConfig
 from slapos.errors import ExitCode, SlapOSError
 from slapos.grid import partition as part
 from slapos.grid import supervisor as sv
+from slapos.grid.instance_plan import DESTROYED
 from slapos.grid.utils import software_hash
 from slapos.system import Clock, Runner
 
 log = logging.getLogger(__name__)
 
 INSTANCE_LOG_ROTATE = 20 * 1024 * 1024
-DESTROYED = "destroyed"
 
 
 def connect_master(config: NodeConfig) -> Any:
@@ -187,6 +187,17 @@ class ProcessResult:
         if self.offline:
             return ExitCode.OFFLINE_SUCCESS
         return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    """The options of one `node instance` (or `node promise`, `node report`) run."""
+
+    force: bool = False
+    force_stop: bool = False
+    only_cp: tuple[str, ...] = ()
+    buildout_debug: bool = False
+    supervisord: bool = True  # False: forbid_supervisord_automatic_launch
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,6 @@ from slapos.grid.utils import software_hash
 
 log = logging.getLogger(__name__)
 
-DESTROYED = "destroyed"
-
 
 def _exists(path: Path) -> bool:
     """Path.exists, False where this user may not look (a dry run by another user)."""
@@ -86,7 +84,7 @@ def observe(
         last_run=RunRecord.read(slapgrid) if directory and readable else None,
         services=None if services is None else services.get(pid, {}),
         dirty_free=url is None
-        and state == DESTROYED
+        and state == plan.DESTROYED
         and (_exists(slapgrid) or _exists(path / ".timestamp")),
         readable=readable,
         connection_keys=connection_keys_of(cp),

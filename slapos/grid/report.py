@@ -20,8 +20,10 @@ from typing import Any
 
 from slapos.errors import ExitCode, SlapOSError
 from slapos.grid import buildout, instance_io
-from slapos.grid import instance as inst
 from slapos.grid import partition as part
+from slapos.grid.instance import InstanceEngine
+from slapos.grid.instance_apply import refresh_certificates
+from slapos.grid.instance_plan import DESTROYED
 from slapos.system import Credentials
 
 log = logging.getLogger(__name__)
@@ -79,13 +81,16 @@ def retention_until(p: part.Partition, now: float) -> float | None:
 
 class ReportEngine:
     def __init__(
-        self, node: inst.Node, computer: Any = None, services: inst.ServiceControl | None = None
+        self,
+        node: instance_io.Node,
+        computer: Any = None,
+        services: instance_io.ServiceControl | None = None,
     ) -> None:
         self.node = node
         self.config = node.config
-        self.services: inst.ServiceControl = services or inst.Services()
-        self._engine = inst.InstanceEngine(
-            node, inst.InstanceOptions(), computer, services=self.services
+        self.services: instance_io.ServiceControl = services or instance_io.Services()
+        self._engine = InstanceEngine(
+            node, instance_io.InstanceOptions(), computer, services=self.services
         )
 
     def run(self) -> ReportResult:
@@ -99,7 +104,7 @@ class ReportEngine:
             self._run_report_scripts(cp, p, result)
         self._send_usage()
         for cp in partitions:
-            if cp.getState() != inst.DESTROYED:
+            if cp.getState() != DESTROYED:
                 continue
             p = instance_io.local_partition(self.config, cp)
             if not p.path.is_dir():
@@ -129,7 +134,7 @@ class ReportEngine:
                 scripts = sorted(os.listdir(p.path / "etc" / "report"))
                 if scripts:
                     result.report_scripts[p.partition_id] = scripts
-            if cp.getState() != inst.DESTROYED:
+            if cp.getState() != DESTROYED:
                 continue
             waiting = self._planned_wait(p)
             if waiting:
@@ -207,7 +212,7 @@ class ReportEngine:
     def _destroy(self, cp: Any, p: part.Partition, result: ReportResult) -> None:
         root = self.config.instance_root
         self.services.stop(root, p.partition_id)
-        self._engine._refresh_certificates(cp, p)
+        refresh_certificates(self.node, cp, p)
         with contextlib.suppress(SlapOSError):
             cp.stopped()
         if self._waiting_services(p):

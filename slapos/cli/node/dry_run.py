@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from slapos.config import NodeConfig
-    from slapos.grid.instance import InstanceOptions
+    from slapos.grid.instance_io import InstanceOptions
     from slapos.grid.instance_plan import NodePlan, PartitionPlan
     from slapos.grid.report import ReportPlan
     from slapos.grid.software import SoftwareDecision, SoftwareOptions
@@ -61,7 +61,8 @@ def paint(text: str, what: str, colour: bool) -> str:
 def run_instance_dry_run(args: argparse.Namespace, ctx: Context, options: InstanceOptions) -> int:
     """No pid file, no delay, no root needed: nothing here writes."""
     from slapos.cli.node._grid_options import slapgrid_overrides
-    from slapos.grid.instance import InstanceEngine, Node
+    from slapos.grid.instance import InstanceEngine
+    from slapos.grid.instance_io import Node
 
     config = ctx.node_config(args, slapgrid_overrides(args))
     node = Node(config, ctx.runner, ctx.clock, ctx.environ, ctx.is_root)
@@ -198,7 +199,7 @@ def render_software_plan(
 def run_report_dry_run(args: argparse.Namespace, ctx: Context) -> int:
     """What a `node report` run would do; writes nothing."""
     from slapos.cli.node._grid_options import slapgrid_overrides
-    from slapos.grid.instance import Node
+    from slapos.grid.instance_io import Node
     from slapos.grid.report import ReportEngine
 
     config = ctx.node_config(args, slapgrid_overrides(args))

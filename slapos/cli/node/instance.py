@@ -25,7 +25,7 @@ from slapos.cli.node.dry_run import add_dry_run_options
 
 if TYPE_CHECKING:
     from slapos.config import NodeConfig
-    from slapos.grid.instance import Node
+    from slapos.grid.instance_io import Node
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
@@ -87,7 +87,7 @@ def _add_only_cp(parser: Any, verb: str) -> None:
 
 
 def _node(args: argparse.Namespace, ctx: Context) -> Node:
-    from slapos.grid.instance import Node
+    from slapos.grid.instance_io import Node
 
     config = ctx.node_config(args, slapgrid_overrides(args))
     ctx.require_root(config.root_check)
@@ -103,7 +103,8 @@ def _only(value: str | None) -> tuple[str, ...]:
 
 
 def run_instance(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.grid.instance import InstanceEngine, InstanceOptions
+    from slapos.grid.instance import InstanceEngine
+    from slapos.grid.instance_io import InstanceOptions
     from slapos.system import PidFile
 
     options = InstanceOptions(
@@ -123,7 +124,8 @@ def run_instance(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_promise(args: argparse.Namespace, ctx: Context) -> int:
-    from slapos.grid.instance import InstanceEngine, InstanceOptions
+    from slapos.grid.instance import InstanceEngine
+    from slapos.grid.instance_io import InstanceOptions
     from slapos.system import PidFile
 
     node = _node(args, ctx)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from slapos.config import NodeConfig
-from slapos.grid.instance import Node
+from slapos.grid.instance_io import Node
 from tests.fakes import FakeClock, FakeRunner
 
 #: what every command answers unless a test says otherwise: a buildout that installs `web`

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slapos.grid.instance import InstanceEngine, InstanceOptions, UnknownPartitionError
+from slapos.grid.instance import InstanceEngine, UnknownPartitionError
+from slapos.grid.instance_io import InstanceOptions
 from tests.fakes import Call, FakeClock, FakeRunner
 from tests.fakes.master import FakeComputer, FakePartition
 from tests.fakes.services import FakeServices
