@@ -2,7 +2,7 @@
 
 `Runner` runs programs (the only module allowed to import subprocess), `Clock` tells and
 waits for time, `PidFile` is the lock that keeps two node runs apart. Production instances
-are built once, in slapos.cli._common.Context.from_process().
+are built once, in slapos.cli.context.Context.from_process().
 """
 
 from __future__ import annotations

@@ -11,13 +11,8 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import (
-    Commands,
-    Context,
-    SlapOSArgumentParser,
-    SubParsers,
-    add_group,
-)
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers, add_group
+from slapos.cli.context import Context
 
 if TYPE_CHECKING:
     from slapos.config import NetworkCacheConfig

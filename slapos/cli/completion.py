@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from slapos.cli._common import SlapOSArgumentParser, SubParsers, add_command
 
 if TYPE_CHECKING:
-    from slapos.cli._common import CommandInfo, Context
+    from slapos.cli._common import CommandInfo
+    from slapos.cli.context import Context
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:

@@ -7,13 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slapos.cli._common import (
-    Commands,
-    Context,
-    SlapOSArgumentParser,
-    SubParsers,
-)
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers
 from slapos.cli.client import log
+from slapos.cli.context import Context
 from slapos.errors import ExitCode, SlapOSError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos console --help`)

@@ -12,13 +12,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import (
-    Commands,
-    Context,
-    SlapOSArgumentParser,
-    SubParsers,
-    add_format_option,
-)
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers, add_format_option
+from slapos.cli.context import Context
 
 if TYPE_CHECKING:
     from slapos.slap.explain import InstanceState, TreeExplanation

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from slapos.cli._common import SlapOSArgumentParser, SubParsers, add_command
 
 if TYPE_CHECKING:
-    from slapos.cli._common import Context
+    from slapos.cli.context import Context
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:

@@ -10,13 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from slapos.cli._common import (
-    Context,
     Handler,
     ParserExit,
     SlapOSArgumentParser,
     add_global_options,
     register_module,
 )
+from slapos.cli.context import Context
 from slapos.cli.entry import version_line
 from slapos.cli.registry import FAMILIES, FIRST_WORDS
 from slapos.errors import ExitCode, SlapOSError, UnknownCommandError

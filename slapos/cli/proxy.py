@@ -10,12 +10,12 @@ from pathlib import Path
 
 from slapos.cli._common import (
     Commands,
-    Context,
     SlapOSArgumentParser,
     SubParsers,
     add_format_option,
     add_group,
 )
+from slapos.cli.context import Context
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from slapos.demo.summary import summary
 from slapos.system import Clock, wait_until
 
 if TYPE_CHECKING:
-    from slapos.cli._common import Context
     from slapos.cli.configure.local_setup import LocalSettings
+    from slapos.cli.context import Context
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def run(
     """The whole demo; returns the URL of the running demo page.
 
     `demo_venv`: the virtualenv dev.sh made for this demo's Python, told that DIR uses it."""
-    from slapos.cli._common import Context
+    from slapos.cli.context import Context
 
     users = users or Users()
     invoked_as = invoked_as or f"{sys.executable} -m slapos.demo"

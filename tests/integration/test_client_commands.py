@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.slap import slap
 from tests.fakes import FakeClock

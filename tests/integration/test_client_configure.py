@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import stat
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.config import load_client_config
 from tests.fakes.master import fake_master  # noqa: F401

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from tests.fixtures.common import free_port
 from tests.fixtures.slap import format_computer, master  # noqa: F401

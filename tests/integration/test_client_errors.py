@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from tests.fakes.master import fake_master  # noqa: F401
 from tests.fixtures.common import free_port

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from tests.fixtures.common import free_port, wait_for
 from tests.fixtures.proxy import start_proxy

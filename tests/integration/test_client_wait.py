@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.slap import SoftwareInstance, wire
 from tests.fakes import FakeClock

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.config import IniFile
 from slapos.system import SubprocessRunner

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from slapos.cli._common import CapturedContext, Context
+from slapos.cli.context import CapturedContext, Context
 from slapos.cli.main import main
 from slapos.system import SubprocessRunner
 from tests.fakes import FakeClock

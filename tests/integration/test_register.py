@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from slapos.cli._common import CapturedContext, Context
+from slapos.cli.context import CapturedContext, Context
 from slapos.cli.main import main
 from slapos.config import IniFile
 from tests.fixtures.common import serve_http, tls_server_context

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.slap import slap
 from tests.fixtures.slap import format_computer, master  # noqa: F401

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.config import IniFile, load_client_config, load_node_config
 from slapos.errors import ConfigError, ExitCode

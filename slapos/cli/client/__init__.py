@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.errors import SlapOSError
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos request --help`)

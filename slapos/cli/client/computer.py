@@ -6,13 +6,13 @@ import argparse
 
 from slapos.cli._common import (
     Commands,
-    Context,
     SlapOSArgumentParser,
     SubParsers,
     add_format_option,
     add_group,
 )
 from slapos.cli.client import connect, emit_json
+from slapos.cli.context import Context
 from slapos.errors import ExitCode
 
 

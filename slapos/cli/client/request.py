@@ -6,13 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from slapos.cli._common import (
-    Commands,
-    Context,
-    SlapOSArgumentParser,
-    SubParsers,
-    add_format_option,
-)
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers, add_format_option
 from slapos.cli.client import (
     connect,
     decode_connection,
@@ -22,6 +16,7 @@ from slapos.cli.client import (
     resolve_software,
 )
 from slapos.cli.client.supply import supply_state
+from slapos.cli.context import Context
 from slapos.errors import ExitCode, MasterError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos request --help`)

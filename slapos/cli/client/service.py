@@ -7,13 +7,13 @@ import argparse
 
 from slapos.cli._common import (
     Commands,
-    Context,
     SlapOSArgumentParser,
     SubParsers,
     add_format_option,
     add_group,
 )
 from slapos.cli.client import connect, decode_connection, emit_json, log
+from slapos.cli.context import Context
 from slapos.errors import ExitCode
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos service --help`)

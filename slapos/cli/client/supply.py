@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers
 from slapos.cli.client import connect, log, resolve_software
+from slapos.cli.context import Context
 from slapos.errors import ExitCode, MasterError
 
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos supply --help`)

@@ -12,12 +12,12 @@ import logging
 
 from slapos.cli._common import (
     Commands,
-    Context,
     SlapOSArgumentParser,
     SubParsers,
     add_master_url_options,
     add_no_master_tls_verify,
 )
+from slapos.cli.context import Context
 from slapos.errors import ExitCode, MasterError, SlapOSError, UsageError
 
 log = logging.getLogger("slapos")

@@ -15,7 +15,7 @@ from slapos.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from slapos.cli._common import Context
+    from slapos.cli.context import Context
 
 log = logging.getLogger(__name__)
 

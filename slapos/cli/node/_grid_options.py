@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from slapos.cli._common import Context
+    from slapos.cli.context import Context
     from slapos.config import NodeConfig
 
 PIDFILE_DEFAULTS = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers
+from slapos.cli.context import Context
 
 
 def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:

@@ -11,7 +11,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any, TextIO
 
-from slapos.cli._common import Context, add_format_option
+from slapos.cli._common import add_format_option
+from slapos.cli.context import Context
 from slapos.errors import ExitCode
 
 if TYPE_CHECKING:

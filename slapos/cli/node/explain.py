@@ -13,13 +13,8 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import (
-    Commands,
-    Context,
-    SlapOSArgumentParser,
-    SubParsers,
-    add_format_option,
-)
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers, add_format_option
+from slapos.cli.context import Context
 
 if TYPE_CHECKING:
     from slapos.grid.explain import Explanation

@@ -8,13 +8,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slapos.cli._common import (
-    Commands,
-    Context,
-    SlapOSArgumentParser,
-    SubParsers,
-    add_message_option,
-)
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers, add_message_option
+from slapos.cli.context import Context
 from slapos.cli.node._grid_options import (
     PIDFILE_DEFAULTS,
     add_slapgrid_options,

@@ -21,7 +21,7 @@ from slapos.cli._common import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from slapos.cli._common import Context
+    from slapos.cli.context import Context
     from slapos.config import IniFile
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers
+from slapos.cli.context import Context
 from slapos.cli.node._grid_options import (
     PIDFILE_DEFAULTS,
     add_slapgrid_options,

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from slapos.cli._common import Commands, Context, SlapOSArgumentParser, SubParsers
+from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers
+from slapos.cli.context import Context
 
 ALIASES = ("status", "start", "stop", "restart", "tail")
 

@@ -13,7 +13,7 @@ from slapos.cache.lookup import release_md5, render_table
 from slapos.cache.networkcache import software_hash, upload_software_release
 from slapos.cache.platform import distribution_tuple
 from slapos.cache.shacache import NetworkCacheClient, Signer
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.config import NetworkCacheConfig
 from tests.fixtures.cache import RunningCache, Signing

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.explain import render_tree
 from slapos.cli.main import main
 from slapos.slap.explain import InstanceState, TreeExplanation

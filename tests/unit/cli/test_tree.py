@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import build_parser, main
 
 REPO = Path(__file__).resolve().parents[3]

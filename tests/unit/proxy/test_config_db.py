@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slapos.cli._common import Context
+from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.errors import ConfigError
 from slapos.proxy import db

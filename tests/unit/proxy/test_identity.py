@@ -380,7 +380,7 @@ def _issued_name(client: Client, path: str, **form: str) -> str:
 
 
 def test_revoked_certificates_are_refused_and_reissued_under_a_new_name(tls, tmp_path):
-    from slapos.cli._common import Context
+    from slapos.cli.context import Context
     from slapos.cli.main import main
 
     part = {"computer_id": "COMP", "computer_partition_id": "slappart0"}
