@@ -7,6 +7,7 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -127,6 +128,24 @@ def test_configure_local_in_an_unwritable_place_is_one_line(tmp_path):
     err = ctx.stderr.getvalue().strip()
     assert len(err.splitlines()) == 1
     assert "a-file" in err
+
+
+def test_configure_local_on_a_port_another_program_holds_is_one_line(short_dir):
+    # another demo's or node's master there: this node must not adopt it as its master
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        ctx = Context.for_test(short_dir, euid=1000, runner=SubprocessRunner())
+        try:
+            rc = main(options(short_dir, port), ctx)
+        finally:
+            shutdown(short_dir)
+    assert rc == 1
+    err = ctx.stderr.getvalue().strip()
+    assert len(err.splitlines()) == 1
+    assert f"127.0.0.1:{port} is already used by another program" in err
+    assert not (short_dir / "etc" / "slapos.cfg").exists()  # a rerun on a free port works
 
 
 # ---- as root, in a network namespace: users, addresses --------------------------------

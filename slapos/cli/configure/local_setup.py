@@ -285,6 +285,32 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _our_proxy_runs(instance_root: Path) -> bool:
+    """Whether this node's supervisord runs its program `slapproxy` (started or starting)."""
+    from slapos.grid import supervisor
+
+    if supervisor.running_state(instance_root) != "RUNNING":
+        return False
+    try:
+        states = supervisor.process_states(instance_root, ["slapproxy"])
+    except supervisor.SupervisorError:
+        return False
+    return states.get("slapproxy") in ("RUNNING", "STARTING")
+
+
+def check_port(s: LocalSettings) -> None:
+    """The proxy's port must be free, or held by this node's own proxy.
+
+    Else the node, the client and the format run would all talk to whatever answers there
+    (another demo's or node's master, say) while this node's proxy fails to listen.
+    """
+    if _port_open(s.listen_ip, s.listen_port) and not _our_proxy_runs(s.instance_root):
+        raise ConfigureLocalError(
+            f"{s.listen_ip}:{s.listen_port} is already used by another program (another "
+            "local master or demo?): stop it, or choose another --daemon-listen-port"
+        )
+
+
 def _wait_port(host: str, port: int, timeout: float) -> bool:
     return wait_until(lambda: _port_open(host, port), timeout, pause=0.1)
 
@@ -334,6 +360,7 @@ def configure_local(
             f"a SlapOS configuration already exists at {s.node_config}: aborting (remove it, "
             "or choose another --slapos-configuration-directory)"
         )
+    check_port(s)
     if not s.node_config.exists():
         try:
             write_files(s)
