@@ -66,7 +66,7 @@ def run_promises(
         partition_key=str(p.key_file or ""),
         partition_cert=str(p.cert_file or ""),
     )
-    results = prom.run_promises(run, node.runner)
+    results = prom.run_promises(run, node.runner, node.clock)
     error = prom.first_failure(results)
     banging = [r for r in results if r.bang]
     if banging and cp is not None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slapos.errors import PromiseError
-from slapos.system import Credentials, Runner
+from slapos.system import Clock, Credentials, Runner, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _write_json(path: Path, value: object) -> None:
 
 
 def run_promises(
-    run: PromiseRun, runner: Runner, clock_time: float | None = None
+    run: PromiseRun, runner: Runner, clock: Clock | None = None
 ) -> list[PromiseResult]:
     """Run the partition's promises (plugins, then legacy); return every result."""
     plugins, legacy = plugin_promises(run.partition), legacy_promises(run.partition)
@@ -161,14 +161,15 @@ def run_promises(
     owner = Credentials.owner_of(run.partition)
     # plugins write their own logs, as the partition's owner
     _chown_tree(run.partition / ".slapgrid", owner)
-    now = clock_time if clock_time is not None else time.time()
+    clock = clock or SystemClock()
+    now = clock.time()  # one date for the whole run: each promise's periodicity counts from it
     results = []
     for path in plugins:
-        result = _run_one(run, runner, owner, path, now, plugin=True)
+        result = _run_one(run, runner, owner, path, clock, now, plugin=True)
         if result is not None:
             results.append(result)
     for path in legacy:
-        result = _run_one(run, runner, owner, path, now, plugin=False)
+        result = _run_one(run, runner, owner, path, clock, now, plugin=False)
         if result is not None:
             results.append(result)
     _chown_tree(run.partition / ".slapgrid", owner)
@@ -213,7 +214,14 @@ def _saved_result(run: PromiseRun, path: Path, title: str, now: float) -> Promis
 
 
 def _run_one(
-    run: PromiseRun, runner: Runner, owner: Credentials, path: Path, now: float, *, plugin: bool
+    run: PromiseRun,
+    runner: Runner,
+    owner: Credentials,
+    path: Path,
+    clock: Clock,
+    now: float,
+    *,
+    plugin: bool,
 ) -> PromiseResult | None:
     """Run one promise (or reuse its result within its periodicity); None: disabled."""
     title = _title(path)
@@ -227,11 +235,11 @@ def _run_one(
     raw_history = cache.get("history")
     history = [bool(x) for x in raw_history] if isinstance(raw_history, list) else []
     argv = _plugin_argv(run, path) if plugin else [str(path)]
-    start = time.monotonic()
+    start = clock.monotonic()
     completed = runner.run(
         argv, cwd=run.partition, env=dict(run.environ), user=owner, timeout=run.timeout
     )
-    elapsed = time.monotonic() - start
+    elapsed = clock.monotonic() - start
     periodicity = LEGACY_PERIODICITY
     answer: dict[str, object] | None = None
     if completed.timed_out:

@@ -10,7 +10,7 @@ import pytest
 from slapos.errors import PromiseError
 from slapos.grid.promise import PromiseRun, check, run_promises
 from slapos.system import Completed
-from tests.fakes import FakeRunner
+from tests.fakes import FakeClock, FakeRunner
 from tests.fakes.runner import Reply
 
 
@@ -56,12 +56,12 @@ def test_anomaly_needs_three_failures_and_respects_periodicity(tmp_path: Path) -
     part = layout(tmp_path, "flaky")
     fake = runner({"flaky": (1, "down")})
     anomaly = PromiseRun(part, "slappart0", 5, {}, force=False, anomaly=True)
-    assert not run_promises(anomaly, fake, clock_time=0)[0].failed
+    assert not run_promises(anomaly, fake, FakeClock(0))[0].failed
     # within 2 minutes and not forced: not run again, saved result reused
-    [skipped] = run_promises(anomaly, fake, clock_time=60)
+    [skipped] = run_promises(anomaly, fake, FakeClock(60))
     assert skipped.skipped and len(fake.calls) == 1
-    assert not run_promises(anomaly, fake, clock_time=200)[0].failed
-    assert run_promises(anomaly, fake, clock_time=400)[0].failed  # third failure in a row
+    assert not run_promises(anomaly, fake, FakeClock(200))[0].failed
+    assert run_promises(anomaly, fake, FakeClock(400))[0].failed  # third failure in a row
 
 
 def test_no_promises(tmp_path: Path) -> None:
