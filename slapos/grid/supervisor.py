@@ -21,7 +21,6 @@ import contextlib
 import logging
 import socket
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +44,7 @@ from slapos.grid.supervisord_config import (
     write_partition_group,
     write_supervisord_config,
 )
-from slapos.system import Clock, Runner, wait_until
+from slapos.system import Clock, Runner, SystemClock, retry, wait_until
 
 if TYPE_CHECKING:
     import xmlrpc.client
@@ -124,8 +123,11 @@ def _server_proxy(socket_path: Path, timeout: float) -> xmlrpc.client.ServerProx
 class Supervisor:
     """A connection to the node's supervisord (the `supervisor.*` XML-RPC namespace)."""
 
-    def __init__(self, socket_path: Path, timeout: float = 30.0) -> None:
+    def __init__(
+        self, socket_path: Path, timeout: float = 30.0, clock: Clock | None = None
+    ) -> None:
         self.socket_path = socket_path
+        self.clock = clock or SystemClock()
         self._proxy = _server_proxy(socket_path, timeout)
         self.rpc: Any = self._proxy.supervisor
 
@@ -163,20 +165,31 @@ class Supervisor:
         return list(added), list(changed), list(removed)
 
     def _remove_group(self, group: str) -> None:
+        """Stop and remove a group; supervisord refuses the removal while it is stopping."""
         import xmlrpc.client
 
         with contextlib.suppress(xmlrpc.client.Fault):
             self.rpc.stopProcessGroup(group)
-        for _ in range(10):
-            try:
-                self.rpc.removeProcessGroup(group)
-                return
-            except xmlrpc.client.Fault as exc:
-                if exc.faultCode == FAULT_BAD_NAME:
-                    return
-                log.debug("removing group %s: %s, retrying", group, exc.faultString)
-                time.sleep(1)
-        raise SupervisorError(f"supervisord would not remove program group {group}")
+
+        def still_there(exc: Exception) -> bool:
+            return isinstance(exc, xmlrpc.client.Fault) and exc.faultCode != FAULT_BAD_NAME
+
+        def retrying(exc: Exception, delay: float) -> None:
+            log.debug("removing group %s: %s, retrying in %.0fs", group, exc, delay)
+
+        try:
+            retry(
+                lambda: self.rpc.removeProcessGroup(group),
+                [1.0] * 9,
+                still_there,
+                clock=self.clock,
+                on_retry=retrying,
+            )
+        except xmlrpc.client.Fault as exc:
+            if exc.faultCode != FAULT_BAD_NAME:  # no such group (any more): removed
+                raise SupervisorError(
+                    f"supervisord would not remove program group {group}"
+                ) from exc
 
     def start_group(self, group: str, wait: bool = False) -> bool:
         """Start the programs of a group that are not running; False if no such group."""

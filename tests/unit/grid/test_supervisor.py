@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from slapos.grid import supervisor as sv
+from tests.fakes import FakeClock
 
 
 def read(path: Path) -> configparser.RawConfigParser:
@@ -130,3 +131,52 @@ def test_the_watchdog_reaches_the_master_as_the_node_does(tmp_path: Path) -> Non
         *("--certificate-repository-path", str(tmp_path / "certs")),
         *("--master-ca-file", "/etc/ca.pem", "--no-master-tls-verify"),
     ]
+
+
+class StoppingGroup:
+    """supervisord's RPC for a reload that removes `slappart0`, whose programs take
+    `busy` removal attempts to stop (a timing real supervisord gives only by chance)."""
+
+    def __init__(self, busy: int, then: int | None = None) -> None:
+        self.busy, self.then, self.removals = busy, then, 0
+
+    def reloadConfig(self) -> list[list[list[str]]]:
+        return [[[], [], ["slappart0"]]]
+
+    def stopProcessGroup(self, group: str) -> bool:
+        return True
+
+    def removeProcessGroup(self, group: str) -> bool:
+        import xmlrpc.client
+
+        self.removals += 1
+        if self.removals <= self.busy:
+            raise xmlrpc.client.Fault(91, f"STILL_RUNNING: {group}")
+        if self.then is not None:
+            raise xmlrpc.client.Fault(self.then, f"BAD_NAME: {group}")
+        return True
+
+
+def supervisor_with(rpc: StoppingGroup, clock: FakeClock) -> sv.Supervisor:
+    client = sv.Supervisor(Path("/nonexistent/supervisord.sock"), clock=clock)
+    client.rpc = rpc
+    return client
+
+
+def test_a_group_still_stopping_is_removed_once_it_stopped() -> None:
+    rpc, clock = StoppingGroup(busy=3), FakeClock()
+    assert supervisor_with(rpc, clock).reload() == ([], [], ["slappart0"])
+    assert rpc.removals == 4 and clock.sleeps == [1.0, 1.0, 1.0]
+
+
+def test_a_group_gone_meanwhile_counts_as_removed() -> None:
+    rpc, clock = StoppingGroup(busy=1, then=sv.FAULT_BAD_NAME), FakeClock()
+    supervisor_with(rpc, clock).reload()
+    assert rpc.removals == 2
+
+
+def test_a_group_that_never_stops_is_an_error_after_ten_attempts() -> None:
+    rpc, clock = StoppingGroup(busy=100), FakeClock()
+    with pytest.raises(sv.SupervisorError, match="would not remove program group slappart0"):
+        supervisor_with(rpc, clock).reload()
+    assert rpc.removals == 10 and sum(clock.sleeps) == 9.0
