@@ -144,6 +144,11 @@ def decode(  # noqa: C901, PLR0915 - one branch per token kind, inlined for spee
     document: str | bytes, build_object: Any
 ) -> Any:
     """Decode a document the fast way, or raise Fallback (or any error: same meaning)."""
+    # One function, past the house's 80 lines, on purpose: this loop runs for every token
+    # of every document the proxy and the client read. Moving the closing of a container
+    # into a helper (the natural cut) was measured at +0.7-1.3% on a small parameter dict
+    # and up to +1% on a requestComputerPartition answer (one call per container closed),
+    # for no gain in what the loop does.
     text = _fast_document(document)
     refs: dict[str, Any] = {}
     stack: list[tuple[str, list[Any], Any]] = []
