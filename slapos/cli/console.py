@@ -15,7 +15,7 @@ from slapos.errors import ExitCode, SlapOSError, UsageError
 TYPE_CHECKING = False  # typing is not imported at run time (`slapos console --help`)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, TextIO
 
 
 EXAMPLES = """\
@@ -132,7 +132,7 @@ def build_namespace(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return namespace
 
 
-def run_script(path: str, argv: list[str], namespace: dict[str, Any]) -> int:
+def run_script(path: str, argv: list[str], namespace: dict[str, Any], stderr: TextIO) -> int:
     from pathlib import Path
 
     try:
@@ -154,8 +154,12 @@ def run_script(path: str, argv: list[str], namespace: dict[str, Any]) -> int:
     except SlapOSError:
         raise
     except Exception as exc:
-        # the traceback points into the user's own script: show it
-        log.exception("%s: %s: %s", path, type(exc).__name__, exc)
+        # the user's own code failed: show its traceback as Python would, from the
+        # script's first frame (not this one), whatever the log level
+        import traceback
+
+        user_frames = exc.__traceback__.tb_next if exc.__traceback__ else None
+        stderr.write("".join(traceback.format_exception(exc.with_traceback(user_frames))))
         return ExitCode.FAILURE
     finally:
         sys.argv = old_argv
@@ -235,6 +239,6 @@ def run_console(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("a script file cannot be combined with -i/-b/-p")
     namespace = build_namespace(args, ctx)
     if script:
-        return run_script(script[0], script[1:], namespace)
+        return run_script(script[0], script[1:], namespace, ctx.stderr)
     SHELLS[choose_shell(args.shell)](namespace, ctx)
     return ExitCode.OK

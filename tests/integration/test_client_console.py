@@ -111,6 +111,17 @@ def test_script_errors_and_exit_codes(offline_cfg, tmp_path):
     ctx = Context.for_test(tmp_path)
     assert main(["console", "--cfg", str(cfg), str(failing)], ctx=ctx) == 1
     assert "ValueError: boom" in ctx.stderr.getvalue()
+    # the user's code: its traceback is shown, as Python shows it, from the script's frames
+    nested = tmp_path / "nested.py"
+    nested.write_text("def inner():\n    return 1 / 0\n\ninner()\n")
+    ctx = Context.for_test(tmp_path)
+    assert main(["console", "--cfg", str(cfg), str(nested)], ctx=ctx) == 1
+    err = ctx.stderr.getvalue()
+    assert err.startswith("Traceback (most recent call last):\n"), err
+    assert f'File "{nested}", line 4, in <module>' in err
+    assert f'File "{nested}", line 2, in inner' in err
+    assert err.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert "console.py" not in err
     exiting = tmp_path / "exit.py"
     exiting.write_text("raise SystemExit(7)\n")
     assert main(["console", "--cfg", str(cfg), str(exiting)], ctx=Context.for_test(tmp_path)) == 7
