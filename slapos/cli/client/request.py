@@ -74,11 +74,22 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=600.0,
         help="with --wait, give up after this many seconds (default: 600)",
     )
     add_format_option(p)
+
+
+def _seconds(value: str) -> float:
+    """A --timeout: a number of seconds above zero (argparse says which option is wrong)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:  # refuses nan too
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {value!r}")
+    return seconds
 
 
 def load_parameters_file(path: str) -> tuple[Any, bool]:

@@ -43,3 +43,15 @@ def test_load_parameters_file(tmp_path):
     assert load_parameters_file(str(tmp_path / "p.xml")) == ({"a": "1"}, True)
     with pytest.raises(UsageError, match="cannot read"):
         load_parameters_file(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.parametrize("value", ["-3", "0", "nan", "abc"])
+def test_request_timeout_must_be_seconds_above_zero(tmp_path, value):
+    from slapos.cli.context import Context
+    from slapos.cli.main import main
+
+    ctx = Context.for_test(tmp_path)
+    assert main(["request", "x", "https://sr/software.cfg", "--wait", "--timeout", value], ctx) == 2
+    err = ctx.stderr.getvalue()
+    assert f"argument --timeout: expected a number of seconds above 0, got '{value}'" in err
+    assert "Traceback" not in err
