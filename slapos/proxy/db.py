@@ -147,6 +147,13 @@ def open_database(uri: str | Path) -> Database:
                 f" ({exc})"
             ) from exc
         return pgdb.PostgresDatabase(uri)
+    scheme, sep, _ = uri.partition("://")
+    if sep and scheme != "sqlite" and scheme.replace("+", "").isalnum():
+        # not a path: sqlite would make a file under a directory named "mysql:"
+        raise DatabaseError(
+            f"database_uri {uri!r}: unsupported scheme {scheme!r} (a sqlite path, "
+            "sqlite:///PATH or postgresql://...)"
+        )
     return SqliteDatabase(sqlite_path(uri))
 
 

@@ -63,10 +63,10 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[
 def _open(uri: str) -> tuple[Database, Any]:
     """The database and one connection to it, checked to hold the proxy tables."""
     database = uri if is_postgresql(uri) else sqlite_path(uri)
-    if not is_postgresql(uri) and database != ":memory:" and not Path(database).exists():
-        raise ShowError(f"database {database} does not exist (check database_uri or -u)")
     try:
-        backend = open_database(uri)
+        backend = open_database(uri)  # an unsupported URI is said as such, not as a path
+        if not is_postgresql(uri) and database != ":memory:" and not Path(database).exists():
+            raise ShowError(f"database {database} does not exist (check database_uri or -u)")
         if is_postgresql(uri):
             conn: Any = backend.connect()
         else:

@@ -214,3 +214,14 @@ def test_http_server_key_is_ignored_with_a_warning(
     config = load_proxy_config(_write(tmp_path, text + "http_server = waitress\n"))
     assert config.serving.workers == 1
     assert "http_server = waitress is ignored" in caplog.text
+
+
+@pytest.mark.parametrize("command", [["proxy", "show"], ["proxy", "start"]])
+def test_database_uri_of_another_kind_is_one_line_exit_1(tmp_path: Path, command) -> None:
+    # sqlite takes any other string as a path: mysql://h/db, a file under a directory "mysql:"
+    path = _write(tmp_path, "[slapos]\ncomputer_id = C\n[slapproxy]\nport = 0\n")
+    ctx = Context.for_test(tmp_path)
+    assert main([*command, "-u", "mysql://h/db", "--cfg", str(path)], ctx=ctx) == 1
+    errors = ctx.stderr.getvalue()  # type: ignore[attr-defined]
+    assert len(errors.strip().splitlines()) == 1, errors
+    assert "database_uri 'mysql://h/db': unsupported scheme 'mysql'" in errors
