@@ -137,8 +137,10 @@ def close_match(word: str, candidates: list[str]) -> str | None:
     """The candidate `word` most likely is a typo of (pip's "did you mean")."""
     import difflib
 
-    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return found[0] if found else None
+    # options compared without their dashes: "--" alone made --bogus "close" to --verbose
+    bare = {c.lstrip("-"): c for c in candidates}
+    found = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.6)
+    return bare[found[0]] if found else None
 
 
 class PassthroughParser(SlapOSArgumentParser):

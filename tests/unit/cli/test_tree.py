@@ -264,6 +264,10 @@ def test_a_mistyped_option_gets_the_commands_usage_and_a_suggestion(tmp_path):
     assert err.rstrip().endswith(
         "slapos request: error: no such option: --paramters (did you mean --parameters?)"
     )
+    # nothing like it: no suggestion (the shared "--" made --bogus "close" to --verbose)
+    ctx = Context.for_test(tmp_path)
+    assert main(["request", "--bogus", "x", "y"], ctx=ctx) == 2
+    assert ctx.stderr.getvalue().rstrip().endswith("slapos request: error: no such option: --bogus")
 
 
 def test_options_of_bare_node_are_those_of_node_status(tmp_path):
