@@ -63,10 +63,10 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
 
 
 def _networkcache(args: argparse.Namespace, ctx: Context) -> NetworkCacheConfig:
-    from slapos.config import IniFile, NetworkCacheConfig
+    from slapos.config import NODE_CONFIG_HINT, IniFile, NetworkCacheConfig
 
     path = ctx.node_config_path(getattr(args, "cfg", None))
-    ini = IniFile.read(path)
+    ini = IniFile.read(path, NODE_CONFIG_HINT)
     return NetworkCacheConfig.from_section(ini.section("networkcache", required=True))
 
 

@@ -132,11 +132,21 @@ def _optional_path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+#: What to do when the proxy's configuration file is missing.
+PROXY_CONFIG_HINT = (
+    "pass the proxy's with --cfg, e.g. DIR/etc/slapos-proxy.cfg as 'slapos configure local' "
+    "writes it"
+)
+
+
 def load_proxy_config(
     path: Path | None, overrides: Mapping[str, Any] | None = None, *, for_start: bool = True
 ) -> ProxyConfig:
     """Read slapos-proxy.cfg (None: command line only); ConfigError names what is missing."""
-    ini = IniFile.read(path) if path is not None else IniFile.parse("", "<command line>")
+    if path is not None:
+        ini = IniFile.read(path, PROXY_CONFIG_HINT)
+    else:
+        ini = IniFile.parse("", "<command line>")
     where = str(path) if path is not None else "<command line>"
     merged: dict[str, str] = {}
     for name in ini.sections():

@@ -162,10 +162,10 @@ def run_format(args: argparse.Namespace, ctx: Context) -> int:
 def _read_as_root(args: argparse.Namespace, ctx: Context, *sections: str) -> tuple[Path, IniFile]:
     """slapos.cfg, once root is checked (unless root_check of the first of `sections` that
     sets it says false)."""
-    from slapos.config import IniFile, parse_bool
+    from slapos.config import NODE_CONFIG_HINT, IniFile, parse_bool
 
     path = ctx.node_config_path(args.cfg)
-    ini = IniFile.read(path)
+    ini = IniFile.read(path, NODE_CONFIG_HINT)
     for section in sections:
         raw = ini.get(section, "root_check")
         if raw:

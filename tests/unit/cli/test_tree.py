@@ -276,3 +276,21 @@ def test_options_of_bare_node_are_those_of_node_status(tmp_path):
         ctx = Context.for_test(tmp_path)
         assert main(argv, ctx=ctx) == 1
         assert f"configuration file does not exist: {missing}" in ctx.stderr.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["node", "format", "--now"], "'slapos configure local' or 'slapos node register'"),
+        (["node", "boot"], "'slapos configure local' or 'slapos node register'"),
+        (["cachelookup", "url", "x"], "'slapos configure local' or 'slapos node register'"),
+        (["proxy", "start"], "e.g. DIR/etc/slapos-proxy.cfg as 'slapos configure local'"),
+        (["proxy", "revoke", "x"], "e.g. DIR/etc/slapos-proxy.cfg as 'slapos configure local'"),
+    ],
+)
+def test_a_missing_configuration_says_what_to_pass(argv, hint, tmp_path):
+    missing = tmp_path / "nowhere" / "slapos.cfg"
+    ctx = Context.for_test(tmp_path, euid=0)
+    assert main([*argv, "--cfg", str(missing)], ctx=ctx) == 1
+    [line] = ctx.stderr.getvalue().strip().splitlines()
+    assert f"configuration file does not exist: {missing} (" in line and hint in line
