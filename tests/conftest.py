@@ -5,9 +5,10 @@
 * Tests under tests/integration/ are marked `integration`; every other test is a unit test
   and gets a 30 s timeout.
 * `@pytest.mark.root` tests skip unless run as root.
-* A test that uses the `upstream` fixture (slapos.core 1.26.1's virtualenv), directly or
-  through another fixture, is marked `upstream` (`-m "not upstream"` leaves them out); a
-  test that asks for it with `request.getfixturevalue` carries the mark itself.
+* A test that uses slapos.core 1.26.1 (the `upstream` fixture, directly or through another
+  fixture, or a parameter naming it: `any_proxy[upstream]`, `master[upstream_proxy]`) is
+  marked `upstream` (`-m "not upstream"` leaves them out); a test that asks for it
+  otherwise (`request.getfixturevalue`) carries the mark itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.common",
+    "tests.fakes.master",
     "tests.fixtures.upstream",
     "tests.fixtures.proxy",
     "tests.fixtures.postgres",
@@ -41,10 +43,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif not item.get_closest_marker("timeout"):
             # a unit test that needs more than this is an integration test in disguise
             item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT))
-        if "upstream" in getattr(item, "fixturenames", ()):
+        if _uses_upstream(item):
             item.add_marker(pytest.mark.upstream)
         if item.get_closest_marker("root") and os.geteuid() != 0:
             item.add_marker(pytest.mark.skip(reason="needs root"))
+
+
+def _uses_upstream(item: pytest.Item) -> bool:
+    if "upstream" in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(map(_names_upstream, callspec.params.values()))
+
+
+def _names_upstream(value: object) -> bool:
+    if isinstance(value, tuple):
+        return any(map(_names_upstream, value))
+    return isinstance(value, str) and value.split("_")[0] == "upstream"
 
 
 @pytest.fixture(autouse=True)

@@ -1,17 +1,25 @@
-"""The masters: `FakeMaster`, an in-thread HTTP server playing a master (the `fake_master`
-fixture), answers scripted by path or in order, every request recorded, for the slap
-library and the client commands; and the node engines' masters, which stand for what the
-engines are given instead of HTTP (`FakeSoftwareMaster`, `FakeComputer`)."""
+"""The masters of the tests.
+
+* `FakeMaster`, an in-thread HTTP server playing a master (the `fake_master` fixture):
+  answers scripted by path or in order, every request recorded; for the slap library and
+  the client commands.
+* `RecordingMaster`, an HTTP relay in front of a real master (our proxy or upstream's)
+  that records every call and can fail them (the `recording_master` and `recorder`
+  fixtures); for the node commands, whose reports the proxies do not all keep.
+* The node engines' masters, which stand for what the engines are given instead of HTTP:
+  `FakeSoftwareMaster` (a `SoftwareMaster`), `FakeComputer` and its `FakePartition`s.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
@@ -47,17 +55,36 @@ class FakeMaster:
         return [r for r in self.requests if r.path == path]
 
 
+def _send(
+    handler: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes
+) -> None:
+    """Answer `status` with `headers` and `data` (its length added)."""
+    handler.send_response(status)
+    for key, value in headers:
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Logs nothing; reads the request's body."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+
 def _handler(master: FakeMaster) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Handler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body are two writes
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self.body()
             parts = urlsplit(self.path)
             form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
             record = Recorded(
@@ -82,13 +109,8 @@ def _handler(master: FakeMaster) -> type[BaseHTTPRequestHandler]:
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
             # A client that timed out on purpose (slow-master tests) has gone: not an error.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                content_type = ("Content-Type", "text/html; charset=utf-8")
+                _send(self, status, [*headers.items(), content_type], data)
 
         do_GET = _serve
         do_POST = _serve
@@ -102,6 +124,92 @@ def fake_master() -> Iterator[FakeMaster]:
     with serve_http(_handler(master)) as served:
         master.url = served.url
         yield master
+
+
+# ---- a relay in front of a real master ---------------------------------------------------
+
+#: headers of one connection, not of the request: neither relayed nor answered back
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+@dataclass
+class RecordingMaster:
+    """Relays every request to the master at `target` and records it in `calls` as
+    (method, path without its leading "/", query and form fields). `down = True` answers
+    503 to every call, as a master in maintenance does; `refuse_writes = True` answers 403
+    to every POST (the slap protocol's writes), as a read-only master would.
+
+    `url` and `computer_id` are what the node fixtures need of a master: give them this.
+    """
+
+    target: str
+    computer_id: str
+    url: str = ""
+    calls: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    down: bool = False
+    refuse_writes: bool = False
+
+    def posted(self, name: str) -> list[dict[str, str]]:
+        """The fields of every POST to the call `name` (the path's last part), in order."""
+        return [
+            fields
+            for method, path, fields in self.calls
+            if method == "POST" and path.rsplit("/", 1)[-1] == name
+        ]
+
+
+def _relay(master: RecordingMaster) -> type[BaseHTTPRequestHandler]:
+    target = urlsplit(master.target)
+
+    class Relay(_Handler):
+        def _relay(self) -> None:
+            body = self.body()
+            parts = urlsplit(self.path)
+            fields = dict(parse_qsl(parts.query, keep_blank_values=True))
+            fields.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            master.calls.append((self.command, parts.path.lstrip("/"), fields))
+            if master.down or (master.refuse_writes and self.command == "POST"):
+                _send(self, 503 if master.down else 403, [], b"")
+                return
+            conn = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
+            try:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                path = target.path.rstrip("/") + self.path
+                conn.request(self.command, path, body or None, headers)
+                answer = conn.getresponse()
+                data = answer.read()
+            finally:
+                conn.close()
+            kept = [(k, v) for k, v in answer.getheaders() if k.lower() not in _HOP_BY_HOP]
+            _send(self, answer.status, kept, data)
+
+        do_GET = _relay
+        do_POST = _relay
+
+    return Relay
+
+
+@contextlib.contextmanager
+def recording(master: Any) -> Iterator[RecordingMaster]:
+    """A RecordingMaster in front of `master` (anything with .url and .computer_id)."""
+    relay = RecordingMaster(master.url, master.computer_id)
+    with serve_http(_relay(relay)) as served:
+        relay.url = served.url
+        yield relay
+
+
+@pytest.fixture
+def recording_master() -> Iterator[Callable[[Any], RecordingMaster]]:
+    """recording_master(master) -> a RecordingMaster in front of `master`, for this test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda master: stack.enter_context(recording(master))
+
+
+@pytest.fixture
+def recorder(master: Any) -> Iterator[RecordingMaster]:
+    """A RecordingMaster in front of the `master` fixture."""
+    with recording(master) as relay:
+        yield relay
 
 
 # ---- the node's side of the master --------------------------------------------------------

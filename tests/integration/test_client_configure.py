@@ -8,7 +8,6 @@ import stat
 from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.config import load_client_config
-from tests.fakes.master import fake_master  # noqa: F401
 from tests.fixtures.common import serve_http, tls_server_context
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -32,7 +31,7 @@ def configure(tmp_path, web_url, *extra, stdin=""):
     return main(argv, ctx=ctx), ctx, cfg
 
 
-def test_configure_client_writes_certificate_key_and_config(tmp_path, fake_master):  # noqa: F811
+def test_configure_client_writes_certificate_key_and_config(tmp_path, fake_master):
     def answer(request):
         assert request.headers["X-Access-Token"] == "secret-token"
         return 200, json.dumps({"certificate": CERT, "key": KEY})
@@ -60,7 +59,7 @@ def test_configure_client_writes_certificate_key_and_config(tmp_path, fake_maste
     assert len(fake_master.requests) == 1
 
 
-def test_configure_client_prompts_for_token(tmp_path, fake_master):  # noqa: F811
+def test_configure_client_prompts_for_token(tmp_path, fake_master):
     fake_master.routes["/Person_getCertificate"] = (
         200,
         json.dumps({"certificate": CERT, "key": KEY}),
@@ -71,7 +70,7 @@ def test_configure_client_prompts_for_token(tmp_path, fake_master):  # noqa: F81
     assert fake_master.requests[0].headers["X-Access-Token"] == "prompted"
 
 
-def test_configure_client_bad_token(tmp_path, fake_master):  # noqa: F811
+def test_configure_client_bad_token(tmp_path, fake_master):
     fake_master.routes["/Person_getCertificate"] = (403, "Forbidden")
     code, ctx, cfg = configure(tmp_path, fake_master.url, "--token", "wrong")
     assert code == 1
@@ -80,7 +79,7 @@ def test_configure_client_bad_token(tmp_path, fake_master):  # noqa: F811
     assert not (cfg.parent / "client.key").exists()
 
 
-def test_configure_client_existing_key(tmp_path, fake_master):  # noqa: F811
+def test_configure_client_existing_key(tmp_path, fake_master):
     directory = tmp_path / "home" / ".slapos"
     directory.mkdir(parents=True)
     (directory / "client.key").write_text("old")
@@ -91,7 +90,7 @@ def test_configure_client_existing_key(tmp_path, fake_master):  # noqa: F811
     assert fake_master.requests == []
 
 
-def test_configure_client_unexpected_answer(tmp_path, fake_master):  # noqa: F811
+def test_configure_client_unexpected_answer(tmp_path, fake_master):
     fake_master.routes["/Person_getCertificate"] = (200, "false")
     code, ctx, cfg = configure(tmp_path, fake_master.url, "--token", "t")
     assert code == 1
@@ -99,13 +98,13 @@ def test_configure_client_unexpected_answer(tmp_path, fake_master):  # noqa: F81
     assert not cfg.exists()
 
 
-def test_configure_client_no_token_on_eof(tmp_path, fake_master):  # noqa: F811
+def test_configure_client_no_token_on_eof(tmp_path, fake_master):
     code, ctx, _ = configure(tmp_path, fake_master.url)
     assert code == 2
     assert "no token given" in ctx.stderr.getvalue()
 
 
-def _rest_master(fake_master, token_answer):  # noqa: F811
+def _rest_master(fake_master, token_answer):
     base = fake_master.url
     fake_master.routes["/hateoas/"] = (
         200,
@@ -122,7 +121,7 @@ def _rest_master(fake_master, token_answer):  # noqa: F811
     fake_master.routes["/web/computer_module/Base_getComputerToken"] = token_answer
 
 
-def run_token(tmp_path, fake_master, *extra):  # noqa: F811
+def run_token(tmp_path, fake_master, *extra):
     cfg = tmp_path / "c.cfg"
     cfg.write_text(
         f"[slapos]\nmaster_url = {fake_master.url}\nmaster_rest_url = {fake_master.url}/hateoas/\n"
@@ -132,7 +131,7 @@ def run_token(tmp_path, fake_master, *extra):  # noqa: F811
     return code, ctx.stdout.getvalue(), ctx.stderr.getvalue()
 
 
-def test_computer_token(tmp_path, fake_master):  # noqa: F811
+def test_computer_token(tmp_path, fake_master):
     _rest_master(fake_master, (200, json.dumps({"access_token": "TOKEN-123"})))
     assert run_token(tmp_path, fake_master) == (0, "Computer token: TOKEN-123\n", "")
     _code, out, _ = run_token(tmp_path, fake_master, "--format", "json")
@@ -141,7 +140,7 @@ def test_computer_token(tmp_path, fake_master):  # noqa: F811
     assert root_call.headers["Cache-Control"] == "no-cache"
 
 
-def test_computer_token_no_longer_supported(tmp_path, fake_master):  # noqa: F811
+def test_computer_token_no_longer_supported(tmp_path, fake_master):
     _rest_master(fake_master, (410, json.dumps({"message": "This API is no longer supported"})))
     code, _out, err = run_token(tmp_path, fake_master)
     assert code == 1

@@ -11,7 +11,6 @@ import pytest
 
 from slapos.cli.context import Context
 from slapos.cli.main import main
-from tests.fakes.master import fake_master  # noqa: F401
 from tests.fixtures.common import free_port
 
 SR = "https://example.invalid/software/demo/software.cfg"
@@ -59,14 +58,14 @@ def test_unreachable_master_rest_commands_retry_a_bounded_time(tmp_path):
     assert len(error_lines(ctx.stderr.getvalue())) == 1
 
 
-def test_wrong_url_path(tmp_path, fake_master):  # noqa: F811
+def test_wrong_url_path(tmp_path, fake_master):
     code, _, err = run(tmp_path, fake_master.url + "/not/a/master", "request", "inst", SR)
     assert code == 1
     [line] = error_lines(err)
     assert "answered POST requestComputerPartition with HTTP 404" in line
 
 
-def test_server_error(tmp_path, fake_master):  # noqa: F811
+def test_server_error(tmp_path, fake_master):
     fake_master.routes["/requestComputerPartition"] = (500, "<p>Internal Server Error</p>")
     code, _, err = run(tmp_path, fake_master.url, "request", "inst", SR)
     assert code == 1
@@ -74,7 +73,7 @@ def test_server_error(tmp_path, fake_master):  # noqa: F811
     assert "HTTP 500" in line and fake_master.url in line
 
 
-def test_malformed_answer(tmp_path, fake_master):  # noqa: F811
+def test_malformed_answer(tmp_path, fake_master):
     fake_master.routes["/requestComputerPartition"] = (200, "<html><body>hello</body></html>")
     code, _, err = run(tmp_path, fake_master.url, "request", "inst", SR)
     assert code == 1
@@ -82,7 +81,7 @@ def test_malformed_answer(tmp_path, fake_master):  # noqa: F811
     assert "malformed document" in line and "requestComputerPartition" in line
 
 
-def test_not_ready_exit_2(tmp_path, fake_master):  # noqa: F811
+def test_not_ready_exit_2(tmp_path, fake_master):
     fake_master.routes["/requestComputerPartition"] = (408, "")
     code, out, err = run(tmp_path, fake_master.url, "request", "inst", SR)
     assert code == 2
@@ -92,7 +91,7 @@ def test_not_ready_exit_2(tmp_path, fake_master):  # noqa: F811
     assert '"ready": false' in out
 
 
-def test_slow_master_times_out(tmp_path, fake_master):  # noqa: F811
+def test_slow_master_times_out(tmp_path, fake_master):
     fake_master.delay = 5
     fake_master.routes["/supplySupply"] = (200, "ok")
     start = time.monotonic()
@@ -116,7 +115,7 @@ def test_slow_master_times_out(tmp_path, fake_master):  # noqa: F811
         (("--parameters-file", "{dated}"), 2, "cannot be sent as JSON"),
     ],
 )
-def test_bad_parameters(tmp_path, fake_master, argv, code, message):  # noqa: F811
+def test_bad_parameters(tmp_path, fake_master, argv, code, message):
     (tmp_path / "bad.json").write_text("{nope")
     (tmp_path / "bad.yaml").write_text("a: [1\n")
     (tmp_path / "bad.xml").write_text("<instance><parameter")

@@ -10,7 +10,6 @@ from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.slap import SoftwareInstance, wire
 from tests.fakes import FakeClock
-from tests.fakes.master import fake_master  # noqa: F401
 
 SR = "https://example.invalid/software/demo/software.cfg"
 
@@ -37,7 +36,7 @@ def run(tmp_path, url, *argv, clock, reference="inst"):
     return code, ctx.stdout.getvalue(), ctx.stderr.getvalue()
 
 
-def test_wait_through_not_ready_then_connection(tmp_path, fake_master):  # noqa: F811
+def test_wait_through_not_ready_then_connection(tmp_path, fake_master):
     fake_master.script = [
         (408, ""),
         (408, ""),
@@ -66,7 +65,7 @@ def test_wait_through_not_ready_then_connection(tmp_path, fake_master):  # noqa:
     assert len(fake_master.calls("/getFullComputerInformation")) == 1  # asked once
 
 
-def test_wait_gives_up(tmp_path, fake_master):  # noqa: F811
+def test_wait_gives_up(tmp_path, fake_master):
     fake_master.routes["/requestComputerPartition"] = (408, "")
     clock = FakeClock()
     code, out, err = run(

@@ -13,21 +13,39 @@ import os
 import pwd
 import secrets
 import shlex
-import shutil
 import subprocess
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.common import REPO, as_user, demo_url, wait_for
+from tests.fixtures.common import REPO, as_user, demo_url, fetch, wait_for
 
 
 def demo_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLAPOS_")}
     env.update(HOME=str(home), PYTHONPATH=str(REPO))
     return env
+
+
+def in_demo(
+    argv: list[str],
+    directory: Path,
+    user: pwd.struct_passwd | None,
+    prefix: tuple[str, ...] = (),
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """`argv` (after `prefix`) as `user`, beside the demo `directory`, in its environment."""
+    return subprocess.run(
+        [*prefix, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=directory.parent,
+        env=demo_env(directory.parent),
+        stdin=subprocess.DEVNULL,
+        check=False,
+        **as_user(user),
+    )
 
 
 def run_demo(
@@ -37,18 +55,13 @@ def run_demo(
     *extra: str,
     prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    ids = as_user(user)
-    return subprocess.run(
-        [*prefix, str(python), "-m", "slapos.demo", str(directory), *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=directory.parent,
-        env=demo_env(directory.parent),
-        stdin=subprocess.DEVNULL,
-        check=False,
-        **ids,
-    )
+    argv = [str(python), "-m", "slapos.demo", str(directory), *extra]
+    return in_demo(argv, directory, user, prefix, timeout=600)
+
+
+def says_hello(url: str) -> bool:
+    """The demo's service answers at `url` with its page."""
+    return "Hello from SlapOS!" in (fetch(url, timeout=10) or "")
 
 
 def shutdown(
@@ -57,27 +70,10 @@ def shutdown(
     cfg = directory / "etc" / "slapos.cfg"
     if not cfg.exists():
         return
-    ids = as_user(user)
     pid_file = directory / "srv" / "var" / "run" / "supervisord.pid"
     pid = int(pid_file.read_text()) if pid_file.exists() else None
-    subprocess.run(
-        [
-            *prefix,
-            str(python),
-            "-m",
-            "slapos",
-            "node",
-            "supervisorctl",
-            "--cfg",
-            str(cfg),
-            "shutdown",
-        ],
-        capture_output=True,
-        timeout=60,
-        env=demo_env(directory.parent),
-        check=False,
-        **ids,
-    )
+    argv = [str(python), "-m", "slapos", "node", "supervisorctl", "--cfg", str(cfg), "shutdown"]
+    in_demo(argv, directory, user, prefix, timeout=60)
     if pid is not None:
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "supervisord to stop")
 
@@ -102,32 +98,25 @@ def check_demo(
     assert "Connection parameters of instance are" not in first.stderr
     url = demo_url(first.stdout)
     if not prefix:  # (in a network namespace, its addresses are not ours)
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            assert b"Hello from SlapOS!" in answer.read()
+        assert says_hello(url)
     # the summary: where the configuration is, and three commands that work as printed
     for name in ("slapos.cfg", "slapos-proxy.cfg", "slapos-client.cfg"):
         assert str(directory / "etc" / name) in first.stdout
         assert (directory / "etc" / name).exists()
     commands = next_commands(first.stdout)
     assert len(commands) == 3
-    ids = as_user(user)
     for argv in commands:
-        done = subprocess.run(
-            [*prefix, *argv], capture_output=True, text=True, timeout=120, check=False,
-            stdin=subprocess.DEVNULL, env=demo_env(directory.parent), **ids,
-        )  # fmt: skip
+        done = in_demo(argv, directory, user, prefix)
         assert done.returncode == 0, f"{argv}: {done.stdout}{done.stderr}"
     assert f"{directory} --destroy" in first.stdout
     assert f"{directory} --stop" in first.stdout
     # a release of the user's own that fails to build does not fail the demo
     slapos = commands[0][0]
     client = str(directory / "etc" / "slapos-client.cfg")
-    supplied = subprocess.run(
-        [*prefix, slapos, "supply", str(directory / "nowhere.cfg"), "local_computer",
-         "--cfg", client],
-        capture_output=True, text=True, timeout=120, check=False, env=demo_env(directory.parent),
-        **ids,
-    )  # fmt: skip
+    nowhere = str(directory / "nowhere.cfg")
+    supplied = in_demo(
+        [slapos, "supply", nowhere, "local_computer", "--cfg", client], directory, user, prefix
+    )
     assert supplied.returncode == 0, supplied.stderr
     again = run_demo(python, directory, user, *extra, prefix=prefix)  # safe, keeps the service
     assert again.returncode == 0, again.stdout + again.stderr
@@ -140,25 +129,18 @@ def check_demo(
         [slapos, "request", "demo", release, "--state", "stopped", "--cfg", client],
         [slapos, "node", "instance", "--cfg", node_cfg],
     ):
-        done = subprocess.run(
-            [*prefix, *argv], capture_output=True, text=True, timeout=120, check=False,
-            stdin=subprocess.DEVNULL, env=demo_env(directory.parent), **ids,
-        )  # fmt: skip
+        done = in_demo(argv, directory, user, prefix)
         assert done.returncode in (0, 1), f"{argv}: {done.stdout}{done.stderr}"
     restarted = run_demo(python, directory, user, *extra, prefix=prefix)
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert "starting its service" not in restarted.stdout, restarted.stdout
     if not prefix:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            assert b"Hello from SlapOS!" in answer.read()
+        assert says_hello(url)
     # after everything stopped (a reboot), the demo brings the service back; here the
     # printed `node status` then launched supervisord again, without the partition's
     # service: the demo sees it at once (no wait for a page that cannot answer)
     shutdown(python, directory, user, prefix)
-    status = subprocess.run(
-        [*prefix, *commands[2]], capture_output=True, text=True, timeout=120, check=False,
-        stdin=subprocess.DEVNULL, env=demo_env(directory.parent), **ids,
-    )  # fmt: skip
+    status = in_demo(commands[2], directory, user, prefix)
     assert (
         "demo-web-on-watch" in status.stdout
         and "RUNNING" not in status.stdout.split("demo-web-on-watch", 1)[1].splitlines()[0]
@@ -167,8 +149,7 @@ def check_demo(
     assert third.returncode == 0, third.stdout + third.stderr
     assert "starting its service" not in third.stdout, third.stdout
     if not prefix:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            assert b"Hello from SlapOS!" in answer.read()
+        assert says_hello(url)
     # --stop, as the summary says: supervisord (and the local master under it) stops
     pid = int((directory / "srv" / "var" / "run" / "supervisord.pid").read_text())
     stopped = run_demo(python, directory, user, "--stop", prefix=prefix)
@@ -185,25 +166,12 @@ def test_demo_stop_refuses_what_is_not_a_demo(tmp_path, node_python):
     ]
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
-    """A short, world-traversable directory (supervisord's socket path is limited)."""
-    base = Path("/tmp") / f"sdemo{os.getpid()}{tmp_path.name[-6:]}"
-    shutil.rmtree(base, ignore_errors=True)
-    base.mkdir()
-    base.chmod(0o755)
-    try:
-        yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def test_demo_without_root(workdir, node_python):
+def test_demo_without_root(open_dir, node_python):
     user = None
     if os.geteuid() == 0:
         user = pwd.getpwnam("nobody")
-        os.chown(workdir, user.pw_uid, user.pw_gid)
-    directory = workdir / "demo"
+        os.chown(open_dir, user.pw_uid, user.pw_gid)
+    directory = open_dir / "demo"
     try:
         check_demo(node_python, directory, user)
         # unprivileged layout: nothing is owned by anybody else than the caller
@@ -214,14 +182,14 @@ def test_demo_without_root(workdir, node_python):
 
 
 @pytest.mark.root
-def test_demo_as_root_offline_then_destroyed(workdir, node_python):
+def test_demo_as_root_offline_then_destroyed(open_dir, node_python):
     """Partition users of its own; a network namespace with only lo: no route anywhere."""
     base = f"tdm{secrets.token_hex(3)}"
     users = [f"{base}s", *(f"{base}u{i}" for i in range(3))]
     ns = f"tdemo{secrets.token_hex(3)}"
     inside = ("ip", "netns", "exec", ns)
     subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-    directory = workdir / "demo"
+    directory = open_dir / "demo"
     try:
         subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
         routes = subprocess.run(
@@ -249,8 +217,8 @@ def test_demo_as_root_offline_then_destroyed(workdir, node_python):
 
 
 @pytest.mark.root
-def test_demo_as_root_in_a_closed_directory_says_why_in_one_line(workdir, node_python):
-    closed = workdir / "closed"
+def test_demo_as_root_in_a_closed_directory_says_why_in_one_line(open_dir, node_python):
+    closed = open_dir / "closed"
     closed.mkdir(mode=0o700)
     done = run_demo(node_python, closed / "demo", None)
     assert done.returncode == 1
@@ -261,27 +229,27 @@ def test_demo_as_root_in_a_closed_directory_says_why_in_one_line(workdir, node_p
 
 
 @pytest.mark.root
-def test_demo_as_root_with_slapos_in_a_closed_directory_says_why_in_one_line(workdir, node_python):
+def test_demo_as_root_with_slapos_in_a_closed_directory_says_why_in_one_line(open_dir, node_python):
     """A clone in root's home (mode 0700): its Python is out of the partition users' reach."""
-    home = workdir / "home"
+    home = open_dir / "home"
     home.mkdir(mode=0o700)
     (home / "venv").symlink_to(node_python.parent.parent)  # the same virtualenv, behind `home`
     python = home / "venv" / "bin" / "python"
-    done = run_demo(python, workdir / "demo", None)
+    done = run_demo(python, open_dir / "demo", None)
     assert done.returncode == 1, done.stdout + done.stderr
     [line] = done.stderr.strip().splitlines()
     assert f"who cannot reach {python} (and the slapos it runs) ({home} is closed" in line
     assert "run ./dev.sh demo, which installs slapos where they can read it" in line
     assert line.endswith(f"chmod o+x {home}")
-    assert not (workdir / "demo").exists()
+    assert not (open_dir / "demo").exists()
 
 
 @pytest.mark.root
-def test_demo_as_root_refuses_users_of_another_demo_before_starting_anything(workdir, node_python):
+def test_demo_as_root_refuses_users_of_another_demo_before_starting_anything(open_dir, node_python):
     """One root demo per machine: users of another demo are named, nothing is started."""
     tag = secrets.token_hex(3)
     base, software = f"sdu{tag}p", f"sdu{tag}s"
-    other = workdir / "other"
+    other = open_dir / "other"
     (other / "etc").mkdir(parents=True)
     (other / "etc" / "slapos.cfg").write_text("[slapos]\n")
     subprocess.run(
@@ -289,16 +257,16 @@ def test_demo_as_root_refuses_users_of_another_demo_before_starting_anything(wor
     )
     try:
         done = run_demo(
-            node_python, workdir / "demo", None, "--user-base-name", base,
+            node_python, open_dir / "demo", None, "--user-base-name", base,
             "--software-user", software,
         )  # fmt: skip
         assert done.returncode == 1, done.stdout + done.stderr
         [line] = done.stderr.strip().splitlines()
         assert f"one demo per machine: user {base}0 already exists" in line
         assert f"{other} --destroy" in line
-        assert not (workdir / "demo" / "etc").exists()  # no master, no supervisord started
+        assert not (open_dir / "demo" / "etc").exists()  # no master, no supervisord started
     finally:
-        shutdown(node_python, workdir / "demo", None)
+        shutdown(node_python, open_dir / "demo", None)
         subprocess.run(["userdel", f"{base}0"], check=False)
         for name in (software, *(f"{base}{i}" for i in range(3))):
             subprocess.run(["userdel", name], capture_output=True, check=False)

@@ -18,10 +18,7 @@ def test_explain_names_the_failing_child(
 ) -> None:
     node: InstanceNode = instance_node_factory(master, partitions=3, software=built_sr_instance)
     url = built_sr_instance.url
-    node.slap().registerSupply().supply(url, master.computer_id)
-    node.slap().registerOpenOrder().request(
-        url, "tree", partition_parameter_kw={"child": "kid", "child-fail": "1", "promise": "none"}
-    )
+    node.request(url, "tree", child="kid", child_fail="1", promise="none")
     assert node.slapos("node", "instance").returncode == 0  # the root, which requests kid
     failed = node.slapos("node", "instance")  # kid's buildout fails
     assert failed.returncode == 1, failed.stderr

@@ -10,7 +10,6 @@ import os
 import pwd
 import re
 import secrets
-import shutil
 import stat
 import subprocess
 import sys
@@ -494,21 +493,10 @@ def test_upstream_and_we_read_each_others_formatted_node(tmp_path, netns, names,
     assert again["partition_list"] == theirs["partition_list"]
 
 
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory any user can reach (pytest's are private to root)."""
-    path = Path("/tmp") / f"sfmt{secrets.token_hex(3)}"
-    path.mkdir(mode=0o755)
-    (path / "home").mkdir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def test_dry_run_as_an_unprivileged_process_changes_nothing(open_dir, node_python):
     """A real non-root process plans users, addresses and taps, and touches nothing."""
     tmp_path = open_dir
+    (tmp_path / "home").mkdir()
     base = f"tstu{secrets.token_hex(2)}x"  # nothing is created: no clean-up needed
     cfg = node_cfg(
         tmp_path,

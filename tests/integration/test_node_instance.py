@@ -13,7 +13,6 @@ import pytest
 
 from tests.fixtures.common import fetch, wait_for
 from tests.fixtures.grid_instance import (
-    BuiltSoftware,
     InstanceNode,
 )
 from tests.fixtures.slap import master  # noqa: F401
@@ -30,40 +29,21 @@ def service_pid(node: InstanceNode, name: str) -> int | None:
 
 
 @pytest.fixture
-def sr_url(built_sr_instance: BuiltSoftware) -> str:
-    return built_sr_instance.url
-
-
-@pytest.fixture
-def node(master, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:  # noqa: F811
+def node(master, instance_node_factory, built_sr_instance) -> InstanceNode:  # noqa: F811
     n: InstanceNode = instance_node_factory(master, partitions=3, software=built_sr_instance)
-    n.slap().registerSupply().supply(sr_url, master.computer_id)
     return n
-
-
-def request(node: InstanceNode, sr_url: str, name: str, state: str = "started", **params):
-    return (
-        node.slap()
-        .registerOpenOrder()
-        .request(
-            sr_url,
-            name,
-            partition_parameter_kw={k.replace("_", "-"): v for k, v in params.items()},
-            state=state,
-        )
-    )
 
 
 def url_of(node: InstanceNode, sr_url: str, name: str) -> str | None:
     try:
-        url: str | None = request(node, sr_url, name).getConnectionParameter("url")
+        url: str | None = node.request(sr_url, name).getConnectionParameter("url")
         return url
     except Exception:
         return None
 
 
 def test_whole_loop(node: InstanceNode, sr_url: str) -> None:
-    partition_id = request(node, sr_url, "web").getId()
+    partition_id = node.request(sr_url, "web").getId()
     done = node.slapos("node", "instance")
     assert done.returncode == 0, done.stderr
     assert f"{partition_id}[default]: processed" in done.stderr
@@ -89,16 +69,16 @@ def test_whole_loop(node: InstanceNode, sr_url: str) -> None:
     assert "skipped, up to date" in again.stderr
 
     # stop -> process gone; start -> back
-    request(node, sr_url, "web", state="stopped")
+    node.request(sr_url, "web", state="stopped")
     assert node.slapos("node", "instance").returncode == 0
     assert fetch(url) is None
     assert service_pid(node, f"{partition_id}:web-on-watch") is None
-    request(node, sr_url, "web", state="started")
+    node.request(sr_url, "web", state="started")
     assert node.slapos("node", "instance").returncode == 0
     wait_for(lambda: fetch(url), 10, "the service to answer again")
 
     # destroyed -> node report -> partition empty and free again
-    request(node, sr_url, "web", state="destroyed")
+    node.request(sr_url, "web", state="destroyed")
     assert node.slapos("node", "instance").returncode == 0
     assert fetch(url) is None
     report = node.slapos("node", "report")
@@ -108,14 +88,14 @@ def test_whole_loop(node: InstanceNode, sr_url: str) -> None:
     assert len([line for line in said if f"{partition_id}: destroyed" in line]) == 1  # once
     assert os.listdir(path) == []
     assert path.stat().st_mode & 0o777 == 0o750
-    again = request(node, sr_url, "web2")
+    again = node.request(sr_url, "web2")
     assert again.getId() in {"slappart0", "slappart1", "slappart2"}
 
 
 @pytest.mark.root
 def test_each_partition_runs_as_its_own_user(node: InstanceNode, sr_url: str) -> None:
-    first = request(node, sr_url, "one", promise="none").getId()
-    second = request(node, sr_url, "two", promise="none").getId()
+    first = node.request(sr_url, "one", promise="none").getId()
+    second = node.request(sr_url, "two", promise="none").getId()
     done = node.slapos("node", "instance")
     assert done.returncode == 0, done.stderr
     owners = {}

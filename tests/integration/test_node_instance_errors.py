@@ -1,7 +1,7 @@
 """`slapos node instance` when things go wrong: failing and hanging promises, a failing
 buildout, a release that is not installed, a master that is down, a service that dies.
 
-A Recorder sits between the node and the master, so the tests see what the node reported
+A RecordingMaster sits between the node and the master, so the tests see what the node reported
 (upstream's proxy accepts softwareInstanceError but keeps nothing of it).
 """
 
@@ -12,13 +12,9 @@ import signal
 
 import pytest
 
+from tests.fakes.master import RecordingMaster
 from tests.fixtures.common import fetch, wait_for
-from tests.fixtures.grid_instance import (
-    BuiltSoftware,
-    InstanceNode,
-    RecordedMaster,
-    Recorder,
-)
+from tests.fixtures.grid_instance import InstanceNode
 
 
 @pytest.fixture
@@ -28,36 +24,12 @@ def master(proxy):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def sr_url(built_sr_instance: BuiltSoftware) -> str:
-    return built_sr_instance.url
-
-
-@pytest.fixture
-def node(master, recorder, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:
-    n: InstanceNode = instance_node_factory(
-        RecordedMaster(recorder.url, master.computer_id),
-        partitions=3,
-        extra="promise_timeout = 3\n",
-        software=built_sr_instance,
-    )
-    n.slap().registerSupply().supply(sr_url, master.computer_id)
+def node(recorder, instance_node_factory, built_sr_instance) -> InstanceNode:
+    n: InstanceNode = instance_node_factory(recorder, software=built_sr_instance, promise_timeout=3)
     return n
 
 
-def request(node: InstanceNode, sr_url: str, name: str, state: str = "started", **params):
-    return (
-        node.slap()
-        .registerOpenOrder()
-        .request(
-            sr_url,
-            name,
-            partition_parameter_kw={k.replace("_", "-"): v for k, v in params.items()},
-            state=state,
-        )
-    )
-
-
-def errors_for(recorder: Recorder, partition_id: str) -> list[str]:
+def errors_for(recorder: RecordingMaster, partition_id: str) -> list[str]:
     return [
         f["error_log"]
         for f in recorder.posted("softwareInstanceError")
@@ -65,7 +37,7 @@ def errors_for(recorder: Recorder, partition_id: str) -> list[str]:
     ]
 
 
-def started_for(recorder: Recorder, partition_id: str) -> int:
+def started_for(recorder: RecordingMaster, partition_id: str) -> int:
     return sum(
         1
         for f in recorder.posted("startedComputerPartition")
@@ -73,8 +45,10 @@ def started_for(recorder: Recorder, partition_id: str) -> int:
     )
 
 
-def test_failing_promise_then_fixed(node: InstanceNode, sr_url: str, recorder: Recorder) -> None:
-    pid = request(node, sr_url, "web", promise="fail").getId()
+def test_failing_promise_then_fixed(
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster
+) -> None:
+    pid = node.request(sr_url, "web", promise="fail").getId()
     done = node.slapos("node", "instance")
     assert done.returncode == 2, done.stderr
     message = "Promise 'check-web' failed with output: web check failed on purpose"
@@ -92,25 +66,27 @@ def test_failing_promise_then_fixed(node: InstanceNode, sr_url: str, recorder: R
     assert not [c for c in recorder.calls[calls:] if c[0] == "POST"]
 
     # the release's promise is fixed (new parameters): the next run is clean
-    request(node, sr_url, "web", promise="")
+    node.request(sr_url, "web", promise="")
     fixed = node.slapos("node", "instance")
     assert fixed.returncode == 0, fixed.stderr
     assert started_for(recorder, pid) == 1
     assert node.slapos("node", "promise").returncode == 0
 
 
-def test_hanging_promise_is_killed(node: InstanceNode, sr_url: str, recorder: Recorder) -> None:
-    request(node, sr_url, "web", promise="hang")
+def test_hanging_promise_is_killed(
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster
+) -> None:
+    node.request(sr_url, "web", promise="hang")
     done = node.slapos("node", "instance")
     assert done.returncode == 2, done.stderr
     assert "Error: Promise timed out after 3 seconds" in done.stderr
 
 
 def test_failing_buildout_others_processed(
-    node: InstanceNode, sr_url: str, recorder: Recorder
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster
 ) -> None:
-    bad = request(node, sr_url, "bad", fail_buildout="1").getId()
-    good = request(node, sr_url, "good").getId()
+    bad = node.request(sr_url, "bad", fail_buildout="1").getId()
+    good = node.request(sr_url, "good").getId()
     done = node.slapos("node", "instance")
     assert done.returncode == 1, done.stderr
     assert "error while processing the following partitions" in done.stderr
@@ -119,12 +95,12 @@ def test_failing_buildout_others_processed(
     assert f"{bad}/.slapgrid/log/instance.log" in line
     assert any("fail-buildout" in e for e in errors_for(recorder, bad))
     assert started_for(recorder, good) == 1
-    url = request(node, sr_url, "good").getConnectionParameter("url")
+    url = node.request(sr_url, "good").getConnectionParameter("url")
     assert fetch(url) == f"hello from {good}\n"
 
 
-def test_release_not_installed(node: InstanceNode, sr_url: str, recorder: Recorder) -> None:
-    pid = request(node, sr_url + "-missing", "ghost").getId()
+def test_release_not_installed(node: InstanceNode, sr_url: str, recorder: RecordingMaster) -> None:
+    pid = node.request(sr_url + "-missing", "ghost").getId()
     done = node.slapos("node", "instance")
     assert done.returncode == 1, done.stderr
     assert "is not installed" in done.stderr
@@ -133,12 +109,14 @@ def test_release_not_installed(node: InstanceNode, sr_url: str, recorder: Record
     assert "Traceback" not in done.stderr
 
 
-def test_master_down_offline_mode(node: InstanceNode, sr_url: str, recorder: Recorder) -> None:
+def test_master_down_offline_mode(
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster
+) -> None:
     from slapos.grid import supervisor
 
-    pid = request(node, sr_url, "web").getId()
+    pid = node.request(sr_url, "web").getId()
     assert node.slapos("node", "instance").returncode == 0
-    url = request(node, sr_url, "web").getConnectionParameter("url")
+    url = node.request(sr_url, "web").getConnectionParameter("url")
     # a program of the node's supervisord that is no partition's (as configure local's
     # proxy), which its admin stopped: offline mode leaves it stopped
     supervisor.add_program(
@@ -162,11 +140,11 @@ def test_master_down_offline_mode(node: InstanceNode, sr_url: str, recorder: Rec
 
 
 def test_watchdog_bangs_then_reprocessed(
-    node: InstanceNode, sr_url: str, recorder: Recorder
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster
 ) -> None:
     from slapos.grid import supervisor
 
-    pid = request(node, sr_url, "web").getId()
+    pid = node.request(sr_url, "web").getId()
     assert node.slapos("node", "instance").returncode == 0
     assert "skipped, up to date" in node.slapos("node", "instance").stderr
     with supervisor.connect(node.instance_root) as sv:
@@ -187,14 +165,14 @@ def test_watchdog_bangs_then_reprocessed(
     again = node.slapos("node", "instance")
     assert again.returncode == 0, again.stderr
     assert f"{pid}[default]: processed" in again.stderr
-    url = request(node, sr_url, "web").getConnectionParameter("url")
+    url = node.request(sr_url, "web").getConnectionParameter("url")
     wait_for(lambda: fetch(url), 10, "the service to be back")
 
 
 def test_child_request_from_buildout_and_node_bang(
-    node: InstanceNode, sr_url: str, recorder: Recorder
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster
 ) -> None:
-    parent = request(node, sr_url, "parent", child="kid").getId()
+    parent = node.request(sr_url, "parent", child="kid").getId()
     done = node.slapos("node", "instance")
     assert done.returncode == 0, done.stderr
     [related] = [

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.master import RecordingMaster
 from tests.fixtures.common import wait_for
-from tests.fixtures.grid_instance import BuiltSoftware, InstanceNode, RecordedMaster, Recorder
+from tests.fixtures.grid_instance import InstanceNode
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
@@ -30,11 +31,6 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "examples"
 @pytest.fixture
 def master(proxy):  # type: ignore[no-untyped-def]
     return proxy
-
-
-@pytest.fixture
-def sr_url(built_sr_instance: BuiltSoftware) -> str:
-    return built_sr_instance.url
 
 
 @pytest.fixture
@@ -53,28 +49,9 @@ def reader() -> Iterator[str | None]:
 
 
 @pytest.fixture
-def node(master, recorder, instance_node_factory, built_sr_instance, sr_url) -> InstanceNode:
-    n: InstanceNode = instance_node_factory(
-        RecordedMaster(recorder.url, master.computer_id),
-        partitions=3,
-        extra="promise_timeout = 5\n",
-        software=built_sr_instance,
-    )
-    n.slap().registerSupply().supply(sr_url, master.computer_id)
+def node(recorder, instance_node_factory, built_sr_instance) -> InstanceNode:
+    n: InstanceNode = instance_node_factory(recorder, software=built_sr_instance, promise_timeout=5)
     return n
-
-
-def request(node: InstanceNode, sr_url: str, name: str, state: str = "started", **params: str):
-    return (
-        node.slap()
-        .registerOpenOrder()
-        .request(
-            sr_url,
-            name,
-            partition_parameter_kw={k.replace("_", "-"): v for k, v in params.items()},
-            state=state,
-        )
-    )
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
@@ -115,7 +92,7 @@ def read_only(root: Path) -> Iterator[None]:
 
 def dry_run(
     node: InstanceNode,
-    recorder: Recorder,
+    recorder: RecordingMaster,
     reader: str | None,
     *args: str,
     as_reader: bool = True,
@@ -181,7 +158,7 @@ def last_run(node: InstanceNode, partition_id: str) -> dict[str, Any]:
     return record
 
 
-def assert_run_did(node: InstanceNode, plan: dict[str, Any], recorder: Recorder, calls: int):
+def assert_run_did(node: InstanceNode, plan: dict[str, Any], recorder: RecordingMaster, calls: int):
     """The run that followed `plan` did what it said, partition by partition."""
     for p in plan["partitions"]:
         pid = p["partition_id"]
@@ -211,7 +188,7 @@ def assert_run_did(node: InstanceNode, plan: dict[str, Any], recorder: Recorder,
             assert {wire[c] for c in told} <= posted
 
 
-def run(node: InstanceNode, recorder: Recorder, plan: dict[str, Any], expected: int) -> str:
+def run(node: InstanceNode, recorder: RecordingMaster, plan: dict[str, Any], expected: int) -> str:
     calls = len(recorder.calls)
     done = node.slapos("node", "instance")
     assert done.returncode == expected, done.stderr
@@ -258,10 +235,10 @@ def save_example(node: InstanceNode, name: str, text: str) -> None:
 
 
 def test_plans_match_runs(
-    node: InstanceNode, sr_url: str, recorder: Recorder, reader: str | None
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster, reader: str | None
 ) -> None:
     # a new instance: processed, never seen before
-    web = request(node, sr_url, "web", password="hunter2", promise="none").getId()
+    web = node.request(sr_url, "web", password="hunter2", promise="none").getId()
     code, plan, text = dry_run(node, recorder, reader)
     assert code == 4
     p = by_id(plan)[web]
@@ -279,7 +256,7 @@ def test_plans_match_runs(
     run(node, recorder, plan, 0)
 
     # changed parameters, one of them secret; the promise now fails
-    request(node, sr_url, "web", password="s3cret", promise="fail")
+    node.request(sr_url, "web", password="s3cret", promise="fail")
     code, plan, text = dry_run(node, recorder, reader)
     assert code == 4
     [reason] = by_id(plan)[web]["reasons"]
@@ -313,8 +290,8 @@ def test_plans_match_runs(
     run(node, recorder, plan, 2)
 
     # a failing buildout part, beside a partition that is fine
-    request(node, sr_url, "web", promise="")
-    bad = request(node, sr_url, "bad", fail_buildout="1", promise="none").getId()
+    node.request(sr_url, "web", promise="")
+    bad = node.request(sr_url, "bad", fail_buildout="1", promise="none").getId()
     code, plan, text = dry_run(node, recorder, reader)
     assert code == 4
     assert by_id(plan)[bad]["reasons"][0]["code"] == "never-processed"
@@ -336,8 +313,8 @@ def test_plans_match_runs(
     assert "last run failed: buildout failed" in text
 
     # state changes: stopped, then destroyed
-    request(node, sr_url, "bad", state="destroyed")
-    request(node, sr_url, "web", state="stopped", promise="")
+    node.request(sr_url, "bad", state="destroyed")
+    node.request(sr_url, "web", state="stopped", promise="")
     code, plan, text = dry_run(node, recorder, reader)
     assert code == 4
     p = by_id(plan)[web]
@@ -366,7 +343,7 @@ def test_plans_match_runs(
 
 
 def test_software_dry_run(
-    node: InstanceNode, sr_url: str, recorder: Recorder, reader: str | None
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster, reader: str | None
 ) -> None:
     code, plan, text = dry_run(node, recorder, reader, command="software")
     assert code == 0, text
@@ -390,11 +367,11 @@ def test_software_dry_run(
 
 
 def test_stopped_service_and_force(
-    node: InstanceNode, sr_url: str, recorder: Recorder, reader: str | None
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster, reader: str | None
 ) -> None:
     from slapos.grid import supervisor
 
-    web = request(node, sr_url, "web").getId()
+    web = node.request(sr_url, "web").getId()
     assert node.slapos("node", "instance").returncode == 0
     with supervisor.connect(node.instance_root) as sv:
         sv.stop_group(web)
@@ -445,7 +422,7 @@ def test_stopped_service_and_force(
 
 
 def test_port_in_use_explained(
-    node: InstanceNode, sr_url: str, recorder: Recorder, reader: str | None
+    node: InstanceNode, sr_url: str, recorder: RecordingMaster, reader: str | None
 ) -> None:
     import socket
 
@@ -453,7 +430,7 @@ def test_port_in_use_explained(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        web = request(node, sr_url, "web", port=str(port)).getId()
+        web = node.request(sr_url, "web", port=str(port)).getId()
         code, plan, _ = dry_run(node, recorder, reader)
         assert code == 4
         run(node, recorder, plan, 2)
@@ -473,7 +450,7 @@ def test_a_user_who_cannot_read_the_partitions_is_told(
 ) -> None:
     """No guess from what cannot be read: the partition is "unknown", the run "would change"."""
     assert reader is not None  # root: a user of its own, here without CAP_DAC_READ_SEARCH
-    web = request(node, sr_url, "web", promise="none").getId()
+    web = node.request(sr_url, "web", promise="none").getId()
     assert node.slapos("node", "instance").returncode == 0
     done = subprocess.run(
         [
@@ -505,7 +482,7 @@ def test_a_user_who_cannot_read_the_partitions_is_told(
     assert "whether supervisord runs is unknown here (permission denied)" in done.stdout
 
 
-def test_master_down_the_plan_says_offline(node: InstanceNode, recorder: Recorder) -> None:
+def test_master_down_the_plan_says_offline(node: InstanceNode, recorder: RecordingMaster) -> None:
     recorder.down = True
     done = node.slapos("node", "instance", "--dry-run")
     assert done.returncode == 4, done.stderr

@@ -43,12 +43,9 @@ def test_same_layout_as_upstream(
         nodes = []
         for master in (upstream_proxy, other_master):
             node = instance_node_factory(master, partitions=1, software=built_sr_instance)
-            node.slap().registerSupply().supply(built_sr_instance.url, master.computer_id)
             # No promise: as root, upstream's promise launcher drops privileges and then
             # cannot import from its interpreter here (under /root, mode 0700).
-            node.slap().registerOpenOrder().request(
-                built_sr_instance.url, "web", partition_parameter_kw={"promise": "none"}
-            )
+            node.request(built_sr_instance.url, "web", promise="none")
             nodes.append(node)
         theirs, ours = nodes
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLAPOS_")}

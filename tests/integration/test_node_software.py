@@ -44,7 +44,7 @@ def test_supplied_release_is_built_where_upstream_puts_it(any_node, any_master) 
     any_node.supply(url)
     result = any_node.run()
     assert result.returncode == 0, result.stderr
-    reports = [(path.rsplit("/", 1)[-1], fields.get("url")) for path, fields in any_master.calls]
+    reports = [(path.rsplit("/", 1)[-1], fields.get("url")) for _, path, fields in any_master.calls]
     assert [r for r in reports if r[1] == url and r[0] != "supplySupply"] == [
         ("buildingSoftwareRelease", url),
         ("availableSoftwareRelease", url),

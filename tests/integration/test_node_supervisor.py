@@ -17,8 +17,7 @@ def node(upstream_proxy, instance_node_factory, built_sr_instance: BuiltSoftware
     n: InstanceNode = instance_node_factory(
         upstream_proxy, partitions=1, software=built_sr_instance
     )
-    n.slap().registerSupply().supply(built_sr_instance.url, upstream_proxy.computer_id)
-    n.slap().registerOpenOrder().request(built_sr_instance.url, "web")
+    n.request(built_sr_instance.url, "web")
     done = n.slapos("node", "instance")
     assert done.returncode == 0, done.stderr
     return n

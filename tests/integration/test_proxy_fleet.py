@@ -16,13 +16,18 @@ from typing import Any
 import pytest
 import requests
 
-from slapos.slap.marshal import dumps, loads
+from slapos.slap.marshal import loads
 from tests.fixtures.burst import BURST
 from tests.fixtures.common import REPO, wait_for
-from tests.fixtures.proxy import BACKENDS, backend_uri, start_proxy
+from tests.fixtures.proxy import (
+    BACKENDS,
+    backend_uri,
+    load_partitions,
+    proxy_pid,
+    request_form,
+    start_proxy,
+)
 from tests.fixtures.upstream import RunningProxy
-
-SR = "http://sr.example.invalid/software.cfg"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -36,30 +41,6 @@ def two(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Running
     finally:
         next(second, None)
         next(first, None)
-
-
-def format_computer(url: str, computer_id: str, count: int, network: int = 0) -> None:
-    computer = {
-        "reference": computer_id, "address": "127.0.0.1", "netmask": "255.0.0.0",
-        "partition_list": [
-            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
-             "address_list": [{"addr": f"10.{network}.{i // 200}.{i % 200 + 1}",
-                               "netmask": "255.0.0.0"}]}
-            for i in range(count)
-        ],
-    }  # fmt: skip
-    answer = requests.post(
-        f"{url}/loadComputerConfigurationFromXML", data={"xml": dumps(computer)}, timeout=30
-    )
-    assert answer.status_code == 200, answer.text
-
-
-def request_form(title: str, parameters: dict[str, str] | None = None) -> dict[str, str]:
-    return {
-        "software_release": SR, "software_type": "default", "partition_reference": title,
-        "partition_parameter_xml": dumps(parameters or {}), "filter_xml": dumps({}),
-        "state": dumps(None), "shared_xml": dumps(False),
-    }  # fmt: skip
 
 
 def full(proxy: RunningProxy) -> dict[str, Any]:
@@ -81,7 +62,7 @@ def full(proxy: RunningProxy) -> dict[str, Any]:
 
 
 def test_no_partition_is_handed_out_twice(two: list[RunningProxy]) -> None:
-    format_computer(two[0].url, two[0].computer_id, 24)
+    load_partitions(two[0].url, two[0].computer_id, 24)
     barrier = threading.Barrier(8)
     results: list[tuple[str, int, str]] = []
     lock = threading.Lock()
@@ -124,7 +105,7 @@ def test_no_partition_is_handed_out_twice(two: list[RunningProxy]) -> None:
 
 def test_what_one_process_commits_the_other_answers_at_once(two: list[RunningProxy]) -> None:
     a, b = two
-    format_computer(a.url, a.computer_id, 4)
+    load_partitions(a.url, a.computer_id, 4)
     for step in range(20):
         writer, reader = (a, b) if step % 2 == 0 else (b, a)
         full(reader)  # the reader's cached answer, about to be stale
@@ -141,7 +122,7 @@ def test_what_one_process_commits_the_other_answers_at_once(two: list[RunningPro
         requests.post(f"{a.url}/requestComputerPartition", data=request_form("X"), timeout=30).text
     )
     assert list(map(tuple, first.state["ip_list"])) == [("tap0", "10.0.0.1")]
-    format_computer(b.url, b.computer_id, 4, network=9)
+    load_partitions(b.url, b.computer_id, 4, network=9)
     again = loads(
         requests.post(f"{a.url}/requestComputerPartition", data=request_form("X"), timeout=30).text
     )
@@ -151,24 +132,11 @@ def test_what_one_process_commits_the_other_answers_at_once(two: list[RunningPro
     assert full(a) == full(b)
 
 
-def _server_pid(proxy: RunningProxy) -> int:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(proxy.config).encode() in cmdline and b"proxy" in cmdline:
-            return int(entry.name)
-    raise AssertionError(f"no proxy process for {proxy.config}")
-
-
 def test_sigkill_of_one_process_loses_nothing_acknowledged(
     two: list[RunningProxy], tmp_path: Path
 ) -> None:
     a, b = two
-    format_computer(a.url, a.computer_id, 200)
+    load_partitions(a.url, a.computer_id, 200)
     logs = [tmp_path / f"burst{k}.log" for k in range(4)]
     bursts = []
     for k, log in enumerate(logs):
@@ -181,7 +149,7 @@ def test_sigkill_of_one_process_loses_nothing_acknowledged(
     try:
         wait_for(lambda: all(len(log.read_text().splitlines()) > 60 for log in logs), 120,
                  "acknowledged requests through both processes")  # fmt: skip
-        os.kill(_server_pid(a), signal.SIGKILL)
+        os.kill(proxy_pid(a), signal.SIGKILL)
         bursts[0].wait(timeout=30)
         bursts[2].wait(timeout=30)
         # the survivor keeps serving its clients

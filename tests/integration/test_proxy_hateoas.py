@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.upstream import RunningProxy, Upstream
+from tests.fixtures.upstream import RunningProxy, Upstream, formatted_computer_code
 
 SR = "http://sr.example.invalid/software.cfg"
 
 
 def _setup(upstream: Upstream, proxy: RunningProxy) -> None:
     result = upstream.python_code(
-        f"""
-        import slapos.slap
-        from slapos.util import dumps
-        slap = slapos.slap.slap()
-        slap.initializeConnection({proxy.url!r})
-        computer = {{"reference": {proxy.computer_id!r}, "address": "127.0.0.1",
-                     "netmask": "255.0.0.0", "partition_list": [
-            {{"reference": "slappart%d" % i, "tap": {{"name": "tap%d" % i}},
-              "address_list": [{{"addr": "10.0.0.%d" % i, "netmask": "255.0.0.0"}}]}}
-            for i in range(2)]}}
-        slap._connection_helper.POST("loadComputerConfigurationFromXML",
-                                     data={{"xml": dumps(computer)}})
+        formatted_computer_code(proxy)
+        + textwrap.dedent(
+            f"""
         order = slap.registerOpenOrder()
         order.request({SR!r}, "MyService", partition_parameter_kw={{"a": "1"}})
         order.request({SR!r}, "MyShared", shared=True, partition_parameter_kw={{"u": "v"}})
         """
+        )
     )
     assert result.returncode == 0, result.stderr
 

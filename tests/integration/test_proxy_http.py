@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from slapos.slap.marshal import loads
 from tests.fixtures.common import wait_for
-from tests.fixtures.proxy import start_proxy
+from tests.fixtures.proxy import proxy_pid, start_proxy
 from tests.fixtures.upstream import RunningProxy
 
 MiB = 1024 * 1024
@@ -305,18 +305,6 @@ def test_a_body_cut_short_is_refused_not_applied(proxy: RunningProxy, spooled: b
     assert computer.state["_software_release_list"] == []
 
 
-def _proxy_pid(proxy: RunningProxy) -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if str(proxy.config).encode() in cmdline and b"proxy" in cmdline:
-                return int(entry.name)
-    raise AssertionError("no proxy process")
-
-
 def _memory_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -325,7 +313,7 @@ def _memory_mib(pid: int, field: str) -> float:
 
 
 def test_memory_stays_bounded_while_large_bodies_trickle_in(proxy: RunningProxy) -> None:
-    pid = _proxy_pid(proxy)
+    pid = proxy_pid(proxy)
     size = 60 * MiB
     piece = b"x" * MiB
     sockets = []
@@ -553,7 +541,7 @@ def test_sigterm_lets_a_request_in_progress_finish(tmp_path: Path) -> None:
     running = start_proxy(tmp_path / "proxy")
     proxy = next(running)
     try:
-        pid = _proxy_pid(proxy)
+        pid = proxy_pid(proxy)
         form = urlencode(
             {"url": "http://sr/late.cfg", "computer_id": proxy.computer_id, "state": "available"}
         ).encode()
@@ -582,7 +570,7 @@ def test_several_workers_answer_from_one_database(tmp_path: Path) -> None:
     proxy = next(running)
     try:
         port = _port(proxy)
-        pid = _proxy_pid(proxy)
+        pid = proxy_pid(proxy)
 
         def children() -> list[str]:
             found = []

@@ -14,25 +14,12 @@ import requests
 
 from slapos.slap.marshal import dumps, loads
 from tests.fixtures.common import REPO, free_port, wait_for
-from tests.fixtures.proxy import start_proxy
+from tests.fixtures.proxy import request_form, start_proxy
 from tests.fixtures.upstream import RunningProxy, Upstream
 from tests.integration.test_proxy_tls import _certificate, make_pki
 
 COMPUTER = "COMP-ID"
 SR = "http://sr.example.invalid/software.cfg"
-
-
-def _form(title: str, **extra: str) -> dict[str, str]:
-    return {
-        "software_release": SR,
-        "software_type": "default",
-        "partition_reference": title,
-        "partition_parameter_xml": dumps({}),
-        "filter_xml": dumps({}),
-        "state": dumps(None),
-        "shared_xml": dumps(False),
-        **extra,
-    }
 
 
 def _declared(partition: str) -> dict[str, str]:
@@ -58,7 +45,9 @@ def _populate(session: requests.Session, url: str) -> None:
     )
     assert answer.text == "done", answer.text
     for title in ("a", "b"):
-        answer = session.post(f"{url}/requestComputerPartition", data=_form(title), timeout=10)
+        answer = session.post(
+            f"{url}/requestComputerPartition", data=request_form(title), timeout=10
+        )
         assert answer.status_code == 200, answer.text
 
 
@@ -101,7 +90,7 @@ def test_plain_cross_partition_writes_are_refused(plain: RunningProxy) -> None:
         ("destroyedComputerPartition", b),
         ("softwareInstanceRename", {**b, "new_name": "renamed"}),
         ("softwareInstanceBang", {**b, "message": "bang"}),
-        ("requestComputerPartition", _form("child", **b)),
+        ("requestComputerPartition", request_form("child", extra=b)),
     ]
     for path, data in writes:
         answer = http.post(f"{url}/{path}", data=data, headers=as_a, timeout=10)
@@ -133,7 +122,7 @@ def test_plain_cross_partition_writes_are_refused(plain: RunningProxy) -> None:
     )
     assert answer.text == "done"
     for parameters in ({}, {"x": "1"}):
-        form = _form("child", **mine, partition_parameter_xml=dumps(parameters))
+        form = request_form("child", parameters, extra=mine)
         answer = http.post(f"{url}/requestComputerPartition", data=form, headers=as_a, timeout=10)
         assert answer.status_code == 200, answer.text
     answer = http.post(
@@ -276,7 +265,7 @@ def test_tls_identities(tls_proxy, tmp_path: Path, upstream: Upstream) -> None:
         params={**full, "computer_partition_id": "slappart1"},
     ).ok
     _refused(
-        node.post(f"{url}/requestComputerPartition", data=_form("x"), timeout=10),
+        node.post(f"{url}/requestComputerPartition", data=request_form("x"), timeout=10),
         "may not call /requestComputerPartition",
     )
 
@@ -299,9 +288,11 @@ def test_tls_identities(tls_proxy, tmp_path: Path, upstream: Upstream) -> None:
             json={"instance_guid": "b______0", "message": "m"},
         )
     )
-    _refused(part.post(f"{url}/requestComputerPartition", data=_form("kid"), timeout=10))
+    _refused(part.post(f"{url}/requestComputerPartition", data=request_form("kid"), timeout=10))
     own = {**full, "computer_partition_id": "slappart0"}
-    assert part.post(f"{url}/requestComputerPartition", data=_form("kid", **own), timeout=10).ok
+    assert part.post(
+        f"{url}/requestComputerPartition", data=request_form("kid", extra=own), timeout=10
+    ).ok
 
     # our library, verifying the proxy against the CA, as the node; upstream's as the user
     from slapos import slap

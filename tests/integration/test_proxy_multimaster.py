@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 
 from slapos.slap.marshal import dumps
-from tests.fixtures.proxy import start_proxy
+from tests.fixtures.proxy import request_form, start_proxy
 from tests.fixtures.upstream import RunningProxy, Upstream, start_upstream_proxy
 
 SR = "http://sr.example.invalid/forwarded.cfg"
@@ -76,19 +76,9 @@ def test_requests_are_forwarded_to_listed_masters(upstream: Upstream, tmp_path: 
 
 def test_unlisted_master_is_refused_and_self_is_local(proxy: RunningProxy) -> None:
     _format(proxy)
-    form = {
-        "software_release": SR,
-        "software_type": "default",
-        "partition_reference": "x",
-        "partition_parameter_xml": dumps({}),
-        "state": dumps(None),
-        "shared_xml": dumps(False),
-    }
-    answer = requests.post(
-        f"{proxy.url}/requestComputerPartition",
-        timeout=30,
-        data={**form, "filter_xml": dumps({"master_url": "http://127.0.0.1:9/"})},
-    )
+    unlisted = {"filter_xml": dumps({"master_url": "http://127.0.0.1:9/"})}
+    form = request_form("x", software_release=SR, extra=unlisted)
+    answer = requests.post(f"{proxy.url}/requestComputerPartition", timeout=30, data=form)
     assert answer.status_code == 404
     assert (
         answer.text == "External SlapOS Master URL http://127.0.0.1:9/ is not listed in "

@@ -19,6 +19,7 @@ import requests
 
 from slapos.slap.marshal import dumps, loads
 from tests.fixtures.grid import materialise_sr
+from tests.fixtures.proxy import request_form
 from tests.fixtures.upstream import RunningProxy, Upstream
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "proxy-sr"
@@ -114,9 +115,7 @@ def test_upstream_node_installs_deploys_and_destroys(
                  timeout=30)  # fmt: skip
 
     def request(state: str | None) -> None:
-        form = {"software_release": url, "software_type": "default", "partition_reference": "i1",
-                "partition_parameter_xml": dumps({}), "filter_xml": dumps({}),
-                "state": dumps(state), "shared_xml": dumps(False)}  # fmt: skip
+        form = request_form("i1", software_release=url, state=state)
         assert session.post(f"{proxy.url}/requestComputerPartition", data=form, timeout=30).ok
 
     request(None)

@@ -13,7 +13,7 @@ import requests
 from slapos.slap.marshal import dumps, loads
 from tests.fixtures.common import REPO, free_port
 from tests.fixtures.postgres import PostgresServer, start_postgres
-from tests.fixtures.proxy import start_proxy
+from tests.fixtures.proxy import load_partitions, request_form, start_proxy
 from tests.fixtures.upstream import RunningProxy, write_proxy_config
 
 SR = "http://sr.example.invalid/software.cfg"
@@ -31,29 +31,10 @@ def slapos(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def format_computer(url: str, computer_id: str, count: int) -> None:
-    computer = {
-        "reference": computer_id, "address": "127.0.0.1", "netmask": "255.0.0.0",
-        "partition_list": [
-            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
-             "address_list": [{"addr": f"10.0.0.{i + 1}", "netmask": "255.0.0.0"}]}
-            for i in range(count)
-        ],
-    }  # fmt: skip
-    answer = requests.post(
-        f"{url}/loadComputerConfigurationFromXML", data={"xml": dumps(computer)}, timeout=30
-    )
-    assert answer.status_code == 200, answer.text
-
-
 def request_instance(
     url: str, title: str, parameters: dict[str, str] | None = None, *, shared: bool = False
 ) -> requests.Response:
-    form = {
-        "software_release": SR, "software_type": "default", "partition_reference": title,
-        "partition_parameter_xml": dumps(parameters or {}), "filter_xml": dumps({}),
-        "state": dumps(None), "shared_xml": dumps(shared),
-    }  # fmt: skip
+    form = request_form(title, parameters, shared=shared)
     return requests.post(f"{url}/requestComputerPartition", data=form, timeout=30)
 
 
@@ -66,8 +47,8 @@ def full(proxy: RunningProxy) -> str:
     return answer.text
 
 
-def test_start_with_the_server_down_is_one_line_exit_1(tmp_path: Path) -> None:
-    uri = f"postgresql://slapos:hidden-pw@127.0.0.1:{free_port()}/slapos"
+def failed_start(tmp_path: Path, uri: str) -> str:
+    """`slapos proxy start` on the database `uri`: exit 1 and one line, returned."""
     config, _ = write_proxy_config(tmp_path, free_port())
     config.write_text(
         config.read_text().replace(f"database_uri = {tmp_path}/proxy.db", f"database_uri = {uri}")
@@ -75,9 +56,15 @@ def test_start_with_the_server_down_is_one_line_exit_1(tmp_path: Path) -> None:
     result = slapos("proxy", "start", "--cfg", str(config), cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "postgresql://slapos:***@127.0.0.1:" in lines[0]
-    assert "hidden-pw" not in result.stderr and "Traceback" not in result.stderr
+    assert len(lines) == 1 and "Traceback" not in lines[0], result.stderr
+    return lines[0]
+
+
+def test_start_with_the_server_down_is_one_line_exit_1(tmp_path: Path) -> None:
+    uri = f"postgresql://slapos:hidden-pw@127.0.0.1:{free_port()}/slapos"
+    line = failed_start(tmp_path, uri)
+    assert "postgresql://slapos:***@127.0.0.1:" in line
+    assert "hidden-pw" not in line
 
 
 def test_start_with_a_refused_login_is_one_line_exit_1(
@@ -85,16 +72,9 @@ def test_start_with_a_refused_login_is_one_line_exit_1(
 ) -> None:
     uri = postgres_uri.replace(":s3cret-", ":wrong-")
     assert uri != postgres_uri
-    config, _ = write_proxy_config(tmp_path, free_port())
-    config.write_text(
-        config.read_text().replace(f"database_uri = {tmp_path}/proxy.db", f"database_uri = {uri}")
-    )
-    result = slapos("proxy", "start", "--cfg", str(config), cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "password authentication failed" in lines[0]
-    assert "wrong-" not in result.stderr and "Traceback" not in result.stderr
+    line = failed_start(tmp_path, uri)
+    assert "password authentication failed" in line
+    assert "wrong-" not in line
 
 
 def test_lost_connections_are_retried_and_a_dead_server_is_503(tmp_path: Path) -> None:
@@ -106,7 +86,7 @@ def test_lost_connections_are_retried_and_a_dead_server_is_503(tmp_path: Path) -
         proxies = start_proxy(tmp_path / "proxy", database_uri=server.uri("fleet"))
         proxy = next(proxies)
         try:
-            format_computer(proxy.url, proxy.computer_id, 4)
+            load_partitions(proxy.url, proxy.computer_id, 4)
             first = loads(request_instance(proxy.url, "before").text)
             # the server ends every session of the proxy: the next request reconnects
             ended = server.psql(
@@ -138,7 +118,7 @@ def test_lost_connections_are_retried_and_a_dead_server_is_503(tmp_path: Path) -
 
 
 def _populate(proxy: RunningProxy) -> None:
-    format_computer(proxy.url, proxy.computer_id, 4)
+    load_partitions(proxy.url, proxy.computer_id, 4)
     supplied = requests.post(
         f"{proxy.url}/supplySupply",
         data={"url": SR, "computer_id": proxy.computer_id, "state": "available"},

@@ -13,28 +13,13 @@ from pathlib import Path
 
 import requests
 
-from slapos.slap.marshal import dumps, loads
+from slapos.slap.marshal import loads
 from tests.fixtures.burst import BURST
 from tests.fixtures.common import REPO, wait_for
-from tests.fixtures.proxy import start_proxy
+from tests.fixtures.proxy import load_partitions, proxy_pid, start_proxy
 from tests.fixtures.upstream import RunningProxy, Upstream
 
 SR = "http://sr.example.invalid/software.cfg"
-
-
-def _format(proxy: RunningProxy, count: int) -> None:
-    computer = {
-        "reference": proxy.computer_id, "address": "127.0.0.1", "netmask": "255.0.0.0",
-        "partition_list": [
-            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
-             "address_list": [{"addr": f"10.0.{i // 200}.{i % 200 + 1}", "netmask": "255.0.0.0"}]}
-            for i in range(count)
-        ],
-    }  # fmt: skip
-    answer = requests.post(
-        f"{proxy.url}/loadComputerConfigurationFromXML", data={"xml": dumps(computer)}, timeout=30
-    )
-    assert answer.status_code == 200, answer.text
 
 
 CLIENT = textwrap.dedent(
@@ -57,7 +42,7 @@ CLIENT = textwrap.dedent(
 
 
 def test_sixteen_clients_at_once(upstream: Upstream, proxy: RunningProxy, tmp_path: Path) -> None:
-    _format(proxy, 64)
+    load_partitions(proxy.url, proxy.computer_id, 64)
     go = tmp_path / "go"
     clients = [
         subprocess.Popen(
@@ -99,7 +84,7 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
     directory = tmp_path / "proxy"
     first = start_proxy(directory)
     proxy = next(first)
-    _format(proxy, 300)
+    load_partitions(proxy.url, proxy.computer_id, 300)
     logs = [tmp_path / f"burst{k}.log" for k in range(3)]
     bursts = []
     for k, log in enumerate(logs):
@@ -111,7 +96,7 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
     try:
         wait_for(lambda: all(len(log.read_text().splitlines()) > 100 for log in logs), 60,
                  "acknowledged requests")  # fmt: skip
-        server = _server_pid(proxy)
+        server = proxy_pid(proxy)
         os.kill(server, signal.SIGKILL)
         for burst in bursts:
             burst.wait(timeout=30)
@@ -144,17 +129,3 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
             assert int(state["_parameter_dict"]["i"]) >= i, "an acknowledged update was lost"
     finally:
         next(second, None)
-
-
-def _server_pid(proxy: RunningProxy) -> int:
-    port = proxy.url.rsplit(":", 1)[1]
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(proxy.config).encode() in cmdline and b"proxy" in cmdline:
-            return int(entry.name)
-    raise AssertionError(f"no proxy process for port {port}")

@@ -5,33 +5,29 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.common import REPO
 from tests.fixtures.proxy import start_proxy
-from tests.fixtures.upstream import RunningProxy, Upstream, start_upstream_proxy
+from tests.fixtures.upstream import (
+    RunningProxy,
+    Upstream,
+    formatted_computer_code,
+    start_upstream_proxy,
+)
 
 SR = "http://sr.example.invalid/software.cfg"
 
 
 def _populate(upstream: Upstream, proxy: RunningProxy) -> None:
     result = upstream.python_code(
-        f"""
+        formatted_computer_code(proxy, partitions=3, ipv6=True)
+        + textwrap.dedent(
+            f"""
         import json
-        import slapos.slap
-        from slapos.util import dumps
-        slap = slapos.slap.slap()
-        slap.initializeConnection({proxy.url!r})
-        computer = {{"reference": {proxy.computer_id!r}, "address": "127.0.0.1",
-                     "netmask": "255.0.0.0", "partition_list": [
-            {{"reference": "slappart%d" % i, "tap": {{"name": "tap%d" % i}},
-              "address_list": [{{"addr": "10.0.0.%d" % i, "netmask": "255.0.0.0"}},
-                               {{"addr": "fd00::%d" % i, "netmask": "ffff::"}}]}}
-            for i in range(3)]}}
-        slap._connection_helper.POST("loadComputerConfigurationFromXML",
-                                     data={{"xml": dumps(computer)}})
         slap.registerSupply().supply({SR!r}, {proxy.computer_id!r})
         order = slap.registerOpenOrder()
         root = order.request({SR!r}, "myinst", partition_parameter_kw={{"a": "1"}})
@@ -40,6 +36,7 @@ def _populate(upstream: Upstream, proxy: RunningProxy) -> None:
                                 "_": json.dumps({{"b": [1, 2], "a": "x"}})}})
         part.request({SR!r}, "default", "sh", shared=True, partition_parameter_kw={{"p": "q"}})
         """
+        )
     )
     assert result.returncode == 0, result.stderr
 

@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from slapos.slap.marshal import dumps, loads
 from tests.fixtures.common import free_port, wait_for
-from tests.fixtures.proxy import start_proxy
+from tests.fixtures.proxy import request_form, start_proxy
 from tests.fixtures.upstream import Upstream
 
 
@@ -108,15 +108,7 @@ def test_client_certificates(tmp_path: Path, pki: dict[str, Path], upstream: Ups
         assert admin.post(f"{url}/loadComputerConfigurationFromXML",
                           data={"xml": dumps(computer)}, timeout=10).text == "done"  # fmt: skip
         for title in ("a", "b"):
-            form = {
-                "software_release": "http://sr",
-                "software_type": "default",
-                "partition_reference": title,
-                "partition_parameter_xml": dumps({}),
-                "filter_xml": dumps({}),
-                "state": dumps(None),
-                "shared_xml": dumps(False),
-            }
+            form = request_form(title, software_release="http://sr")
             assert admin.post(f"{url}/requestComputerPartition", data=form, timeout=10).ok
         answer = admin.get(
             f"{url}/getComputerPartitionCertificate",

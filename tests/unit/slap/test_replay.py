@@ -15,7 +15,6 @@ from urllib.parse import parse_qs
 
 from slapos import slap as slap_module
 from slapos.slap import NotFoundError, wire
-from tests.fakes.master import fake_master  # noqa: F401
 
 WIRE = Path(__file__).parents[2] / "data" / "wire"
 TRAFFIC = json.loads((WIRE / "upstream-1.26.1-traffic.json").read_text())
@@ -29,7 +28,7 @@ def load_flow():
     return module.flow
 
 
-def test_same_requests_as_upstream(fake_master):  # noqa: F811
+def test_same_requests_as_upstream(fake_master):
     # upstream asks getHateoasUrl at connection time; we only do when HATEOAS is needed
     recorded = [r for r in TRAFFIC if r["path"] != "getHateoasUrl"]
     fake_master.script = [

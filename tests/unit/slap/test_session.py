@@ -19,7 +19,6 @@ from slapos.slap import (
 )
 from slapos.slap.session import MasterSession, body_summary, normalise_master_url
 from tests.fakes import FakeClock
-from tests.fakes.master import fake_master  # noqa: F401
 from tests.fixtures.common import free_port
 
 COMPUTER_DOC = (
@@ -65,7 +64,7 @@ def test_body_summary():
         (403, AuthenticationError, errors.MasterError),
     ],
 )
-def test_status_mapping(fake_master, status, exc, library_base):  # noqa: F811
+def test_status_mapping(fake_master, status, exc, library_base):
     fake_master.routes["/getComputerStatus"] = (status, "<p>went wrong</p>")
     session = MasterSession(fake_master.url, timeout=5)
     with pytest.raises(exc) as info:
@@ -79,7 +78,7 @@ def test_status_mapping(fake_master, status, exc, library_base):  # noqa: F811
     assert "went wrong" in message
 
 
-def test_malformed_answer_is_a_server_error(fake_master):  # noqa: F811
+def test_malformed_answer_is_a_server_error(fake_master):
     fake_master.routes["/getFullComputerInformation"] = (200, "<html>oops</html>")
     s = slap()
     s.initializeConnection(fake_master.url, timeout=5)
@@ -88,7 +87,7 @@ def test_malformed_answer_is_a_server_error(fake_master):  # noqa: F811
     assert "\n" not in str(info.value)
 
 
-def test_full_information_falls_back_on_404(fake_master):  # noqa: F811
+def test_full_information_falls_back_on_404(fake_master):
     fake_master.routes["/getComputerInformation"] = (200, COMPUTER_DOC)
     s = slap()
     s.initializeConnection(fake_master.url, timeout=5)
@@ -118,7 +117,7 @@ def test_post_is_not_retried():
     assert clock.sleeps == []
 
 
-def test_timeout_is_bounded(fake_master):  # noqa: F811
+def test_timeout_is_bounded(fake_master):
     fake_master.delay = 2
     fake_master.routes["/getComputerStatus"] = (200, "<marshal><none/></marshal>")
     session = MasterSession(fake_master.url, timeout=0.3, retries=0)
@@ -135,7 +134,7 @@ def test_invalid_url():
     assert "\n" not in str(info.value)
 
 
-def test_partition_header_on_posts_only(fake_master):  # noqa: F811
+def test_partition_header_on_posts_only(fake_master):
     fake_master.routes["/prefix/registerComputerPartition"] = (404, "")
     fake_master.routes["/prefix/startedComputerPartition"] = (200, "Ignored")
     fake_master.routes["/prefix/setComputerPartitionConnectionXml"] = (200, "done")
@@ -161,7 +160,7 @@ def test_partition_header_on_posts_only(fake_master):  # noqa: F811
     assert started.headers["User-Agent"].startswith("slapos/")
 
 
-def test_request_not_ready_gives_a_pending_partition(fake_master):  # noqa: F811
+def test_request_not_ready_gives_a_pending_partition(fake_master):
     fake_master.routes["/requestComputerPartition"] = (408, "")
     s = slap()
     s.initializeConnection(fake_master.url, timeout=5)
@@ -172,7 +171,7 @@ def test_request_not_ready_gives_a_pending_partition(fake_master):  # noqa: F811
         pending.getState()
 
 
-def test_hateoas_url_fetched_lazily(fake_master):  # noqa: F811
+def test_hateoas_url_fetched_lazily(fake_master):
     s = slap()
     s.initializeConnection(fake_master.url, timeout=5)
     assert fake_master.requests == []
