@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import stat
 
+import pytest
+
 from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.config import load_client_config
@@ -70,11 +72,19 @@ def test_configure_client_prompts_for_token(tmp_path, fake_master):
     assert fake_master.requests[0].headers["X-Access-Token"] == "prompted"
 
 
-def test_configure_client_bad_token(tmp_path, fake_master):
-    fake_master.routes["/Person_getCertificate"] = (403, "Forbidden")
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ((403, "Forbidden"), "Access denied to the SlapOS Master"),
+        ((200, "false"), "did not answer Person_getCertificate with a certificate"),
+    ],
+    ids=["bad-token", "unexpected-answer"],
+)
+def test_configure_client_refused_writes_nothing(tmp_path, fake_master, answer, message):
+    fake_master.routes["/Person_getCertificate"] = answer
     code, ctx, cfg = configure(tmp_path, fake_master.url, "--token", "wrong")
     assert code == 1
-    assert "Access denied to the SlapOS Master" in ctx.stderr.getvalue()
+    assert message in ctx.stderr.getvalue()
     assert not cfg.exists()
     assert not (cfg.parent / "client.key").exists()
 
@@ -88,14 +98,6 @@ def test_configure_client_existing_key(tmp_path, fake_master):
     assert "before creating a new key" in ctx.stderr.getvalue()
     assert (directory / "client.key").read_text() == "old"
     assert fake_master.requests == []
-
-
-def test_configure_client_unexpected_answer(tmp_path, fake_master):
-    fake_master.routes["/Person_getCertificate"] = (200, "false")
-    code, ctx, cfg = configure(tmp_path, fake_master.url, "--token", "t")
-    assert code == 1
-    assert "did not answer Person_getCertificate with a certificate" in ctx.stderr.getvalue()
-    assert not cfg.exists()
 
 
 def test_configure_client_no_token_on_eof(tmp_path, fake_master):
