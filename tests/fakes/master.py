@@ -307,12 +307,20 @@ class FakePartition:
 
 @dataclass
 class FakeComputer:
-    """The computer as the slap library gives it; `down` makes the master unreachable."""
+    """The computer as the slap library gives it; `down` makes the master unreachable,
+    `refuse_usage` makes it fail usage reports; the reports it took are in `usage`."""
 
     partitions: list[FakePartition]
     down: bool = False
+    refuse_usage: bool = False
+    usage: list[str] = field(default_factory=list)
 
     def getComputerPartitionList(self) -> list[FakePartition]:
         if self.down:
             raise SlapConnectionError("master unreachable")
         return list(self.partitions)
+
+    def reportUsage(self, usage: str) -> None:
+        if self.refuse_usage:
+            raise SlapConnectionError("master down")
+        self.usage.append(usage)

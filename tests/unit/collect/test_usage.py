@@ -14,51 +14,21 @@ from slapos.collect.usage import (
     report_usage,
 )
 from slapos.config import NodeConfig
-from slapos.slap.exception import ConnectionError as SlapConnectionError
+from tests.fakes.master import FakeComputer, FakePartition
 
 CONSUMPTION = b"""<consumption><movement><resource>cpu</resource><title>t</title>
 <reference>x</reference><quantity>1.5</quantity><price>0</price><VAT/><category/>
 </movement></consumption>"""
 
 
-class FakeRelease:
-    def __init__(self, url: str | None) -> None:
-        self.url = url
-
-    def getURI(self) -> str | None:
-        return self.url
-
-
-class FakePartition:
-    def __init__(self, partition_id: str, free: bool = False) -> None:
-        self.partition_id = partition_id
-        self.free = free
-
-    def getId(self) -> str:
-        return self.partition_id
-
-    def getState(self) -> str:
-        return "destroyed" if self.free else "started"
-
-    def getSoftwareRelease(self) -> FakeRelease:
-        return FakeRelease(None if self.free else "https://example.com/software.cfg")
-
-
-class FakeComputer:
-    def __init__(
-        self, partitions: list[str], fail: bool = False, free: tuple[str, ...] = ()
-    ) -> None:
-        self.partitions = [FakePartition(p, p in free) for p in partitions]
-        self.reports: list[str] = []
-        self.fail = fail
-
-    def getComputerPartitionList(self) -> list[FakePartition]:
-        return self.partitions
-
-    def reportUsage(self, usage: str) -> None:
-        if self.fail:
-            raise SlapConnectionError("master down")
-        self.reports.append(usage)
+def slap_computer(*partitions: str, free: tuple[str, ...] = (), fail: bool = False) -> FakeComputer:
+    """The node's partitions as the master lists them: `free` ones destroyed, no release;
+    with `fail`, usage reports are refused."""
+    listed = [
+        FakePartition(p, state="destroyed", url=None) if p in free else FakePartition(p)
+        for p in partitions
+    ]
+    return FakeComputer(listed, refuse_usage=fail)
 
 
 def node_config(tmp_path: Path) -> NodeConfig:
@@ -83,9 +53,9 @@ def test_partition_reports_merged_into_one_journal(tmp_path: Path) -> None:
     a = put(root / "slappart0" / "var" / "xml_report" / "r1", CONSUMPTION)
     b = put(root / "var" / "xml_report" / "slappart1" / "r2", CONSUMPTION)
     bad = put(root / "slappart1" / "var" / "xml_report" / "r3", b"<consumption/>")
-    computer = FakeComputer(["slappart0", "slappart1"])
+    computer = slap_computer("slappart0", "slappart1")
     result = report_usage(config, computer)
-    (journal,) = computer.reports
+    (journal,) = computer.usage
     root_element = check_journal(journal.encode())
     references = [m.findtext("reference") for m in root_element.iter("movement")]
     assert references == ["slappart0", "slappart1"]  # the partition, not the file's value
@@ -99,14 +69,14 @@ def test_partition_reports_merged_into_one_journal(tmp_path: Path) -> None:
 def test_refused_report_is_kept(tmp_path: Path) -> None:
     config = node_config(tmp_path)
     a = put(config.instance_root / "slappart0" / "var" / "xml_report" / "r1", CONSUMPTION)
-    result = report_usage(config, FakeComputer(["slappart0"], fail=True))
+    result = report_usage(config, slap_computer("slappart0", fail=True))
     assert a.exists() and result.failed == ["slappart0"] and result.sent == []
 
 
 def test_nothing_to_send(tmp_path: Path) -> None:
-    computer = FakeComputer(["slappart0"])
+    computer = slap_computer("slappart0")
     assert report_usage(node_config(tmp_path), computer).sent == []
-    assert computer.reports == []
+    assert computer.usage == []
 
 
 @pytest.mark.parametrize(
@@ -136,6 +106,6 @@ def test_partition_journal_shape() -> None:
 def test_free_partitions_are_not_billed(tmp_path: Path) -> None:
     config = node_config(tmp_path)
     leftover = put(config.instance_root / "slappart1" / "var" / "xml_report" / "r", CONSUMPTION)
-    computer = FakeComputer(["slappart0", "slappart1"], free=("slappart1",))
+    computer = slap_computer("slappart0", "slappart1", free=("slappart1",))
     assert report_usage(config, computer).sent == []
-    assert computer.reports == [] and leftover.exists()
+    assert computer.usage == [] and leftover.exists()
