@@ -1,7 +1,7 @@
 """The first `slapos node software` of the corpus release "cookbook" (slapos.cookbook and
 slapos.core from the package index), ours beside slapos.core 1.26.1's node, on this machine.
 
-    .venv/bin/python benchmarks/node_software_cookbook.py [--runs 2]
+    .venv/bin/python benchmarks/node_software_cookbook.py [--runs 2] [--second]
 
 Target: ours not slower than 1.1x upstream's. Buildout dominates, and the two nodes do not
 give it the same work: buildout runs with the node's own interpreter, and takes the dists it
@@ -11,7 +11,9 @@ slapos.core and about twenty more eggs, compiling netifaces. The ratio of the tw
 times therefore measures the environments more than the nodes. What our node itself adds
 is measured within each of its runs: its wall time minus the span of the build (from its
 "bootstrapping" line to its "is available" line, read as they come with -v), which does
-not depend on how loaded the machine is while the build runs.
+not depend on how loaded the machine is while the build runs. The CPU time (user + system)
+of each node and every process it waited for is printed too: on a shared machine it moves
+much less than wall time.
 
 Each run gets a fresh software root owned by a user made for it (buildout never runs as
 root) and its own master (our proxy); runs alternate between the two nodes. The eggs each
@@ -27,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,13 +59,29 @@ def node_command(flavour: str, cfg: Path) -> list[str]:
     return argv
 
 
-Run = tuple[float, float | None, int, float | None]
+@dataclass
+class Run:
+    wall: float
+    #: the span of the build, from our node's -v output (None for upstream's)
+    span: float | None
+    eggs: int
+    #: CPU seconds (user + system) of the node and every process it waited for
+    cpu: float
+    #: the same release under a second URL on the same node (--second)
+    second_wall: float | None = None
+    second_cpu: float | None = None
 
 
-def build(flavour: str, argv: list[str]) -> tuple[float, dict[str, float], int, str]:
-    """Run one `node software`: (wall time, marks of its -v output, exit code, output)."""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def build(flavour: str, argv: list[str]) -> tuple[float, float, dict[str, float], int, str]:
+    """One `node software`: (wall time, CPU time, marks of its -v output, exit code, output)."""
     marks: dict[str, float] = {}
     output: list[str] = []
+    cpu = children_cpu()
     start = time.perf_counter()
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as proc:  # fmt: skip
@@ -72,11 +92,12 @@ def build(flavour: str, argv: list[str]) -> tuple[float, dict[str, float], int, 
                 marks.setdefault("start", time.perf_counter())
             elif line.rstrip().endswith(" is available"):
                 marks["end"] = time.perf_counter()
-    return time.perf_counter() - start, marks, proc.returncode, "".join(output)
+    elapsed = time.perf_counter() - start
+    return elapsed, children_cpu() - cpu, marks, proc.returncode, "".join(output)
 
 
 def one_run(flavour: str, base: Path, url: str, second: str | None = None) -> Run:
-    """(wall time, build span or None, eggs installed, wall time of `second` or None)."""
+    """The first build of `url` in a fresh node, then (if given) of `second` on it."""
     from slapos.slap import slap
 
     proxy_gen = start_proxy(base / "proxy")
@@ -92,22 +113,24 @@ def one_run(flavour: str, base: Path, url: str, second: str | None = None) -> Ru
         s.initializeConnection(proxy.url)
         s.registerSupply().supply(url, computer_guid=proxy.computer_id)
         argv = node_command(flavour, node.config) + (["-v"] if flavour == "ours" else [])
-        times: list[float] = []
+        run = None
         for supplied in (url, second):
             if supplied is None:
                 continue
             if supplied != url:
                 s.registerSupply().supply(supplied, computer_guid=proxy.computer_id)
-            elapsed, marks, returncode, output = build(flavour, argv)
+            elapsed, cpu, marks, returncode, output = build(flavour, argv)
             software = node.software_root / software_hash(supplied)
             if returncode != 0 or not (software / "instance.cfg").exists():
                 # (upstream's node exits 0 on a failed build)
                 raise SystemExit(f"{flavour}: node software failed:\n{output[-3000:]}")
-            if not times:
+            if run is None:
                 span = marks["end"] - marks["start"] if len(marks) == 2 else None
-                eggs = len(list(software.glob("eggs/*/*.egg")))
-            times.append(elapsed)
-        return times[0], span, eggs, times[1] if second else None
+                run = Run(elapsed, span, len(list(software.glob("eggs/*/*.egg"))), cpu)
+            else:
+                run.second_wall, run.second_cpu = elapsed, cpu
+        assert run is not None
+        return run
     finally:
         proxy_gen.close()
         if user:
@@ -145,19 +168,25 @@ def main() -> None:
                 print(f"{flavour}: {runs[flavour][-1]}", file=sys.stderr)
     finally:
         shutil.rmtree(corpus, ignore_errors=True)
-    wall = {f: statistics.median(r[0] for r in done) for f, done in runs.items()}
-    print(f"{'first node software, cookbook':30}{'median':>8}  {'eggs':>5}   runs")
+    wall = {f: statistics.median(r.wall for r in done) for f, done in runs.items()}
+    cpu = {f: statistics.median(r.cpu for r in done) for f, done in runs.items()}
+    print(f"{'first node software, cookbook':30}{'median':>8}  {'CPU':>7}  {'eggs':>5}   runs")
     for flavour, label in (("ours", "ours"), ("upstream", "upstream 1.26.1")):
-        walls = " ".join(f"{r[0]:.1f}" for r in runs[flavour])
-        print(f"{label:30}{wall[flavour]:>7.1f}s  {runs[flavour][0][2]:>5}   {walls}")
+        done = runs[flavour]
+        walls = " ".join(f"{r.wall:.1f}" for r in done)
+        eggs = done[0].eggs
+        print(f"{label:30}{wall[flavour]:>7.1f}s  {cpu[flavour]:>6.1f}s  {eggs:>5}   {walls}")
     if args.second:
-        print(f"{'second release, same node':30}{'median':>8}          runs")
+        print(f"{'second release, same node':30}{'median':>8}  {'CPU':>7}          runs")
         for flavour, label in (("ours", "ours"), ("upstream", "upstream 1.26.1")):
-            again = [r[3] for r in runs[flavour] if r[3] is not None]
-            walls = " ".join(f"{x:.1f}" for x in again)
-            print(f"{label:30}{statistics.median(again):>7.1f}s          {walls}")
-    shares = [r[0] - r[1] for r in runs["ours"] if r[1] is not None]
-    print(f"ours / upstream (different work, see above): {wall['ours'] / wall['upstream']:.2f}x")
+            again = [(r.second_wall, r.second_cpu or 0.0) for r in runs[flavour] if r.second_wall]
+            walls = " ".join(f"{w:.1f}" for w, _ in again)
+            median_wall = statistics.median(w for w, _ in again)
+            median_cpu = statistics.median(c for _, c in again)
+            print(f"{label:30}{median_wall:>7.1f}s  {median_cpu:>6.1f}s          {walls}")
+    shares = [r.wall - r.span for r in runs["ours"] if r.span is not None]
+    print(f"ours / upstream (different work, see above): {wall['ours'] / wall['upstream']:.2f}x"
+          f" wall, {cpu['ours'] / cpu['upstream']:.2f}x CPU")  # fmt: skip
     print(f"our node's own share of its runs (wall - build): "
           f"{' '.join(f'{x:.2f}s' for x in shares)}")  # fmt: skip
 
