@@ -385,6 +385,30 @@ def add_master_url_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def partition_count(value: str) -> int:
+    """--partition-number: a whole number, 0 or more."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {value!r}")
+    return count
+
+
+def ipv4_network(value: str) -> str:
+    """--ipv4-local-network: an IPv4 network (as format reads it: host bits allowed)."""
+    import ipaddress
+
+    try:
+        ipaddress.IPv4Network(value, strict=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected an IPv4 network such as 10.0.0.0/16, got {value!r} ({exc})"
+        ) from None
+    return value
+
+
 def add_partition_layout_options(
     parser: argparse.ArgumentParser,
     *,
@@ -406,12 +430,13 @@ def add_partition_layout_options(
         add_master_url_options(parser)
     parser.add_argument(
         "--partition-number",
-        type=int,
+        type=partition_count,
         default=partitions,
         help="Number of partitions to create in the SlapOS Node (default: %(default)s)",
     )
     parser.add_argument(
         "--ipv4-local-network",
+        type=ipv4_network,
         default=ipv4_default,
         help="Subnetwork used to assign local IPv4 addresses. It should be a not used network "
         f"in order to avoid conflicts ({ipv4_help})",

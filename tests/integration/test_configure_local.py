@@ -148,6 +148,16 @@ def test_configure_local_on_a_port_another_program_holds_is_one_line(short_dir):
     assert not (short_dir / "etc" / "slapos.cfg").exists()  # a rerun on a free port works
 
 
+def test_configure_local_on_an_address_not_of_this_machine_is_one_line(short_dir):
+    # 192.0.2.1 (TEST-NET-1) is on no interface here: say so at once, not after 60 s
+    ctx = Context.for_test(short_dir, euid=1000, runner=SubprocessRunner())
+    argv = options(short_dir, free_port(), "--daemon-listen-ip", "192.0.2.1")
+    assert main(argv, ctx) == 1
+    [line] = ctx.stderr.getvalue().strip().splitlines()
+    assert "the proxy cannot listen on 192.0.2.1:" in line
+    assert not (short_dir / "etc" / "slapos.cfg").exists()
+
+
 # ---- as root, in a network namespace: users, addresses --------------------------------
 
 

@@ -39,7 +39,7 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
     )
     p.add_argument(
         "--daemon-listen-port",
-        type=int,
+        type=_port,
         default=8080,
         help='Listening port of the "slapproxy" daemon (default: %(default)s)',
     )
@@ -80,6 +80,17 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
         default="slapsoft",
         help="As root: the user that builds software releases (default: %(default)s)",
     )
+
+
+def _port(value: str) -> int:
+    """--daemon-listen-port: 1 to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value!r}")
+    return port
 
 
 def run_configure_local(args: argparse.Namespace, ctx: Context) -> int:

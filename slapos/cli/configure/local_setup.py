@@ -299,16 +299,33 @@ def _our_proxy_runs(instance_root: Path) -> bool:
 
 
 def check_port(s: LocalSettings) -> None:
-    """The proxy's port must be free, or held by this node's own proxy.
+    """The proxy's address must be free and this machine's, or held by this node's proxy.
 
     Else the node, the client and the format run would all talk to whatever answers there
-    (another demo's or node's master, say) while this node's proxy fails to listen.
+    (another demo's or node's master, say) while this node's proxy fails to listen; or
+    wait a minute for a proxy that cannot listen.
     """
-    if _port_open(s.listen_ip, s.listen_port) and not _our_proxy_runs(s.instance_root):
-        raise ConfigureLocalError(
-            f"{s.listen_ip}:{s.listen_port} is already used by another program (another "
-            "local master or demo?): stop it, or choose another --daemon-listen-port"
-        )
+    import errno
+
+    if _our_proxy_runs(s.instance_root):
+        return
+    family = socket.AF_INET6 if ":" in s.listen_ip else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the proxy binds
+        try:
+            probe.bind((s.listen_ip, s.listen_port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigureLocalError(
+                    f"{s.listen_ip}:{s.listen_port} is already used by another program "
+                    "(another local master or demo?): stop it, or choose another "
+                    "--daemon-listen-port"
+                ) from None
+            raise ConfigureLocalError(
+                f"the proxy cannot listen on {s.listen_ip}:{s.listen_port}: "
+                f"{exc.strerror or exc} (--daemon-listen-ip must be an address of this "
+                "machine; ports below 1024 need root)"
+            ) from None
 
 
 def _wait_port(host: str, port: int, timeout: float) -> bool:

@@ -4,7 +4,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from slapos.cli.configure.local_setup import LocalSettings, write_files
+from slapos.cli.context import Context
+from slapos.cli.main import main
 from slapos.config import IniFile
 from slapos.format.config import load_format_config
 
@@ -104,3 +108,24 @@ def test_layouts_without_network_changes_give_addresses_in_a_definition_file(tmp
     with pytest.raises(ConfigureLocalError, match="fewer addresses than the 3 partitions"):
         write_files(tiny)
     assert not (tmp_path / "tiny").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--partition-number", "-2"], "--partition-number: expected a whole number, 0 or more"),
+        (["--ipv4-local-network", "10.0.0.0/33"], "--ipv4-local-network: expected an IPv4 net"),
+        (["--daemon-listen-port", "70000"], "--daemon-listen-port: expected a port from 1 to"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_anything_is_written(tmp_path, option, message):
+    ctx = Context.for_test(tmp_path, euid=1000)
+    argv = ["configure", "local", "--slapos-configuration-directory", str(tmp_path / "etc")]
+    assert main([*argv, *option], ctx) == 2
+    assert message in ctx.stderr.getvalue()
+    assert "Traceback" not in ctx.stderr.getvalue()
+    assert not (tmp_path / "etc").exists()
+    if option[0] != "--daemon-listen-port":  # node register shares these two
+        ctx = Context.for_test(tmp_path, euid=0)
+        assert main(["node", "register", "n", "--dry-run", *option], ctx) == 2
+        assert message in ctx.stderr.getvalue()
