@@ -49,7 +49,7 @@ def run_explain(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"--lines must be 0 or more, not {args.lines}")
 
     config = ctx.node_config(args)
-    cfg = str(config.path)
+    cfg = str(config.path.absolute())  # the rerun line works from any directory
     if args.partition:
         path = config.instance_root / args.partition
         if not path.is_dir():

@@ -68,7 +68,7 @@ def test_rerun_names_the_slapos_that_ran(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "slapos"
     assert script.is_file()
 
-    def rerun_line(path: str) -> str:
+    def rerun_line(path: str, cfg: Path = cfg) -> str:
         env = {"HOME": str(tmp_path), "PATH": path}
         done = subprocess.run(
             [str(script), "node", "explain", "slappart0", "--cfg", str(cfg)],
@@ -85,6 +85,9 @@ def test_rerun_names_the_slapos_that_ran(tmp_path: Path) -> None:
     assert rerun_line("/usr/bin:/bin").startswith(f"  rerun     {script} node instance --cfg ")
     on_path = f"{script.parent}{os.pathsep}/usr/bin:/bin"
     assert rerun_line(on_path).startswith("  rerun     slapos node instance --cfg ")
+    # given relative to where explain ran, the configuration is named so it works anywhere
+    relative = cfg.relative_to(tmp_path)
+    assert f" --cfg {cfg} --only-cp " in rerun_line(on_path, relative)
 
 
 def test_negative_lines_is_a_usage_error(tmp_path: Path) -> None:
