@@ -3,8 +3,6 @@
 Exit codes are a public API: cron jobs and upstream tooling read them. Every code the
 `slapos` command can return is defined here and documented in docs/exit-codes.rst.
 Library code raises these errors; only slapos.cli.main turns them into a process status.
-
-This module imports nothing from slapos.
 """
 
 from __future__ import annotations

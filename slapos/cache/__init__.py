@@ -1,4 +1,1 @@
-"""The binary cache: a shacache/shadir client (networkcache) and a small server.
-
-Must not import slapos.cli.
-"""
+"""The binary cache: a shacache/shadir client (networkcache) and a small server."""

@@ -1,8 +1,6 @@
 """What the networkcache holds: the queries behind `slapos cachelookup`.
 
 Pure of presentation: each query returns rows; slapos.cli.cache draws the table.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

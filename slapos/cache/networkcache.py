@@ -8,8 +8,6 @@ The shadir key of a release is its hash (md5 of its URL), the content a gzipped 
 `download_software_release` and `upload_software_release` are what the software engine
 calls; they never raise for a cache problem: a cache is an optimisation, so on any failure
 they log one line and the release is built from source.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

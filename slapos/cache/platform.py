@@ -8,8 +8,6 @@ raspbian is debian, Debian keeps its major version only and ignores the codename
 
 Pure functions, except `machine_platform`, which reads os-release and asks gcc (through a
 Runner).
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

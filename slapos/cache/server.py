@@ -20,8 +20,6 @@ two distributions could not coexist); every write is atomic (temporary file + re
 streamed (no upload is held in memory); keys that could escape the metadata directory are
 refused. ``signing_key_path`` is accepted for configuration compatibility; upstream does not
 use it either (entries are signed by the uploader, never by the cache).
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

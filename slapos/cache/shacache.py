@@ -11,8 +11,6 @@ shacache/shadir and upstream's client works against slapos.cache.server:
 ``signature`` is base64 of an RSA PKCS#1 v1.5 / SHA-1 signature of ``metadata_json`` (the
 exact text), made with ``signature-private-key-file`` and checked against the certificates
 of ``signature-certificate-list``.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ The argv and the environment are computed as data (`bootstrap_command`, `buildou
 
 A failed run raises `BuildoutFailed`, whose message is one line (the reason buildout gave
 and where the full log is) and which carries the output for the master's error report.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

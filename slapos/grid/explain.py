@@ -3,8 +3,6 @@
 Reads `<partition>/.slapgrid/last-run.json` (slapos.grid.runrecord), the log that matters
 for the failing step (the partition's instance.log, a promise's log, a program's log), and
 recognises a few failures well enough to say what to do about them. Reads only.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

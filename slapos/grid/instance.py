@@ -8,8 +8,6 @@ offline (3) > ok (0).
 
 This module is the run over the partitions (and offline mode, `node promise`, the dry
 run's plan); one partition's processing is slapos.grid.instance_apply's PartitionJob.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@ slapos.grid.instance_plan made for it (deploy, stop, destroy, or only check an u
 partition's promises), tell the master, and record what was done in the partition's
 .slapgrid/ (for the next plan and for `node explain`). The engine (slapos.grid.instance)
 runs one PartitionJob per partition.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 partition's files: accessors on the slap library's objects, the free-partition cleaning,
 the per-partition log; and the engine's plain types (InstanceOptions, Node, Outcome,
 ProcessResult) and its view of supervisord (Services).
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

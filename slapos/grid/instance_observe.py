@@ -2,8 +2,6 @@
 disk show it (`observe`), supervisord's program states, what a run would do to supervisord
 itself. Reads only, and never fails on what this user may not read (a dry run by a user
 other than root). Split from slapos.grid.instance.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@
 run does to the partition (its action), why (the reasons), what happens to its services
 and what the master is told. The real run executes that plan (slapos.grid.instance), and
 `node instance --dry-run` prints it: the two cannot drift apart.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ does for its destination. It patches the module when the script imports it (so t
 zc.buildout the release's script chose is the one patched), then runs the script as
 `__main__`. Nothing else changes: no download, no write outside the partition.
 
-Imports only the standard library at module level; must not import slapos.cli.
+Imports only the standard library at module level.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 buildout run, and its destruction (node.md §5.5–§5.9, §9.2).
 
 Library code: no os.environ (the caller passes the environment), no printing.
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

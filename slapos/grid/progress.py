@@ -10,7 +10,7 @@ it is doing, for how long, and whether it came from the binary cache or is being
   part, nothing redrawn.
 
 The parsing (`BuildState.feed`) and rendering (`render`) are pure; only the two reporters
-write. Must not import slapos.cli.
+write.
 """
 
 from __future__ import annotations

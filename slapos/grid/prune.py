@@ -6,8 +6,6 @@ file of some software: `.installed.cfg`, `bin/*`, the `.buildout-shared.json` an
 `.*signature` files of other shared parts, including those of nested SlapOS nodes found
 under instance_root. Removing a part can free the parts only it used, so passes repeat
 until one removes nothing.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@
 the files prepared before buildout (node.md §4.4), bootstrap and buildout as the software
 user (slapos.grid.buildout), upload to the binary cache, and removal. The engine that
 walks the master's list is slapos.grid.software.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

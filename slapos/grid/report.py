@@ -4,8 +4,6 @@
 A destroyed partition is emptied only when its services are stopped, its retention delay
 is over and its `sbin/destroy` (if any) succeeded; only then is it reported destroyed,
 and the master may hand it out again.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

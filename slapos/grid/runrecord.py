@@ -11,8 +11,6 @@
 Both are small JSON files written atomically (temporary file, then `os.replace`) with mode
 0600: parameters can hold secrets. Reading never fails: a missing, unreadable or damaged
 file is "no record".
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

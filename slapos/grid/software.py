@@ -9,8 +9,6 @@ says whether any failed.
 The master is behind the small `SoftwareMaster` protocol (`SlapMaster` talks to a real one
 with slapos.slap), so the engine can be tested with a fake. One release on disk (prepare,
 build, remove) is slapos.grid.release.Software.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ Public API used by other parts of slapos (keep stable):
 * `add_program(instance_root, program) -> Path` and `remove_program(...)`
 * `apply(instance_root) -> None`  (reload the configuration files into the running daemon)
 * `connect(instance_root)` -> `Supervisor` (context manager, XML-RPC)
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""Small pure helpers of the node engine: SR hashes, sizes, free space, failure reasons.
-
-Must not import slapos.cli.
-"""
+"""Small pure helpers of the node engine: SR hashes, sizes, free space, failure reasons."""
 
 from __future__ import annotations
 

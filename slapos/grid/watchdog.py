@@ -6,8 +6,6 @@ its `--instance-root-path` spelling is accepted too). Only processes whose name 
 `-on-watch` (the programs of `etc/service/`) are watched, and a partition bangs at most
 once per successful deployment: `.slapos_latest_bang_timestamp` remembers the `.timestamp`
 it banged for (node.md §7.5).
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ HATEOAS subset under `/hateoas` (`slapos.proxy.hateoas`), JSON-RPC `slapos.*.v0.
 
 Every answer that is not a success is a 4xx/5xx with a one-line text reason; an
 unexpected exception is logged with its traceback and answered 500 without one.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 `[slapproxy]` and `[slapos]` are one namespace (a key present in both: the first section in
 the file wins, as upstream); command-line values win over both. `foo-bar` and `foo_bar`
 are the same key. `[multimaster/<url>]` sections list other masters to forward to.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

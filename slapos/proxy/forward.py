@@ -4,8 +4,6 @@ A new request is forwarded when its SLA names a `master_url` listed in a
 `[multimaster/<url>]` section (and that URL is not this proxy), or when its software
 release is in a section's `software_release_list`. The answer is the remote instance as a
 `ComputerPartition`, like upstream's proxy relays it.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

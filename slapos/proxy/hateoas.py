@@ -5,8 +5,6 @@ Root document with `raw_search`, `traverse` and `self` links; `mode=search` unde
 the queries upstream's client sends; `mode=traverse` redirects to the document.
 Differences from 1.26.1: search rows carry only `title`, `url_string` and `relative_url`
 (not raw database columns), and the computer token link answers 410 with a reason.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

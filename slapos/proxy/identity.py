@@ -21,8 +21,6 @@ rules: a declaration that names partition A on a call aimed at partition B is re
 updating its own child, publishing for a shared instance it hosts). With TLS, the
 declaration must be the certificate's own partition, or a partition of the certificate's
 computer.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ unknown keys); violations are 400 with the validator-style message. Business err
 (unknown computer or instance, allocation failure) are 403. Errors are JSON
 `{"status", "type", "title"}`. Instance ids follow upstream's proxy:
 `<title>___<tree root title>___<0|1 shared>`.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

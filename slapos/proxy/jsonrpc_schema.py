@@ -3,8 +3,6 @@
 Messages follow jsonschema's wording ("'title' is a required property", "Additional
 properties are not allowed ('x' was unexpected)") so that answers match 1.26.1's proxy,
 without importing jsonschema (5 MiB of resident memory) into the server.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ They are ours (1.26.1 has none of them but `compute_node_list`), so `WIP`: their
 may still grow. Instances and software installations carry `status`: what the node last
 reported (slapos.proxy.status: `{"state", "message", "time", "error", "error_time"}`,
 times in ISO 8601 UTC), `null` when it has reported nothing yet.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 Each handler parses its fields, runs one `Master` operation in a transaction and encodes
 the answer like slapos.core 1.26.1's proxy, except that unknown computers and partitions
 are 404 (upstream: 500) and bad input is 400 with a one-line reason.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 When the configured root differs from the one recorded in the database, stored paths under
 the old root are rebased onto the new one (after a backup of the database), as upstream.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

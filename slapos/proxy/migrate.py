@@ -7,8 +7,6 @@ before it commits, is checked: the same number of rows in every table, the same 
 every computer and partition reads the same (the documents a node and a client are
 answered). A mismatch rolls the whole copy back. Stop the proxy first: writes made after
 the snapshot would not be copied.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ nodes, `slapos` commands) send neither header and are not concerned. The page wi
 token and those POSTs are refused under a host name the proxy does not know as its own
 (`trusted_host`): a page of another site whose name was made to point at the proxy's
 address (DNS rebinding) would be same-origin otherwise.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ partition, and no other writer can slip in between (a row lock cannot protect a 
 does not exist yet, and serialisable transactions would need every request retried).
 Writes are a few milliseconds; reads never wait for them (a REPEATABLE READ snapshot).
 
-Must not import slapos.cli; imported only when a `postgresql://` URI is configured.
+Imported only when a `postgresql://` URI is configured.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ else or hang on it.
 Schemas are read as `slapos request` reads them (slapos.slap.schema), then every
 `$ref` is replaced by what it points to, so that the browser gets one self-contained
 schema to build its form from and validate against.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -16,8 +16,6 @@ without brackets.
 
 On SIGTERM or SIGINT the listening socket closes, requests in progress get
 `stop_timeout` seconds to finish, and `serve()` returns normally.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

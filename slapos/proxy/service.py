@@ -4,8 +4,6 @@ Both the legacy SLAP routes and the JSON-RPC methods call these functions inside
 database transaction. Failures raise `ProxyHTTPError` subclasses (`slapos.proxy.model`)
 carrying the HTTP status and a one-line reason. Objects handed to the node are
 `WireObject`s shaped exactly like upstream's proxy answers (`slapos.proxy.documents`, §4.7).
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ Text output matches 1.26.1's: `Using database: <path>`, then per section a title
 table whose cells are centred, NULL shown as `-`; sections are separated by a line
 holding one space. Unlike 1.26.1 it never creates a missing database file, and it
 writes to stdout without a pager.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -7,8 +7,6 @@ that CA, and its subject common name decides what it may do (slapos.proxy.identi
 With `tls_ca_key` also set, getComputerPartitionCertificate and
 generateComputerCertificate issue partition and computer certificates named as
 slapos.proxy.identity expects (kept in the database, so the node sees a stable answer).
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

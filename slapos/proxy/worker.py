@@ -27,8 +27,6 @@ setup.cfg; tests/integration/test_proxy_http.py checks every behaviour above.
 
 Also here: `ProxyLog`, gunicorn's logger interface on the standard `logging` loggers
 (`slapos.proxy.server`, and `slapos.proxy.access` for one line per request).
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@ validates requests):
   cache application as they come, counted against their limit;
 * the client certificate: with TLS, the common name of the certificate the client
   presented is put in the environ under `PEER_KEY` (read once per connection).
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

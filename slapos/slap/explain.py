@@ -7,8 +7,6 @@ tree's), and what each instance's node last reported: `compute_node_status` list
 our proxy (status, message, time, last error); a real master gives
 `access_status_message` (`#access ...` / `#error ...`); upstream's proxy keeps nothing,
 and the explanation says so rather than showing nothing.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

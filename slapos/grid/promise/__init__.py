@@ -10,8 +10,6 @@ whole process group) at `promise_timeout` seconds.
 Results go where upstream puts them, so monitoring tools read both alike:
 `.slapgrid/promise/result/<title>.status.json`, logs in `.slapgrid/promise/log/`, the
 schedule in `.slapgrid/promise/cache/<title>`.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations

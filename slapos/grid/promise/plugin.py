@@ -4,8 +4,6 @@ The node starts this as the partition's owner, in the partition, with a timeout.
 the plugin file (its directory first on sys.path, as upstream), runs `sense()` and then
 `test()` or, with `check-anomaly`, `anomaly()`, and prints one JSON line:
 `{"failed", "message", "periodicity", "tested", "anomaly", "skipped"}`.
-
-Must not import slapos.cli.
 """
 
 from __future__ import annotations
