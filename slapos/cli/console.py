@@ -132,18 +132,22 @@ def build_namespace(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return namespace
 
 
-def run_script(path: str, argv: list[str], namespace: dict[str, Any], stderr: TextIO) -> int:
+def run_script(
+    path: str, argv: list[str], namespace: dict[str, Any], stderr: TextIO, stdin: TextIO
+) -> int:
+    """Run a script file (`-`: standard input, as python does) with the console's globals."""
     from pathlib import Path
 
     try:
-        source = Path(path).read_text(encoding="utf-8")
+        source = stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read script {path}: {exc.strerror or exc}") from None
-    namespace.update({"__file__": path, "__name__": "__main__"})
+    name = "<stdin>" if path == "-" else path  # sys.argv[0] stays "-", as python's
+    namespace.update({"__file__": name, "__name__": "__main__"})
     old_argv = sys.argv
     sys.argv = [path, *argv]
     try:
-        exec(compile(source, path, "exec"), namespace)
+        exec(compile(source, name, "exec"), namespace)
     except SystemExit as exc:
         if exc.code is None:
             return ExitCode.OK
@@ -237,8 +241,12 @@ def run_console(args: argparse.Namespace, ctx: Context) -> int:
     script = list(args.script_file_and_arguments or [])
     if script and args.shell:
         raise UsageError("a script file cannot be combined with -i/-b/-p")
+    if not script and not args.shell and not ctx.stdin.isatty():
+        # piped in (`slapos console < x.py`): a script, as python runs one, not lines typed
+        # at a prompt (where a block must end with an empty line, and prompts go to stdout)
+        script = ["-"]
     namespace = build_namespace(args, ctx)
     if script:
-        return run_script(script[0], script[1:], namespace, ctx.stderr)
+        return run_script(script[0], script[1:], namespace, ctx.stderr, ctx.stdin)
     SHELLS[choose_shell(args.shell)](namespace, ctx)
     return ExitCode.OK

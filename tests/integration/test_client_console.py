@@ -99,6 +99,24 @@ def test_missing_bpython_falls_back(offline_cfg, tmp_path):
     assert "2" in result.stdout
 
 
+def test_piped_input_runs_as_a_script(offline_cfg, tmp_path, capsys):
+    """`slapos console < x.py`: a script, as python runs one (a block needs no empty line
+    after it, no prompt on stdout); -p/-i/-b still open that shell on piped input."""
+    block = "for i in range(2):\n    print(i)\nprint('done', type(slap).__name__)\n"
+    result = shell(offline_cfg, tmp_path, stdin=block)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "0\n1\ndone slap\n"
+    assert "now exiting InteractiveConsole" not in result.stderr
+    assert shell(offline_cfg, tmp_path, stdin="raise SystemExit(4)\n").returncode == 4
+    failed = shell(offline_cfg, tmp_path, stdin="x = 1\n1 / 0\n")
+    assert failed.returncode == 1
+    assert 'File "<stdin>", line 2, in <module>' in failed.stderr
+    # "-" names standard input explicitly, and takes arguments
+    ctx = Context.for_test(tmp_path, stdin="import sys\nprint(sys.argv)\n")
+    assert main(["console", "--cfg", str(offline_cfg), "-", "a"], ctx=ctx) == 0
+    assert capsys.readouterr().out == "['-', 'a']\n"  # the script prints to sys.stdout
+
+
 def test_script_and_shell_option_conflict(offline_cfg, tmp_path):
     ctx = Context.for_test(tmp_path)
     assert main(["console", "-p", "--cfg", str(offline_cfg), "x.py"], ctx=ctx) == 2
