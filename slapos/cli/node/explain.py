@@ -42,7 +42,7 @@ def register(sub: SubParsers, root: SlapOSArgumentParser) -> None:
 
 def run_explain(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.cli.node.dry_run import use_colour
-    from slapos.errors import NotFoundError, UsageError
+    from slapos.errors import ConfigError, NotFoundError, UsageError
     from slapos.grid.explain import explain, partitions_of
 
     if args.lines < 0:
@@ -50,6 +50,8 @@ def run_explain(args: argparse.Namespace, ctx: Context) -> int:
 
     config = ctx.node_config(args)
     cfg = str(config.path.absolute())  # the rerun line works from any directory
+    if not config.instance_root.is_dir():  # as node instance says it: not "no partition"
+        raise ConfigError(f"instance root {config.instance_root} does not exist")
     if args.partition:
         path = config.instance_root / args.partition
         if not path.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from slapos.cli.context import Context
@@ -55,6 +56,13 @@ def test_node_explain(tmp_path: Path) -> None:
     ctx = Context.for_test(tmp_path)
     assert main(["node", "explain", "slappart7", "--cfg", str(cfg)], ctx=ctx) == 2
     assert "no partition slappart7 in " in ctx.stderr.getvalue()  # type: ignore[attr-defined]
+
+    # an instance_root that is not there is a configuration error, not "no partition"
+    shutil.move(tmp_path / "inst", tmp_path / "elsewhere")
+    ctx = Context.for_test(tmp_path)
+    assert main(["node", "explain", "--cfg", str(cfg)], ctx=ctx) == 1
+    err = ctx.stderr.getvalue()  # type: ignore[attr-defined]
+    assert f"instance root {tmp_path / 'inst'} does not exist" in err
 
 
 def test_rerun_names_the_slapos_that_ran(tmp_path: Path) -> None:
