@@ -17,6 +17,13 @@ who waits for a slow client, and for how long:
   deadline (the connection is shut down, which ends the thread's read);
 * once the head is in, each read of the body and each write of the answer times out
   after `read_timeout`;
+* a connection the client asked to close (`Connection: close`, as upstream's library
+  sends on every call), with nothing left to read, is closed by the thread that answered
+  it, and the event loop is not woken for it (gunicorn hands every connection back to the
+  event loop, which then lingers on it until the client has closed its side). Anything
+  else (kept-alive, unread bytes, TLS) goes back to the event loop as in gunicorn;
+* the heartbeat file gunicorn's arbiter watches is touched at most once a second, not on
+  every turn of the event loop;
 * SIGINT stops as gracefully as SIGTERM, and the listening socket is closed as soon as
   the worker stops (requests in progress finish); an accept() that fails for lack of file
   descriptors or memory is retried after a pause instead of ending the worker.
@@ -56,6 +63,14 @@ access_log = logging.getLogger("slapos.proxy.access")
 PREREAD = 16 * 1024
 _NO_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _WAIT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+#: what `ProxyWorker.handle` returns for a connection its thread has closed
+_CLOSED = object()
+#: seconds between two touches of the heartbeat file (the arbiter's timeout is 60 s)
+HEARTBEAT = 1.0
+
+
+def _nothing() -> None:
+    """Queued only to wake the event loop."""
 
 
 class _Connection(TConn):  # type: ignore[misc]
@@ -76,6 +91,8 @@ class _Connection(TConn):  # type: ignore[misc]
         self.handshaken = False
         #: when the head a thread is given must be complete (None: head_timeout from then)
         self.head_deadline: float | None = None
+        #: the request being answered asked for the connection to be closed after it
+        self.client_closes = False
 
     def init(self) -> None:
         if self.initialized:
@@ -110,6 +127,16 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
         #: Threads add and remove their own entries, the event loop removes expired ones
         #: (single dict operations: atomic, no lock needed).
         self.reading: dict[_Connection, float] = {}
+        #: one entry per connection a thread has closed, not yet counted off `nr_conns`
+        #: by the event loop (deque append/popleft are atomic)
+        self.closed_by_threads: deque[None] = deque()
+        self._heartbeat = 0.0
+
+    def notify(self) -> None:
+        now = time.monotonic()
+        if now - self._heartbeat >= HEARTBEAT:
+            self._heartbeat = now
+            super().notify()
 
     def is_parent_alive(self) -> bool:
         # in `slapos proxy start`'s own process (workers = 1) the parent is whoever started
@@ -240,6 +267,27 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
                     # the plain socket's shutdown (an SSLSocket's would touch its TLS state)
                     socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
 
+    def enqueue_req(self, conn: _Connection) -> None:
+        future = self.tpool.submit(self.handle, conn)
+        future.add_done_callback(partial(self._handled, conn))
+
+    def _handled(self, conn: _Connection, future: Any) -> None:
+        """A thread is done with `conn` (runs in that thread)."""
+        if not future.cancelled() and future.exception() is None and future.result() is _CLOSED:
+            self.closed_by_threads.append(None)
+            if not self.alive or not self._accepting:
+                # the event loop waits for connections to end (stopping, or at
+                # max_connections): wake it to count this one off now
+                self.method_queue.defer(_nothing)
+            return
+        self.method_queue.defer(self.finish_request, conn, future)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        super().wait_for_and_dispatch_events(timeout)
+        while self.closed_by_threads:
+            self.closed_by_threads.popleft()
+            self.nr_conns -= 1
+
     # ---- threads ----------------------------------------------------------------------
     def handle(self, conn: _Connection) -> Any:
         # the head is complete, unless larger than PREREAD: then the thread reads on
@@ -247,15 +295,44 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
         self.reading[conn] = deadline or time.monotonic() + self.serving.head_timeout
         if conn.initialized:
             conn.give_head()
+        conn.client_closes = False
         try:
-            return super().handle(conn)
+            result = super().handle(conn)
         finally:
             self.reading.pop(conn, None)
+        if result is False and conn.client_closes and _close_if_drained(conn):
+            return _CLOSED
+        return result
 
     def handle_request(self, req: Any, conn: _Connection) -> Any:
         self.reading.pop(conn, None)
+        conn.client_closes = bool(req.should_close())
         conn.sock.settimeout(self.serving.read_timeout)
         return super().handle_request(req, conn)
+
+
+def _close_if_drained(conn: _Connection) -> bool:
+    """Close a plain connection with nothing left to read from it (neither buffered by the
+    parser nor waiting in the kernel): the close then sends a FIN after the answer, never
+    a reset that could cut it. False (nothing done) otherwise: gunicorn's lingering close
+    takes it, in the event loop."""
+    sock = conn.sock
+    if type(sock) is not socket.socket or conn.parser is None:
+        return False
+    if conn.parser.unreader.buf.getvalue():
+        return False
+    try:
+        sock.setblocking(False)  # a socket with a timeout would wait for something to read
+        unread = sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        unread = b""
+    except OSError:  # reset by the client: nothing to protect
+        unread = b""
+    if unread:
+        return False
+    with contextlib.suppress(OSError):
+        sock.close()
+    return True
 
 
 class ProxyLog:

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,6 +229,52 @@ def test_pipelined_requests_are_answered_in_order(shared_proxy: RunningProxy) ->
         assert status.startswith(b"HTTP/1.1 200 ") and headers[b"content-length"] == b"32"
         last = reader.read()  # the last answer, then the connection closes
         assert last.startswith(b"HTTP/1.1 200 ") and last.endswith(first[2])
+
+
+def test_bytes_behind_a_closing_request_do_not_cut_its_answer(shared_proxy: RunningProxy) -> None:
+    # the client asks for the close but sends more: the answer still arrives whole, and
+    # the rest is not answered (a close with unread bytes would reset the connection)
+    received, closed = _exchange(
+        _port(shared_proxy),
+        b"GET /getRunId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        b"GET /getRunId HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    assert _statuses(received) == [200] and closed
+    assert len(received.split(b"\r\n\r\n", 1)[1]) == 32
+
+
+def test_closed_connections_free_their_place_under_max_connections(tmp_path: Path) -> None:
+    # three connections at most, four clients: each answered `Connection: close` request
+    # must give its place back, or the proxy would stop accepting after the third
+    running = start_proxy(tmp_path / "proxy", extra_config="threads = 2\nmax_connections = 3\n")
+    proxy = next(running)
+    try:
+        port = _port(proxy)
+        request = b"GET /getRunId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        answers: list[bytes] = []
+
+        def client() -> None:
+            for _ in range(25):
+                answer = _exchange(port, request, timeout=5)[0]
+                answers.append(answer)
+                if _statuses(answer) != [200]:
+                    return
+
+        clients = [threading.Thread(target=client) for _ in range(4)]
+        for each in clients:
+            each.start()
+        for each in clients:
+            each.join(60)
+        assert [_statuses(a) for a in answers] == [[200]] * 100
+        assert all(len(a.split(b"\r\n\r\n", 1)[1]) == 32 for a in answers)
+        # and a kept-alive connection is served as before (one may be kept: 3 - 2 threads)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            for _ in range(3):
+                sock.sendall(b"GET /getRunId HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert _read_answer(reader)[0].startswith(b"HTTP/1.1 200 ")
+    finally:
+        next(running, None)
 
 
 def test_http10_closes_unless_keep_alive_is_asked(shared_proxy: RunningProxy) -> None:
