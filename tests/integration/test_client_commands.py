@@ -118,7 +118,7 @@ def test_request_with_parameters_type_state_and_node(cli):
 
 def test_request_without_state_reports_the_state_the_master_keeps(cli):
     """Re-requesting a stopped instance without --state keeps it stopped (protocol.md
-    §8.14.3): the CLI says so instead of echoing the answer's "started"."""
+    §8.14 item 3): the CLI says so instead of echoing the answer's "started"."""
     code, _, err = cli("request", "inst", SR, "--state", "stopped")
     assert code == 0, err
     code, _, err = cli("request", "inst", SR)

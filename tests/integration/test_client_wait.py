@@ -41,7 +41,7 @@ def test_wait_through_not_ready_then_connection(tmp_path, fake_master):
         (408, ""),
         (408, ""),
         (200, answer({})),
-        (403, ""),  # the state the master keeps (protocol.md §8.14.3): may not say
+        (403, ""),  # the state the master keeps (protocol.md §8.14 item 3): may not say
         (403, ""),  # what is supplied to COMP-1: this client may not know
         (403, ""),  # nor what its node reported (the JSON-RPC API)
         (200, answer({"_": json.dumps({"url": "http://ready"})})),

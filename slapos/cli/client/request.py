@@ -378,7 +378,7 @@ def _send(
 
 def _kept_state(connection: slap, partition: Any, args: argparse.Namespace) -> str:
     """A request without a state keeps the stored one while its answer says "started"
-    (protocol.md §8.14.3): the state the master keeps when it differs, else ""."""
+    (protocol.md §8.14 item 3): the state the master keeps when it differs, else ""."""
     node = getattr(partition, "_computer_id", None)
     partition_id = getattr(partition, "_partition_id", None)
     if args.state is not None or args.slave or not node or not partition_id:
