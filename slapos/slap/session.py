@@ -1,7 +1,7 @@
 """HTTP calls to a SlapOS master, as the slap library makes them.
 
 Keep-alive connections (`slapos.slap.transport`, on the standard library's `http.client`:
-`requests` costs more per call than a local master's own work, and ~47 ms to import), the
+`requests` costs more per call than a local master's own work, and much to import), the
 client certificate on https, the master's certificate verified (against `master_ca_file`
 when one is given, the system's trust store otherwise; `master_tls_verify=False` turns
 that off, with a warning), answers bounded in size, a timeout on every call, bounded
