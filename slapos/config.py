@@ -220,6 +220,18 @@ def _master_access(
     )
 
 
+def check_url(url: str, where: str) -> str:
+    """`url` unless it cannot be a URL at all (a bad port, an unclosed IPv6 bracket):
+    ConfigError then, rather than a failure on every call (or a node gone "offline")."""
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(url).port  # noqa: B018 - parsed for its ValueError
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a URL: {url!r} ({exc})") from None
+    return url
+
+
 def load_client_config(path: Path, master_url: str | None = None) -> ClientConfig:
     """Read slapos-client.cfg; `master_url` (from the command line) wins over the file."""
     ini = IniFile.read(path, CLIENT_CONFIG_HINT)
@@ -228,7 +240,7 @@ def load_client_config(path: Path, master_url: str | None = None) -> ClientConfi
         raise ConfigError(f"{path}: missing section [slapos]")
     if not url or not url.strip():
         raise ConfigError(f"{path}: [slapos] master_url is missing")
-    url = url.strip()
+    url = check_url(url.strip(), f"{path}: [slapos] master_url")
     key = _expand(ini.get("slapconsole", "key_file"))
     cert = _expand(ini.get("slapconsole", "cert_file"))
     if not key and not cert:
@@ -441,7 +453,7 @@ def node_config_from_ini(
     return NodeConfig(
         path=path,
         computer_id=text("computer_id") or "",
-        master_url=text("master_url") or "",
+        master_url=check_url(text("master_url") or "", f"{path}: [slapos] master_url"),
         software_root=Path(text("software_root") or "/opt/slapgrid"),
         instance_root=Path(text("instance_root") or "/srv/slapgrid"),
         key_file=key_file,

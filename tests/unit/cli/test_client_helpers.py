@@ -55,3 +55,32 @@ def test_request_timeout_must_be_seconds_above_zero(tmp_path, value):
     err = ctx.stderr.getvalue()
     assert f"argument --timeout: expected a number of seconds above 0, got '{value}'" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://127.0.0.1:99999/", "master_url is not a URL: 'http://127.0.0.1:99999/' (Port"),
+        ("http://[::1/", "master_url is not a URL: 'http://[::1/' (Invalid IPv6 URL)"),
+    ],
+)
+def test_a_malformed_master_url_is_one_line_exit_1(tmp_path, url, said):
+    from slapos.cli.context import Context
+    from slapos.cli.main import main
+
+    cfg = tmp_path / "client.cfg"
+    cfg.write_text(f"[slapos]\nmaster_url = {url}\n")
+    ctx = Context.for_test(tmp_path)
+    assert main(["service", "list", "--cfg", str(cfg)], ctx) == 1
+    [line] = ctx.stderr.getvalue().strip().splitlines()
+    assert said in line and "internal error" not in line
+    # a node with it: a configuration error, not a master "unreachable" (offline, exit 3)
+    node = tmp_path / "slapos.cfg"
+    node.write_text(
+        f"[slapos]\ncomputer_id = C\nmaster_url = {url}\nsoftware_root = {tmp_path}/soft\n"
+        f"instance_root = {tmp_path}/srv\n"
+    )
+    ctx = Context.for_test(tmp_path)
+    assert main(["node", "instance", "--cfg", str(node)], ctx) == 1
+    [line] = ctx.stderr.getvalue().strip().splitlines()
+    assert said in line
