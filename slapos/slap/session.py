@@ -268,8 +268,10 @@ class MasterSession:
             )
         except transport.TLSFailed as exc:
             hint = self._certificate_hint(str(exc))
+            # the files that could not be loaded are named in full, not cut to an errno
+            reason = str(exc) if str(exc).startswith(transport.TLS_FILES_ERROR) else _short(exc)
             raise ConnectionError(
-                f"master {self.master_url}: TLS error on {method} {call}: {_short(exc)}"
+                f"master {self.master_url}: TLS error on {method} {call}: {reason}"
                 + (f" ({hint})" if hint else "")
             ) from exc
         except transport.ConnectFailed as exc:

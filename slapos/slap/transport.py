@@ -66,6 +66,10 @@ class TimedOut(TransportError):
     """Connected, but no complete answer within the timeout."""
 
 
+#: How a TLS failure before any connection (a file that cannot be loaded) starts.
+TLS_FILES_ERROR = "cannot load the TLS files"
+
+
 class BadURL(TransportError):
     """The URL cannot be requested (scheme, host, port, or an unusable proxy for it)."""
 
@@ -337,10 +341,15 @@ class HttpClient:
                 if tls.cert_file:
                     context.load_cert_chain(tls.cert_file, tls.key_file)
             except (OSError, ssl.SSLError) as exc:  # FileNotFoundError, bad PEM
-                raise TLSFailed(
-                    f"cannot load the TLS files (cert {tls.cert_file}, key {tls.key_file}, "
-                    f"CA {tls.ca_file}): {exc}"
-                ) from exc
+                import os
+
+                given = {"CA": tls.ca_file, "cert": tls.cert_file, "key": tls.key_file}
+                named = {k: v for k, v in given.items() if v}
+                # ssl's errors do not say which file: the missing ones, else all of them
+                missing = {k: v for k, v in named.items() if not os.path.exists(v)}
+                files = ", ".join(f"{k} {v}" for k, v in (missing or named).items())
+                reason = "no such file" if missing else " ".join(str(exc).split())
+                raise TLSFailed(f"{TLS_FILES_ERROR} ({files}): {reason}") from exc
             self._context = context
         return self._context
 

@@ -84,3 +84,21 @@ def test_a_malformed_master_url_is_one_line_exit_1(tmp_path, url, said):
     assert main(["node", "instance", "--cfg", str(node)], ctx) == 1
     [line] = ctx.stderr.getvalue().strip().splitlines()
     assert said in line
+
+
+def test_tls_files_that_cannot_be_loaded_are_named(tmp_path):
+    from slapos.cli.context import Context
+    from slapos.cli.main import main
+
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for key, value, said in [
+        ("master_ca_file", tmp_path / "nowhere.pem", f"(CA {tmp_path / 'nowhere.pem'}): no such"),
+        ("master_ca_file", junk, f"(CA {junk}): [X509"),
+    ]:
+        cfg = tmp_path / "client.cfg"
+        cfg.write_text(f"[slapos]\nmaster_url = https://127.0.0.1:1/\n{key} = {value}\n")
+        ctx = Context.for_test(tmp_path)
+        assert main(["service", "list", "--cfg", str(cfg)], ctx) == 1
+        [line] = ctx.stderr.getvalue().strip().splitlines()
+        assert f"TLS error on GET getHateoasUrl: cannot load the TLS files {said}" in line, line
