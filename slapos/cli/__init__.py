@@ -1,6 +1,7 @@
 """The `slapos` command line: argparse only, import-light at module level.
 
-Modules here import only the standard library and slapos.cli at module level; everything
-heavy (requests, the engines, IPython...) is imported inside the handler that needs it, so
-that `slapos --help` stays fast.
+At module level, the modules that declare commands import only the standard library,
+slapos.cli, slapos.errors and slapos.version; everything heavy (requests, the engines,
+IPython...) is imported inside the handler that needs it, so that `slapos --help` stays
+fast.
 """

@@ -2,7 +2,9 @@
 
 One module per area: software.py (building releases), instance.py (deploying partitions,
 promises, report, prune, bang), supervisor.py (the node's supervisord), setup.py (format,
-register, boot), collect.py (resource accounting), explain.py (the last run, explained).
+register, boot), collect.py (resource accounting), explain.py (the last run, explained);
+dry_run.py prints the plan of `--dry-run` and _grid_options.py holds the options of
+software, instance, report and promise (upstream's slapgrid options).
 slapos.cli.registry says which area defines each command: `slapos node instance`, run by
 cron every minute, imports and builds its own area only.
 """
