@@ -2,7 +2,8 @@
 
 A small router, no web framework: legacy SLAP routes (`slapos.proxy.legacy`), the
 HATEOAS subset under `/hateoas` (`slapos.proxy.hateoas`), JSON-RPC `slapos.*.v0.*`
-(`slapos.proxy.jsonrpc`) and the shacache/shadir mount under `/shacache`.
+(`slapos.proxy.jsonrpc`), the web panel with `/public/` and `/http_proxy/`
+(`slapos.proxy.panel`) and the shacache/shadir mount under `/shacache`.
 
 Every answer that is not a success is a 4xx/5xx with a one-line text reason; an
 unexpected exception is logged with its traceback and answered 500 without one.

@@ -1,7 +1,7 @@
 """The wire objects a node reads from the master: a partition, a software release, and the
 shared instances a partition hosts, shaped exactly like upstream's proxy answers (§4.7).
 
-Imports only the standard library and the wire codec.
+Imports only the standard library and the slap codecs (marshal, instance_xml).
 """
 
 from __future__ import annotations

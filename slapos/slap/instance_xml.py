@@ -5,7 +5,7 @@ The proxy's storage format for instance parameters and connection data (protocol
 both on the same values). Plain documents are read with two regexes; any other
 goes to ElementTree, so odd documents get the same value or error either way.
 
-Imports only the standard library.
+Imports only the standard library and slapos.slap.xmltext.
 """
 
 from __future__ import annotations

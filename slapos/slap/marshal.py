@@ -27,7 +27,7 @@ xml_marshaller writes them); anything it does not take goes to the reference dec
 here, ElementTree and a recursive walk, which decides the value or the error. Instance
 XML (`<instance><parameter>`) is `slapos.slap.instance_xml`.
 
-Imports only the standard library.
+Imports only the standard library, slapos.slap.marshal_fast and slapos.slap.xmltext.
 """
 
 from __future__ import annotations

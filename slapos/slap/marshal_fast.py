@@ -14,7 +14,7 @@ How: one compiled regex (`findall`) cuts the document into runs of `<string>` el
 (split apart by `str.split`), other leaves and tags (each distinct tag text parsed once,
 then cached, in bounded caches), and a small stack machine builds the values.
 
-Imports only the standard library.
+Imports only the standard library and slapos.slap.xmltext.
 """
 
 from __future__ import annotations
