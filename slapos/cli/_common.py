@@ -2,9 +2,8 @@
 
 The Context commands run in is slapos.cli.context.
 
-Import-light: standard library and slapos.errors / slapos.config only, and not even
-dataclasses or pathlib at import time (`slapos request --help` imports this module and
-argparse, and little else).
+Import-light: standard library and slapos.errors only, and not even dataclasses or pathlib
+at import time (`slapos request --help` imports this module and argparse, and little else).
 """
 
 from __future__ import annotations
