@@ -2,7 +2,7 @@
 
 Upstream's INI files keep their section and key names; `foo-bar` and `foo_bar` are the same
 key. Precedence: command-line flag > file > default. Environment variables only choose the
-file (resolved in slapos.cli._common). Libraries take these dataclasses, never a
+file (resolved in slapos.cli.context). Libraries take these dataclasses, never a
 ConfigParser, an argparse Namespace or a dict of strings.
 """
 

@@ -1,7 +1,8 @@
 """The operating system, behind small objects that tests can replace.
 
 `Runner` runs programs (the only module allowed to import subprocess), `Clock` tells and
-waits for time, `PidFile` is the lock that keeps two node runs apart. Production instances
+waits for time, `wait_until` and `retry` are the one deadline loop and the one retry policy
+(both on a Clock), `PidFile` is the lock that keeps two node runs apart. Production instances
 are built once, in slapos.cli.context.Context.from_process().
 """
 

@@ -1,10 +1,10 @@
 """The planner of `slapos node instance`: for each partition, process or skip, and why.
 
 `slapos.grid.instance_observe.observe()` reads what the master says and what is on disk,
-changing nothing. `plan_partition()` is pure: from the observation and the run's options it decides what a
-run does to the partition (its action), why (the reasons), what happens to its services
-and what the master is told. The real run executes that plan (slapos.grid.instance), and
-`node instance --dry-run` prints it: the two cannot drift apart.
+changing nothing. `plan_partition()` is pure: from the observation and the run's options it
+decides what a run does to the partition (its action), why (the reasons), what happens to
+its services and what the master is told. The real run executes that plan
+(slapos.grid.instance), and `node instance --dry-run` prints it: the two cannot drift apart.
 """
 
 from __future__ import annotations
