@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,26 @@ PROXY_CONFIG_HINT = (
 )
 
 
+def _say_unknown_keys(keys: Iterable[str], where: str) -> None:
+    """A key close to a known one is a typo (tls_cert_file would serve http silently): a
+    warning; any other unknown key (upstream's, a note) only a DEBUG line."""
+    import difflib
+
+    for key in keys:
+        if key in KNOWN_KEYS:
+            continue
+        close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1, cutoff=0.6)
+        if close:
+            log.warning(
+                "%s: [slapproxy] %s is not a key of the proxy (did you mean %s?): ignored",
+                where,
+                key,
+                close[0],
+            )
+        else:
+            log.debug("%s: [slapproxy] %s is not used by the proxy", where, key)
+
+
 def load_proxy_config(
     path: Path | None, overrides: Mapping[str, Any] | None = None, *, for_start: bool = True
 ) -> ProxyConfig:
@@ -152,9 +172,7 @@ def load_proxy_config(
             for key, value in ini.section(name).items():
                 if value.strip() and key not in merged:
                     merged[key] = value.strip()
-    for key in ini.section("slapproxy"):
-        if key not in KNOWN_KEYS:
-            log.debug("%s: [slapproxy] %s is not used by the proxy", where, key)
+    _say_unknown_keys(ini.section("slapproxy"), where)
     for key, value in (overrides or {}).items():
         if value is not None and value != "":
             merged[key] = str(value)

@@ -216,6 +216,18 @@ def test_http_server_key_is_ignored_with_a_warning(
     assert "http_server = waitress is ignored" in caplog.text
 
 
+def test_a_mistyped_key_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # tls_cert_file for tls_certificate: the proxy would serve plain http without a word
+    text = "[slapos]\ncomputer_id = C\n[slapproxy]\nport = 1\ndatabase_uri = x\n"
+    config = load_proxy_config(_write(tmp_path, text + "tls_cert_file = c.pem\nmy_note = 1\n"))
+    assert config.tls is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"{tmp_path / 'slapos-proxy.cfg'}: [slapproxy] tls_cert_file is not a key of the proxy "
+        "(did you mean tls_certificate?): ignored"
+    ]
+
+
 @pytest.mark.parametrize("command", [["proxy", "show"], ["proxy", "start"]])
 def test_database_uri_of_another_kind_is_one_line_exit_1(tmp_path: Path, command) -> None:
     # sqlite takes any other string as a path: mysql://h/db, a file under a directory "mysql:"
