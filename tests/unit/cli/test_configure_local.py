@@ -11,6 +11,7 @@ from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.config import IniFile
 from slapos.format.config import load_format_config
+from tests.fixtures.common import free_port
 
 
 def settings(tmp_path: Path, **kw) -> LocalSettings:
@@ -121,11 +122,16 @@ def test_layouts_without_network_changes_give_addresses_in_a_definition_file(tmp
 def test_bad_options_are_usage_errors_before_anything_is_written(tmp_path, option, message):
     ctx = Context.for_test(tmp_path, euid=1000)
     argv = ["configure", "local", "--slapos-configuration-directory", str(tmp_path / "etc")]
+    # everything under tmp_path, so that even a regression touches nothing of the machine's
+    argv += ["--slapos-instance-root", str(tmp_path / "srv"), "--slapos-software-root"]
+    argv += [str(tmp_path / "soft"), "--slapos-buildout-directory", str(tmp_path)]
+    argv += ["--daemon-listen-port", str(free_port())]  # the option tried comes after: it wins
     assert main([*argv, *option], ctx) == 2
     assert message in ctx.stderr.getvalue()
     assert "Traceback" not in ctx.stderr.getvalue()
     assert not (tmp_path / "etc").exists()
     if option[0] != "--daemon-listen-port":  # node register shares these two
         ctx = Context.for_test(tmp_path, euid=0)
-        assert main(["node", "register", "n", "--dry-run", *option], ctx) == 2
+        register = ["node", "register", "n", "--dry-run", "--cfg", str(tmp_path / "r.cfg")]
+        assert main([*register, *option], ctx) == 2
         assert message in ctx.stderr.getvalue()
