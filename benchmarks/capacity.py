@@ -21,7 +21,10 @@ bisected; the largest passing count is the side's capacity. Sides:
 `upstream` (1.26.1's proxy), `sqlite1` (ours, one process), `sqlite2` (ours,
 `workers = 2` on one sqlite file), `pg2` (ours, `workers = 2` on PostgreSQL, a server
 started for the run). The load generator runs in two processes; its CPU time and the
-master's are reported per node-minute (a real minute = one cadence).
+master's are reported per node-minute (a real minute = one cadence) and per call. The
+summary at the end gives, per side, the nodes served, the ratio to 1.26.1's, and the
+master's CPU at that step, with the load average at the start and the end (the machine's
+spare CPU bounds every figure). All four sides take about 30 minutes.
 """
 
 from __future__ import annotations
@@ -276,6 +279,7 @@ def step(target: tuple[str, int], pid: int, nodes: int, args: argparse.Namespace
         and all(v <= 1.0 for v in result["p99"].values())
     )
     result["master_ms_per_node_minute"] = 1000 * master_cpu / node_minutes
+    result["master_us_per_call"] = 1e6 * master_cpu / max(1, result["calls"])
     result["generator_ms_per_node_minute"] = 1000 * result["generator_cpu"] / node_minutes
     result["master_cpu_share"] = master_cpu / args.duration
     result["generator_cpu_share"] = result["generator_cpu"] / args.duration
@@ -356,6 +360,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=3000, help="stop growing there")
     args = parser.parse_args()
     sides = args.sides.split(",")
+    began, load_before = time.monotonic(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="slapos-capacity-") as tmp:
         work = Path(tmp)
         pg_uri = None
@@ -374,14 +379,21 @@ def main() -> int:
                 servers.close()
     base = next((r["nodes"] for r in results if r["side"] == "upstream"), None)
     print()
+    print(
+        f"{time.monotonic() - began:.0f} s; load average {load_before:.1f} at the start,"
+        f" {os.getloadavg()[0]:.1f} at the end (2 CPUs: above ~1, other work shared them)."
+        " At each side's largest passing step:"
+    )
     print(f"{'side':10} {'nodes':>6} {'x 1.26.1':>9} {'master ms/node-min':>19}"
-          f" {'generator CPU':>14}")  # fmt: skip
+          f" {'us/call':>8} {'master CPU':>11} {'generator CPU':>14}")  # fmt: skip
     for r in results:
         ratio = f"{r['nodes'] / base:.1f}x" if base else "-"
         print(
             f"{r['side']:10} {r['nodes']:6d} {ratio:>9}"
             f" {r.get('master_ms_per_node_minute', 0):19.1f}"
-            f" {r.get('generator_cpu_share', 0):13.2f}"
+            f" {r.get('master_us_per_call', 0):8.0f}"
+            f" {r.get('master_cpu_share', 0):11.2f}"
+            f" {r.get('generator_cpu_share', 0):14.2f}"
         )
     return 0
 
