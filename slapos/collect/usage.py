@@ -21,12 +21,31 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from slapos.config import NodeConfig
 from slapos.errors import SlapOSError
 
 log = logging.getLogger(__name__)
+
+
+class UsageRelease(Protocol):
+    def getURI(self) -> str: ...
+
+
+class UsagePartition(Protocol):
+    def getId(self) -> str: ...
+    def getState(self) -> str: ...
+    def getSoftwareRelease(self) -> UsageRelease: ...
+
+
+class UsageComputer(Protocol):
+    """What report_usage asks of the master: a subset of slapos.slap's Computer (and of
+    slapos.grid.master's MasterComputer, which `node report` hands over)."""
+
+    def getComputerPartitionList(self) -> Sequence[UsagePartition]: ...
+    def reportUsage(self, computer_usage: str) -> None: ...
+
 
 # (tag, min occurrences, max occurrences (0 = unbounded), content)
 # content: "str", "float", or a nested spec (list) for an element with children.
@@ -163,11 +182,12 @@ def _files(directory: Path) -> list[Path]:
         return []
 
 
-def report_usage(config: NodeConfig, computer: Any) -> UsageResult:
+def report_usage(config: NodeConfig, computer: UsageComputer) -> UsageResult:
     """Send pending consumption reports of this node to the master (`useComputer`).
 
-    `computer` is a slapos.slap Computer; its partitions tell where to look. Never raises
-    for one bad file or one refused post: those are logged and kept for the next run.
+    `computer` is a slapos.slap Computer (a UsageComputer); its partitions tell where to
+    look. Never raises for one bad file or one refused post: those are logged and kept for
+    the next run.
     """
     result = UsageResult()
     _send_journals(config, computer, result)
@@ -189,7 +209,7 @@ def report_usage(config: NodeConfig, computer: Any) -> UsageResult:
 
 
 def _partition_usages(
-    config: NodeConfig, computer: Any, result: UsageResult
+    config: NodeConfig, computer: UsageComputer, result: UsageResult
 ) -> tuple[list[tuple[str, ET.Element]], list[Path]]:
     root = config.instance_root
     usages: list[tuple[str, ET.Element]] = []
@@ -224,7 +244,7 @@ def _partition_usages(
     return usages, consumed
 
 
-def _is_free(cp: Any) -> bool:
+def _is_free(cp: UsagePartition) -> bool:
     """A destroyed partition with no software release is free."""
     if cp.getState() != "destroyed":
         return False
@@ -235,7 +255,7 @@ def _is_free(cp: Any) -> bool:
     return not url
 
 
-def _send_journals(config: NodeConfig, computer: Any, result: UsageResult) -> None:
+def _send_journals(config: NodeConfig, computer: UsageComputer, result: UsageResult) -> None:
     """The collector's daily journals, each posted as is."""
     for path in _files(config.instance_root / "var" / "xml_report" / config.computer_id):
         try:

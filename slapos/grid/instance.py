@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
 
 from slapos.errors import SlapOSError
 from slapos.grid import instance_plan as plan
@@ -28,13 +27,17 @@ from slapos.grid.instance_io import (
     ProcessResult,
     ServiceControl,
     Services,
-    connect_master,
-    is_free,
     local_partition,
-    offline_errors,
 )
 from slapos.grid.instance_observe import observe, service_states, supervisord_plan
 from slapos.grid.instance_plan import STARTED, STOPPED
+from slapos.grid.master import (
+    MasterComputer,
+    MasterPartition,
+    connect_master,
+    is_free,
+    offline_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class InstanceEngine:
         self,
         node: Node,
         options: InstanceOptions,
-        computer: Any = None,
+        computer: MasterComputer | None = None,
         progress: Callable[[str], None] | None = None,
         services: ServiceControl | None = None,
     ) -> None:
@@ -65,7 +68,7 @@ class InstanceEngine:
 
     # ---- top level -----------------------------------------------------------------
 
-    def computer(self) -> Any:
+    def computer(self) -> MasterComputer:
         if self._computer is None:
             self._computer = connect_master(self.config)
         return self._computer
@@ -114,7 +117,7 @@ class InstanceEngine:
             )
         return result
 
-    def partitions(self) -> list[Any]:
+    def partitions(self) -> list[MasterPartition]:
         cps = list(self.computer().getComputerPartitionList())
         if self.options.only_cp:
             known = {cp.getId() for cp in cps}
@@ -170,7 +173,11 @@ class InstanceEngine:
     # ---- one partition -------------------------------------------------------------
 
     def observe(
-        self, cp: Any, services: dict[str, dict[str, str]] | None = None, *, dry: bool = False
+        self,
+        cp: MasterPartition,
+        services: dict[str, dict[str, str]] | None = None,
+        *,
+        dry: bool = False,
     ) -> plan.Observation:
         """What the node sees of `cp` (see slapos.grid.instance_observe)."""
         return observe(self.config, cp, services, dry=dry)
@@ -178,7 +185,7 @@ class InstanceEngine:
     def plan_options(self) -> plan.Options:
         return plan.Options(force=self.options.force, force_stop=self.options.force_stop)
 
-    def process_one(self, cp: Any) -> Outcome:
+    def process_one(self, cp: MasterPartition) -> Outcome:
         """Plan one partition, then carry the plan out."""
         start = self.node.clock.monotonic()
         obs = self.observe(cp)

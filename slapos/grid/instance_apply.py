@@ -23,21 +23,19 @@ from slapos.grid.instance_io import (
     ServiceControl,
     clean_free_partition,
     local_partition,
-    offline_errors,
-    parameters_of,
     partition_log,
     read_last_report,
-    retention_delay_of,
     write_last_report,
 )
 from slapos.grid.instance_observe import service_states
 from slapos.grid.instance_plan import DESTROYED, STARTED, STOPPED
+from slapos.grid.master import MasterPartition, offline_errors, parameters_of, retention_delay_of
 from slapos.grid.runrecord import Applied, RunRecord, Step, failing_step, promise_step
 
 log = logging.getLogger(__name__)
 
 
-def refresh_certificates(node: Node, cp: Any, p: part.Partition) -> None:
+def refresh_certificates(node: Node, cp: MasterPartition, p: part.Partition) -> None:
     """Write the partition's certificate and key from the master (when the node keeps them)."""
     if node.config.certificate_repository_path is None:
         return
@@ -46,7 +44,12 @@ def refresh_certificates(node: Node, cp: Any, p: part.Partition) -> None:
 
 
 def run_promises(
-    node: Node, p: part.Partition, *, force: bool, anomaly: bool = False, cp: Any = None
+    node: Node,
+    p: part.Partition,
+    *,
+    force: bool,
+    anomaly: bool = False,
+    cp: MasterPartition | None = None,
 ) -> None:
     """Run the partition's promises; raise the first failure (a bang first, given `cp`)."""
     from slapos.grid import buildout
@@ -124,7 +127,7 @@ class PartitionJob:
         self._services_done = "keep"  # what it did to its services
 
     def execute(
-        self, cp: Any, obs: plan.Observation, decision: plan.PartitionPlan, start: float
+        self, cp: MasterPartition, obs: plan.Observation, decision: plan.PartitionPlan, start: float
     ) -> Outcome:
         """Carry out `decision`; errors become the outcome, connection loss propagates."""
         pid = decision.partition_id
@@ -217,7 +220,7 @@ class PartitionJob:
     def _since(self, start: float) -> float:
         return self.node.clock.monotonic() - start
 
-    def _post_error(self, cp: Any, message: str) -> None:
+    def _post_error(self, cp: MasterPartition, message: str) -> None:
         try:
             cp.error(message)
             self._told.append("error")
@@ -226,7 +229,9 @@ class PartitionJob:
         except SlapOSError as exc:
             log.warning("%s: could not report the error to the master: %s", cp.getId(), exc)
 
-    def _skip(self, cp: Any, p: part.Partition, decision: plan.PartitionPlan) -> Step | None:
+    def _skip(
+        self, cp: MasterPartition, p: part.Partition, decision: plan.PartitionPlan
+    ) -> Step | None:
         """An up-to-date partition: only its promises, in anomaly mode, when started.
 
         A program supervisord does not keep running is remembered (for `node explain`)
@@ -241,7 +246,11 @@ class PartitionJob:
         return None if error is None else promise_step(str(error))
 
     def _process(
-        self, cp: Any, p: part.Partition, decision: plan.PartitionPlan, obs: plan.Observation
+        self,
+        cp: MasterPartition,
+        p: part.Partition,
+        decision: plan.PartitionPlan,
+        obs: plan.Observation,
     ) -> None:
         state = decision.requested_state
         params = parameters_of(cp)
@@ -276,7 +285,9 @@ class PartitionJob:
         if timestamp is not None:
             p.timestamp_file.write_text(timestamp)
 
-    def _applied(self, cp: Any, decision: plan.PartitionPlan, timestamp: str | None) -> None:
+    def _applied(
+        self, cp: MasterPartition, decision: plan.PartitionPlan, timestamp: str | None
+    ) -> None:
         """Remember what this processing applied: the next plan says what changed since."""
         applied = Applied(
             requested_state=decision.requested_state,
@@ -291,7 +302,7 @@ class PartitionJob:
         except OSError as exc:
             log.warning("%s: cannot record what was applied: %s", decision.partition_id, exc)
 
-    def _connection(self, cp: Any, p: part.Partition) -> part.SlapConnection:
+    def _connection(self, cp: MasterPartition, p: part.Partition) -> part.SlapConnection:
         c = self.config
         return part.SlapConnection(
             computer_id=c.computer_id,
@@ -323,7 +334,7 @@ class PartitionJob:
                 f"instance_min_free_space is {human_size(wanted)}"
             )
 
-    def _install(self, cp: Any, p: part.Partition) -> None:
+    def _install(self, cp: MasterPartition, p: part.Partition) -> None:
         self._check_free_space(p)
         p.prepare(self._connection(cp, p), retention_delay_of(cp), self.node.is_root)
         env = dict(self.node.environ)
@@ -335,7 +346,7 @@ class PartitionJob:
             debug=self.options.buildout_debug or self.config.buildout_debug,
         )
 
-    def _deploy(self, cp: Any, p: part.Partition, decision: plan.PartitionPlan) -> None:
+    def _deploy(self, cp: MasterPartition, p: part.Partition, decision: plan.PartitionPlan) -> None:
         root = self.config.instance_root
         state = decision.requested_state
         if state == STARTED:
@@ -370,7 +381,7 @@ class PartitionJob:
         else:
             raise SlapOSError(f"unsupported requested state {state!r}")
 
-    def _send_transaction(self, cp: Any, p: part.Partition) -> None:
+    def _send_transaction(self, cp: MasterPartition, p: part.Partition) -> None:
         try:
             lines = p.transaction_file.read_text().splitlines()
         except FileNotFoundError:
@@ -384,7 +395,7 @@ class PartitionJob:
             else:
                 raise
 
-    def _check_anomaly(self, cp: Any, p: part.Partition) -> PromiseError | None:
+    def _check_anomaly(self, cp: MasterPartition, p: part.Partition) -> PromiseError | None:
         """Up-to-date started partition: promises in anomaly mode, report only changes."""
         try:
             status = cp.getAccessStatus()

@@ -1,7 +1,7 @@
-"""What the instance engine reads of the master's partition objects and writes beside a
-partition's files: accessors on the slap library's objects, the free-partition cleaning,
-the per-partition log; and the engine's plain types (InstanceOptions, Node, Outcome,
-ProcessResult) and its view of supervisord (Services).
+"""What the instance engine keeps beside a partition's files: its local Partition, the
+free-partition cleaning, the last report, the per-partition log; and the engine's plain
+types (InstanceOptions, Node, Outcome, ProcessResult) and its view of supervisord
+(Services). What it reads of the master's objects is slapos.grid.master.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from slapos.config import NodeConfig
-from slapos.errors import ExitCode, SlapOSError
+from slapos.errors import ExitCode
 from slapos.grid import partition as part
 from slapos.grid import supervisor as sv
-from slapos.grid.instance_plan import DESTROYED
+from slapos.grid.master import MasterPartition, software_url_of
 from slapos.grid.utils import software_hash
 from slapos.system import Clock, Runner
 
@@ -27,58 +27,7 @@ log = logging.getLogger(__name__)
 INSTANCE_LOG_ROTATE = 20 * 1024 * 1024
 
 
-def connect_master(config: NodeConfig) -> Any:
-    """The slap library's Computer object for this node (upstream's API)."""
-    from slapos.slap.entry import connect
-
-    return connect(config.master).registerComputer(config.computer_id)
-
-
-def offline_errors() -> tuple[type[BaseException], ...]:
-    """Errors meaning "the master cannot be reached": go offline rather than fail.
-
-    The slap library reports every transport failure as its ConnectionError.
-    """
-    from slapos.slap import exception as slap_exc
-
-    return (slap_exc.ConnectionError, slap_exc.ServerError)
-
-
-def software_url_of(cp: Any) -> str | None:
-    try:
-        sr = cp.getSoftwareRelease()
-        url = sr.getURI() if sr is not None else None
-    except (SlapOSError, AttributeError):  # a free partition has no release
-        return None
-    return url or None
-
-
-def parameters_of(cp: Any) -> dict[str, Any]:
-    try:
-        return dict(cp.getInstanceParameterDict() or {})
-    except (SlapOSError, AttributeError):
-        return {}
-
-
-def filter_dict_of(cp: Any) -> dict[str, Any]:
-    value = getattr(cp, "_filter_dict", None)
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def retention_delay_of(cp: Any) -> float:
-    raw = filter_dict_of(cp).get("retention_delay", "0")
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        log.warning("%s: invalid retention_delay %r, using 0", cp.getId(), raw)
-        return 0.0
-
-
-def software_type_of(cp: Any) -> str:
-    return str(parameters_of(cp).get("slap_software_type") or "")
-
-
-def local_partition(config: NodeConfig, cp: Any) -> part.Partition:
+def local_partition(config: NodeConfig, cp: MasterPartition) -> part.Partition:
     url = software_url_of(cp)
     return part.Partition(
         partition_id=cp.getId(),
@@ -87,10 +36,6 @@ def local_partition(config: NodeConfig, cp: Any) -> part.Partition:
         software_path=config.software_root / software_hash(url) if url else None,
         certificate_repository=config.certificate_repository_path,
     )
-
-
-def is_free(cp: Any) -> bool:
-    return bool(cp.getState() == DESTROYED and software_url_of(cp) is None)
 
 
 def clean_free_partition(path: Path) -> None:

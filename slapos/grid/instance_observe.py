@@ -16,7 +16,13 @@ from slapos.config import NodeConfig
 from slapos.grid import instance_plan as plan
 from slapos.grid import partition as part
 from slapos.grid import supervisor as sv
-from slapos.grid.instance_io import parameters_of, software_type_of, software_url_of
+from slapos.grid.master import (
+    MasterPartition,
+    connection_keys_of,
+    parameters_of,
+    software_type_of,
+    software_url_of,
+)
 from slapos.grid.runrecord import Applied, RunRecord
 from slapos.grid.utils import software_hash
 
@@ -42,7 +48,7 @@ def _readable(path: Path) -> bool:
 
 def observe(
     config: NodeConfig,
-    cp: Any,
+    cp: MasterPartition,
     services: dict[str, dict[str, str]] | None = None,
     *,
     dry: bool = False,
@@ -129,18 +135,3 @@ def supervisord_plan(config: NodeConfig, watchdog_command: str, launch: bool) ->
         if launch and not alive:
             done.append("supervisord started (it is not running)")
     return "; ".join(done)
-
-
-def connection_keys_of(cp: Any) -> tuple[str, ...]:
-    """Names of the connection parameters the master sent with the partition (no call)."""
-    import json
-
-    value = getattr(cp, "_connection_dict", None)
-    if not isinstance(value, dict):
-        return ()
-    if set(value) == {"_"} and isinstance(value["_"], str):
-        with contextlib.suppress(ValueError):
-            inner = json.loads(value["_"])
-            if isinstance(inner, dict):
-                return tuple(sorted(str(k) for k in inner))
-    return tuple(sorted(str(k) for k in value))

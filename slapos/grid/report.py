@@ -22,6 +22,7 @@ from slapos.grid import partition as part
 from slapos.grid.instance import InstanceEngine
 from slapos.grid.instance_apply import refresh_certificates
 from slapos.grid.instance_plan import DESTROYED
+from slapos.grid.master import MasterComputer, MasterPartition, is_free, offline_errors
 from slapos.system import Credentials
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class ReportEngine:
     def __init__(
         self,
         node: instance_io.Node,
-        computer: Any = None,
+        computer: MasterComputer | None = None,
         services: instance_io.ServiceControl | None = None,
     ) -> None:
         self.node = node
@@ -94,7 +95,7 @@ class ReportEngine:
     def run(self) -> ReportResult:
         self._engine.prepare_supervisord()
         result = ReportResult()
-        partitions = [cp for cp in self._engine.partitions() if not instance_io.is_free(cp)]
+        partitions = [cp for cp in self._engine.partitions() if not is_free(cp)]
         for cp in partitions:
             p = instance_io.local_partition(self.config, cp)
             if not p.path.is_dir():
@@ -109,7 +110,7 @@ class ReportEngine:
                 continue
             try:
                 self._destroy(cp, p, result)
-            except instance_io.offline_errors():
+            except offline_errors():
                 raise
             except (SlapOSError, OSError) as exc:
                 log.error("%s: destruction failed: %s", p.partition_id, exc)
@@ -123,7 +124,7 @@ class ReportEngine:
         result = ReportPlan()
         now = self.node.clock.time()
         for cp in self._engine.partitions():
-            if instance_io.is_free(cp):
+            if is_free(cp):
                 continue
             p = instance_io.local_partition(self.config, cp)
             if not p.path.is_dir():
@@ -166,7 +167,9 @@ class ReportEngine:
             return f"stopped; waiting for {', '.join(running)} before destruction"
         return ""
 
-    def _run_report_scripts(self, cp: Any, p: part.Partition, result: ReportResult) -> None:
+    def _run_report_scripts(
+        self, cp: MasterPartition, p: part.Partition, result: ReportResult
+    ) -> None:
         folder = p.path / "etc" / "report"
         try:
             scripts = sorted(os.listdir(folder))
@@ -207,7 +210,7 @@ class ReportEngine:
         if report is not None:
             report(self.config, self._engine.computer())
 
-    def _destroy(self, cp: Any, p: part.Partition, result: ReportResult) -> None:
+    def _destroy(self, cp: MasterPartition, p: part.Partition, result: ReportResult) -> None:
         root = self.config.instance_root
         self.services.stop(root, p.partition_id)
         refresh_certificates(self.node, cp, p)

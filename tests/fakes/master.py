@@ -7,7 +7,8 @@
   that records every call and can fail them (the `recording_master` and `recorder`
   fixtures); for the node commands, whose reports the proxies do not all keep.
 * The node engines' masters, which stand for what the engines are given instead of HTTP:
-  `FakeSoftwareMaster` (a `SoftwareMaster`), `FakeComputer` and its `FakePartition`s.
+  `FakeSoftwareMaster` (a `SoftwareMaster`), `FakeComputer` (a `MasterComputer`) and
+  its `FakePartition`s (`MasterPartition`s).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -23,6 +24,8 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
+from slapos.collect.usage import UsageComputer
+from slapos.grid.master import MasterComputer
 from slapos.grid.software import SoftwareMaster, SuppliedRelease
 from slapos.slap.exception import ConnectionError as SlapConnectionError
 from slapos.slap.exception import NotFoundError
@@ -214,7 +217,7 @@ def recorder(master: Any) -> Iterator[RecordingMaster]:
 
 # ---- the node's side of the master --------------------------------------------------------
 # The node's engines do not speak HTTP to a fake: the software engine is given a
-# `SoftwareMaster`, the instance and report engines the computer the slap library returns.
+# `SoftwareMaster`, the instance and report engines a `MasterComputer` (slapos.grid.master).
 
 
 @dataclass
@@ -243,7 +246,9 @@ class FakeSoftwareMaster:
         self.errors[url] = error_log
 
 
-_check_software: SoftwareMaster = FakeSoftwareMaster()  # mypy: it stands for the protocol
+_check_software: SoftwareMaster = (
+    FakeSoftwareMaster()
+)  # checked by mypy: it stands for the protocol
 
 
 @dataclass
@@ -256,15 +261,20 @@ class FakeRelease:
 
 @dataclass
 class FakePartition:
-    """A computer partition as the slap library gives it; what the node tells the master
-    about it is recorded in `calls` as (what, argument)."""
+    """A `slapos.grid.master.MasterPartition`. What the node tells the master about it is
+    recorded: the calls in order in `reports` ("started", "error", "related"...), and their
+    arguments in `errors`, `bangs` and `related`."""
 
     id: str
     state: str = "started"
     url: str | None = "http://sr/software.cfg"
-    parameters: dict[str, Any] = field(default_factory=dict)
-    access_status: Any = None
-    calls: list[tuple[str, Any]] = field(default_factory=list)
+    parameters: dict[str, object] = field(default_factory=dict)
+    #: what getAccessStatus answers ("#error ..." after a reported error; None: not said)
+    access_status: str | None = None
+    reports: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    bangs: list[str] = field(default_factory=list)
+    related: list[list[str]] = field(default_factory=list)
 
     def getId(self) -> str:
         return self.id
@@ -277,38 +287,44 @@ class FakePartition:
             raise NotFoundError("no software release")
         return FakeRelease(self.url)
 
-    def getInstanceParameterDict(self) -> dict[str, Any]:
+    def getInstanceParameterDict(self) -> dict[str, object]:
         return dict(self.parameters)
 
-    def getAccessStatus(self) -> Any:
+    def getAccessStatus(self) -> str | None:
         return self.access_status
 
     def getCertificate(self) -> dict[str, str]:
         return {"certificate": "CERT", "key": "KEY"}
 
     def started(self) -> None:
-        self.calls.append(("started", None))
+        self.reports.append("started")
 
     def stopped(self) -> None:
-        self.calls.append(("stopped", None))
+        self.reports.append("stopped")
 
     def destroyed(self) -> None:
-        self.calls.append(("destroyed", None))
+        self.reports.append("destroyed")
 
-    def error(self, message: str) -> None:
-        self.calls.append(("error", message))
+    def error(self, error_log: str) -> None:
+        self.reports.append("error")
+        self.errors.append(error_log)
 
-    def setComputerPartitionRelatedInstanceList(self, refs: list[str]) -> None:
-        self.calls.append(("related", refs))
+    def bang(self, message: str) -> None:
+        self.reports.append("bang")
+        self.bangs.append(message)
 
-    def reported(self) -> list[str]:
-        return [name for name, _ in self.calls]
+    def setComputerPartitionRelatedInstanceList(
+        self, instance_reference_list: Sequence[str]
+    ) -> None:
+        self.reports.append("related")
+        self.related.append(list(instance_reference_list))
 
 
 @dataclass
 class FakeComputer:
-    """The computer as the slap library gives it; `down` makes the master unreachable,
-    `refuse_usage` makes it fail usage reports; the reports it took are in `usage`."""
+    """A `slapos.grid.master.MasterComputer` listing `partitions`; `down` makes the master
+    unreachable, `refuse_usage` makes it fail usage reports; the reports it took are in
+    `usage`."""
 
     partitions: list[FakePartition]
     down: bool = False
@@ -320,7 +336,16 @@ class FakeComputer:
             raise SlapConnectionError("master unreachable")
         return list(self.partitions)
 
-    def reportUsage(self, usage: str) -> None:
+    def reportUsage(self, computer_usage: str) -> None:
         if self.refuse_usage:
             raise SlapConnectionError("master down")
-        self.usage.append(usage)
+        self.usage.append(computer_usage)
+
+
+# Checked by mypy: the fakes stand for the protocols, and `node report` hands its
+# computer to slapos.collect.usage.report_usage.
+_check_computer: MasterComputer = FakeComputer([FakePartition("slappart0")])
+
+
+def _usage_computer(computer: MasterComputer) -> UsageComputer:
+    return computer

@@ -48,7 +48,7 @@ def test_started_partition_is_deployed_and_reported(tmp_path: Path) -> None:
     result = e.run()
     assert result.exit_code == 0
     assert services.started == ["slappart0"]
-    assert p.reported() == ["started"]
+    assert p.reports == ["started"]
     part = config.instance_root / "slappart0"
     assert (part / ".timestamp").read_text() == "123"
     assert (part / "software_release").is_symlink()
@@ -70,7 +70,7 @@ def test_up_to_date_partition_is_skipped(tmp_path: Path) -> None:
     assert len(runner.calls) == calls  # no buildout
     assert lines == ["slappart0: skipped, up to date (0.0s)"]
     # the access status is unknown and "started" was already said: nothing posted again
-    assert p.reported() == ["started"]
+    assert p.reports == ["started"]
 
 
 def test_periodicity_and_new_timestamp_reprocess(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_force_and_force_stop(tmp_path: Path) -> None:
     e.run()
     assert lines == ["slappart0: processed (0.0s)"]
     assert services.stopped == ["slappart0"]
-    assert p.reported() == ["started"]  # nothing posted for the forced stop
+    assert p.reports == ["started"]  # nothing posted for the forced stop
 
 
 def test_stopped_and_destroyed(tmp_path: Path) -> None:
@@ -109,8 +109,8 @@ def test_stopped_and_destroyed(tmp_path: Path) -> None:
     e, services, _, config = engine(tmp_path, [stopped, destroyed])
     assert e.run().exit_code == 0
     assert services.stopped == ["slappart0", "slappart1"]
-    assert stopped.reported() == ["stopped"]
-    assert destroyed.reported() == ["stopped"]
+    assert stopped.reports == ["stopped"]
+    assert destroyed.reports == ["stopped"]
     assert not (config.instance_root / "slappart1" / "buildout.cfg").exists()
 
 
@@ -122,7 +122,7 @@ def test_free_partition_is_cleaned_and_not_reported(tmp_path: Path) -> None:
     (path / ".timestamp").write_text("1")
     assert e.run().exit_code == 0
     assert sorted(os.listdir(path)) == []
-    assert free.reported() == [] and lines == []
+    assert free.reports == [] and lines == []
 
 
 def test_buildout_failure_others_processed_exit_1(tmp_path: Path) -> None:
@@ -139,8 +139,8 @@ def test_buildout_failure_others_processed_exit_1(tmp_path: Path) -> None:
     result = e.run()
     assert result.exit_code == 1
     assert [o.partition_id for o in result.failed] == ["slappart0"]
-    assert bad.reported() == ["error"] and "boom" in bad.calls[0][1]
-    assert good.reported() == ["started"]
+    assert bad.reports == ["error"] and "boom" in bad.errors[0]
+    assert good.reports == ["started"]
     assert (config.instance_root / "slappart0" / ".slapgrid-slappart0-error.log").exists()
     assert lines[0].startswith("slappart0: failed (0.0s): buildout failed in")
 
@@ -156,8 +156,8 @@ def test_promise_failure_exit_2_and_precedence(tmp_path: Path) -> None:
     promise(config, "slappart0", "#!/bin/sh\nexit 1\n")
     result = e.run()
     assert result.exit_code == 2
-    assert p.reported() == ["error"]
-    assert p.calls[0][1] == "Promise 'check' failed with output: it is broken"
+    assert p.reports == ["error"]
+    assert p.errors == ["Promise 'check' failed with output: it is broken"]
     assert not (config.instance_root / "slappart0" / ".timestamp").exists()
 
 
@@ -167,8 +167,8 @@ def test_missing_directory_and_missing_release(tmp_path: Path) -> None:
     e, _, _, _ = engine(tmp_path, [ghost, other])
     result = e.run()
     assert result.exit_code == 1
-    assert "does not exist" in ghost.calls[0][1]
-    assert "is not installed" in other.calls[0][1]
+    assert "does not exist" in ghost.errors[0]
+    assert "is not installed" in other.errors[0]
 
 
 def test_only_cp(tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_transaction_file_is_sent(tmp_path: Path) -> None:
     p = FakePartition("slappart0")
     e, _, _, _ = engine(tmp_path, [p], FakeRunner(default=script))
     e.run()
-    assert p.calls == [("started", None), ("related", ["child1", "child2"])]
+    assert p.reports == ["started", "related"] and p.related == [["child1", "child2"]]
 
 
 def test_certificates_and_free_space(tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ def test_destroyed_partition_is_emptied_and_reported(tmp_path: Path) -> None:
     result = e.run()
     assert result.exit_code == 0 and result.destroyed == ["slappart0"]
     assert os.listdir(path) == []
-    assert p.reported() == ["stopped", "destroyed"]
-    assert started.reported() == []
+    assert p.reports == ["stopped", "destroyed"]
+    assert started.reports == []
     assert services.stopped == ["slappart0", "slappart0"]
 
 
@@ -41,7 +41,7 @@ def test_retention_delay_keeps_the_data(tmp_path: Path) -> None:
     (path / ".slapos-retention-lock-delay").write_text("1.5")
     (path / "data").write_text("precious")
     result = e.run()
-    assert result.kept == ["slappart0"] and "destroyed" not in p.reported()
+    assert result.kept == ["slappart0"] and "destroyed" not in p.reports
     assert (path / "data").exists()
 
 
@@ -62,5 +62,5 @@ def test_waiting_services_and_failing_destroy_script(tmp_path: Path) -> None:
     assert result.kept == ["slappart0"]
     assert result.exit_code == 1 and result.failed[0][0] == "slappart1"
     assert "cannot unmount" in result.failed[0][1]
-    assert "destroyed" not in failing.reported()
+    assert "destroyed" not in failing.reports
     assert (sbin / "destroy").exists()
