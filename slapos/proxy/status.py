@@ -64,8 +64,19 @@ class Status:
         return asdict(self)
 
 
+#: (whole second, its text): a node's reports come in bursts within one second
+_last_iso: tuple[int, str] = (-1, "")
+
+
 def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_iso
+    whole = int(seconds) if seconds >= 0 else -1
+    if whole >= 0 and _last_iso[0] == whole:
+        return _last_iso[1]
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if whole >= 0:
+        _last_iso = (whole, text)
+    return text
 
 
 def record(

@@ -24,6 +24,8 @@ who waits for a slow client, and for how long:
   else (kept-alive, unread bytes, TLS) goes back to the event loop as in gunicorn;
 * the heartbeat file gunicorn's arbiter watches is touched at most once a second, not on
   every turn of the event loop;
+* the `Date` header's text is made once a second, not for every answer (gunicorn's
+  `util.http_date`, which its responses call, is replaced in the worker's process);
 * SIGINT stops as gracefully as SIGTERM, and the listening socket is closed as soon as
   the worker stops (requests in progress finish); an accept() that fails for lack of file
   descriptors or memory is retried after a pause instead of ending the worker.
@@ -47,11 +49,13 @@ import socket
 import ssl
 import time
 from collections import deque
+from email.utils import formatdate
 from functools import partial
 from typing import Any
 
 from gunicorn import http
 from gunicorn import sock as gsock
+from gunicorn import util as gutil
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from slapos.proxy.config import ServingConfig
@@ -71,6 +75,21 @@ HEARTBEAT = 1.0
 
 def _nothing() -> None:
     """Queued only to wake the event loop."""
+
+
+#: (whole second, its HTTP date)
+_last_date: tuple[int, str] = (-1, "")
+
+
+def _http_date(timestamp: float | None = None) -> str:
+    """gunicorn's `util.http_date`, the text remembered for the current second."""
+    global _last_date
+    if timestamp is not None:
+        return formatdate(timestamp, usegmt=True)
+    now = time.time()
+    if _last_date[0] != int(now):
+        _last_date = (int(now), formatdate(now, usegmt=True))
+    return _last_date[1]
 
 
 class _Connection(TConn):  # type: ignore[misc]
@@ -131,6 +150,7 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
         #: by the event loop (deque append/popleft are atomic)
         self.closed_by_threads: deque[None] = deque()
         self._heartbeat = 0.0
+        gutil.http_date = _http_date
 
     def notify(self) -> None:
         now = time.monotonic()
