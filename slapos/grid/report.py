@@ -9,13 +9,14 @@ and the master may hand it out again.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from slapos.config import NodeConfig
 from slapos.errors import ExitCode, SlapOSError
 from slapos.grid import buildout, instance_io
 from slapos.grid import partition as part
@@ -28,6 +29,10 @@ from slapos.system import Credentials
 log = logging.getLogger(__name__)
 
 WAIT_SERVICE_FILE = ".slapos-report-wait-service-list"
+
+#: Sends the node's pending consumption reports: slapos.collect.usage.report_usage, given by
+#: the command (the grid does not import collect, beside it in the layering).
+UsageSender = Callable[[NodeConfig, MasterComputer], object]
 
 
 @dataclass
@@ -84,10 +89,12 @@ class ReportEngine:
         node: instance_io.Node,
         computer: MasterComputer | None = None,
         services: instance_io.ServiceControl | None = None,
+        send_usage: UsageSender | None = None,
     ) -> None:
         self.node = node
         self.config = node.config
         self.services: instance_io.ServiceControl = services or instance_io.Services()
+        self.send_usage = send_usage
         self._engine = InstanceEngine(
             node, instance_io.InstanceOptions(), computer, services=self.services
         )
@@ -200,15 +207,9 @@ class ReportEngine:
                 cp.error(message)
 
     def _send_usage(self) -> None:
-        """Pending consumption reports (slapos.collect), when that part is installed."""
-        try:
-            usage = importlib.import_module("slapos.collect.usage")
-        except ImportError:
-            log.debug("slapos.collect.usage not available: no usage report sent")
-            return
-        report = getattr(usage, "report_usage", None)
-        if report is not None:
-            report(self.config, self._engine.computer())
+        """Pending consumption reports, when the engine was given how to send them."""
+        if self.send_usage is not None:
+            self.send_usage(self.config, self._engine.computer())
 
     def _destroy(self, cp: MasterPartition, p: part.Partition, result: ReportResult) -> None:
         root = self.config.instance_root

@@ -24,7 +24,6 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
-from slapos.collect.usage import UsageComputer
 from slapos.grid.master import MasterComputer
 from slapos.grid.software import SoftwareMaster, SuppliedRelease
 from slapos.slap.exception import ConnectionError as SlapConnectionError
@@ -342,10 +341,5 @@ class FakeComputer:
         self.usage.append(computer_usage)
 
 
-# Checked by mypy: the fakes stand for the protocols, and `node report` hands its
-# computer to slapos.collect.usage.report_usage.
+# Checked by mypy: the fakes stand for the protocol.
 _check_computer: MasterComputer = FakeComputer([FakePartition("slappart0")])
-
-
-def _usage_computer(computer: MasterComputer) -> UsageComputer:
-    return computer

@@ -131,6 +131,7 @@ def run_promise(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_report(args: argparse.Namespace, ctx: Context) -> int:
+    from slapos.collect.usage import report_usage
     from slapos.grid.report import ReportEngine
     from slapos.system import PidFile
 
@@ -142,7 +143,9 @@ def run_report(args: argparse.Namespace, ctx: Context) -> int:
     node = _node(args, ctx)
     with PidFile(_pidfile(args, node.config, "report", "report")):
         random_delay(args, node.config, ctx)
-        result = ReportEngine(node).run()  # logs "<partition>: destroyed", once each
+        result = ReportEngine(
+            node, send_usage=report_usage
+        ).run()  # logs "<partition>: destroyed", once each
     return result.exit_code
 
 

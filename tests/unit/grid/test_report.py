@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from slapos.config import NodeConfig
+from slapos.grid.master import MasterComputer
 from slapos.grid.report import ReportEngine
 from tests.fakes import FakeClock, FakeRunner
 from tests.fakes.master import FakeComputer, FakePartition
@@ -32,6 +34,21 @@ def test_destroyed_partition_is_emptied_and_reported(tmp_path: Path) -> None:
     assert p.reports == ["stopped", "destroyed"]
     assert started.reports == []
     assert services.stopped == ["slappart0", "slappart0"]
+
+
+def test_usage_sent_once_before_destruction(tmp_path: Path) -> None:
+    p = FakePartition("slappart0", state="destroyed")
+    computer = FakeComputer([p])
+    config = make_layout(tmp_path)
+    sent: list[tuple[NodeConfig, MasterComputer, list[str]]] = []
+
+    def send_usage(given: NodeConfig, master: MasterComputer) -> None:
+        sent.append((given, master, list(p.reports)))
+
+    node = make_node(config, None, FakeClock())
+    ReportEngine(node, computer, FakeServices(), send_usage=send_usage).run()
+    assert sent == [(config, computer, [])]  # before the partition was reported stopped
+    assert p.reports == ["stopped", "destroyed"]
 
 
 def test_retention_delay_keeps_the_data(tmp_path: Path) -> None:
