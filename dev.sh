@@ -18,6 +18,8 @@ UPSTREAM_VENV=${SLAPOS_UPSTREAM_VENV:-/opt/slapos-dev/upstream-1.26.1}
 # as root, for a clone other users cannot enter: the demo's Python, and its default DIR
 DEMO_VENV=${SLAPOS_DEMO_VENV:-/opt/slapos-dev/demo-venv}
 DEMO_DIR_OUTSIDE=/srv/slapos-demo
+# the test suite's worker processes (./dev.sh test without ARGS)
+TEST_WORKERS=${SLAPOS_TEST_WORKERS:-4}
 # what slapos (and the demo) needs; the tests need the second list too
 DEBIAN_PACKAGES="python3 python3-venv python3-dev gcc libffi-dev iproute2 procps bash"
 DEBIAN_TEST_PACKAGES="chromium chromium-driver postgresql haproxy patchelf"
@@ -134,18 +136,27 @@ case "$cmd" in
   test)
     setup
     export SLAPOS_UPSTREAM_VENV="$UPSTREAM_VENV"
+    whole=""
     if [ $# -eq 0 ]; then
       # the whole suite, as CI runs it: the linters first, and the slowest tests listed
+      whole=1
+      started=$(date +%s)
       say "ruff check"
       "$VENV/bin/ruff" check slapos tests benchmarks
       say "mypy"
       "$VENV/bin/mypy"
-      set -- --durations=20
+      # in TEST_WORKERS processes (pytest-xdist): much of the suite waits on subprocesses and the
+      # network, so more workers than cores pay; tests marked xdist_group share one worker
+      set -- -n "$TEST_WORKERS" --dist loadgroup --durations=20
     fi
     set +e
     "$VENV/bin/python" -m pytest "$@"
     rc=$?
     set -e
+    if [ -n "$whole" ]; then
+      took=$(( $(date +%s) - started ))
+      say "ruff, mypy and the test suite took $((took / 60))m$((took % 60))s (exit status $rc)"
+    fi
     if [ "$rc" = 5 ]; then say "no test ran: that is a failure"; exit 1; fi
     exit "$rc" ;;
   demo)

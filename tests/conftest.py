@@ -9,6 +9,9 @@
   fixture, or a parameter naming it: `any_proxy[upstream]`, `master[upstream_proxy]`) is
   marked `upstream` (`-m "not upstream"` leaves them out); a test that asks for it
   otherwise (`request.getfixturevalue`) carries the mark itself.
+* `./dev.sh test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`): session
+  fixtures are then per worker, and tests that must run in one worker (a build they share,
+  a machine-wide name or port) carry `pytest.mark.xdist_group(name)`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.common import fetch, free_port, not_answering, wait_for
-from tests.fixtures.corpus import Corpus, CorpusNode, node_summary
+from tests.fixtures.corpus import Corpus, CorpusNode, built_together, node_summary
 from tests.fixtures.grid import materialise_sr
 
 #: (node flavour, master flavour); upstream's node: test_template_release_upstream_node
@@ -31,8 +31,11 @@ WAYS = [("ours", "ours"), ("ours", "upstream")]
 WAY_IDS = ["our-node-our-proxy", "our-node-upstream-proxy"]
 #: (node flavour, master flavour, release) of test_template_release: upstream's node can
 #: only deploy the variant that works around zc.buildout 5+ offline
-TEMPLATE_WAYS = [("ours", "ours", "template"), ("ours", "upstream", "template"),
-                 ("upstream", "ours", "template-portable")]  # fmt: skip
+TEMPLATE_WAYS = [
+    pytest.param(node, master, release, marks=built_together(node, release))
+    for node, master, release in [("ours", "ours", "template"), ("ours", "upstream", "template"),
+                                  ("upstream", "ours", "template-portable")]
+]  # fmt: skip
 TEMPLATE_WAY_IDS = [*WAY_IDS, "upstream-node-our-proxy"]
 
 
@@ -192,6 +195,7 @@ def software_layout(path: Path) -> set[str]:
 
 
 @pytest.mark.upstream
+@built_together("upstream", "template")
 def test_template_release_upstream_node(
     request: pytest.FixtureRequest, corpus: Corpus, corpus_node
 ) -> None:
@@ -240,6 +244,7 @@ def promise_status(cn: CorpusNode, partition_id: str, title: str) -> dict[str, A
 
 
 @pytest.mark.upstream
+@built_together("ours", "promise")  # both ways: our node
 def test_promise_release(
     request: pytest.FixtureRequest,
     way: tuple[str, str],

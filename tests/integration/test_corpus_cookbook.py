@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.common import fetch, free_port, wait_for
-from tests.fixtures.corpus import Corpus, CorpusNode, node_summary
+from tests.fixtures.corpus import Corpus, CorpusNode, built_together, node_summary
 from tests.integration.test_corpus import (
     deploy,
     http_server_pids,
@@ -49,6 +49,7 @@ def _hash(url: str) -> str:
 
 
 @pytest.mark.upstream
+@built_together("ours", "cookbook")
 @pytest.mark.parametrize(
     "master_flavour", ["ours", "upstream"], ids=["our-node-our-proxy", "our-node-upstream-proxy"]
 )
@@ -136,6 +137,7 @@ def test_cookbook_release(request: pytest.FixtureRequest, master_flavour: str, c
 
 
 @pytest.mark.upstream
+@built_together("upstream", "cookbook")
 def test_cookbook_release_built_by_upstreams_node(request: pytest.FixtureRequest,
                                                   corpus: Corpus, corpus_node) -> None:  # fmt: skip
     """Upstream 1.26.1's node builds the release too (against our proxy), with slapos.core

@@ -20,6 +20,10 @@ import pytest
 
 from tests.fixtures.common import REPO, as_user, demo_url, fetch, wait_for
 
+#: in parallel runs (pytest-xdist), one worker runs every demo (here and test_readme.py): a
+#: demo's master takes port 8080 when it finds it free, so two at once could both pick it
+pytestmark = pytest.mark.xdist_group("demo")
+
 
 def demo_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLAPOS_")}

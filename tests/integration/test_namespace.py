@@ -25,6 +25,8 @@ import pytest
 REAL = ("slapos.recipe.build", "slapos.recipe.template", "slapos.libnetworkcache")
 # what our own package provides, imported in the same interpreter
 OURS = "import slapos.slap, slapos.version, slapos.grid.promise, slapos.cli.main"
+#: one worker of a parallel run (pytest-xdist) runs them all: `ecosystem` is installed once
+pytestmark = pytest.mark.xdist_group("namespace")
 
 
 @pytest.fixture(scope="module")

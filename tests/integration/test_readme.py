@@ -27,6 +27,10 @@ import pytest
 
 from tests.fixtures.common import REPO, demo_url
 
+#: with test_demo.py's demos in one worker of a parallel run (pytest-xdist): a demo's master
+#: takes port 8080 when free, and the README demo as root creates DEMO_USERS
+pytestmark = pytest.mark.xdist_group("demo")
+
 DEMO_USERS = ("slapsoft", "slapuser0", "slapuser1", "slapuser2")
 PYENV_SHIM = """#!/bin/sh
 echo "pyenv: $(basename "$0"): command not found" >&2
