@@ -73,6 +73,10 @@ def node(tmp_path: Path) -> Iterator[Node]:
             )
             procs.append(proc)
             pids[name] = proc.pid
+            if code is BURN:
+                # a core of its own whatever else runs (a parallel test run, other work on
+                # the machine): the test measures the collector, not the machine's load
+                os.setpriority(os.PRIO_PROCESS, proc.pid, -10)
         config = tmp_path / "slapos.cfg"
         config.write_text(
             textwrap.dedent(
