@@ -52,6 +52,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs root"))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In a worker of `--dist loadgroup`, every grouped test must carry its group (xdist
+    marks it in the node id): a pytest/xdist pair that loses it would spread a group over
+    workers silently (pytest-dev/pytest-xdist#1386)."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    lost = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if lost:
+        raise pytest.UsageError(f"xdist_group marks not applied (this pytest-xdist): {lost[0]}")
+
+
 def _uses_upstream(item: pytest.Item) -> bool:
     if "upstream" in getattr(item, "fixturenames", ()):
         return True
