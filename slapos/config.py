@@ -89,6 +89,7 @@ class IniFile:
             parser.read_string(text, source=str(path))
         except configparser.Error as exc:
             raise ConfigError(f"{path}: not a valid configuration file: {_one_line(exc)}") from exc
+        check_duplicate_keys(text, path)
         return cls(Path(path), parser)
 
     def sections(self) -> list[str]:
@@ -126,6 +127,36 @@ class IniFile:
     def get_list(self, section: str, key: str) -> tuple[str, ...]:
         """A newline-separated list, blank lines dropped."""
         return split_lines(self.get(section, key) or "")
+
+
+def check_duplicate_keys(text: str, path: Path | str) -> None:
+    """Raise ConfigError naming both lines when a section sets one key twice.
+
+    configparser (non-strict, as every file here is read) would keep the later value
+    silently, and `master-url` / `master_url` are one key here though two to it; upstream
+    stops with a traceback. A section named twice stays merged, but may not repeat a key.
+    Keys start at column 0 (indented lines continue a value), as configparser reads them.
+    """
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    section: str | None = None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;" or line[0].isspace():
+            continue
+        if stripped.startswith("[") and "]" in stripped:
+            section = stripped[1 : stripped.index("]")].strip()
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        raw = (line[:cut] if cut >= 0 else line).strip()
+        if section is None or not raw:
+            continue
+        key = norm_key(raw)
+        first = seen.setdefault((section, key), (raw, lineno))
+        if first[1] != lineno:
+            raise ConfigError(
+                f"{path}: [{section}] {raw} is set twice, on lines {first[1]} and {lineno} "
+                "(keep one)"
+            )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slapos.config import check_duplicate_keys
 from slapos.errors import ConfigError
 
 RESOURCE_FILE = ".slapos-resource"
@@ -339,6 +340,7 @@ def read_definition(
     text: str, where: Path | str, amount: int
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Parse a computer definition file: ([computer] values, one dict per partition)."""
+    check_duplicate_keys(text, where)
     parser = configparser.RawConfigParser()
     try:
         parser.read_string(text, source=str(where))

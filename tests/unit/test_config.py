@@ -125,6 +125,55 @@ def test_node_config_errors_name_file_section_and_key(tmp_path, text, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[slapos]\nmaster_url = http://a\ncomputer_id = C\nmaster_url = http://b\n",
+            "[slapos] master_url is set twice, on lines 2 and 4 (keep one)",
+        ),
+        (  # one key to us, two to configparser: the later would win silently
+            "[slapos]\nmaster-url = http://a\n# note\n\nMaster_URL: http://b\n",
+            "[slapos] Master_URL is set twice, on lines 2 and 5 (keep one)",
+        ),
+        (  # a section named twice stays one section: its keys still may not repeat
+            "[slapos]\nmaster_url = http://a\n[x]\ny = 1\n[slapos]\nmaster_url = http://b\n",
+            "[slapos] master_url is set twice, on lines 2 and 6 (keep one)",
+        ),
+    ],
+)
+def test_a_key_set_twice_names_both_lines(tmp_path, text, message):
+    path = write(tmp_path / "slapos.cfg", text)
+    with pytest.raises(ConfigError) as info:
+        IniFile.read(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_same_key_in_other_sections_or_continued_values_is_fine():
+    ini = IniFile.parse("[a]\nx = 1\nlist =\n  x = 2\n  x = 3\n[b]\nx = 4\n[a]\ny = 5\n")
+    assert (ini.get("a", "x"), ini.get("b", "x"), ini.get("a", "y")) == ("1", "4", "5")
+    assert ini.get_list("a", "list") == ("x = 2", "x = 3")
+
+
+def test_duplicate_key_is_one_line_exit_1_for_every_command_reading_it(tmp_path):
+    """The node's, the client's and the proxy's files are all read by IniFile."""
+    twice = NODE_CFG + "[slapos]\nmaster_url = http://127.0.0.1:2\n"
+    cfg = write(tmp_path / "slapos.cfg", twice)
+    for argv in (
+        ["node", "software", "--cfg", str(cfg)],
+        ["request", "x", "http://sr", "--cfg", str(cfg)],
+        ["proxy", "start", "--cfg", str(cfg)],
+    ):
+        ctx = Context.for_test(tmp_path)
+        status = main(argv, ctx=ctx)
+        err = ctx.stderr.getvalue().strip()
+        assert status == ExitCode.FAILURE, (argv, err)
+        [line] = err.splitlines()
+        assert line.endswith(
+            f" ERROR {cfg}: [slapos] master_url is set twice, on lines 3 and 14 (keep one)"
+        ), argv
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match=r"configuration file does not exist: .*nope\.cfg"):
         load_node_config(tmp_path / "nope.cfg")
@@ -316,3 +365,14 @@ def test_log_file_gets_debug_lines(tmp_path):
         if isinstance(handler, logging.FileHandler):
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def test_a_definition_file_setting_a_key_twice_names_both_lines():
+    from slapos.format.model import read_definition
+
+    text = "[computer]\naddress = 10.0.0.1/24\n[partition_0]\nuser = a\nuser = b\n"
+    with pytest.raises(ConfigError) as info:
+        read_definition(text, "def.cfg", 1)
+    assert (
+        str(info.value) == "def.cfg: [partition_0] user is set twice, on lines 4 and 5 (keep one)"
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from slapos.cli.context import Context
@@ -12,21 +11,17 @@ from slapos.cli.main import main
 def _cfg(tmp_path: Path, **extra: str) -> Path:
     (tmp_path / "soft").mkdir(exist_ok=True)
     (tmp_path / "inst").mkdir(exist_ok=True)
-    lines = "".join(f"{k} = {v}\n" for k, v in extra.items())
+    values = {
+        "computer_id": "COMP-1",
+        "master_url": "http://127.0.0.1:9",
+        "software_root": f"{tmp_path}/soft",
+        "instance_root": f"{tmp_path}/inst",
+        "pidfile_software": f"{tmp_path}/sr.pid",
+        **extra,  # (a key set twice is an error)
+    }
+    lines = "".join(f"{k} = {v}\n" for k, v in values.items())
     cfg = tmp_path / "slapos.cfg"
-    cfg.write_text(
-        textwrap.dedent(
-            f"""\
-            [slapos]
-            computer_id = COMP-1
-            master_url = http://127.0.0.1:9
-            software_root = {tmp_path}/soft
-            instance_root = {tmp_path}/inst
-            pidfile_software = {tmp_path}/sr.pid
-            """
-        )
-        + lines
-    )
+    cfg.write_text("[slapos]\n" + lines)
     return cfg
 
 
