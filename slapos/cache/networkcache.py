@@ -43,6 +43,7 @@ from slapos.cache.shacache import (
 )
 from slapos.config import NetworkCacheConfig
 from slapos.system import Clock, Runner, SubprocessRunner, SystemClock, retry
+from slapos.wording import counted
 
 __all__ = [
     "CacheError",
@@ -193,9 +194,9 @@ def _download(
         return False
     if not client.verifier.keys and entries:
         log.warning(
-            "the binary cache has %d binaries of %s, but signature-certificate-list holds "
+            "the binary cache has %s of %s, but signature-certificate-list holds "
             "no usable certificate to trust them: building from source",
-            len(entries),
+            counted(len(entries), "binary", "binaries"),
             sr_url,
         )
         return False

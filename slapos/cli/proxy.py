@@ -16,6 +16,7 @@ from slapos.cli._common import (
     add_group,
 )
 from slapos.cli.context import Context
+from slapos.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,8 @@ def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
     copied = ", ".join(f"{count} {table}" for table, count in report.counts.items())
     print(f"copied {report.source} into {report.target}: {copied or 'no rows'}", file=ctx.stdout)
     print(
-        f"checked: every table has the same rows, {report.computers} computers and "
-        f"{report.partitions} partitions read the same",
+        f"checked: every table has the same rows, {counted(report.computers, 'computer')} "
+        f"and {counted(report.partitions, 'partition')} read the same",
         file=ctx.stdout,
     )
     print("now point [slapproxy] database_uri at the target and start the proxy", file=ctx.stdout)

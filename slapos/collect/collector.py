@@ -20,6 +20,7 @@ from slapos.collect.db import CollectorDB
 from slapos.config import IniFile, NodeConfig, parse_bool, parse_int
 from slapos.errors import ConfigError
 from slapos.system import Clock, Runner, SystemClock
+from slapos.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,9 @@ def collect(
                     db.commit()
                     result.folders.append(user)
         log.info(
-            "stored %d process samples of %d partition users", result.processes, len(config.users)
+            "stored %s of %s",
+            counted(result.processes, "process sample"),
+            counted(len(config.users), "partition user"),
         )
 
         report.write_system_csvs(db, config.data_log, date)

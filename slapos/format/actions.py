@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from slapos.wording import counted
+
 
 @dataclass(frozen=True)
 class Action:
@@ -188,4 +190,6 @@ class WriteFile(Action):
 
     def describe(self) -> str:
         kept = f" (versions kept in {self.archive})" if self.archive else ""
-        return f"write {self.path} ({len(self.content)} bytes, mode {self.mode:04o}){kept}"
+        return (
+            f"write {self.path} ({counted(len(self.content), 'byte')}, mode {self.mode:04o}){kept}"
+        )

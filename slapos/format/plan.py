@@ -47,6 +47,7 @@ from slapos.format.model import (
 )
 from slapos.format.netif import Route
 from slapos.format.partition_network import TapPool, plan_partition_network, tap_pool
+from slapos.wording import counted
 
 ROOT_MODE = 0o755
 PARTITION_MODE = 0o750
@@ -259,7 +260,8 @@ def initial_partitions(config: FormatConfig, previous: Computer | None) -> list[
     if config.partition_amount < len(existing):
         raise FormatInputError(
             f"{config.path}: [slapformat] partition_amount is {config.partition_amount} but "
-            f"{len(existing)} partitions are already formatted: partitions can only be added"
+            f"{counted(len(existing), 'partition is', 'partitions are')} already formatted: "
+            "partitions can only be added"
         )
     for index in range(len(existing), config.partition_amount):
         existing.append(_new_partition(config, index))

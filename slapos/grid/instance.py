@@ -123,8 +123,10 @@ class InstanceEngine:
             known = {cp.getId() for cp in cps}
             unknown = sorted(set(self.options.only_cp) - known)
             if unknown:
+                one = len(unknown) == 1
                 raise UnknownPartitionError(
-                    f"unknown partition(s): {', '.join(unknown)} (the master does not list them)"
+                    f"unknown {'partition' if one else 'partitions'}: {', '.join(unknown)} "
+                    f"(the master does not list {'it' if one else 'them'})"
                 )
         return cps
 

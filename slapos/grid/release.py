@@ -26,6 +26,7 @@ from slapos.errors import SlapOSError
 from slapos.grid import buildout
 from slapos.grid.utils import free_space, human_size, parse_size, software_hash
 from slapos.system import Credentials, Runner
+from slapos.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -347,8 +348,8 @@ def stop_leftover_processes(directory: Path) -> list[int]:
     psutil.wait_procs(found, timeout=10)
     if found:
         log.warning(
-            "killed %d process(es) left in %s by an interrupted build: %s",
-            len(found),
+            "killed %s left in %s by an interrupted build: %s",
+            counted(len(found), "process", "processes"),
             directory,
             ", ".join(str(p.pid) for p in found),
         )

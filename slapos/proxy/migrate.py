@@ -22,6 +22,7 @@ from slapos.proxy.model import NotFound
 from slapos.proxy.service import Master
 from slapos.proxy.store import COLUMNS, GENERATION, TABLES, Store
 from slapos.slap.marshal import dumps
+from slapos.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _refuse_filled(target: Database, conn: Any, store: Store) -> None:
     if reports:
         present["slapos_status"] = reports
     if present:
-        listed = ", ".join(f"{table}: {count} rows" for table, count in present.items())
+        listed = ", ".join(f"{table}: {counted(count, 'row')}" for table, count in present.items())
         raise MigrateError(
             f"the target {target.shown} already holds proxy data ({listed}); "
             "migrate into an empty database"

@@ -59,6 +59,7 @@ from gunicorn import util as gutil
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from slapos.proxy.config import ServingConfig
+from slapos.wording import counted
 
 log = logging.getLogger("slapos.proxy.server")
 access_log = logging.getLogger("slapos.proxy.access")
@@ -279,7 +280,7 @@ class ProxyWorker(ThreadWorker):  # type: ignore[misc]
             self.nr_conns -= 1
             conn.close()
         if expired:
-            log.debug("closed %d connection(s) past their head deadline", len(expired))
+            log.debug("closed %s past their head deadline", counted(len(expired), "connection"))
         for conn, deadline in list(self.reading.items()):
             if deadline <= now and self.reading.pop(conn, None) is not None:
                 log.debug("closing %s: request head not done in time", conn.client)

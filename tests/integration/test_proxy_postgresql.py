@@ -178,7 +178,7 @@ def test_migrate_a_sqlite_master_into_postgresql(
     )
     assert migrated.returncode == 0, migrated.stderr
     assert "4 partition18" in migrated.stdout
-    assert "1 computers and 4 partitions read the same" in migrated.stdout
+    assert "1 computer and 4 partitions read the same" in migrated.stdout
     assert "2 slapos_status" in migrated.stdout
     assert "s3cret" not in migrated.stdout + migrated.stderr
     reports = statuses(postgres_uri)

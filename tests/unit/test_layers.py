@@ -9,7 +9,7 @@ count too (they hide cycles, they do not remove them).
     grid | format | proxy | collect | util (upstream's slapos.util names, a facade)
     slap | cache
     config | system
-    errors | version
+    errors | version | wording
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "slapos"
 
 LAYERS: list[set[str]] = [
-    {"errors", "version"},
+    {"errors", "version", "wording"},
     {"config", "system"},
     {"slap", "cache"},
     {"grid", "format", "proxy", "collect", "util"},

@@ -13,6 +13,7 @@ from slapos.cli._common import (
     SubParsers,
     add_partition_layout_options,
 )
+from slapos.wording import counted
 
 if TYPE_CHECKING:
     from slapos.cli.context import Context
@@ -139,7 +140,7 @@ def print_summary(settings: object, ctx: Context) -> None:
 
     assert isinstance(settings, LocalSettings)
     ctx.stdout.write(
-        f"SlapOS node ready: {settings.partition_amount} partitions, proxy at "
+        f"SlapOS node ready: {counted(settings.partition_amount, 'partition')}, proxy at "
         f"{settings.master_url}\n"
         f"  node configuration:   {settings.node_config}\n"
         f"  client configuration: {settings.client_config}\n"

@@ -46,6 +46,7 @@ from pathlib import Path
 from slapos.errors import ExitCode, SlapOSError
 from slapos.format.templates import Entry, NodeSettings, node_config, render_ini
 from slapos.system import Runner, wait_until, write_file_atomic
+from slapos.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def partition_addresses(s: LocalSettings) -> list[ipaddress.IPv4Address]:
     if len(addresses) < s.partition_amount:
         raise ConfigureLocalError(
             f"--ipv4-local-network {network} has fewer addresses than the "
-            f"{s.partition_amount} partitions"
+            f"{counted(s.partition_amount, 'partition')}"
         )
     return addresses
 
@@ -396,4 +397,4 @@ def configure_local(
         raise ConfigureLocalError(
             f"slapos node format --cfg {s.node_config} failed (exit {result})"
         )
-    log.info("node formatted: %d partitions posted to the proxy", s.partition_amount)
+    log.info("node formatted: %s posted to the proxy", counted(s.partition_amount, "partition"))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from slapos.cli._common import Commands, SlapOSArgumentParser, SubParsers, add_format_option
 from slapos.cli.context import Context
+from slapos.wording import counted
 
 if TYPE_CHECKING:
     from slapos.grid.explain import Explanation
@@ -115,7 +116,7 @@ def render(e: Explanation, now: float, colour: bool = False) -> str:
         if e.hint:
             field("hint", e.hint)
         if e.log_tail is not None:
-            field("log", f"{e.log} (last {len(e.log_tail)} lines)")
+            field("log", f"{e.log} (last {counted(len(e.log_tail), 'line')})")
             lines.extend(f"    | {line}" for line in e.log_tail)
         elif e.log:
             field("log", f"{e.log} (cannot be read here)")

@@ -17,6 +17,7 @@ from slapos.cli._common import (
     add_partition_layout_options,
     str2bool,
 )
+from slapos.wording import counted
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -147,7 +148,7 @@ def run_format(args: argparse.Namespace, ctx: Context) -> int:
         return ExitCode.OK
     apply.apply_plan(plan, ctx.runner)
     if plan.actions:
-        log.info("node formatted: %d changes made", len(plan.actions))
+        log.info("node formatted: %s made", counted(len(plan.actions), "change"))
     else:
         log.info("node already formatted: nothing changed")
     log.info("posting the computer description to %s", config.master_url)
@@ -182,7 +183,7 @@ def _print_plan(plan: object, computer_id: str, ctx: Context) -> None:
     if not plan.actions:
         ctx.stdout.write(f"{computer_id}: nothing to change\n")
         return
-    ctx.stdout.write(f"{computer_id}: {len(plan.actions)} changes planned\n")
+    ctx.stdout.write(f"{computer_id}: {counted(len(plan.actions), 'change')} planned\n")
     for action in plan.actions:
         ctx.stdout.write(f"  {action.describe()}\n")
 
