@@ -47,6 +47,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         default="slapsoft",
         help="as root: the user that builds the release (default: %(default)s)",
     )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="the local master's port for a new DIR (default: 8080 when free, else any free "
+        "port); a DIR set up before keeps its own",
+    )
     # from dev.sh: how the user started us (for the hints printed at the end), where a
     # relative DIR is, the default DIR, the virtualenv made for the demo's Python
     parser.add_argument("--invoked-as", default="", help=argparse.SUPPRESS)
@@ -54,6 +61,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--default-dir", default=DEFAULT_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--demo-venv", type=Path, default=None, help=argparse.SUPPRESS)
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port number (1 to 65535), got {text!r}")
+    return int(text)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             from slapos.demo.layout import Users
 
             users = Users(args.user_base_name, args.software_user)
-            run(args.root, sys.stdout, users, args.invoked_as, args.demo_venv)
+            run(args.root, sys.stdout, users, args.invoked_as, args.demo_venv, args.port)
     except SlapOSError as exc:
         action = "--destroy " if args.destroy else "--stop " if args.stop else ""
         sys.stderr.write(f"demo {action}failed: {exc}\n")

@@ -4,7 +4,6 @@ it names, in this process."""
 
 from __future__ import annotations
 
-import configparser
 import copy
 import io
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from slapos.cli.configure.local_setup import COMPUTER_ID
+from slapos.config import IniFile
 from slapos.demo import preflight, venv
 from slapos.demo.layout import (
     DEFAULT_PORT,
@@ -29,6 +29,7 @@ from slapos.demo.layout import (
 )
 from slapos.demo.release import give_release_to, materialise_release
 from slapos.demo.summary import summary
+from slapos.errors import ConfigError
 from slapos.system import Clock, wait_until
 
 if TYPE_CHECKING:
@@ -73,10 +74,12 @@ def run(
     users: Users | None = None,
     invoked_as: str = "",
     demo_venv: Path | None = None,
+    port: int | None = None,
 ) -> str:
     """The whole demo; returns the URL of the running demo page.
 
-    `demo_venv`: the virtualenv dev.sh made for this demo's Python, told that DIR uses it."""
+    `demo_venv`: the virtualenv dev.sh made for this demo's Python, told that DIR uses it.
+    `port`: the local master's, for a new DIR (see _choose_port)."""
     from slapos.cli.context import Context
 
     users = users or Users()
@@ -90,7 +93,7 @@ def run(
     os.chmod(layout.root, 0o755)  # partition users (when run as root) go through it
     if demo_venv is not None:
         venv.record_user(demo_venv, layout.root)
-    settings = layout.settings(_choose_port(layout), ctx.is_root, users)
+    settings = layout.settings(_choose_port(layout, port), ctx.is_root, users)
     set_up(layout, settings, ctx, out)
     steps = Steps(out, _quiet(ctx))
     client = str(settings.client_config)
@@ -232,13 +235,23 @@ def _quiet(ctx: Context) -> Context:
     return quiet
 
 
-def _choose_port(layout: DemoLayout) -> int:
-    """The port already configured, else 8080 when free, else any free port."""
+def _choose_port(layout: DemoLayout, wanted: int | None = None) -> int:
+    """The port already configured, else `wanted`, else 8080 when free, else any free port.
+
+    A DIR set up before keeps its port: asking for another one is an error (its
+    configuration, supervisord and the URLs printed all name the first one)."""
     proxy_config = layout.settings().proxy_config
     if proxy_config.exists():
-        parser = configparser.ConfigParser()
-        parser.read(proxy_config)
-        return parser.getint("slapproxy", "port", fallback=DEFAULT_PORT)
+        ini = IniFile.read(proxy_config)
+        port = ini.get_int("slapproxy", "port", DEFAULT_PORT) or DEFAULT_PORT
+        if wanted is not None and wanted != port:
+            raise ConfigError(
+                f"{layout.root} was set up with port {port} ({proxy_config}); run it without "
+                f"--port, or with --destroy first for port {wanted}"
+            )
+        return port
+    if wanted is not None:
+        return wanted
     if _port_is_free(DEFAULT_PORT):
         return DEFAULT_PORT
     with socket.socket() as s:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.common import REPO, as_user, demo_url, fetch, wait_for
+from tests.fixtures.common import REPO, as_user, demo_url, fetch, free_port, wait_for
 
 #: in parallel runs (pytest-xdist), one worker runs every demo (here and test_readme.py): a
 #: demo's master takes port 8080 when it finds it free, so two at once could both pick it
@@ -176,8 +176,11 @@ def test_demo_without_root(open_dir, node_python):
         user = pwd.getpwnam("nobody")
         os.chown(open_dir, user.pw_uid, user.pw_gid)
     directory = open_dir / "demo"
+    port = free_port()  # not 8080: a user's demo (or another test's) may hold it
     try:
-        check_demo(node_python, directory, user)
+        check_demo(node_python, directory, user, "--port", str(port))
+        proxy_cfg = (directory / "etc" / "slapos-proxy.cfg").read_text()
+        assert f"port = {port}\n" in proxy_cfg, proxy_cfg
         # unprivileged layout: nothing is owned by anybody else than the caller
         owner = user.pw_uid if user else os.geteuid()
         assert (directory / "srv" / "slappart0").stat().st_uid == owner
@@ -200,7 +203,8 @@ def test_demo_as_root_offline_then_destroyed(open_dir, node_python):
             [*inside, "ip", "route"], capture_output=True, text=True, check=True
         )
         assert routes.stdout.strip() == ""  # nothing but the loopback
-        options = ("--user-base-name", f"{base}u", "--software-user", users[0])
+        port = str(free_port())  # (its namespace has its own ports, but as every test)
+        options = ("--user-base-name", f"{base}u", "--software-user", users[0], "--port", port)
         check_demo(node_python, directory, None, *options, prefix=inside)
         assert (directory / "srv" / "slappart0").stat().st_uid == pwd.getpwnam(users[1]).pw_uid
         assert (directory / "soft").stat().st_uid == pwd.getpwnam(users[0]).pw_uid

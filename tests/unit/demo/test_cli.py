@@ -42,6 +42,11 @@ def test_stop_after_dir_and_defaults(tmp_path: Path) -> None:
         (["a", "--destroy", "b"], "error: one DIR only, got 2: a b"),
         (["--stop", "--destroy"], "error: argument --destroy: not allowed with argument --stop"),
         (["--destory", "a"], "error: unrecognized arguments: --destory"),
+        (
+            ["--port", "80x"],
+            "error: argument --port: expected a port number (1 to 65535), got '80x'",
+        ),
+        (["--port", "0"], "error: argument --port: expected a port number (1 to 65535), got '0'"),
     ],
 )
 def test_anything_else_is_one_usage_error(
@@ -66,3 +71,26 @@ def test_destroy_of_nothing_in_either_order(
     for argv in (["--destroy", "gone"], ["gone", "--destroy"]):
         assert main([*argv, "--relative-to", str(tmp_path)]) == ExitCode.OK
         assert capsys.readouterr().out == f"nothing to remove: {tmp_path / 'gone'} does not exist\n"
+
+
+def test_port_is_for_a_new_dir_only(tmp_path: Path) -> None:
+    """--port chooses a new DIR's port (tests and a user's demo then do not meet on 8080);
+    a DIR set up before keeps its own, and another --port says so in one line."""
+    from slapos.demo.deploy import _choose_port
+    from slapos.demo.layout import DemoLayout
+    from slapos.errors import ConfigError
+
+    assert parse_args(["--port", "18080", "d"]).port == 18080
+    assert parse_args(["d"]).port is None
+    layout = DemoLayout(tmp_path / "demo")
+    assert _choose_port(layout, 18080) == 18080
+    proxy_config = layout.settings().proxy_config
+    proxy_config.parent.mkdir(parents=True)
+    proxy_config.write_text("[slapproxy]\nhost = 127.0.0.1\nport = 18081\n")
+    assert _choose_port(layout, None) == _choose_port(layout, 18081) == 18081
+    with pytest.raises(ConfigError) as info:
+        _choose_port(layout, 18080)
+    assert str(info.value) == (
+        f"{layout.root} was set up with port 18081 ({proxy_config}); run it without --port, "
+        "or with --destroy first for port 18080"
+    )
