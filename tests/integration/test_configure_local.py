@@ -18,6 +18,7 @@ import pytest
 from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.config import IniFile
+from slapos.errors import SlapOSError
 from slapos.system import SubprocessRunner
 from tests.fixtures.common import REPO, free_port
 from tests.fixtures.netns import veth_namespace
@@ -156,6 +157,54 @@ def test_configure_local_on_an_address_not_of_this_machine_is_one_line(short_dir
     [line] = ctx.stderr.getvalue().strip().splitlines()
     assert "the proxy cannot listen on 192.0.2.1:" in line
     assert not (short_dir / "etc" / "slapos.cfg").exists()
+
+
+def test_configure_local_whose_proxy_cannot_start_stops_its_supervisord(short_dir):
+    """A failure after supervisord started leaves nothing running (a rerun then starts
+    clean), and says so in its one line; at once, not after a minute of waiting."""
+    from slapos.grid import supervisor
+
+    (short_dir / "slapproxy.db").mkdir()  # the proxy cannot open its database: it exits
+    ctx = Context.for_test(short_dir, euid=1000, runner=SubprocessRunner())
+    try:
+        rc = main(options(short_dir, free_port()), ctx)
+        state = supervisor.running_state(short_dir / "srv")
+    finally:
+        shutdown(short_dir)
+    assert rc == 1, ctx.stderr.getvalue()
+    err = ctx.stderr.getvalue()
+    [line] = [line for line in err.splitlines() if " ERROR " in line]
+    assert "Traceback" not in err
+    assert "exited at each of its starts (see " in line, line
+    assert line.endswith("; stopped the supervisord (and proxy) this run had started"), line
+    assert state is None
+
+
+def test_configure_local_failing_leaves_a_supervisord_that_ran_before(short_dir):
+    from slapos.cli.configure.local_setup import LocalSettings, configure_local
+    from slapos.grid import supervisor
+
+    settings = LocalSettings(
+        config_dir=short_dir / "etc",
+        instance_root=short_dir / "srv",
+        software_root=short_dir / "soft",
+        home=short_dir,
+        listen_port=free_port(),
+        partition_amount=1,
+    )
+    (short_dir / "slapproxy.db").mkdir()
+    runner = SubprocessRunner()
+    try:
+        with pytest.raises(SlapOSError) as first:
+            configure_local(settings, runner, lambda: 0)
+        assert "stopped the supervisord" in str(first.value)
+        supervisor.ensure_supervisord(settings.instance_root, runner)  # as a user may have
+        with pytest.raises(SlapOSError) as again:
+            configure_local(settings, runner, lambda: 0, reuse=True)
+        assert "stopped" not in str(again.value)
+        assert supervisor.running_state(settings.instance_root) == "RUNNING"
+    finally:
+        supervisor.shutdown(settings.instance_root)
 
 
 # ---- as root, in a network namespace: users, addresses --------------------------------

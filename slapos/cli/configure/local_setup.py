@@ -329,10 +329,6 @@ def check_port(s: LocalSettings) -> None:
             ) from None
 
 
-def _wait_port(host: str, port: int, timeout: float) -> bool:
-    return wait_until(lambda: _port_open(host, port), timeout, pause=0.1)
-
-
 def start_proxy(s: LocalSettings, runner: Runner, timeout: float = 60.0) -> None:
     """The proxy as program `slapproxy` of the node's supervisord; wait until it listens."""
     from slapos.config import MasterAccess
@@ -351,6 +347,7 @@ def start_proxy(s: LocalSettings, runner: Runner, timeout: float = 60.0) -> None
         autorestart=True,
         log_file=s.home / "log" / "slapos-proxy.log",
         user=0 if s.privileged else None,
+        startsecs=1,  # a proxy exiting at once is retried 3 times, then FATAL (not forever)
         startretries=3,
     )
     supervisor.add_program(s.instance_root, program)
@@ -362,11 +359,37 @@ def start_proxy(s: LocalSettings, runner: Runner, timeout: float = 60.0) -> None
         supervisor.apply(s.instance_root)  # loads the slapproxy program if it is new
     else:
         supervisor.ensure_supervisord(s.instance_root, runner)
-    if not _wait_port(s.listen_ip, s.listen_port, timeout):
+    log_file = s.home / "log" / "slapos-proxy.log"
+    if not _wait_proxy(s, timeout):
+        if _proxy_state(s) == "FATAL":  # supervisord gave up: no use waiting longer
+            raise ConfigureLocalError(
+                f"the proxy for {s.master_url} exited at each of its starts (see {log_file})"
+            )
         raise ConfigureLocalError(
-            f"the proxy does not answer on {s.master_url} after {timeout:.0f}s "
-            f"(see {s.home / 'log' / 'slapos-proxy.log'})"
+            f"the proxy does not answer on {s.master_url} after {timeout:.0f}s (see {log_file})"
         )
+
+
+def _proxy_state(s: LocalSettings) -> str | None:
+    from slapos.grid import supervisor
+
+    try:
+        return supervisor.process_states(s.instance_root, ["slapproxy"]).get("slapproxy")
+    except SlapOSError:
+        return None
+
+
+def _wait_proxy(s: LocalSettings, timeout: float) -> bool:
+    """Wait until the proxy listens (True), or supervisord gave up on it, or `timeout`."""
+    answered = False
+
+    def done() -> bool:
+        nonlocal answered
+        answered = _port_open(s.listen_ip, s.listen_port)
+        return answered or _proxy_state(s) == "FATAL"
+
+    wait_until(done, timeout, pause=0.1)
+    return answered
 
 
 def configure_local(
@@ -390,11 +413,39 @@ def configure_local(
                 "--slapos-software-root and --slapos-buildout-directory)"
             ) from None
         log.info("node configuration written to %s", s.node_config)
-    start_proxy(s, runner)
-    log.info("proxy listening on %s", s.master_url)
-    result = run_format()
-    if result != ExitCode.OK:
+    from slapos.grid import supervisor
+
+    was_running = supervisor.running_state(s.instance_root) == "RUNNING"
+    try:
+        start_proxy(s, runner)
+        log.info("proxy listening on %s", s.master_url)
+        result = run_format()
+        if result != ExitCode.OK:
+            raise ConfigureLocalError(
+                f"slapos node format --cfg {s.node_config} failed (exit {result})"
+            )
+    except SlapOSError as exc:
+        if was_running or not _stop_supervisord(s):
+            raise
         raise ConfigureLocalError(
-            f"slapos node format --cfg {s.node_config} failed (exit {result})"
-        )
+            f"{exc}; stopped the supervisord (and proxy) this run had started"
+        ) from exc
+    except BaseException:  # Ctrl-C, a bug: nothing this run started is left behind either
+        if not was_running:
+            _stop_supervisord(s)
+        raise
     log.info("node formatted: %s posted to the proxy", counted(s.partition_amount, "partition"))
+
+
+def _stop_supervisord(s: LocalSettings) -> bool:
+    """Stop the node's supervisord (started by this run); whether it ran and stopped."""
+    from slapos.grid import supervisor
+
+    try:
+        if supervisor.running_state(s.instance_root) is None:
+            return False
+        supervisor.shutdown(s.instance_root)
+    except SlapOSError as exc:
+        log.warning("could not stop the supervisord this run started: %s", exc)
+        return False
+    return True
