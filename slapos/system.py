@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
-from slapos.errors import AlreadyRunningError, SlapOSError
+from slapos.errors import AlreadyRunningError, ConfigError, SlapOSError
 
 log = logging.getLogger(__name__)
 
@@ -265,10 +265,20 @@ class PidFile:
             raise AlreadyRunningError(
                 f"another slapos process is already running (pid {other}, lock {self.path})"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(f"{os.getpid()}\n")
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(f"{os.getpid()}\n")
+            os.replace(tmp, self.path)
+        except OSError as exc:  # /opt/slapos, say, for a user who is not root
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            where = f": {exc.filename}" if exc.filename and exc.filename != str(tmp) else ""
+            raise ConfigError(
+                f"cannot write the lock file {self.path}: {exc.strerror or exc}{where} ([slapos] "
+                "pidfile_software / pidfile_instance / pidfile_report, else --pidfile, "
+                "chooses another)"
+            ) from exc
         self._held = True
 
     def release(self) -> None:
@@ -280,7 +290,7 @@ class PidFile:
     def _running_pid(self) -> int | None:
         try:
             pid = int(self.path.read_text().strip())
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):  # none, or unreadable: acquire() then says why
             return None
         if pid == os.getpid():
             return None

@@ -297,11 +297,18 @@ def write_supervisord_config(
             "(use a shorter instance_root)"
         )
     var = paths.instance_root / "var"
-    var.mkdir(exist_ok=True)
-    var.chmod(0o755)
-    for d in (var / "log", var / "run", paths.instance_root / "etc", paths.include_dir):
-        _private_dir(d)
-    changed = _update_file(paths.config, supervisord_config_text(paths, watchdog_command))
+    try:
+        var.mkdir(exist_ok=True)
+        var.chmod(0o755)
+        for d in (var / "log", var / "run", paths.instance_root / "etc", paths.include_dir):
+            _private_dir(d)
+        changed = _update_file(paths.config, supervisord_config_text(paths, watchdog_command))
+    except OSError as exc:  # a read-only instance root, or one of another user
+        raise SupervisorError(
+            f"cannot write supervisord's files in instance root {instance_root}: "
+            f"{exc.strerror or exc}: {exc.filename or paths.config} (run as the owner of "
+            "instance_root, or fix [slapos] instance_root)"
+        ) from exc
     return dataclasses.replace(paths, changed=changed)
 
 

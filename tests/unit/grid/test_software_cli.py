@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from slapos.cli.context import Context
 from slapos.cli.main import main
 
@@ -54,3 +56,38 @@ def test_maximal_delay_sleeps_unless_now(tmp_path: Path) -> None:
     assert len(clock.sleeps) == 1 and 1 <= clock.sleeps[0] <= 30
     assert main(["node", "software", "--cfg", str(cfg), "--now"], ctx) == 1
     assert len(clock.sleeps) == 1
+
+
+@pytest.mark.parametrize("command", ["software", "instance", "report"])
+def test_a_lock_file_that_cannot_be_written_is_one_line_exit_1(
+    tmp_path: Path, command: str
+) -> None:
+    """/opt/slapos for a user who is not root, say (here: beneath a regular file)."""
+    (tmp_path / "a-file").write_text("")
+    pidfile = tmp_path / "a-file" / "lock.pid"
+    cfg = _cfg(tmp_path, root_check="false", **{f"pidfile_{command}": str(pidfile)})
+    ctx = Context.for_test(tmp_path)
+    assert main(["node", command, "--cfg", str(cfg), "--now"], ctx) == 1
+    [line] = ctx.stderr.getvalue().strip().splitlines()
+    assert line.endswith(
+        f"ERROR cannot write the lock file {pidfile}: File exists: {tmp_path}/a-file ([slapos] "
+        "pidfile_software"
+        " / pidfile_instance / pidfile_report, else --pidfile, chooses another)"
+    )
+
+
+@pytest.mark.parametrize("command", ["instance", "report"])
+def test_an_instance_root_supervisord_cannot_use_is_one_line_exit_1(
+    tmp_path: Path, command: str
+) -> None:
+    """A read-only instance root, or one of another user (here: its var/ is a file)."""
+    cfg = _cfg(tmp_path, root_check="false")
+    (tmp_path / "inst" / "var").write_text("")
+    ctx = Context.for_test(tmp_path)
+    argv = ["node", command, "--cfg", str(cfg), "--now", "--pidfile", str(tmp_path / "x.pid")]
+    assert main(argv, ctx) == 1
+    [line] = ctx.stderr.getvalue().strip().splitlines()
+    assert (
+        f"ERROR cannot write supervisord's files in instance root {tmp_path}/inst: File exists: "
+        f"{tmp_path}/inst/var (run as the owner of instance_root, or fix [slapos] instance_root)"
+    ) in line
