@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from slapos.cli._common import add_format_option
 from slapos.cli.context import Context
-from slapos.errors import ExitCode
+from slapos.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -66,6 +66,7 @@ def run_instance_dry_run(args: argparse.Namespace, ctx: Context, options: Instan
     from slapos.grid.instance_io import Node
 
     config = ctx.node_config(args, slapgrid_overrides(args))
+    check_root(config.instance_root, "instance_root")
     node = Node(config, ctx.runner, ctx.clock, ctx.environ, ctx.is_root)
     result = InstanceEngine(node, options).plan_run()
     if args.format == "json":
@@ -74,6 +75,17 @@ def run_instance_dry_run(args: argparse.Namespace, ctx: Context, options: Instan
     else:
         ctx.stdout.write(render_node_plan(result, use_colour(ctx.stdout, ctx.environ)))
     return ExitCode.CHANGES_PENDING if result.changes_something else ExitCode.OK
+
+
+def check_root(root: Path, key: str) -> None:
+    """A missing root, where any real run fails, fails the plan too (same line, same exit
+    code): a plan ending in "exit 4" must not hide it. A root this user may not write is
+    fine: the plan is for anyone to read (a real run's user is checked by that run)."""
+    if not root.is_dir():
+        raise ConfigError(
+            f"{key} {root} does not exist or is not a directory (create it, or fix [slapos] "
+            f"{key}): a real run fails there too"
+        )
 
 
 def render_node_plan(result: NodePlan, colour: bool = False) -> str:
@@ -154,6 +166,7 @@ def run_software_dry_run(
     """The releases a `node software` run would build, keep or remove; writes nothing."""
     from slapos.grid.software import SlapMaster, SoftwareEngine
 
+    check_root(config.software_root, "software_root")
     engine = SoftwareEngine(config, SlapMaster(config), ctx.runner, ctx.clock, ctx.environ)
     decisions, garbage = engine.plan(options)
     changes = bool(garbage) or any(d.changes_something for d in decisions)
@@ -204,6 +217,7 @@ def run_report_dry_run(args: argparse.Namespace, ctx: Context) -> int:
     from slapos.grid.report import ReportEngine
 
     config = ctx.node_config(args, slapgrid_overrides(args))
+    check_root(config.instance_root, "instance_root")
     node = Node(config, ctx.runner, ctx.clock, ctx.environ, ctx.is_root)
     result = ReportEngine(node).plan()
     if args.format == "json":

@@ -91,3 +91,23 @@ def test_an_instance_root_supervisord_cannot_use_is_one_line_exit_1(
         f"ERROR cannot write supervisord's files in instance root {tmp_path}/inst: File exists: "
         f"{tmp_path}/inst/var (run as the owner of instance_root, or fix [slapos] instance_root)"
     ) in line
+
+
+@pytest.mark.parametrize(
+    ("command", "key"),
+    [("software", "software_root"), ("instance", "instance_root"), ("report", "instance_root")],
+)
+def test_dry_run_with_a_missing_root_fails_as_a_real_run_does(
+    tmp_path: Path, command: str, key: str
+) -> None:
+    """Not "a real run would change something (exit 4)": the real run exits 1 there."""
+    missing = tmp_path / "missing"
+    cfg = _cfg(tmp_path, **{key: str(missing)})
+    ctx = Context.for_test(tmp_path, euid=1000)  # a plan needs no root
+    assert main(["node", command, "--cfg", str(cfg), "--dry-run"], ctx) == 1
+    [line] = ctx.stderr.getvalue().strip().splitlines()
+    assert line.endswith(
+        f"ERROR {key} {missing} does not exist or is not a directory (create it, or fix "
+        f"[slapos] {key}): a real run fails there too"
+    )
+    assert ctx.stdout.getvalue() == ""
