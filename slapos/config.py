@@ -438,6 +438,11 @@ def load_node_config(
     return node_config_from_ini(ini, overrides, required=required)
 
 
+def _where(key: str, overrides: Mapping[str, Any], path: Path) -> str:
+    """Where the value of `key` came from, for an error: the command line or the file."""
+    return f"--{key.replace('_', '-')}" if key in overrides else f"{path}: [slapos] {key}"
+
+
 def node_config_from_ini(
     ini: IniFile,
     overrides: Mapping[str, Any] | None = None,
@@ -484,7 +489,7 @@ def node_config_from_ini(
     return NodeConfig(
         path=path,
         computer_id=text("computer_id") or "",
-        master_url=check_url(text("master_url") or "", f"{path}: [slapos] master_url"),
+        master_url=check_url(text("master_url") or "", _where("master_url", overrides, path)),
         software_root=Path(text("software_root") or "/opt/slapgrid"),
         instance_root=Path(text("instance_root") or "/srv/slapgrid"),
         key_file=key_file,

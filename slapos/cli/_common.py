@@ -385,7 +385,7 @@ def add_master_url_options(parser: argparse.ArgumentParser) -> None:
 
 
 def partition_count(value: str) -> int:
-    """--partition-number: a whole number, 0 or more."""
+    """A whole number, 0 or more: --partition-number, the seconds of the node commands."""
     try:
         count = int(value)
     except ValueError:

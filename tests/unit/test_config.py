@@ -376,3 +376,15 @@ def test_a_definition_file_setting_a_key_twice_names_both_lines():
     assert (
         str(info.value) == "def.cfg: [partition_0] user is set twice, on lines 4 and 5 (keep one)"
     )
+
+
+def test_a_bad_master_url_names_where_it_came_from(tmp_path):
+    cfg = write(tmp_path / "slapos.cfg", NODE_CFG)
+    with pytest.raises(ConfigError) as info:
+        load_node_config(cfg, {"master_url": "http://127.0.0.1:99999"})
+    assert str(info.value) == (
+        "--master-url is not a URL: 'http://127.0.0.1:99999' (Port out of range 0-65535)"
+    )
+    write(cfg, NODE_CFG.replace("127.0.0.1:1", "127.0.0.1:99999"))
+    with pytest.raises(ConfigError, match=rf"^{cfg}: \[slapos\] master_url is not a URL: "):
+        load_node_config(cfg, {"master_url": None})  # (None: not on the command line)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from slapos.cli._common import partition_count
+
 if TYPE_CHECKING:
     from slapos.cli.context import Context
     from slapos.config import NodeConfig
@@ -65,16 +67,16 @@ def add_slapgrid_options(
     )
     parser.add_argument(
         "--maximum-periodicity",
-        type=int,
+        type=partition_count,
         help="Periodicity at which buildout should be run in instance.",
     )
     parser.add_argument(
         "--promise-timeout",
-        type=int,
+        type=partition_count,
         help="Promise timeout in seconds (default: [slapos] promise_timeout, else 20)",
     )
     parser.add_argument(
-        "--partition-timeout", type=int, help="Partition timeout in seconds (optional)"
+        "--partition-timeout", type=partition_count, help="Partition timeout in seconds (optional)"
     )
     parser.add_argument(
         "--now", action="store_true", help="Launch slapgrid without delay. Default behavior."
@@ -83,7 +85,7 @@ def add_slapgrid_options(
         "--maximal_delay",
         "--maximal-delay",
         dest="maximal_delay",
-        type=int,
+        type=partition_count,
         help="Deprecated. Will only work from configuration file in the future.",
     )
     if buildout_debug:

@@ -111,3 +111,12 @@ def test_dry_run_with_a_missing_root_fails_as_a_real_run_does(
         f"[slapos] {key}): a real run fails there too"
     )
     assert ctx.stdout.getvalue() == ""
+
+
+@pytest.mark.parametrize("command", ["software", "instance", "report"])
+@pytest.mark.parametrize("option", ["--maximal-delay", "--promise-timeout", "--partition-timeout"])
+def test_negative_seconds_are_a_usage_error(tmp_path: Path, command: str, option: str) -> None:
+    ctx = Context.for_test(tmp_path)
+    argv = ["node", command, "--cfg", str(_cfg(tmp_path)), "--now", option, "-3"]
+    assert main(argv, ctx) == 2
+    assert ctx.stderr.getvalue().rstrip().endswith("expected a whole number, 0 or more, got '-3'")
