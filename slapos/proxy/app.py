@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slapos.proxy import db as dbmod
 from slapos.proxy.config import ProxyConfig
@@ -39,6 +39,9 @@ from slapos.proxy.panel import guard
 from slapos.proxy.service import Master
 from slapos.proxy.store import Store
 from slapos.slap.marshal import MarshalError
+
+if TYPE_CHECKING:
+    from slapos.system import Clock
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +205,7 @@ class ProxyApp:
         config: ProxyConfig,
         database: str | Path | dbmod.Database,
         *,
-        clock: Callable[[], float] | None = None,
+        clock: Clock | None = None,
         connection: sqlite3.Connection | None = None,
     ) -> None:
         from slapos.proxy import hateoas, jsonrpc, legacy, panel
@@ -213,7 +216,8 @@ class ProxyApp:
         )
         #: the database as shown in logs and messages (a PostgreSQL password masked)
         self.database = self.db.shown
-        self.now = clock or time.time
+        #: the time of day, as the records' timestamps take it (a test passes a FakeClock)
+        self.now = clock.time if clock is not None else time.time
         self.run_id = os.urandom(16).hex()  # not `secrets`: hashlib costs memory
         #: idle database connections, taken by one request at a time (list.pop/append
         #: are atomic): a new connection (open + PRAGMAs) is made only when all are busy
@@ -576,7 +580,7 @@ def create_app(
     config: ProxyConfig,
     db: str | Path | sqlite3.Connection | None = None,
     *,
-    clock: Callable[[], float] | None = None,
+    clock: Clock | None = None,
 ) -> ProxyApp:
     """The proxy WSGI application over the database `db` (default: the config's).
 

@@ -18,12 +18,20 @@ SR = "http://sr.example.invalid/software.cfg"
 
 
 class Clock:
+    """A slapos.system.Clock whose time of day moves one second each time it is read."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self) -> float:
+    def time(self) -> float:
         self.now += 1
         return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class Client:
