@@ -176,8 +176,20 @@ def test_configure_local_whose_proxy_cannot_start_stops_its_supervisord(short_di
     [line] = [line for line in err.splitlines() if " ERROR " in line]
     assert "Traceback" not in err
     assert "exited at each of its starts (see " in line, line
-    assert line.endswith("; stopped the supervisord (and proxy) this run had started"), line
+    assert line.endswith(
+        "; stopped the supervisord (and proxy) this run had started"
+        "; removed the configuration files it had written"
+    ), line
     assert state is None
+    assert not (short_dir / "etc" / "slapos.cfg").exists()
+    # the files are gone, so a rerun tries again instead of "a configuration already exists"
+    again = Context.for_test(short_dir, euid=1000, runner=SubprocessRunner())
+    try:
+        assert main(options(short_dir, free_port()), again) == 1
+    finally:
+        shutdown(short_dir)
+    assert "already exists" not in again.stderr.getvalue()
+    assert "exited at each of its starts" in again.stderr.getvalue()
 
 
 def test_configure_local_failing_leaves_a_supervisord_that_ran_before(short_dir):

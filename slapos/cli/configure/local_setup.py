@@ -30,6 +30,7 @@ runs: `run_format` comes in as a function, so that the demo formats with its own
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import logging
@@ -402,7 +403,14 @@ def configure_local(
             "or choose another --slapos-configuration-directory)"
         )
     check_port(s)
-    if not s.node_config.exists():
+    written = (s.node_config, s.proxy_config, s.client_config, s.definition_file)
+    #: the files this run writes anew (a failure removes them again)
+    wrote = (
+        [p for p in written if p is not None and not p.exists()]
+        if not s.node_config.exists()
+        else []
+    )
+    if wrote:
         try:
             write_files(s)
         except OSError as exc:
@@ -425,16 +433,29 @@ def configure_local(
                 f"slapos node format --cfg {s.node_config} failed (exit {result})"
             )
     except SlapOSError as exc:
-        if was_running or not _stop_supervisord(s):
+        undone = _undo(s, stop=not was_running, remove=wrote)
+        if not undone:
             raise
-        raise ConfigureLocalError(
-            f"{exc}; stopped the supervisord (and proxy) this run had started"
-        ) from exc
+        raise ConfigureLocalError(f"{exc}; {'; '.join(undone)}") from exc
     except BaseException:  # Ctrl-C, a bug: nothing this run started is left behind either
-        if not was_running:
-            _stop_supervisord(s)
+        _undo(s, stop=not was_running, remove=wrote)
         raise
     log.info("node formatted: %s posted to the proxy", counted(s.partition_amount, "partition"))
+
+
+def _undo(s: LocalSettings, *, stop: bool, remove: list[Path]) -> list[str]:
+    """After a failure: stop the supervisord this run started and remove the configuration
+    files it wrote (a rerun then starts afresh instead of finding "a configuration already
+    exists"); what was undone, as it is told. Logs and databases are kept."""
+    undone = []
+    if stop and _stop_supervisord(s):
+        undone.append("stopped the supervisord (and proxy) this run had started")
+    if remove:
+        for path in remove:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        undone.append("removed the configuration files it had written")
+    return undone
 
 
 def _stop_supervisord(s: LocalSettings) -> bool:
