@@ -96,6 +96,21 @@ class Client:
         return {p.args[1]: p.state for p in loads(body).state["_computer_partition_list"]}
 
 
+def _format(
+    client: Client, addresses: list[str], reference: str = "COMP", address: str = "127.0.0.1"
+) -> None:
+    """Post computer `reference` with one partition (slappartN, tapN) per address."""
+    computer = {
+        "reference": reference, "address": address, "netmask": "255.0.0.0",
+        "partition_list": [
+            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
+             "address_list": [{"addr": addr, "netmask": "255.0.0.0"}]}
+            for i, addr in enumerate(addresses)
+        ],
+    }  # fmt: skip
+    assert client.post("/loadComputerConfigurationFromXML", xml=dumps(computer)) == (200, "done")
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -106,15 +121,7 @@ def client(tmp_path: Path, clock: Clock) -> Client:
     app = create_app(ProxyConfig(path=None, database_uri=str(tmp_path / "db"), computer_id="COMP"),
                      clock=clock)  # fmt: skip
     c = Client(app)
-    computer = {
-        "reference": "COMP", "address": "127.0.0.1", "netmask": "255.0.0.0",
-        "partition_list": [
-            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
-             "address_list": [{"addr": f"10.0.0.{i}", "netmask": "255.0.0.0"}]}
-            for i in range(3)
-        ],
-    }  # fmt: skip
-    assert c.post("/loadComputerConfigurationFromXML", xml=dumps(computer)) == (200, "done")
+    _format(c, [f"10.0.0.{i}" for i in range(3)])
     return c
 
 
@@ -351,18 +358,6 @@ def test_with_tls_identities_only_the_host_publishes_for_a_shared_instance(tmp_p
                   **form) == (200, "done")  # fmt: skip
 
 
-def _format(client: Client, addresses: list[str]) -> None:
-    computer = {
-        "reference": "COMP", "address": "127.0.0.1", "netmask": "255.0.0.0",
-        "partition_list": [
-            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
-             "address_list": [{"addr": addr, "netmask": "255.0.0.0"}]}
-            for i, addr in enumerate(addresses)
-        ],
-    }  # fmt: skip
-    assert client.post("/loadComputerConfigurationFromXML", xml=dumps(computer)) == (200, "done")
-
-
 def test_request_answers_the_addresses_of_the_last_format(client: Client) -> None:
     status, answer = client.request("web")
     assert status == 200 and answer.state["ip_list"] == [("tap0", "10.0.0.0")]
@@ -390,15 +385,7 @@ def test_a_failed_write_leaves_no_remembered_addresses(client: Client) -> None:
 def test_a_child_on_another_computer_wakes_its_requester_up(client: Client) -> None:
     """A child and a shared instance placed on another computer: what they publish
     re-timestamps the requesting partition, on its own computer."""
-    other = {
-        "reference": "OTHER", "address": "127.0.0.2", "netmask": "255.0.0.0",
-        "partition_list": [
-            {"reference": f"slappart{i}", "tap": {"name": f"tap{i}"},
-             "address_list": [{"addr": f"10.0.1.{i}", "netmask": "255.0.0.0"}]}
-            for i in range(2)
-        ],
-    }  # fmt: skip
-    assert client.post("/loadComputerConfigurationFromXML", xml=dumps(other)) == (200, "done")
+    _format(client, [f"10.0.1.{i}" for i in range(2)], "OTHER", "127.0.0.2")
     on_other = {"computer_guid": "OTHER"}
     client.request("host", filter_kw=on_other)  # OTHER/slappart0
     client.request("root")  # COMP/slappart0
