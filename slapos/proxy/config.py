@@ -42,11 +42,20 @@ KNOWN_KEYS = frozenset(
 
 MiB = 1024 * 1024
 
+#: The HTTP server `slapos proxy start` uses when `http_server` is not set (TLS: always
+#: gunicorn, which gives the application the client's certificate).
+DEFAULT_HTTP_SERVER = "gunicorn"
+#: `http_server` values: our servers, and earlier versions' (which mean the default)
+HTTP_SERVERS = ("gunicorn", "granian")
+_FORMER_HTTP_SERVERS = ("builtin", "waitress")
+
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """How `slapos proxy start` serves HTTP (gunicorn); every limit is a [slapproxy] key."""
+    """How `slapos proxy start` serves HTTP; every limit is a [slapproxy] key."""
 
+    #: `gunicorn` (plain HTTP and TLS) or `granian` (plain HTTP only)
+    http_server: str = DEFAULT_HTTP_SERVER
     #: server processes on the same address (gunicorn workers); 1: no separate arbiter
     workers: int = 1
     #: requests served at once by each process
@@ -194,13 +203,6 @@ def load_proxy_config(
             raise ConfigError(f"{where}: [slapproxy] port must be between 0 and 65535, got {port}")
         computer_id = need("computer_id")
     tls = _tls(merged, where)
-    if "http_server" in merged:
-        log.warning(
-            "%s: [slapproxy] http_server = %s is ignored: the proxy is always served by gunicorn "
-            "(remove the key)",
-            where,
-            merged["http_server"],
-        )
     return ProxyConfig(
         path=path,
         database_uri=database_uri,
@@ -218,7 +220,7 @@ def load_proxy_config(
         shacache_upstream_dir_url=merged.get("shacache_upstream_dir_url"),
         multimaster=_multimaster(ini),
         tls=tls,
-        serving=_serving(merged, where),
+        serving=_serving(merged, where, tls is not None),
         panel_host_list=split_lines(merged.get("panel_host_list", "").replace(",", "\n")),
     )
 
@@ -244,11 +246,38 @@ def _seconds(value: str, where: str) -> float:
     return seconds
 
 
-def _serving(merged: Mapping[str, str], where: str) -> ServingConfig:
-    values: dict[str, Any] = {}
+def _http_server(merged: Mapping[str, str], where: str, tls: bool) -> str:
+    """The `http_server` to use: the key's, else the default (gunicorn with TLS)."""
+    text = merged.get("http_server", "").strip()
+    name = text.lower()
+    if name in HTTP_SERVERS:
+        if name == "granian" and tls:
+            raise ConfigError(
+                f"{where}: [slapproxy] http_server = granian cannot serve TLS (tls_certificate): "
+                "identities by client certificate need gunicorn, as granian does not give "
+                "the client's certificate to the application"
+            )
+        return name
+    if name in _FORMER_HTTP_SERVERS:
+        log.warning(
+            "%s: [slapproxy] http_server = %s is an earlier version's value, ignored: served by "
+            "%s (set gunicorn or granian, or remove the key)",
+            where,
+            text,
+            DEFAULT_HTTP_SERVER if not tls else "gunicorn",
+        )
+    elif name:
+        raise ConfigError(
+            f"{where}: [slapproxy] http_server must be gunicorn or granian, got {text!r}"
+        )
+    return "gunicorn" if tls else DEFAULT_HTTP_SERVER
+
+
+def _serving(merged: Mapping[str, str], where: str, tls: bool = False) -> ServingConfig:
+    values: dict[str, Any] = {"http_server": _http_server(merged, where, tls)}
     for spec in fields(ServingConfig):
         text = merged.get(spec.name)
-        if text is None:
+        if text is None or spec.name == "http_server":
             continue
         key = f"{where}: [slapproxy] {spec.name}"
         if spec.type in ("float", float):

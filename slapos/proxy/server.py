@@ -1,4 +1,4 @@
-"""Serve the proxy with gunicorn until SIGTERM/SIGINT.
+"""Serve the proxy with gunicorn until SIGTERM/SIGINT (granian: `slapos.proxy.granian_server`).
 
 gunicorn is embedded (its `BaseApplication`), with our worker class
 (`slapos.proxy.worker.ProxyWorker`: gthread plus deadlines) and our WSGI layer
@@ -88,7 +88,7 @@ def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
     return sock
 
 
-def _raise_file_limit(serving: ServingConfig) -> None:
+def raise_file_limit(serving: ServingConfig) -> None:
     """Room for every allowed connection: the soft limit up to the hard one if needed."""
     wanted = serving.max_connections + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -142,7 +142,14 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     app: ProxyApp | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT; `on_ready(url)` once listening."""
+    """Run until SIGTERM/SIGINT; `on_ready(url)` once listening.
+
+    `http_server = granian`: served by `slapos.proxy.granian_server` instead."""
+    if config.serving.http_server == "granian":
+        from slapos.proxy import granian_server
+
+        granian_server.serve(config, on_ready=on_ready, app=app)
+        return
     context = None
     if config.tls is not None:
         import ssl
@@ -157,7 +164,7 @@ def serve(
     app.close()  # workers share nothing but the database: no connection crosses the fork
     sock = listen(config.host, config.port)
     try:
-        _raise_file_limit(config.serving)
+        raise_file_limit(config.serving)
         host, port = sock.getsockname()[:2]
         scheme = "https" if config.tls is not None else "http"
         url = f"{scheme}://{listen_address(host, port)}"
@@ -167,7 +174,8 @@ def serve(
             certificates = f"{required}, "
         workers = config.serving.workers
         log.info(
-            "slapos proxy serving %s (%s%d process%s x %d threads, database %s, computer %s)",
+            "slapos proxy serving %s (gunicorn, %s%d process%s x %d threads, database %s, "
+            "computer %s)",
             url,
             certificates,
             workers,

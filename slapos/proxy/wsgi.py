@@ -1,4 +1,4 @@
-"""The thin WSGI layer between the HTTP server (gunicorn) and the proxy application.
+"""The thin WSGI layer between the HTTP server (gunicorn or granian) and the application.
 
 What the server does not do for us, and nothing more (no parsing: the server frames and
 validates requests):
@@ -171,10 +171,104 @@ def _refuse(start_response: StartResponse, status: str, reason: str) -> list[byt
     """Answer `status` with a one-line reason; the connection then closes (the rest of
     the body, if any, is not read: it cannot carry another request)."""
     text = f"{reason}\n".encode()
-    start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text)))]
-    )
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text)))]
     force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+    if force_close is None:  # granian: hyper closes after an answer that says so
+        headers.append(("Connection", "close"))
+    start_response(status, headers)
     if force_close is not None:
         force_close()
     return [text]
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    """The request head limits gunicorn applies while parsing ([slapproxy] keys)."""
+
+    max_request_line: int
+    max_header_fields: int
+    max_header_field_size: int
+
+
+#: what a request head puts in the environ besides HTTP_* (CGI names)
+_HEAD_KEYS = ("CONTENT_TYPE", "CONTENT_LENGTH")
+
+
+class HeadGuard:
+    """For granian (hyper): refuse, as gunicorn does, what its parser lets through and
+    the environ still shows; and keep the process's environment out of requests.
+
+    * two `Host` headers (hyper joins repeated fields with commas, and a host never has
+      one): 400;
+    * a request line longer than `max_request_line` (the path as decoded): 414;
+    * more header fields than `max_header_fields`, or one longer than
+      `max_header_field_size` (`Name: value`; repeated fields count once, joined): 431;
+    * a chunked body outside the shacache: 411 (Content-Length required). granian's
+      `wsgi.input` ends the same way whether the body ended or broke off (the client went
+      away, a malformed chunk), and the application must never see half a call: with a
+      Content-Length, a short body is seen (and refused with 400); without, it is not.
+      Shacache uploads are content-addressed: a cut one is stored under its own digest;
+    * granian starts every environ from the server's `os.environ`: a variable named like a
+      request header (`HTTP_PROXY`...) or `CONTENT_TYPE`/`CONTENT_LENGTH` would look like
+      one sent by the client. Such keys are removed when they hold the environment's
+      value (a client sending that very value in that header loses it: never one the
+      proxy reads).
+
+    Each refusal closes the connection (`Connection: close`).
+    """
+
+    def __init__(self, app: WSGIApp, limits: HeadLimits, environment: dict[str, str]) -> None:
+        self.app = app
+        self.limits = limits
+        self.inherited = {
+            key: value
+            for key, value in environment.items()
+            if key.startswith("HTTP_") or key in _HEAD_KEYS
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        for key, value in self.inherited.items():
+            if environ.get(key) == value:
+                del environ[key]
+        refusal = self.refusal(environ)
+        if refusal is not None:
+            return _refuse(start_response, *refusal)
+        return self.app(environ, start_response)
+
+    def refusal(self, environ: dict[str, Any]) -> tuple[str, str] | None:
+        """(status, reason) for a head gunicorn would refuse, else None."""
+        limits = self.limits
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get(
+            "PATH_INFO", ""
+        ).startswith("/shacache/"):
+            return "411 Length Required", "a request body needs a Content-Length here"
+        if "," in environ.get("HTTP_HOST", ""):
+            return "400 Bad Request", "more than one Host header"
+        line = (
+            len(environ.get("REQUEST_METHOD", ""))
+            + len(environ.get("PATH_INFO", ""))
+            + len(environ.get("QUERY_STRING", ""))
+            + len(environ.get("SERVER_PROTOCOL", ""))
+            + 3
+        )
+        if line > limits.max_request_line:
+            return "414 URI Too Long", f"request line longer than {limits.max_request_line} bytes"
+        fields = 0
+        for key, value in environ.items():
+            if key.startswith("HTTP_") or key in _HEAD_KEYS:
+                fields += 1
+                # `Name: value`: HTTP_ is not part of the name, ": " is part of the line
+                if len(key) + len(value) + (-3 if key[:5] == "HTTP_" else 2) > (
+                    limits.max_header_field_size
+                ):
+                    name = key.removeprefix("HTTP_").replace("_", "-").title()
+                    return (
+                        "431 Request Header Fields Too Large",
+                        f"header field {name} longer than {limits.max_header_field_size} bytes",
+                    )
+        if fields > limits.max_header_fields:
+            return (
+                "431 Request Header Fields Too Large",
+                f"more than {limits.max_header_fields} header fields",
+            )
+        return None

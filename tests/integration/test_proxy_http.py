@@ -4,6 +4,10 @@ Every malformed request is refused (400/413/414/431/501) and its connection clos
 same requests go through h11 (a strict, independent HTTP/1.1 parser) and nothing h11
 refuses gets through us. Idle sockets, plain or TLS, do not stall a normal request, and
 request bodies trickling in do not grow the proxy's memory.
+
+The tests that do not depend on the server run on both (`http_server = gunicorn` and
+`granian`, the `proxy` and `shared_proxy` fixtures' parameter); where granian answers
+otherwise, its answer is written out here (`GRANIAN`), and docs/proxy.rst says why.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from slapos.slap.marshal import loads
 from tests.fixtures.common import wait_for
-from tests.fixtures.proxy import proxy_pid, start_proxy
+from tests.fixtures.proxy import proxy_pid, start_proxy, with_http_server
 from tests.fixtures.upstream import RunningProxy
 
 MiB = 1024 * 1024
@@ -100,6 +104,21 @@ MALFORMED = {
     ),
 }
 
+#: the servers `slapos proxy start` can use
+SERVERS = ("gunicorn", "granian")
+
+#: MALFORMED requests granian answers otherwise: the status (still with the connection
+#: closed and nothing behind the request answered), or None: accepted, as a valid request.
+#: Chunked bodies are refused before they are read outside the shacache (411: granian's
+#: wsgi.input cannot tell a body that ended from one that broke off); hyper's own
+#: refusals are 400 without a reason; a bare LF ends a line for hyper (RFC 9112 2.2
+#: allows it), a difference only a front that reads it otherwise could exploit
+GRANIAN: dict[str, int | None] = {
+    "cl and te": 411, "te and cl": 411, "chunk size with a space": 411,
+    "chunk size in 0x": 411, "length in a trailer": 411, "nbsp after chunked": 400,
+    "bare lf in a header": None,
+}  # fmt: skip
+
 #: well-formed requests, answered by the application (200)
 _FORM = b"url=http%3A%2F%2Fsr%2Fv.cfg&computer_id=local_computer&state=available"
 VALID = {
@@ -115,16 +134,33 @@ VALID = {
 }
 
 
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> str:
+    """The `http_server` of the proxy under test."""
+    return str(request.param)
+
+
 @pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[RunningProxy]:
+def proxy(tmp_path: Path, server: str) -> Iterator[RunningProxy]:
     """Our proxy with short deadlines (the tests wait for them)."""
-    yield from start_proxy(tmp_path / "proxy", extra_config="head_timeout = 3\n")
+    yield from start_proxy(tmp_path / "proxy", extra_config=_on(server, "head_timeout = 3\n"))
 
 
-@pytest.fixture(scope="module")
-def shared_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
-    """One proxy for the tests that send one request per connection (start-up is ~1 s)."""
-    yield from start_proxy(tmp_path_factory.mktemp("shared") / "proxy")
+@pytest.fixture(scope="module", params=SERVERS)
+def shared_proxy(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningProxy]:
+    """One proxy per server for the tests that send one request per connection."""
+    directory = tmp_path_factory.mktemp(f"shared-{request.param}") / "proxy"
+    yield from start_proxy(directory, extra_config=_on(request.param, ""))
+
+
+def _on(server: str, extra_config: str) -> str:
+    return with_http_server(extra_config, server)
+
+
+def _server_of(proxy: RunningProxy) -> str:
+    return "granian" if "http_server = granian" in proxy.config.read_text() else "gunicorn"
 
 
 def _exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[bytes, bool]:
@@ -160,8 +196,13 @@ def test_malformed_requests_are_refused_and_the_connection_closed(
     data, status = MALFORMED[name]
     # a second, valid request behind it must never be answered (no smuggling)
     received, closed = _exchange(
-        _port(shared_proxy), data + b"GET /getRunId HTTP/1.1\r\nHost: x\r\n\r\n"
+        _port(shared_proxy), data + b"GET /getRunId HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5
     )
+    if _server_of(shared_proxy) == "granian" and name in GRANIAN:
+        if GRANIAN[name] is None:  # read as a valid request, then the one behind it
+            assert received.count(b"HTTP/1.1 200 OK\r\n") == 2 and not closed, received[:300]
+            return
+        status = GRANIAN[name] or status
     assert _statuses(received) == [status], received[:300]
     assert closed, "the connection must be closed after a refused request"
 
@@ -175,10 +216,11 @@ def test_absolute_looking_paths_are_not_rewritten(shared_proxy: RunningProxy) ->
 
 
 def test_valid_requests_are_served_with_keep_alive(shared_proxy: RunningProxy) -> None:
+    granian = _server_of(shared_proxy) == "granian"
     with socket.create_connection(("127.0.0.1", _port(shared_proxy)), timeout=10) as sock:
         reader = sock.makefile("rb")
         for name, data in VALID.items():
-            if name == "http/1.0":
+            if name == "http/1.0" or (granian and name == "post chunked"):  # 411, tested below
                 continue
             sock.sendall(data)
             assert reader.readline().startswith(b"HTTP/1.1 200 "), name
@@ -210,6 +252,10 @@ def test_header_names_with_underscores_are_dropped(shared_proxy: RunningProxy) -
             b"Connection: close\r\n\r\n" % name,
         )
         answers.append(received.split(b"\r\n\r\n", 1)[1])
+    if _server_of(shared_proxy) == "granian":  # a known difference: its environ cannot
+        # tell X_Forwarded_Proto from X-Forwarded-Proto (docs/proxy.rst)
+        assert answers == [b"https://h:1/hateoas/"] * 2
+        return
     assert answers == [b"http://h:1/hateoas/", b"https://h:1/hateoas/"]
 
 
@@ -243,10 +289,14 @@ def test_bytes_behind_a_closing_request_do_not_cut_its_answer(shared_proxy: Runn
     assert len(received.split(b"\r\n\r\n", 1)[1]) == 32
 
 
-def test_closed_connections_free_their_place_under_max_connections(tmp_path: Path) -> None:
+def test_closed_connections_free_their_place_under_max_connections(
+    tmp_path: Path, server: str
+) -> None:
     # three connections at most, four clients: each answered `Connection: close` request
     # must give its place back, or the proxy would stop accepting after the third
-    running = start_proxy(tmp_path / "proxy", extra_config="threads = 2\nmax_connections = 3\n")
+    running = start_proxy(
+        tmp_path / "proxy", extra_config=_on(server, "threads = 2\nmax_connections = 3\n")
+    )
     proxy = next(running)
     try:
         port = _port(proxy)
@@ -314,7 +364,8 @@ def test_chunked_post_to_supply_supply_is_read(proxy: RunningProxy) -> None:
         b"POST /supplySupply HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
         b"Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n" + body,
     )
-    assert _statuses(received) == [200], received
+    granian = _server_of(proxy) == "granian"  # refused unread: see GRANIAN
+    assert _statuses(received) == [411 if granian else 200], received
     answer, _ = _exchange(
         _port(proxy),
         b"GET /getFullComputerInformation?computer_id=%s HTTP/1.1\r\nHost: x\r\n"
@@ -323,7 +374,7 @@ def test_chunked_post_to_supply_supply_is_read(proxy: RunningProxy) -> None:
     computer = loads(answer.split(b"\r\n\r\n", 1)[1].decode())
     releases = computer.state["_software_release_list"]
     urls = [software.state["_software_release"] for software in releases]
-    assert urls == ["http://sr/chunked.cfg"]
+    assert urls == ([] if granian else ["http://sr/chunked.cfg"])
 
 
 @pytest.mark.parametrize("spooled", [False, True])
@@ -359,8 +410,15 @@ def _memory_mib(pid: int, field: str) -> float:
     raise AssertionError(field)
 
 
-def test_memory_stays_bounded_while_large_bodies_trickle_in(proxy: RunningProxy) -> None:
+def _serving_pids(proxy: RunningProxy) -> list[int]:
+    """The proxy's process and its children (granian's workers)."""
     pid = proxy_pid(proxy)
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
+def test_memory_stays_bounded_while_large_bodies_trickle_in(proxy: RunningProxy) -> None:
+    pids = _serving_pids(proxy)
     size = 60 * MiB
     piece = b"x" * MiB
     sockets = []
@@ -376,7 +434,7 @@ def test_memory_stays_bounded_while_large_bodies_trickle_in(proxy: RunningProxy)
             for sock in sockets:
                 sock.sendall(piece if sent < size // MiB - 2 else piece[:-1])
         time.sleep(0.5)  # the last pieces reach the proxy
-        peak = _memory_mib(pid, "VmHWM")
+        peak = max(_memory_mib(pid, "VmHWM") for pid in pids)
         assert peak < 100, f"the proxy's peak RSS reached {peak:.0f} MiB"
     finally:
         for sock in sockets:
@@ -513,8 +571,13 @@ STRICTER = {
 }  # fmt: skip
 
 
+#: granian: chunked bodies refused outside the shacache; a bare LF read as a line end
+GRANIAN_STRICTER = (STRICTER - {"bare lf in a header"}) | {"post chunked"}
+
+
 @pytest.mark.parametrize("name", [*FRAMING, *VALID])
 def test_differential_against_h11(shared_proxy: RunningProxy, name: str) -> None:
+    stricter = GRANIAN_STRICTER if _server_of(shared_proxy) == "granian" else STRICTER
     data = MALFORMED[name][0] if name in MALFORMED else VALID[name]
     # h11 reads only the first request
     closing = b"GET /getRunId HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -523,8 +586,8 @@ def test_differential_against_h11(shared_proxy: RunningProxy, name: str) -> None
     ours = bool(statuses) and statuses[0] < 400
     theirs = _h11_accepts(data)
     if theirs:
-        assert ours or name in STRICTER, f"{name}: h11 accepts, we answer {statuses}"
-        assert name not in STRICTER or not ours
+        assert ours or name in stricter, f"{name}: h11 accepts, we answer {statuses}"
+        assert name not in stricter or not ours
     else:
         assert not ours, f"{name}: h11 refuses, we answer {statuses}"
 
@@ -551,13 +614,14 @@ def _post(port: int, path: str, body: bytes, chunked: bool = False) -> tuple[lis
     return _statuses(received), received.split(b"\r\n\r\n", 1)[-1]
 
 
-def test_shacache_uploads_have_their_own_limit(tmp_path: Path) -> None:
+def test_shacache_uploads_have_their_own_limit(tmp_path: Path, server: str) -> None:
     running = start_proxy(
         tmp_path / "proxy",
-        extra_config=(
+        extra_config=_on(
+            server,
             f"shacache_content_directory = {tmp_path}/content\n"
             f"shacache_metadata_directory = {tmp_path}/metadata\n"
-            "max_body_size = 1M\nmax_cache_body_size = 3M\nbody_spool_size = 64K\n"
+            "max_body_size = 1M\nmax_cache_body_size = 3M\nbody_spool_size = 64K\n",
         ),
     )
     proxy = next(running)
@@ -570,7 +634,9 @@ def test_shacache_uploads_have_their_own_limit(tmp_path: Path) -> None:
             assert (tmp_path / "content" / sha.decode().strip()).read_bytes() == blob
             assert _post(port, "/shacache/cache", blob * 2, chunked)[0] == [413]
             # the same 2 MiB to a SLAP route: over its 1 MiB limit, spooled or not
-            assert _post(port, "/supplySupply", blob, chunked)[0] == [413]
+            # (granian: a chunked body is refused before, see GRANIAN)
+            refusal = 411 if chunked and server == "granian" else 413
+            assert _post(port, "/supplySupply", blob, chunked)[0] == [refusal]
         received, _ = _exchange(
             port,
             b"GET /shacache/cache/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -581,11 +647,11 @@ def test_shacache_uploads_have_their_own_limit(tmp_path: Path) -> None:
         next(running, None)
 
 
-def test_sigterm_lets_a_request_in_progress_finish(tmp_path: Path) -> None:
+def test_sigterm_lets_a_request_in_progress_finish(tmp_path: Path, server: str) -> None:
     import os
     import signal
 
-    running = start_proxy(tmp_path / "proxy")
+    running = start_proxy(tmp_path / "proxy", extra_config=_on(server, ""))
     proxy = next(running)
     try:
         pid = proxy_pid(proxy)
@@ -612,8 +678,8 @@ def test_sigterm_lets_a_request_in_progress_finish(tmp_path: Path) -> None:
         next(running, None)
 
 
-def test_several_workers_answer_from_one_database(tmp_path: Path) -> None:
-    running = start_proxy(tmp_path / "proxy", extra_config="workers = 3\n")
+def test_several_workers_answer_from_one_database(tmp_path: Path, server: str) -> None:
+    running = start_proxy(tmp_path / "proxy", extra_config=_on(server, "workers = 3\n"))
     proxy = next(running)
     try:
         port = _port(proxy)

@@ -207,13 +207,27 @@ def test_serving_keys_have_defaults_and_accept_units(tmp_path: Path) -> None:
     assert serving.head_timeout == 2.5
 
 
-def test_http_server_key_is_ignored_with_a_warning(
+def test_http_server_is_gunicorn_or_granian(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     text = "[slapos]\ncomputer_id = C\n[slapproxy]\nport = 1\ndatabase_uri = x\n"
-    config = load_proxy_config(_write(tmp_path, text + "http_server = waitress\n"))
-    assert config.serving.workers == 1
-    assert "http_server = waitress is ignored" in caplog.text
+    tls = "tls_certificate = c.pem\ntls_key = k.pem\n"
+
+    def server(extra: str) -> str:
+        return load_proxy_config(_write(tmp_path, text + extra)).serving.http_server
+
+    assert server("") == server(tls) == "gunicorn"
+    assert server("http_server = Granian\n") == "granian"
+    assert server("http_server = gunicorn\n" + tls) == "gunicorn"
+    assert not caplog.text
+    # earlier versions' values: the default, with a warning
+    assert server("http_server = waitress\n") == "gunicorn"
+    assert "http_server = waitress is an earlier version's value, ignored" in caplog.text
+    with pytest.raises(ConfigError, match="http_server must be gunicorn or granian, got 'x'"):
+        server("http_server = x\n")
+    with pytest.raises(ConfigError, match="granian cannot serve TLS") as refused:
+        server("http_server = granian\n" + tls)
+    assert "\n" not in str(refused.value)
 
 
 def test_a_mistyped_key_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
