@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.common import REPO, free_port, wait_for
 from tests.fixtures.proxy import proxy_pid, start_proxy
 from tests.fixtures.upstream import write_proxy_config
@@ -141,5 +143,23 @@ def test_workers_stop_when_the_main_process_is_gone(tmp_path: Path) -> None:
         started = time.monotonic()
         wait_for(gone, 15, "the orphaned workers' stop")
         assert time.monotonic() - started < 10
+    finally:
+        next(running, None)
+
+
+def test_the_servers_environment_is_not_read_as_request_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # granian starts each environ from os.environ: HTTP_X_FORWARDED_PROTO there would
+    # look like a client's X-Forwarded-Proto, and CONTENT_LENGTH like a body's length
+    monkeypatch.setenv("HTTP_X_FORWARDED_PROTO", "https")
+    monkeypatch.setenv("CONTENT_LENGTH", "5")
+    running = start_proxy(tmp_path / "proxy", extra_config=GRANIAN)
+    proxy = next(running)
+    try:
+        port = int(proxy.url.rsplit(":", 1)[1])
+        answer = _get(port, "/getHateoasUrl")
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert answer.split(b"\r\n\r\n", 1)[1] == b"http://x/hateoas/"
     finally:
         next(running, None)
