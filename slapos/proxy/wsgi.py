@@ -253,20 +253,21 @@ class HeadGuard:
         )
         if line > limits.max_request_line:
             return "414 URI Too Long", f"request line longer than {limits.max_request_line} bytes"
-        fields = 0
-        for key, value in environ.items():
-            if key.startswith("HTTP_") or key in _HEAD_KEYS:
-                fields += 1
-                # `Name: value`: HTTP_ is not part of the name, ": " is part of the line
-                if len(key) + len(value) + (-3 if key[:5] == "HTTP_" else 2) > (
-                    limits.max_header_field_size
-                ):
-                    name = key.removeprefix("HTTP_").replace("_", "-").title()
-                    return (
-                        "431 Request Header Fields Too Large",
-                        f"header field {name} longer than {limits.max_header_field_size} bytes",
-                    )
-        if fields > limits.max_header_fields:
+        # `Name: value` lines: HTTP_ is not part of the name, ": " is part of the line
+        sizes = {
+            key: len(key) + len(value) - 3 for key, value in environ.items() if key[:5] == "HTTP_"
+        }
+        for key in _HEAD_KEYS:
+            if key in environ:
+                sizes[key] = len(key) + len(environ[key]) + 2
+        if sizes and max(sizes.values()) > limits.max_header_field_size:
+            key = max(sizes, key=sizes.__getitem__)
+            name = key.removeprefix("HTTP_").replace("_", "-").title()
+            return (
+                "431 Request Header Fields Too Large",
+                f"header field {name} longer than {limits.max_header_field_size} bytes",
+            )
+        if len(sizes) > limits.max_header_fields:
             return (
                 "431 Request Header Fields Too Large",
                 f"more than {limits.max_header_fields} header fields",
