@@ -1,6 +1,7 @@
 """Upstream's slapos.slap library drives our proxy and 1.26.1's through protocol.md §8;
 both must answer the same, byte for byte (timestamps aside), except where we deliberately
-do better (docs/proxy.rst, "Deviations")."""
+do better (docs/proxy.rst, "Deviations"). Ours on sqlite and on PostgreSQL, and on
+PostgreSQL served by granian (what docs/proxy.rst advises a fleet)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.proxy import BACKENDS, backend_uri, start_proxy
+from tests.fixtures.proxy import BACKENDS, FLEET, backend_uri, start_proxy
 from tests.fixtures.upstream import Upstream, start_upstream_proxy
 
 #: step -> (our value, 1.26.1's value): where we deliberately answer differently.
@@ -45,12 +46,16 @@ def _run(upstream: Upstream, url: str, computer: str) -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("served", [*BACKENDS, FLEET])
 def test_same_answers_as_upstream(
-    upstream: Upstream, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+    upstream: Upstream, tmp_path: Path, served: str, request: pytest.FixtureRequest
 ) -> None:
+    backend, _, server = served.partition("-")
     ours_gen = start_proxy(
-        tmp_path / "ours", computer_id="COMP-LOCAL", database_uri=backend_uri(request, backend)
+        tmp_path / "ours",
+        computer_id="COMP-LOCAL",
+        database_uri=backend_uri(request, backend),
+        http_server=server or None,
     )
     theirs_gen = start_upstream_proxy(upstream, tmp_path / "theirs", computer_id="COMP-LOCAL")
     ours_proxy = next(ours_gen)

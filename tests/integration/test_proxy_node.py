@@ -1,5 +1,6 @@
 """slapos.core 1.26.1's node (`node software`, `node instance`, `node report`) against our
-proxy, with a tiny offline software release (tests/data/proxy-sr)."""
+proxy (on sqlite, on PostgreSQL, on PostgreSQL served by granian), with a tiny offline
+software release (tests/data/proxy-sr)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import requests
 
 from slapos.slap.marshal import dumps, loads
 from tests.fixtures.grid import materialise_sr
-from tests.fixtures.proxy import request_form
+from tests.fixtures.proxy import BACKENDS, FLEET, request_form
 from tests.fixtures.upstream import RunningProxy, Upstream
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "proxy-sr"
@@ -66,7 +67,7 @@ def node_base() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.parametrize("proxy", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("proxy", [*BACKENDS, FLEET], indirect=True)
 def test_upstream_node_installs_deploys_and_destroys(
     upstream: Upstream, proxy: RunningProxy, node_base: Path
 ) -> None:

@@ -1,17 +1,22 @@
 """Crossed interop: upstream 1.26.1's library and CLI and ours, talking to the same master.
 
 Our node side publishes, upstream's requester reads, and the other way round; upstream's
-`slapos request` and ours agree on what the master holds.
+`slapos request` and ours agree on what the master holds. The masters: 1.26.1's proxy, ours
+on sqlite and on PostgreSQL, and ours on PostgreSQL served by granian (a fleet's master).
 """
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.slap import slap
-from tests.fixtures.slap import format_computer, master  # noqa: F401
+from tests.fixtures.slap import MASTERS, format_computer, master  # noqa: F401
+
+pytestmark = pytest.mark.parametrize("master", [*MASTERS, "proxy_granian"], indirect=True)
 
 SR = "https://example.invalid/software/demo/software.cfg"
 
