@@ -1,6 +1,10 @@
 """Two proxy processes on one database (a sqlite file, or PostgreSQL) behave as one master:
 no partition handed out twice, what one commits is what the other answers at once, and
-nothing acknowledged is lost when one of them is SIGKILLed mid-burst."""
+nothing acknowledged is lost when one of them is SIGKILLed mid-burst.
+
+Each runs with both processes served by gunicorn, and with one served by granian and the
+other by gunicorn (the granian one is the one killed): the servers mix on one database,
+and granian's processes keep the same promises."""
 
 from __future__ import annotations
 
@@ -29,15 +33,26 @@ from tests.fixtures.proxy import (
 )
 from tests.fixtures.upstream import RunningProxy
 
+#: (backend, first process's server, second's); None: gunicorn (or $SLAPOS_TEST_HTTP_SERVER)
+SETUPS = [
+    *((backend, None, None) for backend in BACKENDS),
+    *((backend, "granian", "gunicorn") for backend in BACKENDS),
+]
 
-@pytest.fixture(params=BACKENDS)
+
+@pytest.fixture(params=SETUPS, ids=lambda s: s[0] if s[1] is None else f"{s[0]}-{s[1]}+{s[2]}")
 def two(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[RunningProxy]]:
     """Two `slapos proxy start` processes, each on its own port, on the same database."""
-    uri = backend_uri(request, request.param) or str(tmp_path / "shared.db")
-    first = start_proxy(tmp_path / "a", database_uri=uri)
-    second = start_proxy(tmp_path / "b", database_uri=uri)
+    backend, *servers = request.param
+    uri = backend_uri(request, backend) or str(tmp_path / "shared.db")
+    first = start_proxy(tmp_path / "a", database_uri=uri, http_server=servers[0])
+    second = start_proxy(tmp_path / "b", database_uri=uri, http_server=servers[1])
     try:
-        yield [next(first), next(second)]
+        proxies = [next(first), next(second)]
+        for proxy, server in zip(proxies, servers, strict=True):
+            if server is not None:
+                assert f"({server}, " in proxy.log.read_text(), f"{proxy.url} is not {server}"
+        yield proxies
     finally:
         next(second, None)
         next(first, None)
@@ -149,7 +164,9 @@ def test_sigkill_of_one_process_loses_nothing_acknowledged(
     try:
         wait_for(lambda: all(len(log.read_text().splitlines()) > 60 for log in logs), 120,
                  "acknowledged requests through both processes")  # fmt: skip
-        os.kill(proxy_pid(a), signal.SIGKILL)
+        # every process of it at once (granian's and gunicorn's workers would otherwise
+        # stop gracefully once their main process is gone)
+        os.killpg(os.getpgid(proxy_pid(a)), signal.SIGKILL)
         bursts[0].wait(timeout=30)
         bursts[2].wait(timeout=30)
         # the survivor keeps serving its clients

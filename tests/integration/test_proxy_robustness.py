@@ -96,8 +96,9 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> No
     try:
         wait_for(lambda: all(len(log.read_text().splitlines()) > 100 for log in logs), 60,
                  "acknowledged requests")  # fmt: skip
-        server = proxy_pid(proxy)
-        os.kill(server, signal.SIGKILL)
+        # every process of it at once (its workers would otherwise stop gracefully once
+        # their main process is gone)
+        os.killpg(os.getpgid(proxy_pid(proxy)), signal.SIGKILL)
         for burst in bursts:
             burst.wait(timeout=30)
     finally:
