@@ -2,13 +2,15 @@
 proxy processes in two others behind a front (HAProxy, health-checked), three real nodes
 (`node format`, `node software`, `node instance` on tests/data/sr-instance) in three more,
 and a client in its own. The namespaces share one bridge (10.77.0.0/24); nothing leaves them.
+Proxy p1 is served by gunicorn, p2 by granian (what docs/proxy.rst advises a fleet): the
+two servers mix behind one front.
 
 What it shows: requests placed with `--node computer_guid=...` land on that node; an
 instance on node 1 requests a child that lands on node 2 and a shared instance served by
 node 3; connection parameters flow back to the client through either proxy; when one proxy
-process is SIGKILLed the nodes keep working through the front; when PostgreSQL restarts,
-everything recovers and no acknowledged write is lost. Namespaces, users, processes and
-files are removed afterwards, even on failure.
+(p1, every process of it) is SIGKILLed the nodes keep working through the front, served by
+p2; when PostgreSQL restarts, everything recovers and no acknowledged write is lost.
+Namespaces, users, processes and files are removed afterwards, even on failure.
 """
 
 from __future__ import annotations
@@ -159,13 +161,13 @@ def cluster(node_python: Path) -> Iterator[Cluster]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _start_proxy(cluster: Cluster, role: str, uri: str) -> None:
+def _start_proxy(cluster: Cluster, role: str, uri: str, server: str) -> None:
     directory = cluster.base / role
     directory.mkdir(exist_ok=True)
     config = directory / "slapos-proxy.cfg"
     config.write_text(
         f"[slapos]\ncomputer_id = n1\n\n[slapproxy]\nhost = {NET}.{ADDRESSES[role]}\n"
-        f"port = {PROXY_PORT}\ndatabase_uri = {uri}\n"
+        f"port = {PROXY_PORT}\ndatabase_uri = {uri}\nhttp_server = {server}\n"
     )
     proc = cluster.start(
         role, [str(cluster.python), "-m", "slapos", "proxy", "start", "--cfg", str(config)],
@@ -174,6 +176,7 @@ def _start_proxy(cluster: Cluster, role: str, uri: str) -> None:
     cluster.proxies[role] = proc
     url = f"http://{NET}.{ADDRESSES[role]}:{PROXY_PORT}/"
     wait_for(lambda: cluster.answers(role, url) is not None, 60, f"proxy {role}")
+    assert f"({server}, " in (directory / "proxy.log").read_text(), f"{role} is not {server}"
 
 
 def _start_front(cluster: Cluster) -> None:
@@ -301,8 +304,8 @@ def test_a_fleet_across_namespaces(cluster: Cluster) -> None:
     cluster.postgres = next(cluster.postgres_run)
     cluster.postgres.psql("CREATE DATABASE fleet")
     uri = cluster.postgres.uri("fleet")
-    _start_proxy(cluster, "p1", uri)
-    _start_proxy(cluster, "p2", uri)
+    _start_proxy(cluster, "p1", uri, "gunicorn")
+    _start_proxy(cluster, "p2", uri, "granian")
     _start_front(cluster)
 
     sr = str(materialise_sr_instance(cluster.base / "sr"))
