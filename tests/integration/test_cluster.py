@@ -181,7 +181,8 @@ def _start_proxy(cluster: Cluster, role: str, uri: str, server: str) -> None:
 
 def _start_front(cluster: Cluster) -> None:
     """HAProxy: both proxies, health-checked every 200 ms, a failed request sent again to
-    the other process (what docs/proxy.rst asks of a front)."""
+    the other process, request bodies read before they are passed on (what docs/proxy.rst
+    asks of a front)."""
     config = cluster.base / "haproxy.cfg"
     config.write_text(
         textwrap.dedent(
@@ -195,6 +196,7 @@ def _start_front(cluster: Cluster) -> None:
                 timeout server 120s
                 retries 3
                 option redispatch
+                option http-buffer-request
             frontend master
                 bind {NET}.{ADDRESSES["fr"]}:{FRONT_PORT}
                 default_backend proxies
