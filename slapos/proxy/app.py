@@ -24,11 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from slapos.proxy import db as dbmod
 from slapos.proxy.config import ProxyConfig
-from slapos.proxy.form import parse_form
 from slapos.proxy.forward import target_finder
 from slapos.proxy.identity import authorize, certificate_identity
 from slapos.proxy.model import (
-    BadRequest,
     ForwardNeeded,
     InstanceRequest,
     ProxyHTTPError,
@@ -36,6 +34,7 @@ from slapos.proxy.model import (
     RequestResult,
 )
 from slapos.proxy.panel import guard
+from slapos.proxy.request import Request
 from slapos.proxy.service import Master
 from slapos.proxy.store import Store
 from slapos.slap.marshal import MarshalError
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024 * 1024
 StartResponse = Callable[..., Any]
 _REASONS = {
     200: "OK", 302: "Found", 304: "Not Modified", 308: "Permanent Redirect", 400: "Bad Request",
@@ -55,107 +53,6 @@ _REASONS = {
     503: "Service Unavailable", 520: "Unknown Error", 523: "Origin Is Unreachable",
     524: "A Timeout Occurred",
 }  # fmt: skip
-
-
-class Request:
-    """What a handler needs from the WSGI environ, parsed lazily."""
-
-    def __init__(self, environ: dict[str, Any]) -> None:
-        self.environ = environ
-        self.method: str = environ.get("REQUEST_METHOD", "GET").upper()
-        self.path: str = environ.get("PATH_INFO", "") or "/"
-        self._query: dict[str, str] | None = None
-        self._form: dict[str, str] | None = None
-        self._body: bytes | None = None
-
-    @property
-    def query(self) -> dict[str, str]:
-        if self._query is None:
-            self._query = parse_form(self.environ.get("QUERY_STRING", ""))
-        return self._query
-
-    def body(self) -> bytes:
-        if self._body is None:
-            try:
-                length = int(self.environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                raise BadRequest("bad Content-Length") from None
-            if length > MAX_BODY:
-                raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
-            try:
-                self._body = self.environ["wsgi.input"].read(length) if length > 0 else b""
-            except ValueError as exc:  # a server-side body error: malformed, truncated, too large
-                if getattr(exc, "status", None) == 413:
-                    raise PayloadTooLarge(str(exc)) from None
-                raise BadRequest(f"cannot read the request body: {exc}") from None
-        return self._body
-
-    @property
-    def form(self) -> dict[str, str]:
-        """POST form fields (urlencoded body); query arguments for GET."""
-        if self._form is None:
-            if self.method == "GET":
-                self._form = self.query
-            else:
-                body = self.body()
-                try:
-                    body.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise BadRequest("form body is not UTF-8") from None
-                self._form = parse_form(body)
-        return self._form
-
-    def field(self, name: str) -> str:
-        """A required form field: 400 naming it when absent."""
-        try:
-            return self.form[name]
-        except KeyError:
-            raise BadRequest(f"missing parameter {name!r}") from None
-
-    def header(self, name: str) -> str | None:
-        value = self.environ.get("HTTP_" + name.upper().replace("-", "_"))
-        return str(value) if value is not None else None
-
-    @property
-    def scheme(self) -> str:
-        forwarded = self.header("X-Forwarded-Proto")
-        if forwarded:
-            return forwarded.split(",")[-1].strip()
-        return str(self.environ.get("wsgi.url_scheme", "http"))
-
-    @property
-    def host(self) -> str:
-        host = self.header("Host")
-        if host:
-            return host
-        name, port = self.environ.get("SERVER_NAME", "localhost"), self.environ.get("SERVER_PORT")
-        if ":" in name and not name.startswith("["):
-            name = f"[{name}]"
-        return f"{name}:{port}" if port else name
-
-    @property
-    def base_url(self) -> str:
-        """Absolute URL of this proxy, honouring one reverse proxy hop (X-Forwarded-*)."""
-        prefix = (self.header("X-Forwarded-Prefix") or "").split(",")[-1].strip().rstrip("/")
-        return f"{self.scheme}://{self.host}{prefix}"
-
-    def partition_header(self) -> tuple[str | None, str | None] | None:
-        """`Authorization: X-SlapPartition computer_id=.., computer_partition_id=..`."""
-        value = self.header("Authorization")
-        if not value:
-            return None
-        scheme, _, rest = value.strip().partition(" ")
-        if scheme.lower() != "x-slappartition":
-            return None
-        pairs: dict[str, str] = {}
-        for item in rest.split(","):
-            key, _, val = item.partition("=")
-            pairs[key.strip()] = val.strip()
-        return pairs.get("computer_id"), pairs.get("computer_partition_id")
-
-
-class PayloadTooLarge(ProxyHTTPError):
-    status = 413
 
 
 class DatabaseUnavailable(ProxyHTTPError):
@@ -366,6 +263,20 @@ class ProxyApp:
         with self._generation_lock:
             self._generation += 1
         return result
+
+    def report(self, statement: Callable[[Any], bool]) -> bool:
+        """Run `statement(conn)`, one self-contained write statement (what a node reports,
+        status.record_instance), with no transaction around it: as `write(report=True)`,
+        cached answers stay valid and PostgreSQL's writers' lock is not taken; on sqlite
+        this process's writers queue here. Its answer is returned."""
+
+        def work(conn: Any) -> bool:
+            if self.db.path is not None:
+                with self._write_lock:
+                    return statement(conn)
+            return statement(conn)
+
+        return self._run(work)  # type: ignore[no-any-return]
 
     def _write_report(
         self, conn: Any, request: Request | None, action: Callable[[Master], Any]

@@ -24,8 +24,9 @@ from slapos.slap.marshal import MarshalError, WireObject, dumps, loads
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from slapos.proxy.app import ProxyApp, Request
+    from slapos.proxy.app import ProxyApp
     from slapos.proxy.config import MultimasterEntry
+    from slapos.proxy.request import Request
 
 log = logging.getLogger(__name__)
 TIMEOUT = 60.0

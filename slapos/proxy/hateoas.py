@@ -22,7 +22,8 @@ from slapos.proxy.service import Master
 from slapos.slap.instance_xml import dict2xml
 
 if TYPE_CHECKING:
-    from slapos.proxy.app import ProxyApp, Request, Response
+    from slapos.proxy.app import ProxyApp, Response
+    from slapos.proxy.request import Request
 
 SERVICE_LIST = 'portal_type:"Instance Tree" AND validation_state:validated'
 SERVICE_INFO = SERVICE_LIST + " AND title:="

@@ -33,7 +33,8 @@ from slapos.proxy.model import Forbidden
 from slapos.proxy.wsgi import PEER_KEY  # the client certificate's common name
 
 if TYPE_CHECKING:
-    from slapos.proxy.app import ProxyApp, Request
+    from slapos.proxy.app import ProxyApp
+    from slapos.proxy.request import Request
     from slapos.proxy.service import Master
 
 COMPUTER_PREFIX = "computer:"

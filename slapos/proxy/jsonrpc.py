@@ -22,7 +22,8 @@ from slapos.slap.instance_xml import dict2xml, xml2dict
 from slapos.slap.marshal import WireObject
 
 if TYPE_CHECKING:
-    from slapos.proxy.app import Handler, ProxyApp, Request, Response
+    from slapos.proxy.app import Handler, ProxyApp, Response
+    from slapos.proxy.request import Request
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 406: "Not Acceptable",
             405: "Method Not Allowed", 408: "Request Timeout", 500: "Internal Server Error",

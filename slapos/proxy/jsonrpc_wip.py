@@ -25,7 +25,8 @@ from slapos.proxy.service import Master
 from slapos.slap.instance_xml import xml2dict
 
 if TYPE_CHECKING:
-    from slapos.proxy.app import ProxyApp, Request
+    from slapos.proxy.app import ProxyApp
+    from slapos.proxy.request import Request
 
 #: search results past this many are cut (the answer says so)
 SEARCH_LIMIT = 200

@@ -16,7 +16,8 @@ from slapos.proxy.service import Master
 from slapos.slap.marshal import WireObject, dumps, loads
 
 if TYPE_CHECKING:
-    from slapos.proxy.app import Handler, ProxyApp, Request, Response
+    from slapos.proxy.app import Handler, ProxyApp, Response
+    from slapos.proxy.request import Request
 
 log = logging.getLogger(__name__)
 
@@ -217,20 +218,14 @@ def partition_report(state: str) -> Handler:
         partition_id = request.field("computer_partition_id")
         message = request.form.get("error_log") or ""
 
-        def keep(m: Master) -> None:
-            row = m.partition_or_404(partition_id, computer_id)
-            status.record(
-                m.store.conn,
-                status.INSTANCE,
-                computer_id,
-                partition_id,
-                state,
-                now=m.now(),
-                message=message,
-                title=row["partition_reference"] or "",
+        def keep(conn: Any) -> bool:
+            return status.record_instance(
+                conn, computer_id, partition_id, state, now=app.now(), message=message
             )
 
-        app.write(request, keep, report=True)
+        if not app.report(keep):
+            app.read(lambda m: m.partition_or_404(partition_id, computer_id))  # 404
+            app.write(request, lambda m: keep(m.store.conn), report=True)  # created meanwhile
         return _text("Ignored")
 
     return handler

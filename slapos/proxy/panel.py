@@ -26,7 +26,8 @@ from slapos.proxy.model import Forbidden, NotFound
 from slapos.proxy.service import Master
 
 if TYPE_CHECKING:
-    from slapos.proxy.app import Handler, ProxyApp, Request, Response
+    from slapos.proxy.app import Handler, ProxyApp, Response
+    from slapos.proxy.request import Request
 
 STATIC = Path(__file__).with_name("panel_static")
 TOKEN_HEADER = "X-SlapOS-Panel-Token"

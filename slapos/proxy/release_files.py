@@ -27,7 +27,8 @@ from slapos.proxy.service import Master
 from slapos.slap.schema import SchemaUnavailable
 
 if TYPE_CHECKING:
-    from slapos.proxy.app import ProxyApp, Request, Response
+    from slapos.proxy.app import ProxyApp, Response
+    from slapos.proxy.request import Request
 
 MAX_BYTES = 8 * 1024 * 1024
 TIMEOUT = 10.0

@@ -105,6 +105,29 @@ def record(
     )
 
 
+def record_instance(
+    conn: Connection, computer: str, partition: str, status: str, *, now: float, message: str = ""
+) -> bool:
+    """Remember what a node reports of one of its partitions, in one statement that needs
+    no transaction around it (atomic by itself; on PostgreSQL one round trip instead of
+    BEGIN, a read, the upsert and COMMIT). The title is the partition's current instance,
+    read by the same statement. False, and nothing written, when the computer has no such
+    partition. (`partition18` is the proxy's partition table, slapos.proxy.store.)"""
+    at = iso(now)
+    error, error_at = (message, at) if status == ERROR else ("", "")
+    kept = ", error=excluded.error, error_at=excluded.error_at" if status == ERROR else ""
+    cursor = conn.execute(
+        f"INSERT INTO slapos_status ({_COLUMNS})"
+        " SELECT ?, computer_reference, reference, COALESCE(partition_reference, ''),"
+        " ?, ?, ?, ?, ? FROM partition18 WHERE reference=? AND computer_reference=?"
+        " ON CONFLICT (kind, computer_reference, reference) DO UPDATE SET title=excluded.title,"
+        " status=excluded.status, message=excluded.message, reported_at=excluded.reported_at"
+        + kept,
+        (INSTANCE, status, message, at, error, error_at, partition, computer),
+    )
+    return bool(cursor.rowcount > 0)
+
+
 def forget(conn: Connection, kind: str, computer: str, reference: str) -> None:
     conn.execute(
         "DELETE FROM slapos_status WHERE kind=? AND computer_reference=? AND reference=?",
