@@ -71,6 +71,8 @@ def serve(
     app: ProxyApp | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT; `on_ready(url)` once listening."""
+    if config.tls is not None:  # load_proxy_config refuses it; a ProxyConfig made by hand
+        raise ServeError("granian cannot serve TLS (it does not give the client's certificate)")
     app = app or create_app(config)
     app.close()  # workers share nothing but the database: no connection crosses the fork
     serving = config.serving
@@ -103,7 +105,7 @@ def serve(
     try:
         _run(
             server,
-            partial(_worker_application, layer, os.getpid()),
+            partial(_worker_application, layer, os.getpid(), serving.stop_timeout),
             lambda: on_ready and on_ready(url),
         )
     finally:
@@ -215,18 +217,33 @@ LOG_CONFIG: dict[str, Any] = {
 }
 
 
-def _worker_application(layer: WSGIApp, parent: int) -> WSGIApp:
+def _worker_application(layer: WSGIApp, parent: int, stop_timeout: float) -> WSGIApp:
     """In a worker, as it starts: the application it serves (forked with it)."""
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    # granian installs the worker's graceful handlers after this; until then, the
+    # parent's (inherited) would swallow a stop: the default action (none is in progress)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    threading.Thread(target=_watch_parent, args=(parent, stop_timeout), daemon=True).start()
     return _AccessLog(layer)
 
 
-def _watch_parent(parent: int) -> None:
-    """Stop this worker (gracefully) once the process that started it is gone."""
+def _watch_parent(parent: int, stop_timeout: float) -> None:
+    """Stop this worker (gracefully) once the process that started it is gone.
+
+    A stop asked while granian is still starting the worker can go unheard (seen, rarely):
+    it is asked once more, and past `stop_timeout` the worker exits anyway. (Not more
+    often: granian's stop signal is a one-place channel, a third would block.)"""
     while os.getppid() == parent:
         time.sleep(PARENT_CHECK)
     log.warning("the proxy's main process is gone: worker %d stops", os.getpid())
-    os.kill(os.getpid(), signal.SIGTERM)
+    main = threading.main_thread().ident or 0
+    signal.pthread_kill(main, signal.SIGTERM)
+    time.sleep(2 * PARENT_CHECK)
+    signal.pthread_kill(main, signal.SIGTERM)
+    time.sleep(stop_timeout)
+    log.error("worker %d did not stop within stop_timeout: it exits", os.getpid())
+    logging.shutdown()
+    os._exit(1)
 
 
 class _AccessLog:

@@ -11,7 +11,7 @@ from slapos.cli.context import Context
 from slapos.cli.main import main
 from slapos.errors import ConfigError
 from slapos.proxy import db
-from slapos.proxy.config import load_proxy_config
+from slapos.proxy.config import DEFAULT_HTTP_SERVER, load_proxy_config
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -216,12 +216,12 @@ def test_http_server_is_gunicorn_or_granian(
     def server(extra: str) -> str:
         return load_proxy_config(_write(tmp_path, text + extra)).serving.http_server
 
-    assert server("") == server(tls) == "gunicorn"
+    assert server("") == DEFAULT_HTTP_SERVER and server(tls) == "gunicorn"
     assert server("http_server = Granian\n") == "granian"
     assert server("http_server = gunicorn\n" + tls) == "gunicorn"
     assert not caplog.text
     # earlier versions' values: the default, with a warning
-    assert server("http_server = waitress\n") == "gunicorn"
+    assert server("http_server = waitress\n") == DEFAULT_HTTP_SERVER
     assert "http_server = waitress is an earlier version's value, ignored" in caplog.text
     with pytest.raises(ConfigError, match="http_server must be gunicorn or granian, got 'x'"):
         server("http_server = x\n")
