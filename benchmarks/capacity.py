@@ -430,15 +430,16 @@ def main() -> int:
     print()
     print(
         f"{time.monotonic() - began:.0f} s; load average {load_before:.1f} at the start,"
-        f" {os.getloadavg()[0]:.1f} at the end (2 CPUs: above ~1, other work shared them)."
+        f" {os.getloadavg()[0]:.1f} at the end (the benchmark's own threads count there; above"
+        " ~1 at the start, other work shared the CPUs)."
         " At each side's largest passing step:"
     )
-    print(f"{'side':10} {'nodes':>6} {'x 1.26.1':>9} {'master ms/node-min':>19}"
+    print(f"{'side':16} {'nodes':>6} {'x 1.26.1':>9} {'master ms/node-min':>19}"
           f" {'us/call':>8} {'master CPU':>11} {'generator CPU':>14}")  # fmt: skip
     for r in results:
         ratio = f"{r['nodes'] / base:.1f}x" if base else "-"
         print(
-            f"{r['side']:10} {r['nodes']:6d} {ratio:>9}"
+            f"{r['side']:16} {r['nodes']:6d} {ratio:>9}"
             f" {r.get('master_ms_per_node_minute', 0):19.1f}"
             f" {r.get('master_us_per_call', 0):8.0f}"
             f" {r.get('master_cpu_share', 0):11.2f}"
