@@ -440,8 +440,9 @@ def test_release_without_schema_uses_the_key_value_editor(browser: Browser, worl
     css(driver, "#rq-url").send_keys(world.plain_release)
     fill(driver, "title", "Plain")  # leaves the URL field: the (missing) schema is looked for
     css(driver, ".kv-editor")
+    # the editor may show first without the reason, until the schema's answer arrives
+    wait(driver, lambda d: "software.cfg.json: No such file" in text_of(d, ".kv-editor .help"))
     assert "No parameter schema" in text_of(driver, ".kv-editor .help")
-    assert "software.cfg.json: No such file" in text_of(driver, ".kv-editor .help")
     assert [o.text for o in all_css(driver, "#rq-type option")] == ["default"]
     keys, values = all_css(driver, ".kv-key"), all_css(driver, ".kv-value")
     keys[0].send_keys("colour")
