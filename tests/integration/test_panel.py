@@ -202,6 +202,20 @@ def all_css(driver: Any, selector: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
+def type_into(driver: Any, selector: str, text: str, *, clear: bool = False) -> None:
+    """Type into the element `selector` names, looked up again if the page was rendered
+    anew meanwhile (the filter keeps what was typed: the page keeps it in its state)."""
+
+    def attempt(d: Any) -> bool:
+        element = css(d, selector)
+        if clear:
+            element.clear()
+        element.send_keys(text)
+        return True
+
+    wait(driver, attempt)
+
+
 def text_of(driver: Any, selector: str) -> str:
     return str(css(driver, selector).text)
 
@@ -235,12 +249,10 @@ def test_trees_tree_nodes_and_search(browser: Browser, world: World) -> None:
     assert "started" in all_css(driver, "#trees tbody tr")[1].text.split("started", 1)[1]
 
     # filter, then sort by title descending
-    search = css(driver, "#tree-filter")
-    search.send_keys("front")
+    type_into(driver, "#tree-filter", "front")
     wait(driver, lambda d: len(all_css(d, "#trees tbody tr")) == 1)
     assert "1 of 2" in text_of(driver, "#tree-count")
-    search.clear()
-    search.send_keys(" ")
+    type_into(driver, "#tree-filter", " ", clear=True)
     wait(driver, lambda d: len(all_css(d, "#trees tbody tr")) == 2)
     title_header = css(driver, 'th button[data-sort="title"]')
     title_header.click()  # already sorted ascending by title: now descending
