@@ -250,6 +250,7 @@ def _http_server(merged: Mapping[str, str], where: str, tls: bool) -> str:
     """The `http_server` to use: the key's, else the default (gunicorn with TLS)."""
     text = merged.get("http_server", "").strip()
     name = text.lower()
+    default = "gunicorn" if tls else DEFAULT_HTTP_SERVER
     if name in HTTP_SERVERS:
         if name == "granian" and tls:
             raise ConfigError(
@@ -264,13 +265,13 @@ def _http_server(merged: Mapping[str, str], where: str, tls: bool) -> str:
             "%s (set gunicorn or granian, or remove the key)",
             where,
             text,
-            DEFAULT_HTTP_SERVER if not tls else "gunicorn",
+            default,
         )
     elif name:
         raise ConfigError(
             f"{where}: [slapproxy] http_server must be gunicorn or granian, got {text!r}"
         )
-    return "gunicorn" if tls else DEFAULT_HTTP_SERVER
+    return default
 
 
 def _serving(merged: Mapping[str, str], where: str, tls: bool = False) -> ServingConfig:

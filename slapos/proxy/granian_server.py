@@ -53,10 +53,17 @@ from slapos.proxy.server import (
     listen_address,
     raise_file_limit,
 )
-from slapos.proxy.wsgi import HeadGuard, HeadLimits, ServerLayer, StartResponse, WSGIApp
+from slapos.proxy.wsgi import (
+    HeadGuard,
+    HeadLimits,
+    ServerLayer,
+    StartResponse,
+    WSGIApp,
+    access_log,
+    log_access,
+)
 
 log = logging.getLogger("slapos.proxy.server")
-access_log = logging.getLogger("slapos.proxy.access")
 
 #: seconds between two looks, in a worker, at whether its parent is still there
 PARENT_CHECK = 1.0
@@ -268,15 +275,13 @@ class _AccessLog:
         else:
             lengths = [v for k, v in answer[1] if k.lower() == "content-length"]
             sent = int(lengths[0]) if lengths and lengths[0].isdigit() else 0
-        query = environ.get("QUERY_STRING", "")
-        access_log.info(
-            '%s "%s %s%s" %s %d %.1fms',
+        log_access(
             environ.get("REMOTE_ADDR", "-"),
             environ.get("REQUEST_METHOD", "-"),
             environ.get("PATH_INFO", "-"),
-            f"?{query}" if query else "",
+            environ.get("QUERY_STRING", ""),
             answer[0],
             sent,
-            (time.perf_counter() - started) * 1000,
+            time.perf_counter() - started,
         )
         return result

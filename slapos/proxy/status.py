@@ -94,14 +94,19 @@ def record(
     alike): safe beside concurrent writers, so the caller need not hold the writers' lock."""
     at = iso(now)
     error, error_at = (message, at) if status == ERROR else ("", "")
-    # a success keeps the last error; an error replaces it
-    kept = ", error=excluded.error, error_at=excluded.error_at" if status == ERROR else ""
     conn.execute(
         f"INSERT INTO slapos_status ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (kind, computer_reference, reference) DO UPDATE SET title=excluded.title,"
-        " status=excluded.status, message=excluded.message, reported_at=excluded.reported_at"
-        + kept,
+        + _on_conflict(status),
         (kind, computer, reference, title, status, message, at, error, error_at),
+    )
+
+
+def _on_conflict(status: str) -> str:
+    """The upsert's update: a success keeps the last error; an error replaces it."""
+    kept = ", error=excluded.error, error_at=excluded.error_at" if status == ERROR else ""
+    return (
+        " ON CONFLICT (kind, computer_reference, reference) DO UPDATE SET title=excluded.title,"
+        " status=excluded.status, message=excluded.message, reported_at=excluded.reported_at" + kept
     )
 
 
@@ -115,14 +120,11 @@ def record_instance(
     partition. (`partition18` is the proxy's partition table, slapos.proxy.store.)"""
     at = iso(now)
     error, error_at = (message, at) if status == ERROR else ("", "")
-    kept = ", error=excluded.error, error_at=excluded.error_at" if status == ERROR else ""
     cursor = conn.execute(
         f"INSERT INTO slapos_status ({_COLUMNS})"
         " SELECT ?, computer_reference, reference, COALESCE(partition_reference, ''),"
         " ?, ?, ?, ?, ? FROM partition18 WHERE reference=? AND computer_reference=?"
-        " ON CONFLICT (kind, computer_reference, reference) DO UPDATE SET title=excluded.title,"
-        " status=excluded.status, message=excluded.message, reported_at=excluded.reported_at"
-        + kept,
+        + _on_conflict(status),
         (INSTANCE, status, message, at, error, error_at, partition, computer),
     )
     return bool(cursor.rowcount > 0)

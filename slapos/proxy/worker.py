@@ -59,10 +59,10 @@ from gunicorn import util as gutil
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from slapos.proxy.config import ServingConfig
+from slapos.proxy.wsgi import access_log, log_access
 from slapos.wording import counted
 
 log = logging.getLogger("slapos.proxy.server")
-access_log = logging.getLogger("slapos.proxy.access")
 
 #: head bytes the event loop collects before a thread takes over (SLAP heads: < 1 KiB)
 PREREAD = 16 * 1024
@@ -399,16 +399,14 @@ class ProxyLog:
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not access_log.isEnabledFor(logging.INFO):
             return
-        query = getattr(req, "query", "")
-        access_log.info(
-            '%s "%s %s%s" %s %d %.1fms',
+        log_access(
             environ.get("REMOTE_ADDR", "-"),
             getattr(req, "method", "-"),
             getattr(req, "path", "-"),
-            f"?{query}" if query else "",
+            getattr(req, "query", ""),
             getattr(resp, "status_code", None) or str(getattr(resp, "status", "-"))[:3],
             getattr(resp, "sent", 0) or 0,
-            request_time.total_seconds() * 1000,
+            request_time.total_seconds(),
         )
 
     def reopen_files(self) -> None:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 log = logging.getLogger(__name__)
+#: one line per request (INFO), whichever server answered it
+access_log = logging.getLogger("slapos.proxy.access")
 
 #: environ key: the common name of the client certificate (TLS with tls_ca only)
 PEER_KEY = "slapos.peer_common_name"
@@ -273,3 +275,19 @@ class HeadGuard:
                 f"more than {limits.max_header_fields} header fields",
             )
         return None
+
+
+def log_access(
+    address: str, method: str, path: str, query: str, status: str, sent: int, seconds: float
+) -> None:
+    """The access-log line of one request (callers check `access_log.isEnabledFor` first)."""
+    access_log.info(
+        '%s "%s %s%s" %s %d %.1fms',
+        address,
+        method,
+        path,
+        f"?{query}" if query else "",
+        status,
+        sent,
+        seconds * 1000,
+    )
